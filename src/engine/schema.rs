@@ -1,0 +1,291 @@
+//! What the engine knows of a table: columns (type, charset, signedness, generation), unique keys, and how the
+//! original and the ghost table relate (shared columns, renamed columns, the shared unique key used for chunking).
+
+use std::collections::HashMap;
+
+use color_eyre::eyre::{bail, Result, WrapErr};
+use mysql_async::prelude::Queryable;
+
+use super::sql::quote_ident;
+
+/// One column as information_schema describes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Column {
+    pub name: String,
+    /// 1-based position in the table (the index in a binlog row image is ordinal - 1).
+    pub ordinal: usize,
+    /// `int`, `varchar`, `timestamp`, ... (lower case).
+    pub data_type: String,
+    /// Full type (`int(10) unsigned`, `enum('a','b')`, ...).
+    pub column_type: String,
+    pub nullable: bool,
+    pub unsigned: bool,
+    pub charset: Option<String>,
+    pub collation: Option<String>,
+    /// Maximum length in bytes (fixed-length BINARY padding).
+    pub octet_length: Option<u64>,
+    /// VIRTUAL or STORED generated column: never written.
+    pub generated: bool,
+    /// ENUM or SET labels, in definition order.
+    pub labels: Vec<String>,
+}
+
+impl Column {
+    pub fn is_text(&self) -> bool {
+        matches!(
+            self.data_type.as_str(),
+            "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext"
+        ) && self.charset.as_deref().is_some_and(|c| c != "binary")
+    }
+    pub fn is_enum(&self) -> bool {
+        self.data_type == "enum"
+    }
+    pub fn is_set(&self) -> bool {
+        self.data_type == "set"
+    }
+    pub fn is_json(&self) -> bool {
+        self.data_type == "json"
+    }
+    /// Width in bits of an integer type, for reinterpreting unsigned values.
+    pub fn int_bits(&self) -> Option<u32> {
+        Some(match self.data_type.as_str() {
+            "tinyint" => 8,
+            "smallint" => 16,
+            "mediumint" => 24,
+            "int" | "integer" => 32,
+            "bigint" => 64,
+            _ => return None,
+        })
+    }
+
+    /// The SQL expression that turns a bound parameter holding this column's value into the right type on the
+    /// server: string bytes are tagged with the original column's character set so the server converts them
+    /// exactly (the client never re-encodes them).
+    pub fn placeholder(&self) -> String {
+        match &self.charset {
+            Some(cs) if self.is_text() => format!("CONVERT(? USING {cs})"),
+            _ => "?".to_string(),
+        }
+    }
+
+    /// Like [`placeholder`](Self::placeholder) but with the column's collation, for comparisons in key ranges.
+    pub fn key_placeholder(&self) -> String {
+        match (&self.charset, &self.collation) {
+            (Some(cs), Some(coll)) if self.is_text() => format!("CONVERT(? USING {cs}) COLLATE {coll}"),
+            _ => "?".to_string(),
+        }
+    }
+}
+
+/// A unique index (or the primary key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UniqueKey {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub is_primary: bool,
+    /// True when every column is NOT NULL (usable for chunking).
+    pub not_null: bool,
+}
+
+/// A table's structure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TableInfo {
+    pub database: String,
+    pub name: String,
+    pub engine: String,
+    pub columns: Vec<Column>,
+    pub unique_keys: Vec<UniqueKey>,
+    pub create_statement: String,
+}
+
+impl TableInfo {
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name.eq_ignore_ascii_case(name))
+    }
+}
+
+/// Reads a table's structure; `None` when the table does not exist.
+pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &str) -> Result<Option<TableInfo>> {
+    let engine: Option<Option<String>> = conn
+        .exec_first(
+            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND TABLE_TYPE='BASE TABLE'",
+            (database, table),
+        )
+        .await
+        .wrap_err_with(|| format!("reading information_schema.TABLES for {database}.{table}"))?;
+    let Some(engine) = engine else { return Ok(None) };
+    let rows: Vec<mysql_async::Row> = conn
+        .exec(
+            "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, \
+             COLLATION_NAME, CHARACTER_OCTET_LENGTH, EXTRA, GENERATION_EXPRESSION \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION",
+            (database, table),
+        )
+        .await
+        .wrap_err("reading information_schema.COLUMNS")?;
+    let mut columns = Vec::new();
+    for r in rows {
+        let get = |i: usize| -> Option<String> {
+            r.as_ref(i).and_then(|v| match v {
+                mysql_async::Value::NULL => None,
+                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            })
+        };
+        let column_type = get(3).unwrap_or_default();
+        let data_type = get(2).unwrap_or_default().to_ascii_lowercase();
+        let extra = get(8).unwrap_or_default().to_ascii_uppercase();
+        let generation = get(9).unwrap_or_default();
+        let labels = if data_type == "enum" || data_type == "set" { parse_labels(&column_type) } else { Vec::new() };
+        columns.push(Column {
+            name: get(0).unwrap_or_default(),
+            ordinal: get(1).and_then(|s| s.parse().ok()).unwrap_or(0),
+            unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
+            data_type,
+            column_type,
+            nullable: get(4).as_deref() == Some("YES"),
+            charset: get(5),
+            collation: get(6),
+            octet_length: get(7).and_then(|s| s.parse().ok()),
+            generated: extra.contains("GENERATED") || extra.contains("VIRTUAL") || extra.contains("PERSISTENT")
+                || (!generation.is_empty() && extra.contains("STORED")),
+            labels,
+        });
+    }
+    let key_rows: Vec<(String, String, i64)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND NON_UNIQUE=0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (database, table),
+        )
+        .await
+        .wrap_err("reading information_schema.STATISTICS")?;
+    let mut keys: Vec<UniqueKey> = Vec::new();
+    for (index, column, _) in key_rows {
+        match keys.iter_mut().find(|k| k.name == index) {
+            Some(k) => k.columns.push(column),
+            None => keys.push(UniqueKey { is_primary: index == "PRIMARY", name: index, columns: vec![column], not_null: true }),
+        }
+    }
+    for k in &mut keys {
+        k.not_null = k.columns.iter().all(|c| columns.iter().any(|col: &Column| &col.name == c && !col.nullable));
+    }
+    // Primary first, then fewest columns, then name: the same choice every time.
+    keys.sort_by(|a, b| b.is_primary.cmp(&a.is_primary).then(a.columns.len().cmp(&b.columns.len())).then(a.name.cmp(&b.name)));
+    let create: Option<(String, String)> =
+        conn.query_first(format!("SHOW CREATE TABLE {}.{}", quote_ident(database), quote_ident(table))).await?;
+    Ok(Some(TableInfo {
+        database: database.to_string(),
+        name: table.to_string(),
+        engine: engine.unwrap_or_default(),
+        columns,
+        unique_keys: keys,
+        create_statement: create.map(|c| c.1).unwrap_or_default(),
+    }))
+}
+
+/// Parses `enum('a','b''c')` / `set(...)` labels.
+pub fn parse_labels(column_type: &str) -> Vec<String> {
+    let Some(start) = column_type.find('(') else { return Vec::new() };
+    let body = &column_type[start + 1..column_type.rfind(')').unwrap_or(column_type.len())];
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut in_quote = false;
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if in_quote {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    cur.push('\'');
+                    chars.next();
+                } else {
+                    in_quote = false;
+                    out.push(std::mem::take(&mut cur));
+                }
+            } else if c == '\\' {
+                if let Some(n) = chars.next() {
+                    cur.push(n);
+                }
+            } else {
+                cur.push(c);
+            }
+        } else if c == '\'' {
+            in_quote = true;
+        }
+    }
+    out
+}
+
+/// How the original and the ghost table relate.
+#[derive(Debug, Clone)]
+pub struct ColumnMapping {
+    /// (original column, ghost column name) for every column written by copy and apply.
+    pub shared: Vec<(Column, String)>,
+    /// The unique key used for chunking (original column names) and its ghost counterpart (ghost names).
+    pub key: UniqueKey,
+    pub ghost_key_columns: Vec<String>,
+}
+
+/// Pairs the columns of `original` and `ghost` (by name, and through the approved renames `old -> new`), and picks the
+/// shared unique key.
+pub fn map_columns(original: &TableInfo, ghost: &TableInfo, renames: &HashMap<String, String>) -> Result<ColumnMapping> {
+    let mut shared = Vec::new();
+    for col in &original.columns {
+        if col.generated {
+            continue;
+        }
+        let target = renames.get(&col.name.to_ascii_lowercase()).cloned().unwrap_or_else(|| col.name.clone());
+        if let Some(g) = ghost.column(&target) {
+            if !g.generated {
+                shared.push((col.clone(), g.name.clone()));
+            }
+        }
+    }
+    if shared.is_empty() {
+        bail!("the original and the new table share no columns");
+    }
+    let ghost_name = |orig: &str| -> Option<String> {
+        shared.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(orig)).map(|(_, g)| g.clone())
+    };
+    for key in original.unique_keys.iter().filter(|k| k.not_null) {
+        let Some(ghost_cols) = key.columns.iter().map(|c| ghost_name(c)).collect::<Option<Vec<String>>>() else {
+            continue;
+        };
+        let covered = ghost.unique_keys.iter().any(|gk| {
+            gk.columns.len() == ghost_cols.len()
+                && gk.columns.iter().zip(&ghost_cols).all(|(a, b)| a.eq_ignore_ascii_case(b))
+        });
+        if covered {
+            return Ok(ColumnMapping { shared, key: key.clone(), ghost_key_columns: ghost_cols });
+        }
+    }
+    bail!(
+        "no PRIMARY KEY or NOT NULL UNIQUE KEY of {}.{} exists on the same columns in the new schema \
+         (original keys: {}; new keys: {})",
+        original.database,
+        original.name,
+        describe_keys(&original.unique_keys),
+        describe_keys(&ghost.unique_keys)
+    )
+}
+
+fn describe_keys(keys: &[UniqueKey]) -> String {
+    if keys.is_empty() {
+        return "none".to_string();
+    }
+    keys.iter()
+        .map(|k| format!("{}({}){}", k.name, k.columns.join(","), if k.not_null { "" } else { " nullable" }))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn enum_labels_parse_with_quotes() {
+        assert_eq!(parse_labels("enum('a','b''c','d,e')"), vec!["a", "b'c", "d,e"]);
+        assert_eq!(parse_labels("set('x')"), vec!["x"]);
+    }
+}

@@ -1,0 +1,421 @@
+//! One throwaway server process: start from a copied template, readiness, kill -9, restart, stop on drop.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use color_eyre::Section;
+use mysql_async::prelude::Queryable;
+
+/// Which server software.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Flavor {
+    MariaDb,
+    MySql,
+}
+
+impl Flavor {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavor::MariaDb => "mariadb",
+            Flavor::MySql => "mysql",
+        }
+    }
+}
+
+impl std::fmt::Display for Flavor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Flavor {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "mariadb" => Ok(Flavor::MariaDb),
+            "mysql" => Ok(Flavor::MySql),
+            other => Err(format!("unknown flavour '{other}': use mariadb or mysql")),
+        }
+    }
+}
+
+/// Where the MySQL chroot lives (built by scripts/install-deps).
+pub fn mysql_chroot() -> PathBuf {
+    let cache = std::env::var("REVENANT_CACHE").unwrap_or_else(|_| "/var/cache/revenant".to_string());
+    PathBuf::from(cache).join("mysql-sid")
+}
+
+/// Options for one server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    /// Extra `--name=value` server options (e.g. `--read-only=ON`).
+    pub extra_args: Vec<String>,
+}
+
+static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(0);
+
+fn next_server_id() -> u32 {
+    // Unique within this process; the process id keeps concurrent test binaries apart.
+    let n = NEXT_SERVER_ID.fetch_add(1, Ordering::SeqCst);
+    1000 + (std::process::id() % 100_000) * 100 + n
+}
+
+/// Paths of a directory as the host sees it and as the server process sees it (they differ inside the chroot).
+#[derive(Debug, Clone)]
+struct Place {
+    host: PathBuf,
+    server: PathBuf,
+}
+
+/// The per-process working directory for a flavour, created on first use and removed when the process ends
+/// normally (servers clean their own data directories on drop).
+fn run_dir(flavor: Flavor) -> Result<Place> {
+    let leaf = format!("revenant-sandbox-{}", std::process::id());
+    let place = match flavor {
+        Flavor::MariaDb => {
+            let base = std::env::var("REVENANT_SANDBOX_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+            let p = base.join(&leaf);
+            Place { host: p.clone(), server: p }
+        }
+        Flavor::MySql => {
+            let root = mysql_chroot();
+            let inside = PathBuf::from("/var/tmp").join(&leaf);
+            Place { host: root.join(inside.strip_prefix("/").unwrap_or(&inside)), server: inside }
+        }
+    };
+    std::fs::create_dir_all(&place.host).wrap_err_with(|| format!("creating {}", place.host.display()))?;
+    register_cleanup();
+    Ok(place)
+}
+
+/// Removes this process's run directories when it exits normally (templates included).
+fn register_cleanup() {
+    use std::sync::Once;
+    static ONCE: Once = Once::new();
+    extern "C" fn cleanup() {
+        if std::env::var_os("REVENANT_KEEP_SERVERS").is_some() {
+            return;
+        }
+        let leaf = format!("revenant-sandbox-{}", std::process::id());
+        let base = std::env::var("REVENANT_SANDBOX_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
+        let _ = std::fs::remove_dir_all(base.join(&leaf));
+        let _ = std::fs::remove_dir_all(mysql_chroot().join("var/tmp").join(&leaf));
+    }
+    ONCE.call_once(|| {
+        // SAFETY: registering a plain extern "C" function with no captured state.
+        unsafe {
+            libc::atexit(cleanup);
+        }
+    });
+}
+
+fn check_installed(flavor: Flavor) -> Result<()> {
+    match flavor {
+        Flavor::MariaDb => {
+            if !Path::new("/usr/sbin/mariadbd").exists() {
+                return Err(eyre!("MariaDB is not installed (/usr/sbin/mariadbd missing)"))
+                    .suggestion("run scripts/install-deps (it installs Debian's mariadb-server)");
+            }
+        }
+        Flavor::MySql => {
+            if !mysql_chroot().join("usr/sbin/mysqld").exists() {
+                return Err(eyre!("the MySQL chroot is missing ({}/usr/sbin/mysqld)", mysql_chroot().display()))
+                    .suggestion("run scripts/install-deps (it builds the Debian sid chroot with mysql-server-core)");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the per-process template data directory for a flavour once; later servers copy it.
+fn template(flavor: Flavor) -> Result<Place> {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().map_err(|_| eyre!("template lock poisoned"))?;
+    check_installed(flavor)?;
+    let run = run_dir(flavor)?;
+    let t = Place { host: run.host.join("template"), server: run.server.join("template") };
+    if t.host.join(".ready").exists() {
+        return Ok(t);
+    }
+    let _ = std::fs::remove_dir_all(&t.host);
+    let started = Instant::now();
+    let output = match flavor {
+        Flavor::MariaDb => Command::new("mariadb-install-db")
+            .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
+            .arg(format!("--datadir={}", t.server.display()))
+            .output()
+            .wrap_err("running mariadb-install-db")?,
+        Flavor::MySql => Command::new("chroot")
+            .arg(mysql_chroot())
+            .args(["/usr/sbin/mysqld", "--no-defaults", "--initialize-insecure", "--user=root"])
+            .arg(format!("--datadir={}", t.server.display()))
+            .output()
+            .wrap_err("running mysqld --initialize-insecure in the chroot")?,
+    };
+    if !output.status.success() {
+        bail!(
+            "initialising the {flavor} template failed: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::write(t.host.join(".ready"), b"")?;
+    tracing::debug!("{flavor} template initialised in {:?}", started.elapsed());
+    Ok(t)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    let status = Command::new("cp").arg("-a").arg(from).arg(to).status().wrap_err("running cp -a")?;
+    if !status.success() {
+        bail!("copying {} to {} failed", from.display(), to.display());
+    }
+    Ok(())
+}
+
+/// Finds a free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").wrap_err("binding a probe port")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// A running throwaway server. Stops (and removes its data) on drop unless `REVENANT_KEEP_SERVERS` is set.
+pub struct Server {
+    pub flavor: Flavor,
+    pub port: u16,
+    pub server_id: u32,
+    dir: Place,
+    child: Option<Child>,
+    opts: ServerOptions,
+    version: String,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} server on 127.0.0.1:{} (id {})", self.flavor, self.port, self.server_id)
+    }
+}
+
+impl Server {
+    /// Starts a new server of `flavor` with default options.
+    pub async fn start(flavor: Flavor) -> Result<Server> {
+        Self::start_with(flavor, ServerOptions::default()).await
+    }
+
+    /// Starts a new server of `flavor`.
+    pub async fn start_with(flavor: Flavor, opts: ServerOptions) -> Result<Server> {
+        let t = template(flavor).wrap_err_with(|| format!("preparing a {flavor} server"))?;
+        let server_id = next_server_id();
+        let run = run_dir(flavor)?;
+        let dir = Place { host: run.host.join(format!("s{server_id}")), server: run.server.join(format!("s{server_id}")) };
+        let _ = std::fs::remove_dir_all(&dir.host);
+        std::fs::create_dir_all(&dir.host)?;
+        copy_dir(&t.host, &dir.host.join("data"))?;
+        // Each MySQL server needs its own server_uuid: drop the template's so mysqld makes a new one.
+        let _ = std::fs::remove_file(dir.host.join("data").join("auto.cnf"));
+        let _ = std::fs::remove_file(dir.host.join("data").join(".ready"));
+        let mut last_err = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut s = Server { flavor, port, server_id, dir: dir.clone(), child: None, opts: opts.clone(), version: String::new() };
+            match s.launch().await {
+                Ok(()) => {
+                    s.after_first_start().await?;
+                    return Ok(s);
+                }
+                Err(e) => {
+                    s.kill9();
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| eyre!("server did not start")))
+    }
+
+    fn args(&self) -> Vec<String> {
+        let d = &self.dir.server;
+        let mut a = vec![
+            "--no-defaults".to_string(),
+            format!("--datadir={}", d.join("data").display()),
+            format!("--port={}", self.port),
+            "--bind-address=127.0.0.1".to_string(),
+            format!("--socket={}", d.join("mysqld.sock").display()),
+            format!("--pid-file={}", d.join("mysqld.pid").display()),
+            format!("--log-error={}", d.join("error.log").display()),
+            "--user=root".to_string(),
+            "--log-bin=mysql-bin".to_string(),
+            "--binlog-format=ROW".to_string(),
+            "--binlog-row-image=FULL".to_string(),
+            format!("--server-id={}", self.server_id),
+            "--log-slave-updates".to_string(),
+            "--event-scheduler=ON".to_string(),
+        ];
+        match self.flavor {
+            Flavor::MariaDb => a.push("--gtid-strict-mode=1".to_string()),
+            Flavor::MySql => {
+                a.extend(
+                    ["--secure-file-priv=", "--mysqlx=OFF", "--gtid-mode=ON", "--enforce-gtid-consistency=ON"]
+                        .map(String::from),
+                );
+            }
+        }
+        a.extend(self.opts.extra_args.iter().cloned());
+        a
+    }
+
+    async fn launch(&mut self) -> Result<()> {
+        let mut cmd = match self.flavor {
+            Flavor::MariaDb => Command::new("/usr/sbin/mariadbd"),
+            Flavor::MySql => {
+                let mut c = Command::new("chroot");
+                c.arg(mysql_chroot()).arg("/usr/sbin/mysqld");
+                c
+            }
+        };
+        cmd.args(self.args()).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe; the closure only calls it.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().wrap_err_with(|| format!("spawning {}", self.flavor))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    self.child = None;
+                    bail!("{} exited during start-up ({status}); error log:\n{}", self.flavor, self.error_log_tail(30));
+                }
+            }
+            if let Ok(mut c) = mysql_async::Conn::new(self.opts_for("")).await {
+                let v: Option<String> = c.query_first("SELECT @@version").await.ok().flatten();
+                let _ = c.disconnect().await;
+                if let Some(v) = v {
+                    self.version = v;
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("{} did not accept connections within 90 s; error log:\n{}", self.flavor, self.error_log_tail(30));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// First start only: drop MariaDB's anonymous users (they shadow named users over 127.0.0.1), not binlogged.
+    async fn after_first_start(&self) -> Result<()> {
+        let mut c = self.conn().await?;
+        if self.flavor == Flavor::MariaDb {
+            c.query_drop("SET SESSION sql_log_bin=0").await?;
+            let anon: Vec<String> = c.query("SELECT Host FROM mysql.user WHERE User=''").await?;
+            for host in anon {
+                c.exec_drop("DROP USER ''@?", (host,)).await?;
+            }
+        }
+        c.disconnect().await?;
+        Ok(())
+    }
+
+    /// Tail of the server's error log, for failure messages.
+    pub fn error_log_tail(&self, lines: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.host.join("error.log")).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// Connection options for `root` on this server, default database `db` (empty: none).
+    pub fn opts_for(&self, db: &str) -> mysql_async::Opts {
+        let mut b = mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .user(Some("root"))
+            .prefer_socket(false)
+            .wait_timeout(Some(28_800));
+        if !db.is_empty() {
+            b = b.db_name(Some(db));
+        }
+        b.into()
+    }
+
+    /// A new connection as root.
+    pub async fn conn(&self) -> Result<mysql_async::Conn> {
+        mysql_async::Conn::new(self.opts_for("")).await.wrap_err_with(|| format!("connecting to {self:?}"))
+    }
+
+    /// A new connection as root with a default database.
+    pub async fn conn_db(&self, db: &str) -> Result<mysql_async::Conn> {
+        mysql_async::Conn::new(self.opts_for(db)).await.wrap_err_with(|| format!("connecting to {self:?} db {db}"))
+    }
+
+    /// `@@version` read at start-up.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The server's data directory as this process sees it.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.host.join("data")
+    }
+
+    /// Process id of the server, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Kills the server with SIGKILL (a crash) and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and data directory (after `kill9` or `stop`).
+    pub async fn restart(&mut self) -> Result<()> {
+        if self.child.is_some() {
+            self.stop();
+        }
+        self.launch().await
+    }
+
+    /// Stops the server cleanly (SIGTERM, then SIGKILL after 30 s).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: sending a signal to our own child process id.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) => break,
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                    _ => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if std::env::var_os("REVENANT_KEEP_SERVERS").is_some() {
+            return;
+        }
+        // A quick SIGKILL: the data is thrown away anyway.
+        self.kill9();
+        let _ = std::fs::remove_dir_all(&self.dir.host);
+    }
+}
