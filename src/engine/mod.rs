@@ -2,10 +2,20 @@
 //! It has no terminal dependencies; front ends reach it through [`status::EngineHandle`].
 
 pub mod alter;
+pub mod applier;
 pub mod binlog;
+pub mod checkpoint;
+pub mod config;
+pub mod copier;
+pub mod cutover;
+pub mod failpoint;
 pub mod gtid;
+pub mod migration;
 pub mod phase;
+pub mod retry;
+pub mod preflight;
 pub mod schema;
+pub mod shared;
 pub mod sql;
 pub mod status;
 pub mod values;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
-use super::sql::quote_ident;
+use super::sql::qualified;
 
 /// One column as information_schema describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,83 +104,117 @@ impl TableInfo {
     }
 }
 
-/// Reads a table's structure; `None` when the table does not exist.
+/// Reads a table's structure; `None` when the table does not exist. Uses SHOW statements (not information_schema)
+/// so that it also works on the temporary table a dry run validates the ALTER on.
 pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &str) -> Result<Option<TableInfo>> {
-    let engine: Option<Option<String>> = conn
-        .exec_first(
-            "SELECT ENGINE FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND TABLE_TYPE='BASE TABLE'",
-            (database, table),
-        )
-        .await
-        .wrap_err_with(|| format!("reading information_schema.TABLES for {database}.{table}"))?;
-    let Some(engine) = engine else { return Ok(None) };
-    let rows: Vec<mysql_async::Row> = conn
-        .exec(
-            "SELECT COLUMN_NAME, ORDINAL_POSITION, DATA_TYPE, COLUMN_TYPE, IS_NULLABLE, CHARACTER_SET_NAME, \
-             COLLATION_NAME, CHARACTER_OCTET_LENGTH, EXTRA, GENERATION_EXPRESSION \
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=? AND TABLE_NAME=? ORDER BY ORDINAL_POSITION",
-            (database, table),
-        )
-        .await
-        .wrap_err("reading information_schema.COLUMNS")?;
+    let q = qualified(database, table);
+    let create: (String, String) = match conn.query_first(format!("SHOW CREATE TABLE {q}")).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return Ok(None),
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => return Ok(None),
+        Err(e) => return Err(e).wrap_err_with(|| format!("SHOW CREATE TABLE {q}")),
+    };
+    let create_statement = create.1;
+    let engine = create_statement
+        .rsplit_once("ENGINE=")
+        .map(|(_, rest)| rest.split(|c: char| !c.is_alphanumeric()).next().unwrap_or("").to_string())
+        .unwrap_or_default();
+    let rows: Vec<mysql_async::Row> =
+        conn.query(format!("SHOW FULL COLUMNS FROM {q}")).await.wrap_err_with(|| format!("SHOW FULL COLUMNS FROM {q}"))?;
     let mut columns = Vec::new();
-    for r in rows {
-        let get = |i: usize| -> Option<String> {
-            r.as_ref(i).and_then(|v| match v {
+    for (i, r) in rows.into_iter().enumerate() {
+        let get = |name: &str| -> Option<String> {
+            let idx = r.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
+            match r.as_ref(idx)? {
                 mysql_async::Value::NULL => None,
                 mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
                 other => Some(other.as_sql(true).trim_matches('\'').to_string()),
-            })
+            }
         };
-        let column_type = get(3).unwrap_or_default();
-        let data_type = get(2).unwrap_or_default().to_ascii_lowercase();
-        let extra = get(8).unwrap_or_default().to_ascii_uppercase();
-        let generation = get(9).unwrap_or_default();
+        let column_type = get("Type").unwrap_or_default();
+        let lower = column_type.to_ascii_lowercase();
+        let data_type = lower.split(|c: char| c == '(' || c == ' ').next().unwrap_or("").to_string();
+        let extra = get("Extra").unwrap_or_default().to_ascii_uppercase();
+        let collation = get("Collation");
+        let charset = collation.as_ref().map(|c| c.split('_').next().unwrap_or(c).to_string());
+        let octet_length = if data_type == "binary" {
+            lower.split('(').nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.trim().parse().ok())
+        } else {
+            None
+        };
         let labels = if data_type == "enum" || data_type == "set" { parse_labels(&column_type) } else { Vec::new() };
+        // MySQL marks defaults as DEFAULT_GENERATED: only these words mean a generated column.
+        let generated =
+            extra.contains("VIRTUAL GENERATED") || extra.contains("STORED GENERATED") || extra.contains("PERSISTENT");
         columns.push(Column {
-            name: get(0).unwrap_or_default(),
-            ordinal: get(1).and_then(|s| s.parse().ok()).unwrap_or(0),
-            unsigned: column_type.to_ascii_lowercase().contains("unsigned"),
+            name: get("Field").unwrap_or_default(),
+            ordinal: i + 1,
+            unsigned: lower.contains("unsigned"),
             data_type,
             column_type,
-            nullable: get(4).as_deref() == Some("YES"),
-            charset: get(5),
-            collation: get(6),
-            octet_length: get(7).and_then(|s| s.parse().ok()),
-            generated: extra.contains("GENERATED") || extra.contains("VIRTUAL") || extra.contains("PERSISTENT")
-                || (!generation.is_empty() && extra.contains("STORED")),
+            nullable: get("Null").as_deref() == Some("YES"),
+            charset,
+            collation,
+            octet_length,
+            generated,
             labels,
         });
     }
-    let key_rows: Vec<(String, String, i64)> = conn
-        .exec(
-            "SELECT INDEX_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA=? AND TABLE_NAME=? AND NON_UNIQUE=0 ORDER BY INDEX_NAME, SEQ_IN_INDEX",
-            (database, table),
-        )
-        .await
-        .wrap_err("reading information_schema.STATISTICS")?;
+    let index_rows: Vec<mysql_async::Row> = conn.query(format!("SHOW INDEX FROM {q}")).await.wrap_err("SHOW INDEX")?;
     let mut keys: Vec<UniqueKey> = Vec::new();
-    for (index, column, _) in key_rows {
+    let mut parts: Vec<(String, u64, String)> = Vec::new();
+    for r in index_rows {
+        let get = |name: &str| -> Option<String> {
+            let idx = r.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
+            match r.as_ref(idx)? {
+                mysql_async::Value::NULL => None,
+                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                mysql_async::Value::Int(i) => Some(i.to_string()),
+                mysql_async::Value::UInt(u) => Some(u.to_string()),
+                other => Some(other.as_sql(true)),
+            }
+        };
+        if get("Non_unique").as_deref() != Some("0") {
+            continue;
+        }
+        // A unique index over an expression (MySQL functional index) has no column name: not usable.
+        let Some(col) = get("Column_name") else {
+            parts.push((get("Key_name").unwrap_or_default(), 0, String::new()));
+            continue;
+        };
+        // Prefix indexes (Sub_part) do not make the whole column unique.
+        if get("Sub_part").is_some() {
+            parts.push((get("Key_name").unwrap_or_default(), 0, String::new()));
+            continue;
+        }
+        let seq = get("Seq_in_index").and_then(|s| s.parse().ok()).unwrap_or(0);
+        parts.push((get("Key_name").unwrap_or_default(), seq, col));
+    }
+    parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut unusable: Vec<String> = Vec::new();
+    for (index, seq, column) in parts {
+        if seq == 0 {
+            unusable.push(index);
+            continue;
+        }
         match keys.iter_mut().find(|k| k.name == index) {
             Some(k) => k.columns.push(column),
             None => keys.push(UniqueKey { is_primary: index == "PRIMARY", name: index, columns: vec![column], not_null: true }),
         }
     }
+    keys.retain(|k| !unusable.contains(&k.name));
     for k in &mut keys {
-        k.not_null = k.columns.iter().all(|c| columns.iter().any(|col: &Column| &col.name == c && !col.nullable));
+        k.not_null = k.columns.iter().all(|c| columns.iter().any(|col: &Column| col.name.eq_ignore_ascii_case(c) && !col.nullable));
     }
     // Primary first, then fewest columns, then name: the same choice every time.
     keys.sort_by(|a, b| b.is_primary.cmp(&a.is_primary).then(a.columns.len().cmp(&b.columns.len())).then(a.name.cmp(&b.name)));
-    let create: Option<(String, String)> =
-        conn.query_first(format!("SHOW CREATE TABLE {}.{}", quote_ident(database), quote_ident(table))).await?;
     Ok(Some(TableInfo {
         database: database.to_string(),
         name: table.to_string(),
-        engine: engine.unwrap_or_default(),
+        engine,
         columns,
         unique_keys: keys,
-        create_statement: create.map(|c| c.1).unwrap_or_default(),
+        create_statement,
     }))
 }
 

@@ -1,0 +1,306 @@
+//! The applier: takes whole source transactions from the streamer and applies their row changes to the ghost table
+//! in batched transactions (insert/update as REPLACE, delete by key, a key-changing update as delete + replace).
+//! Each batch's transaction also records the applied position in the checkpoint table, so the checkpoint always
+//! matches the ghost table. It also reads the changelog table's heartbeats (lag) and cut-over markers.
+//! The applier's connection may point at another server than the one the binlog is read from (move-tables).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{bail, Result, WrapErr};
+use mysql_async::prelude::Queryable;
+use mysql_async::{TxOpts, Value};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
+use super::checkpoint;
+use super::retry::{self, Retry};
+use super::schema::Column;
+use super::shared::Shared;
+use super::sql::{qualified, quote_ident};
+
+/// How one watched table's changes are written.
+#[derive(Debug, Clone)]
+pub struct ApplyTarget {
+    /// Database and table written to (the ghost, or the target table of move-tables).
+    pub database: String,
+    pub table: String,
+    /// (index in the source row image, source column, target column name) for every written column.
+    pub columns: Vec<(usize, Column, String)>,
+    /// Indexes (into the row image) of the key columns, with their target names.
+    pub key: Vec<(usize, Column, String)>,
+}
+
+/// The applier's statements for one target, prepared once.
+struct Statements {
+    replace: String,
+    delete: String,
+}
+
+impl ApplyTarget {
+    fn statements(&self) -> Statements {
+        let cols: Vec<String> = self.columns.iter().map(|(_, _, n)| quote_ident(n)).collect();
+        let phs: Vec<String> = self.columns.iter().map(|(_, c, _)| c.placeholder()).collect();
+        let conds: Vec<String> =
+            self.key.iter().map(|(_, c, n)| format!("{} = {}", quote_ident(n), c.placeholder())).collect();
+        Statements {
+            replace: format!(
+                "REPLACE INTO {} ({}) VALUES ({})",
+                qualified(&self.database, &self.table),
+                cols.join(", "),
+                phs.join(", ")
+            ),
+            delete: format!("DELETE FROM {} WHERE {}", qualified(&self.database, &self.table), conds.join(" AND ")),
+        }
+    }
+
+    fn row_params(&self, row: &[Value]) -> Vec<Value> {
+        self.columns.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Value::NULL)).collect()
+    }
+
+    fn key_params(&self, row: &[Value]) -> Vec<Value> {
+        self.key.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Value::NULL)).collect()
+    }
+}
+
+/// Where the checkpoint lives and which row the applier owns.
+#[derive(Debug, Clone)]
+pub struct CheckpointTarget {
+    pub database: String,
+    pub table: String,
+}
+
+/// The changelog table's index in the streamer's watched list, and its column positions.
+#[derive(Debug, Clone)]
+pub struct ChangelogWatch {
+    pub index: usize,
+    pub hint_col: usize,
+    pub value_col: usize,
+}
+
+/// What the applier reports after each committed batch.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    pub position: Option<BinlogPosition>,
+    /// The last cut-over marker token applied.
+    pub marker: Option<String>,
+}
+
+pub struct Applier {
+    pub conn_opts: mysql_async::Opts,
+    /// Targets by the streamer's watched-table index (None: not written, e.g. the changelog).
+    pub targets: Vec<Option<ApplyTarget>>,
+    pub changelog: Option<ChangelogWatch>,
+    pub checkpoint: CheckpointTarget,
+    pub shared: Arc<Shared>,
+    pub applied_tx: watch::Sender<Applied>,
+    /// Fail on DDL against these (database, table) pairs while false is in `ddl_allowed`.
+    pub guarded_tables: Vec<(String, String)>,
+    pub ddl_allowed: watch::Receiver<bool>,
+    /// How long to keep retrying a batch after deadlocks or lost connections.
+    pub retry_for: Duration,
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+/// Opens a connection set up for writing rows exactly: UTC session time zone (TIMESTAMPs arrive as epoch values),
+/// utf8mb4, and zero dates allowed as the original table may hold them.
+pub async fn writer_conn(opts: &mysql_async::Opts) -> Result<mysql_async::Conn> {
+    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the applier")?;
+    c.query_drop(
+        "SET SESSION time_zone = '+00:00', NAMES utf8mb4, \
+         SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, 'NO_ZERO_DATE', ''), 'NO_ZERO_IN_DATE', '')",
+    )
+    .await
+    .wrap_err("setting the applier's session")?;
+    Ok(c)
+}
+
+impl Applier {
+    /// Applies until the stream ends or `cancel` fires; returns after finishing the batch in flight.
+    pub async fn run(self, mut rx: mpsc::Receiver<StreamItem>, cancel: CancellationToken) -> Result<()> {
+        let mut conn = writer_conn(&self.conn_opts).await?;
+        let stmts: Vec<Option<Statements>> = self.targets.iter().map(|t| t.as_ref().map(|t| t.statements())).collect();
+        let apply_sql = checkpoint::apply_update_sql(&self.checkpoint.database, &self.checkpoint.table);
+        let mut items: Vec<StreamItem> = Vec::new();
+        loop {
+            while self.shared.paused.load(Ordering::Relaxed) && !cancel.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let first = tokio::select! {
+                _ = cancel.cancelled() => return Ok(()),
+                item = rx.recv() => item,
+            };
+            let Some(first) = first else { return Ok(()) };
+            items.clear();
+            items.push(first);
+            let limit = self.shared.dml_batch_size.load(Ordering::Relaxed).max(1) as usize;
+            let mut rows = 0usize;
+            while rows < limit {
+                match rx.try_recv() {
+                    Ok(item) => {
+                        if let StreamItem::Transaction(t) = &item {
+                            rows += t.changes.len();
+                        }
+                        items.push(item);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.shared.backlog.store(rx.len() as u64, Ordering::Relaxed);
+            let started = std::time::Instant::now();
+            let mut attempt = 0u32;
+            loop {
+                match self.apply_batch(&mut conn, &stmts, &apply_sql, &items).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        attempt += 1;
+                        let kind = retry::classify(&e);
+                        if kind == Retry::No || started.elapsed() > self.retry_for || cancel.is_cancelled() {
+                            return Err(e);
+                        }
+                        tracing::debug!("apply batch retry {attempt}: {e:#}");
+                        tokio::time::sleep(retry::backoff(attempt)).await;
+                        if kind == Retry::Reconnect {
+                            match writer_conn(&self.conn_opts).await {
+                                Ok(c) => conn = c,
+                                Err(e) => tracing::warn!("applier reconnect failed: {e:#}"),
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut mysql_async::Conn,
+        stmts: &[Option<Statements>],
+        apply_sql: &str,
+        items: &[StreamItem],
+    ) -> Result<()> {
+        let mut last_position: Option<&BinlogPosition> = None;
+        let mut events = 0u64;
+        let mut marker: Option<String> = None;
+        let mut heartbeat: Option<u64> = None;
+        let ddl_allowed = *self.ddl_allowed.borrow();
+        let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
+        for item in items {
+            let txn = match item {
+                StreamItem::Progress(p) => {
+                    last_position = Some(p);
+                    continue;
+                }
+                StreamItem::Transaction(t) => t,
+            };
+            if let Some(stmt) = &txn.statement {
+                if !ddl_allowed {
+                    let lower = stmt.to_ascii_lowercase();
+                    for (db, t) in &self.guarded_tables {
+                        let t = t.to_ascii_lowercase();
+                        let touches = lower.contains(&format!("`{t}`")) || lower.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == t);
+                        let ddl = ["alter", "drop", "rename", "truncate"].iter().any(|k| lower.trim_start().starts_with(k));
+                        if touches && ddl && !lower.contains(&format!("_{t}_")) {
+                            bail!("the original table {db}.{t} was changed during the migration by: {stmt}; the migration stops (nothing was swapped)");
+                        }
+                    }
+                }
+            }
+            for change in &txn.changes {
+                if let Some(cl) = &self.changelog {
+                    if change.table == cl.index {
+                        if let Some(after) = &change.after {
+                            let hint = text(after.get(cl.hint_col));
+                            let value = text(after.get(cl.value_col));
+                            if hint == "heartbeat" {
+                                heartbeat = value.parse().ok();
+                            } else if hint == "cut-over-marker" {
+                                marker = Some(value);
+                            }
+                        }
+                        continue;
+                    }
+                }
+                let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
+                    continue;
+                };
+                self.apply_change(&mut tx, target, st, change).await?;
+                events += 1;
+            }
+            last_position = Some(&txn.position);
+        }
+        if let Some(pos) = last_position {
+            tx.exec_drop(
+                apply_sql,
+                (pos.gtid_set.clone(), pos.file.clone(), pos.pos, events, checkpoint::APPLY),
+            )
+            .await
+            .wrap_err("recording the applied position")?;
+        }
+        tx.commit().await.wrap_err("committing an apply batch")?;
+        self.shared.events_applied.fetch_add(events, Ordering::Relaxed);
+        if let Some(hb) = heartbeat {
+            self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);
+        }
+        if let Some(pos) = last_position {
+            let pos = pos.clone();
+            self.shared.with(|i| {
+                i.status.binlog.applied_gtid_set = pos.gtid_set.clone();
+                i.status.binlog.applied_file = pos.file.clone();
+                i.status.binlog.applied_pos = pos.pos;
+            });
+            self.applied_tx.send_modify(|a| {
+                a.position = Some(pos);
+                if marker.is_some() {
+                    a.marker = marker.clone();
+                }
+            });
+        }
+        Ok(())
+    }
+
+    async fn apply_change(
+        &self,
+        tx: &mut mysql_async::Transaction<'_>,
+        target: &ApplyTarget,
+        st: &Statements,
+        change: &RowChange,
+    ) -> Result<()> {
+        let ctx = || format!("applying a row event to {}.{}", target.database, target.table);
+        match change.kind {
+            ChangeKind::Insert => {
+                if let Some(after) = &change.after {
+                    tx.exec_drop(&st.replace, target.row_params(after)).await.wrap_err_with(ctx)?;
+                }
+            }
+            ChangeKind::Delete => {
+                if let Some(before) = &change.before {
+                    tx.exec_drop(&st.delete, target.key_params(before)).await.wrap_err_with(ctx)?;
+                }
+            }
+            ChangeKind::Update => {
+                if let (Some(before), Some(after)) = (&change.before, &change.after) {
+                    let old_key = target.key_params(before);
+                    if old_key != target.key_params(after) {
+                        tx.exec_drop(&st.delete, old_key).await.wrap_err_with(ctx)?;
+                    }
+                    tx.exec_drop(&st.replace, target.row_params(after)).await.wrap_err_with(ctx)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn text(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+        Some(Value::NULL) | None => String::new(),
+        Some(other) => other.as_sql(true).trim_matches('\'').to_string(),
+    }
+}

@@ -1,0 +1,247 @@
+//! The checkpoint table `_<t>_ghk`, kept on the server that holds the ghost table. Rows:
+//! - `summary`: what is migrated (fingerprints of the ALTER and of the original table), phase, cut-over fields;
+//! - `copy`: the copy watermark (last key copied), written in the same transaction as the chunk it covers;
+//! - `apply`: the applied binlog position (GTID set, file:pos), written in the same transaction as the batch.
+//! move-tables adds one `copy:<table>` row per table. `SELECT * FROM _<t>_ghk` tells a person where things stand.
+
+use color_eyre::eyre::{eyre, Result, WrapErr};
+use mysql_async::prelude::Queryable;
+use mysql_async::Value;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::sql::qualified;
+
+pub const SUMMARY: &str = "summary";
+pub const COPY: &str = "copy";
+pub const APPLY: &str = "apply";
+
+/// DDL of the checkpoint table.
+pub fn create_statement(db: &str, table: &str) -> String {
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} (
+  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | apply | copy:<table>',
+  phase VARCHAR(32) NULL,
+  database_name VARCHAR(64) NULL,
+  table_name VARCHAR(64) NULL,
+  ghost_table VARCHAR(64) NULL,
+  alter_statement TEXT NULL,
+  alter_fingerprint CHAR(64) NULL,
+  table_fingerprint CHAR(64) NULL,
+  tool_version VARCHAR(32) NULL,
+  copy_range_start TEXT NULL COMMENT 'first key at copy start (JSON)',
+  copy_range_end TEXT NULL COMMENT 'last key at copy start (JSON)',
+  copy_watermark TEXT NULL COMMENT 'last key copied (JSON); NULL = nothing copied yet',
+  copy_complete TINYINT NOT NULL DEFAULT 0,
+  rows_copied BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  chunks_copied BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  rows_estimate BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  applied_gtid_set TEXT NULL,
+  applied_file VARCHAR(255) NULL,
+  applied_pos BIGINT UNSIGNED NULL,
+  events_applied BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  batches_applied BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  cutover_started DATETIME(6) NULL,
+  drain_gtid TEXT NULL,
+  cutover_complete TINYINT NOT NULL DEFAULT 0,
+  created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
+  updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
+) ENGINE=InnoDB COMMENT='revenant checkpoint'",
+        qualified(db, table)
+    )
+}
+
+/// SHA-256 hex of text (fingerprints).
+pub fn fingerprint(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The original table's definition fingerprint: its CREATE statement without the AUTO_INCREMENT counter (which
+/// moves with every insert).
+pub fn table_fingerprint(create_statement: &str) -> String {
+    let cleaned: Vec<&str> = create_statement
+        .split_whitespace()
+        .filter(|w| !w.to_ascii_uppercase().starts_with("AUTO_INCREMENT="))
+        .collect();
+    fingerprint(&cleaned.join(" "))
+}
+
+/// A key value that survives a round trip through the checkpoint table with its type intact.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyValue {
+    Null,
+    Int(i64),
+    Uint(u64),
+    Float(f32),
+    Double(f64),
+    /// Bytes as hex.
+    Bytes(String),
+    Date(u16, u8, u8, u8, u8, u8, u32),
+    Time(bool, u32, u8, u8, u8, u32),
+}
+
+impl From<&Value> for KeyValue {
+    fn from(v: &Value) -> Self {
+        match v {
+            Value::NULL => KeyValue::Null,
+            Value::Int(i) => KeyValue::Int(*i),
+            Value::UInt(u) => KeyValue::Uint(*u),
+            Value::Float(f) => KeyValue::Float(*f),
+            Value::Double(d) => KeyValue::Double(*d),
+            Value::Bytes(b) => KeyValue::Bytes(hex::encode(b)),
+            Value::Date(y, m, d, h, mi, s, us) => KeyValue::Date(*y, *m, *d, *h, *mi, *s, *us),
+            Value::Time(n, d, h, m, s, us) => KeyValue::Time(*n, *d, *h, *m, *s, *us),
+        }
+    }
+}
+
+impl KeyValue {
+    pub fn to_value(&self) -> Result<Value> {
+        Ok(match self {
+            KeyValue::Null => Value::NULL,
+            KeyValue::Int(i) => Value::Int(*i),
+            KeyValue::Uint(u) => Value::UInt(*u),
+            KeyValue::Float(f) => Value::Float(*f),
+            KeyValue::Double(d) => Value::Double(*d),
+            KeyValue::Bytes(h) => Value::Bytes(hex::decode(h).map_err(|e| eyre!("bad hex in checkpoint key: {e}"))?),
+            KeyValue::Date(y, m, d, h, mi, s, us) => Value::Date(*y, *m, *d, *h, *mi, *s, *us),
+            KeyValue::Time(n, d, h, m, s, us) => Value::Time(*n, *d, *h, *m, *s, *us),
+        })
+    }
+}
+
+/// Encodes a key tuple as JSON text for the checkpoint table.
+pub fn encode_key(values: &[Value]) -> String {
+    let kv: Vec<KeyValue> = values.iter().map(KeyValue::from).collect();
+    serde_json::to_string(&kv).unwrap_or_else(|_| "[]".to_string())
+}
+
+/// Decodes a key tuple written by [`encode_key`].
+pub fn decode_key(text: &str) -> Result<Vec<Value>> {
+    let kv: Vec<KeyValue> = serde_json::from_str(text).wrap_err("decoding a key from the checkpoint table")?;
+    kv.iter().map(KeyValue::to_value).collect()
+}
+
+/// A human form of a key tuple for logs and status.
+pub fn describe_key(values: &[Value]) -> String {
+    let parts: Vec<String> = values
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) => match std::str::from_utf8(b) {
+                Ok(s) if s.chars().all(|c| !c.is_control()) => s.to_string(),
+                _ => format!("0x{}", hex::encode(b)),
+            },
+            other => other.as_sql(true),
+        })
+        .collect();
+    format!("({})", parts.join(", "))
+}
+
+/// The whole checkpoint as read back on resume.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointState {
+    pub phase: String,
+    pub database_name: String,
+    pub table_name: String,
+    pub alter_statement: String,
+    pub alter_fingerprint: String,
+    pub table_fingerprint: String,
+    pub tool_version: String,
+    pub copy_range_start: Option<String>,
+    pub copy_range_end: Option<String>,
+    pub copy_watermark: Option<String>,
+    pub copy_complete: bool,
+    pub rows_copied: u64,
+    pub chunks_copied: u64,
+    pub rows_estimate: u64,
+    pub applied_gtid_set: String,
+    pub applied_file: String,
+    pub applied_pos: u64,
+    pub events_applied: u64,
+    pub batches_applied: u64,
+    pub cutover_started: bool,
+    pub drain_gtid: Option<String>,
+    pub cutover_complete: bool,
+}
+
+/// Reads the checkpoint rows (`None` when the table or the summary row is missing).
+pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<Option<CheckpointState>> {
+    let q = qualified(db, table);
+    let rows: Vec<mysql_async::Row> = match conn.query(format!("SELECT * FROM {q}")).await {
+        Ok(r) => r,
+        Err(mysql_async::Error::Server(e)) if e.code == 1146 => return Ok(None),
+        Err(e) => return Err(e).wrap_err_with(|| format!("reading {q}")),
+    };
+    let mut st = CheckpointState::default();
+    let mut have_summary = false;
+    for r in rows {
+        let s = |name: &str| -> Option<String> {
+            let idx = r.columns_ref().iter().position(|c| c.name_str() == name)?;
+            match r.as_ref(idx)? {
+                Value::NULL => None,
+                Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+            }
+        };
+        let n = |name: &str| -> u64 { s(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
+        match s("id").as_deref() {
+            Some(SUMMARY) => {
+                have_summary = true;
+                st.phase = s("phase").unwrap_or_default();
+                st.database_name = s("database_name").unwrap_or_default();
+                st.table_name = s("table_name").unwrap_or_default();
+                st.alter_statement = s("alter_statement").unwrap_or_default();
+                st.alter_fingerprint = s("alter_fingerprint").unwrap_or_default();
+                st.table_fingerprint = s("table_fingerprint").unwrap_or_default();
+                st.tool_version = s("tool_version").unwrap_or_default();
+                st.rows_estimate = n("rows_estimate");
+                st.cutover_started = s("cutover_started").is_some();
+                st.drain_gtid = s("drain_gtid");
+                st.cutover_complete = n("cutover_complete") == 1;
+            }
+            Some(COPY) => {
+                st.copy_range_start = s("copy_range_start");
+                st.copy_range_end = s("copy_range_end");
+                st.copy_watermark = s("copy_watermark");
+                st.copy_complete = n("copy_complete") == 1;
+                st.rows_copied = n("rows_copied");
+                st.chunks_copied = n("chunks_copied");
+            }
+            Some(APPLY) => {
+                st.applied_gtid_set = s("applied_gtid_set").unwrap_or_default();
+                st.applied_file = s("applied_file").unwrap_or_default();
+                st.applied_pos = n("applied_pos");
+                st.events_applied = n("events_applied");
+                st.batches_applied = n("batches_applied");
+            }
+            _ => {}
+        }
+    }
+    Ok(if have_summary { Some(st) } else { None })
+}
+
+/// SQL that records a copied chunk; run inside the chunk's transaction.
+pub fn copy_update_sql(db: &str, table: &str) -> String {
+    format!(
+        "UPDATE {} SET copy_watermark = ?, rows_copied = rows_copied + ?, chunks_copied = chunks_copied + 1, \
+         copy_complete = ? WHERE id = ?",
+        qualified(db, table)
+    )
+}
+
+/// SQL that records an applied batch; run inside the batch's transaction.
+pub fn apply_update_sql(db: &str, table: &str) -> String {
+    format!(
+        "UPDATE {} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ?, events_applied = events_applied + ?, \
+         batches_applied = batches_applied + 1 WHERE id = ?",
+        qualified(db, table)
+    )
+}
+
+/// Sets the summary row's phase.
+pub async fn set_phase(conn: &mut mysql_async::Conn, db: &str, table: &str, phase: &str) -> Result<()> {
+    conn.exec_drop(format!("UPDATE {} SET phase = ? WHERE id = ?", qualified(db, table)), (phase, SUMMARY))
+        .await
+        .wrap_err("updating the checkpoint phase")
+}

@@ -1,0 +1,159 @@
+//! The engine's settings, already validated and merged (flags over TOML over defaults) by the CLI layer.
+//! Passwords are held in [`Secret`], which never prints.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A password: never shown by Debug or Display, never serialised.
+#[derive(Clone, Default)]
+pub struct Secret(Option<String>);
+
+impl Secret {
+    pub fn new(p: Option<String>) -> Self {
+        Secret(p.filter(|s| !s.is_empty()))
+    }
+    pub fn expose(&self) -> Option<&str> {
+        self.0.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() { "Secret(****)" } else { "Secret(none)" })
+    }
+}
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: Secret,
+    pub socket: Option<PathBuf>,
+}
+
+impl ConnectionConfig {
+    /// mysql_async options for this server (no default database).
+    pub fn opts(&self) -> mysql_async::Opts {
+        let mut b = mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.host.clone())
+            .tcp_port(self.port)
+            .user(Some(self.user.clone()))
+            .pass(self.password.expose().map(str::to_string))
+            .prefer_socket(false)
+            .stmt_cache_size(64)
+            .wait_timeout(Some(28_800));
+        if let Some(s) = &self.socket {
+            b = b.socket(Some(s.display().to_string()));
+        }
+        b.into()
+    }
+
+    /// `host:port` for people (never the password).
+    pub fn display(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutOverMode {
+    /// The table is never missing: sentry table + LOCK TABLES + RENAME from a second connection.
+    Atomic,
+    /// Rename the original away, then the ghost in: a short moment with no table.
+    TwoStep,
+}
+
+/// Everything a migration needs.
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    pub source: ConnectionConfig,
+    pub database: String,
+    pub table: String,
+    /// The ALTER clause or full statement, as given.
+    pub alter: String,
+    /// Without it: a dry run that validates and changes nothing.
+    pub execute: bool,
+    pub chunk_size: u64,
+    /// Adapt the chunk size towards this duration per chunk.
+    pub chunk_target: Duration,
+    pub dml_batch_size: u64,
+    pub cut_over: CutOverMode,
+    pub cut_over_lock_timeout: Duration,
+    pub default_retries: u32,
+    pub approve_renamed_columns: bool,
+    pub skip_renamed_columns: bool,
+    pub allow_on_master: bool,
+    pub ok_to_drop_table: bool,
+    pub initially_drop_ghost_table: bool,
+    pub initially_drop_old_table: bool,
+    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// Start with the cut-over postponed until approved (console `C` / socket `unpostpone`).
+    pub postpone_cut_over: bool,
+    pub exact_rowcount: bool,
+    pub attempt_instant_ddl: bool,
+    pub max_lag_millis: u64,
+    pub throttle_flag_file: Option<PathBuf>,
+    pub throttle_additional_flag_file: Option<PathBuf>,
+    pub panic_flag_file: Option<PathBuf>,
+    pub nice_ratio: f64,
+    /// Continue a migration from its checkpoint table.
+    pub resume: bool,
+    /// How long to keep retrying after connection errors before leaving a resumable state.
+    pub retry_for: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// The command a user runs to resume (printed when the run stops resumable).
+    pub resume_command: Option<String>,
+}
+
+impl MigrationConfig {
+    /// Defaults for everything but the connection, table and ALTER (gh-ost's defaults where they exist).
+    pub fn new(source: ConnectionConfig, database: &str, table: &str, alter: &str) -> Self {
+        MigrationConfig {
+            source,
+            database: database.to_string(),
+            table: table.to_string(),
+            alter: alter.to_string(),
+            execute: false,
+            chunk_size: 1000,
+            chunk_target: Duration::from_millis(500),
+            dml_batch_size: 1000,
+            cut_over: CutOverMode::Atomic,
+            cut_over_lock_timeout: Duration::from_secs(3),
+            default_retries: 60,
+            approve_renamed_columns: false,
+            skip_renamed_columns: false,
+            allow_on_master: true,
+            ok_to_drop_table: false,
+            initially_drop_ghost_table: false,
+            initially_drop_old_table: false,
+            postpone_cut_over_flag_file: None,
+            postpone_cut_over: false,
+            exact_rowcount: false,
+            attempt_instant_ddl: false,
+            max_lag_millis: 1500,
+            throttle_flag_file: None,
+            throttle_additional_flag_file: None,
+            panic_flag_file: None,
+            nice_ratio: 0.0,
+            resume: false,
+            retry_for: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_millis(500),
+            resume_command: None,
+        }
+    }
+
+    pub fn ghost_table(&self) -> String {
+        format!("_{}_gho", self.table)
+    }
+    pub fn changelog_table(&self) -> String {
+        format!("_{}_ghc", self.table)
+    }
+    pub fn old_table(&self) -> String {
+        format!("_{}_del", self.table)
+    }
+    pub fn checkpoint_table(&self) -> String {
+        format!("_{}_ghk", self.table)
+    }
+}

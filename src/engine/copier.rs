@@ -1,0 +1,268 @@
+//! The row copier: walks the original table in chunks of its shared unique key and copies each chunk with
+//! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (never overwriting what the applier wrote, never skipping a row:
+//! the range is read under shared locks). Each chunk's transaction also moves the copy watermark in the checkpoint
+//! table. The chunk size adapts to a target chunk time within bounds.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{Result, WrapErr};
+use mysql_async::prelude::Queryable;
+use mysql_async::{TxOpts, Value};
+use tokio_util::sync::CancellationToken;
+
+use super::checkpoint;
+use super::failpoint;
+use super::retry::{self, Retry};
+use super::schema::Column;
+use super::shared::Shared;
+use super::sql::{qualified, quote_ident, tuple_compare};
+
+pub const MIN_CHUNK: u64 = 100;
+pub const MAX_CHUNK: u64 = 100_000;
+
+/// One table's copy job.
+#[derive(Debug, Clone)]
+pub struct CopyJob {
+    pub source_db: String,
+    pub source_table: String,
+    pub target_db: String,
+    pub target_table: String,
+    /// (original column, target column name).
+    pub columns: Vec<(Column, String)>,
+    /// Key columns of the original, in key order, and the index that holds them.
+    pub key: Vec<Column>,
+    pub key_index: String,
+    pub checkpoint_db: String,
+    pub checkpoint_table: String,
+    /// The checkpoint row of this job (`copy`, or `copy:<table>` for move-tables).
+    pub checkpoint_row: String,
+}
+
+/// Where a copy stands: everything after `watermark` up to `range_end` is left.
+#[derive(Debug, Clone, Default)]
+pub struct CopyRange {
+    pub range_end: Option<Vec<Value>>,
+    pub watermark: Option<Vec<Value>>,
+}
+
+impl CopyJob {
+    fn key_names(&self) -> Vec<String> {
+        self.key.iter().map(|c| c.name.clone()).collect()
+    }
+    fn key_placeholders(&self) -> Vec<String> {
+        self.key.iter().map(|c| c.key_placeholder()).collect()
+    }
+    fn order_by(&self, desc: bool) -> String {
+        self.key
+            .iter()
+            .map(|c| format!("{}{}", quote_ident(&c.name), if desc { " DESC" } else { "" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    fn source(&self) -> String {
+        format!("{} FORCE INDEX ({})", qualified(&self.source_db, &self.source_table), quote_ident(&self.key_index))
+    }
+
+    /// The first and last key of the table now (None: empty table).
+    pub async fn key_bounds(&self, conn: &mut mysql_async::Conn) -> Result<Option<(Vec<Value>, Vec<Value>)>> {
+        let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+        let q = |desc: bool| format!("SELECT {cols} FROM {} ORDER BY {} LIMIT 1", self.source(), self.order_by(desc));
+        let first: Option<mysql_async::Row> = conn.exec_first(q(false), ()).await.wrap_err("reading the first key")?;
+        let last: Option<mysql_async::Row> = conn.exec_first(q(true), ()).await.wrap_err("reading the last key")?;
+        Ok(match (first, last) {
+            (Some(a), Some(b)) => Some((a.unwrap(), b.unwrap())),
+            _ => None,
+        })
+    }
+
+    /// WHERE clause and parameters for `lower < key <= upper` (no lower bound: from the start).
+    fn range_where(&self, lower: Option<&[Value]>, upper: &[Value]) -> (String, Vec<Value>) {
+        let names = self.key_names();
+        let phs = self.key_placeholders();
+        let mut parts = Vec::new();
+        let mut params = Vec::new();
+        if let Some(lower) = lower {
+            let (sql, binds) = tuple_compare(&names, &phs, ">", ">");
+            parts.push(sql);
+            params.extend(binds.iter().map(|i| lower[*i].clone()));
+        }
+        let (sql, binds) = tuple_compare(&names, &phs, "<=", "<");
+        parts.push(sql);
+        params.extend(binds.iter().map(|i| upper[*i].clone()));
+        (parts.join(" AND "), params)
+    }
+
+    /// The key that ends the next chunk of `size` rows after `lower`, or None when fewer rows are left.
+    async fn chunk_end(
+        &self,
+        conn: &mut mysql_async::Conn,
+        lower: Option<&[Value]>,
+        range_end: &[Value],
+        size: u64,
+    ) -> Result<Option<Vec<Value>>> {
+        let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+        let (cond, params) = self.range_where(lower, range_end);
+        let q = format!(
+            "SELECT {cols} FROM {} WHERE {cond} ORDER BY {} LIMIT 1 OFFSET {}",
+            self.source(),
+            self.order_by(false),
+            size.saturating_sub(1)
+        );
+        let row: Option<mysql_async::Row> = conn.exec_first(q, params).await.wrap_err("finding the chunk's end")?;
+        Ok(row.map(|r| r.unwrap()))
+    }
+
+    /// Copies until done, cancelled, or an error; `range` is updated as chunks commit.
+    pub async fn run(
+        &self,
+        conn_opts: &mysql_async::Opts,
+        range: &mut CopyRange,
+        shared: Arc<Shared>,
+        target_chunk_time: Duration,
+        retry_for: Duration,
+        cancel: CancellationToken,
+    ) -> Result<bool> {
+        let mut conn = super::applier::writer_conn(conn_opts).await?;
+        let Some(range_end) = range.range_end.clone() else {
+            self.mark_complete(&mut conn, range).await?;
+            return Ok(true);
+        };
+        let ghost_cols: Vec<String> = self.columns.iter().map(|(_, n)| quote_ident(n)).collect();
+        let orig_cols: Vec<String> = self.columns.iter().map(|(c, _)| quote_ident(&c.name)).collect();
+        let update_sql = checkpoint::copy_update_sql(&self.checkpoint_db, &self.checkpoint_table);
+        loop {
+            // Throttled or paused: the copy waits; the applier goes on.
+            loop {
+                if cancel.is_cancelled() {
+                    return Ok(false);
+                }
+                let throttled = shared.with(|i| i.throttle_reason.is_some()) || shared.paused.load(Ordering::Relaxed);
+                if !throttled {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let size = shared.chunk_size.load(Ordering::Relaxed).max(1);
+            let lower = range.watermark.clone();
+            let first_try = Instant::now();
+            let mut attempt = 0u32;
+            let (end, last, rows, started) = loop {
+                match self.copy_chunk(&mut conn, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        attempt += 1;
+                        let kind = retry::classify(&e);
+                        if kind == Retry::No || first_try.elapsed() > retry_for || cancel.is_cancelled() {
+                            return Err(e);
+                        }
+                        tracing::debug!("chunk retry {attempt}: {e:#}");
+                        tokio::time::sleep(retry::backoff(attempt)).await;
+                        if kind == Retry::Reconnect {
+                            match super::applier::writer_conn(conn_opts).await {
+                                Ok(c) => conn = c,
+                                Err(e) => tracing::warn!("copier reconnect failed: {e:#}"),
+                            }
+                        }
+                    }
+                }
+            };
+            let took = started.elapsed();
+            range.watermark = Some(end.clone());
+            shared.rows_copied.fetch_add(rows, Ordering::Relaxed);
+            shared.with(|i| i.status.checkpoint.watermark = checkpoint::describe_key(&end));
+            if last {
+                shared.copy_complete.store(true, Ordering::Relaxed);
+                return Ok(true);
+            }
+            // Adapt the chunk size towards the target time, at most doubling or halving per chunk.
+            let secs = took.as_secs_f64().max(0.001);
+            let factor = (target_chunk_time.as_secs_f64() / secs).clamp(0.5, 2.0);
+            let next = ((size as f64) * factor) as u64;
+            shared.chunk_size.store(next.clamp(MIN_CHUNK, MAX_CHUNK), Ordering::Relaxed);
+            let nice = shared.nice_ratio();
+            if nice > 0.0 {
+                tokio::time::sleep(took.mul_f64(nice)).await;
+            }
+        }
+    }
+
+    /// Copies one chunk after `lower` in one transaction with its watermark; returns (end key, last?, rows, start).
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_chunk(
+        &self,
+        conn: &mut mysql_async::Conn,
+        lower: Option<&[Value]>,
+        range_end: &[Value],
+        size: u64,
+        ghost_cols: &[String],
+        orig_cols: &[String],
+        update_sql: &str,
+    ) -> Result<(Vec<Value>, bool, u64, Instant)> {
+        let end = self.chunk_end(conn, lower, range_end, size).await?;
+        let (end, last) = match end {
+            Some(e) if e != range_end => (e, false),
+            _ => (range_end.to_vec(), true),
+        };
+        let (cond, params) = self.range_where(lower, &end);
+        let insert = format!(
+            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE",
+            qualified(&self.target_db, &self.target_table),
+            ghost_cols.join(", "),
+            orig_cols.join(", "),
+            self.source()
+        );
+        let started = Instant::now();
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        tx.exec_drop(&insert, params).await.wrap_err_with(|| {
+            format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
+        })?;
+        let rows = tx.affected_rows();
+        tx.exec_drop(update_sql, (checkpoint::encode_key(&end), rows, u8::from(last), self.checkpoint_row.as_str()))
+            .await
+            .wrap_err("recording the copy watermark")?;
+        failpoint::hit("copy-before-commit")?;
+        tx.commit().await.wrap_err("committing a chunk")?;
+        Ok((end, last, rows, started))
+    }
+
+    async fn mark_complete(&self, conn: &mut mysql_async::Conn, range: &CopyRange) -> Result<()> {
+        let wm = range.watermark.as_deref().map(checkpoint::encode_key);
+        conn.exec_drop(
+            format!(
+                "UPDATE {} SET copy_complete = 1, copy_watermark = ? WHERE id = ?",
+                qualified(&self.checkpoint_db, &self.checkpoint_table)
+            ),
+            (wm, self.checkpoint_row.as_str()),
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// The optimiser's row estimate (EXPLAIN FORMAT=JSON; MySQL 9's plain EXPLAIN has none), or the exact count.
+pub async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, exact: bool) -> Result<u64> {
+    if exact {
+        let n: Option<u64> = conn.query_first(format!("SELECT COUNT(*) FROM {}", qualified(db, table))).await?;
+        return Ok(n.unwrap_or(0));
+    }
+    let json: Option<String> =
+        conn.query_first(format!("EXPLAIN FORMAT=JSON SELECT * FROM {}", qualified(db, table))).await?;
+    let value: serde_json::Value = serde_json::from_str(&json.unwrap_or_default()).unwrap_or_default();
+    fn find(v: &serde_json::Value) -> Option<u64> {
+        match v {
+            serde_json::Value::Object(m) => {
+                for k in ["rows_examined_per_scan", "rows"] {
+                    if let Some(n) = m.get(k).and_then(|x| x.as_u64()) {
+                        return Some(n);
+                    }
+                }
+                m.values().find_map(find)
+            }
+            serde_json::Value::Array(a) => a.iter().find_map(find),
+            _ => None,
+        }
+    }
+    Ok(find(&value).unwrap_or(0))
+}

@@ -1,0 +1,188 @@
+//! The cut-over: swap the ghost table in for the original.
+//!
+//! Atomic (default): a sentry table takes the old table's name; connection A locks the original and the sentry;
+//! connection B queues `RENAME original TO old, ghost TO original` (blocked by the lock, ahead of the writers);
+//! a marker written to the changelog is awaited through the applier, so every write made before the lock is in the
+//! ghost; A drops the sentry and unlocks, and the rename happens before any blocked write. If A fails or dies, the
+//! lock is released while the sentry still exists, so B's rename fails and the original table keeps serving.
+//! Two-step: rename the original away, await a marker, rename the ghost in (a short moment with no table).
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use mysql_async::prelude::Queryable;
+use tokio::sync::watch;
+
+use super::applier::Applied;
+use super::config::MigrationConfig;
+use super::failpoint;
+use super::sql::{qualified, quote_ident};
+
+pub const SENTRY_COMMENT: &str = "revenant cut-over sentry";
+
+/// The outcome of one successful swap.
+#[derive(Debug, Clone)]
+pub struct SwapReport {
+    /// How long writers to the table were blocked, in milliseconds.
+    pub stall_ms: u64,
+}
+
+/// Writes a cut-over marker to the changelog and returns its token.
+pub async fn write_marker(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<String> {
+    let token = format!(
+        "{}-{}",
+        std::process::id(),
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    );
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {} (hint, value) VALUES ('cut-over-marker', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
+            qualified(&cfg.database, &cfg.changelog_table())
+        ),
+        (token.clone(),),
+    )
+    .await
+    .wrap_err("writing the cut-over marker")?;
+    Ok(token)
+}
+
+/// Waits until the applier has committed the marker `token`.
+pub async fn await_marker(applied: &mut watch::Receiver<Applied>, token: &str, timeout: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if applied.borrow().marker.as_deref() == Some(token) {
+            return Ok(());
+        }
+        match tokio::time::timeout_at(deadline, applied.changed()).await {
+            Ok(Ok(())) => continue,
+            Ok(Err(_)) => bail!("the applier stopped before the cut-over marker was applied"),
+            Err(_) => bail!("the applier did not reach the cut-over marker within {timeout:?}"),
+        }
+    }
+}
+
+/// Is `name` our sentry (and not a real table)?
+pub async fn is_sentry(conn: &mut mysql_async::Conn, db: &str, name: &str) -> Result<bool> {
+    let comment: Option<String> = conn
+        .exec_first(
+            "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?",
+            (db, name),
+        )
+        .await?;
+    Ok(comment.as_deref() == Some(SENTRY_COMMENT))
+}
+
+async fn drop_sentry_if_ours(opts: &mysql_async::Opts, cfg: &MigrationConfig) {
+    if let Ok(mut c) = mysql_async::Conn::new(opts.clone()).await {
+        if let Ok(true) = is_sentry(&mut c, &cfg.database, &cfg.old_table()).await {
+            let _ = c.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.old_table()))).await;
+        }
+        let _ = c.disconnect().await;
+    }
+}
+
+/// One atomic attempt. On error, the original table is still in place and serving.
+pub async fn atomic_attempt(
+    opts: &mysql_async::Opts,
+    cfg: &MigrationConfig,
+    marker_conn: &mut mysql_async::Conn,
+    applied: &mut watch::Receiver<Applied>,
+) -> Result<SwapReport> {
+    let orig = qualified(&cfg.database, &cfg.table);
+    let old = qualified(&cfg.database, &cfg.old_table());
+    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    let lock_secs = cfg.cut_over_lock_timeout.as_secs().max(1);
+    let mut a = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over lock holder")?;
+    let mut b = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over renamer")?;
+    a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}")).await?;
+    b.query_drop(format!("SET SESSION lock_wait_timeout = {}", lock_secs * 2)).await?;
+    let b_id = b.id();
+    a.query_drop(format!(
+        "CREATE TABLE {old} (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB COMMENT='{SENTRY_COMMENT}'"
+    ))
+    .await
+    .wrap_err("creating the sentry table")?;
+    failpoint::hit("cutover-after-sentry")?;
+    let result = async {
+        a.query_drop(format!("LOCK TABLES {orig} WRITE, {old} WRITE"))
+            .await
+            .wrap_err("locking the original table (lock wait timeout: the table is busy)")?;
+        let locked_at = Instant::now();
+        failpoint::hit("cutover-after-lock")?;
+        let rename = format!("RENAME TABLE {orig} TO {old}, {ghost} TO {orig}");
+        let renamer = tokio::spawn(async move {
+            let r = b.query_drop(rename).await;
+            (b, r)
+        });
+        // Wait until the RENAME is queued behind our lock.
+        let watcher = marker_conn;
+        let deadline = Instant::now() + Duration::from_secs(lock_secs * 2);
+        loop {
+            let state: Option<Option<String>> = watcher
+                .exec_first("SELECT STATE FROM information_schema.PROCESSLIST WHERE ID = ?", (b_id,))
+                .await?;
+            let state = state.flatten().unwrap_or_default().to_ascii_lowercase();
+            if state.contains("metadata lock") || state.contains("table lock") {
+                break;
+            }
+            if renamer.is_finished() || Instant::now() > deadline {
+                bail!("the RENAME did not queue behind the lock (state: '{state}')");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        failpoint::hit("cutover-after-rename-queued")?;
+        let token = write_marker(watcher, cfg).await?;
+        await_marker(applied, &token, Duration::from_secs(lock_secs * 2)).await?;
+        failpoint::hit("cutover-before-unlock")?;
+        a.query_drop(format!("DROP TABLE {old}")).await.wrap_err("dropping the sentry")?;
+        a.query_drop("UNLOCK TABLES").await.wrap_err("unlocking")?;
+        let (b, r) = renamer.await.map_err(|e| eyre!("renamer task: {e}"))?;
+        let stall_ms = locked_at.elapsed().as_millis() as u64;
+        r.wrap_err("the RENAME failed after the unlock")?;
+        let _ = b.disconnect().await;
+        Ok::<_, color_eyre::Report>(SwapReport { stall_ms })
+    }
+    .await;
+    match result {
+        Ok(r) => {
+            let _ = a.disconnect().await;
+            Ok(r)
+        }
+        Err(e) => {
+            // Dropping A releases the lock; the sentry makes the queued RENAME fail. Then remove the sentry.
+            drop(a);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop_sentry_if_ours(opts, cfg).await;
+            Err(e)
+        }
+    }
+}
+
+/// Two-step: rename the original away, drain to a marker, rename the ghost in.
+pub async fn two_step(
+    opts: &mysql_async::Opts,
+    cfg: &MigrationConfig,
+    marker_conn: &mut mysql_async::Conn,
+    applied: &mut watch::Receiver<Applied>,
+) -> Result<SwapReport> {
+    let orig = qualified(&cfg.database, &cfg.table);
+    let old = qualified(&cfg.database, &cfg.old_table());
+    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    let mut a = mysql_async::Conn::new(opts.clone()).await?;
+    a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
+    a.query_drop(format!("RENAME TABLE {orig} TO {old}")).await.wrap_err("renaming the original away")?;
+    let started = Instant::now();
+    let token = write_marker(marker_conn, cfg).await?;
+    if let Err(e) = await_marker(applied, &token, Duration::from_secs(30)).await {
+        // Put the original back.
+        a.query_drop(format!("RENAME TABLE {old} TO {orig}")).await.wrap_err("restoring the original table")?;
+        return Err(e);
+    }
+    a.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err_with(|| {
+        format!(
+            "renaming the ghost in; the original is {old}: restore it with RENAME TABLE {old} TO {}",
+            quote_ident(&cfg.table)
+        )
+    })?;
+    Ok(SwapReport { stall_ms: started.elapsed().as_millis() as u64 })
+}

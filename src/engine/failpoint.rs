@@ -1,0 +1,29 @@
+//! Named fail points for crash tests. Built only with the `failpoints` feature; `REVENANT_FAILPOINTS=name,...`
+//! makes the named points fail (`name`) or kill the process at once (`name=exit`, a crash without clean-up).
+
+use color_eyre::eyre::Result;
+
+/// Fails (or exits) here when this point is named in `REVENANT_FAILPOINTS`.
+#[cfg(feature = "failpoints")]
+pub fn hit(name: &str) -> Result<()> {
+    use color_eyre::eyre::bail;
+    let Ok(list) = std::env::var("REVENANT_FAILPOINTS") else { return Ok(()) };
+    for item in list.split(',').map(str::trim) {
+        let (n, action) = item.split_once('=').unwrap_or((item, "error"));
+        if n == name {
+            tracing::warn!("fail point {name} hit ({action})");
+            if action == "exit" {
+                // Like kill -9: no destructors, no checkpoint.
+                std::process::abort();
+            }
+            bail!("fail point {name}");
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn hit(_name: &str) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,988 @@
+//! The migration itself: runs the phases in order (preflight, setup, copy, catch-up, ready, cut-over, cleanup) with
+//! the streamer, applier, copier, heartbeat and throttler as tasks under one cancellation token, publishes the
+//! status snapshot, and answers the operator's commands. Every stop leaves a state `--resume` continues.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use color_eyre::eyre::{eyre, Result, WrapErr};
+use color_eyre::Section;
+use mysql_async::prelude::Queryable;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::applier::{Applied, Applier, ApplyTarget, ChangelogWatch, CheckpointTarget};
+use super::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use super::checkpoint::{self, CheckpointState};
+use super::config::{CutOverMode, MigrationConfig};
+use super::copier::{estimate_rows, CopyJob, CopyRange};
+use super::cutover;
+use super::failpoint;
+use super::phase::Phase;
+use super::preflight::{self, refuse, Plan};
+use super::shared::Shared;
+use super::sql::qualified;
+use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
+
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How a migration ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Outcome {
+    /// Swapped; the original is kept as `old_table` (or dropped with --ok-to-drop-table).
+    Done { old_table: String, stall_ms: u64, old_table_dropped: bool },
+    /// Dry run: validated, nothing changed; what would be done.
+    DryRun { plan: Vec<String> },
+    /// Stopped on request (Stop/Abort/signal/panic flag) with a checkpoint; resumable.
+    Stopped { state: StateDump },
+}
+
+/// The state printed on SIGINT/SIGTERM (and `--state-file`): where the migration stands, and how to resume.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StateDump {
+    pub tool_version: String,
+    pub host: String,
+    pub database: String,
+    pub table: String,
+    pub alter: String,
+    pub alter_fingerprint: String,
+    pub phase: String,
+    pub reason: String,
+    pub applied_gtid_set: String,
+    pub applied_file: String,
+    pub applied_pos: u64,
+    pub copy_watermark: Option<String>,
+    pub copy_complete: bool,
+    pub rows_copied: u64,
+    pub events_applied: u64,
+    pub resume_command: Option<String>,
+}
+
+/// Starts a migration in the background.
+pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>) {
+    let (cmd_tx, cmd_rx) = mpsc::channel(64);
+    let (status_tx, status_rx) = watch::channel(Status::default());
+    let handle = EngineHandle { commands: cmd_tx, status: status_rx };
+    let join = tokio::spawn(run(cfg, cmd_rx, status_tx));
+    (handle, join)
+}
+
+/// Control state the command task changes.
+#[derive(Debug, Default)]
+struct Control {
+    stop_reason: Option<String>,
+}
+
+async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, status_tx: watch::Sender<Status>) -> Result<Outcome> {
+    let shared = Arc::new(Shared::new());
+    shared.chunk_size.store(cfg.chunk_size.max(1), Ordering::Relaxed);
+    shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
+    shared.max_lag_millis.store(cfg.max_lag_millis, Ordering::Relaxed);
+    shared.nice_ratio_bits.store(cfg.nice_ratio.to_bits(), Ordering::Relaxed);
+    shared.with(|i| {
+        i.status.target = TargetInfo {
+            host: cfg.source.display(),
+            database: cfg.database.clone(),
+            table: cfg.table.clone(),
+            alter: cfg.alter.clone(),
+            ghost_table: cfg.ghost_table(),
+            old_table: cfg.old_table(),
+            dry_run: !cfg.execute,
+            ..Default::default()
+        };
+        i.status.cutover.postponed = cfg.postpone_cut_over || cfg.postpone_cut_over_flag_file.is_some();
+    });
+    let cancel = CancellationToken::new();
+    let control = Arc::new(Mutex::new(Control::default()));
+
+    // Status publisher.
+    let status_task = {
+        let shared = shared.clone();
+        let done = cancel.child_token();
+        let status_tx = status_tx.clone();
+        tokio::spawn(async move {
+            let mut seq = 0u64;
+            loop {
+                seq += 1;
+                let snap = shared.snapshot(seq);
+                status_tx.send_replace(snap);
+                tokio::select! {
+                    _ = done.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        })
+    };
+    let publisher_stop = CancellationToken::new();
+    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone()));
+
+    let result = run_phases(&cfg, shared.clone(), cancel.clone(), control.clone()).await;
+    // Final status.
+    match &result {
+        Ok(Outcome::Done { .. }) => shared.enter(Phase::Done),
+        Ok(Outcome::DryRun { .. }) => shared.enter(Phase::Done),
+        Ok(Outcome::Stopped { state }) => {
+            shared.enter(Phase::Stopped);
+            shared.with(|i| {
+                i.status.message = Some(format!("stopped: {}", state.reason));
+                i.status.resume_command = state.resume_command.clone();
+            });
+        }
+        Err(e) => {
+            shared.enter(Phase::Failed);
+            shared.with(|i| {
+                i.status.message = Some(format!("{e:#}"));
+                i.status.resume_command = cfg.resume_command.clone();
+            });
+        }
+    }
+    cancel.cancel();
+    let _ = status_task.await;
+    status_tx.send_replace(shared.snapshot(u64::MAX / 2));
+    publisher_stop.cancel();
+    cmd_task.abort();
+    result
+}
+
+async fn command_loop(
+    mut rx: mpsc::Receiver<CommandRequest>,
+    shared: Arc<Shared>,
+    cfg: MigrationConfig,
+    control: Arc<Mutex<Control>>,
+    cancel: CancellationToken,
+    _stop: CancellationToken,
+) {
+    while let Some(req) = rx.recv().await {
+        let reply = handle_command(&req.command, &shared, &cfg, &control, &cancel).await;
+        tracing::info!("command {:?}: {}", req.command, reply.message);
+        let _ = req.reply.send(reply);
+    }
+}
+
+fn set_stop(control: &Arc<Mutex<Control>>, reason: &str) {
+    if let Ok(mut c) = control.lock() {
+        c.stop_reason.get_or_insert_with(|| reason.to_string());
+    }
+}
+
+async fn handle_command(
+    cmd: &Command,
+    shared: &Arc<Shared>,
+    cfg: &MigrationConfig,
+    control: &Arc<Mutex<Control>>,
+    cancel: &CancellationToken,
+) -> CommandReply {
+    let phase = shared.phase();
+    match cmd {
+        Command::Throttle => {
+            shared.manual_throttle.store(true, Ordering::Relaxed);
+            CommandReply::ok("throttled (commanded by user): the copy waits; the binlog is still applied")
+        }
+        Command::NoThrottle => {
+            shared.manual_throttle.store(false, Ordering::Relaxed);
+            CommandReply::ok("manual throttle lifted")
+        }
+        Command::Pause => {
+            shared.paused.store(true, Ordering::Relaxed);
+            CommandReply::ok("paused: copy and apply wait (the backlog grows)")
+        }
+        Command::Resume => {
+            shared.paused.store(false, Ordering::Relaxed);
+            CommandReply::ok("resumed")
+        }
+        Command::CutOver => {
+            if phase.is_some_and(|p| p > Phase::ReadyToCutOver) {
+                return CommandReply::refused(format!("the cut-over is already past ({})", phase.map(|p| p.label()).unwrap_or("")));
+            }
+            shared.cutover_approved.store(true, Ordering::Relaxed);
+            if let Some(f) = &cfg.postpone_cut_over_flag_file {
+                let _ = std::fs::remove_file(f);
+            }
+            if phase == Some(Phase::ReadyToCutOver) {
+                CommandReply::ok("cut-over approved: starting")
+            } else {
+                CommandReply::ok(format!(
+                    "cut-over approved: it starts once the copy is done and the backlog applied (now: {})",
+                    phase.map(|p| p.label()).unwrap_or("starting")
+                ))
+            }
+        }
+        Command::Stop => {
+            set_stop(control, "stop requested");
+            cancel.cancel();
+            CommandReply::ok("stopping at the next safe point; a checkpoint will be written")
+        }
+        Command::Abort => {
+            set_stop(control, "aborted (panic)");
+            cancel.cancel();
+            CommandReply::ok("aborting now; the migration stays resumable and nothing is dropped")
+        }
+        Command::Checkpoint => match checkpoint_now(shared, cfg).await {
+            Ok(msg) => CommandReply::ok(msg),
+            Err(e) => CommandReply::refused(format!("checkpoint failed: {e:#}")),
+        },
+        Command::Set { name, value } => set_value(shared, name, value),
+        Command::Get { name } => get_value(shared, name),
+    }
+}
+
+fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
+    let parse_u64 = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a whole number"));
+    let r: std::result::Result<String, String> = match name {
+        "chunk-size" => parse_u64(value).and_then(|n| {
+            if !(super::copier::MIN_CHUNK..=super::copier::MAX_CHUNK).contains(&n) {
+                return Err(format!("chunk-size must be between {} and {}", super::copier::MIN_CHUNK, super::copier::MAX_CHUNK));
+            }
+            shared.chunk_size.store(n, Ordering::Relaxed);
+            Ok(format!("chunk-size={n}"))
+        }),
+        "dml-batch-size" => parse_u64(value).and_then(|n| {
+            if n == 0 || n > 100_000 {
+                return Err("dml-batch-size must be between 1 and 100000".into());
+            }
+            shared.dml_batch_size.store(n, Ordering::Relaxed);
+            Ok(format!("dml-batch-size={n}"))
+        }),
+        "max-lag-millis" => parse_u64(value).and_then(|n| {
+            if n < 100 {
+                return Err("max-lag-millis must be at least 100".into());
+            }
+            shared.max_lag_millis.store(n, Ordering::Relaxed);
+            Ok(format!("max-lag-millis={n}"))
+        }),
+        "nice-ratio" => value
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("nice-ratio: '{value}' is not a number"))
+            .and_then(|f| {
+                if !(0.0..=100.0).contains(&f) {
+                    return Err("nice-ratio must be between 0 and 100".into());
+                }
+                shared.nice_ratio_bits.store(f.to_bits(), Ordering::Relaxed);
+                Ok(format!("nice-ratio={f}"))
+            }),
+        other => Err(format!("'{other}' cannot be set on this migration")),
+    };
+    match r {
+        Ok(m) => CommandReply::ok(m),
+        Err(m) => CommandReply::refused(m),
+    }
+}
+
+fn get_value(shared: &Shared, name: &str) -> CommandReply {
+    match name {
+        "chunk-size" => CommandReply::ok(shared.chunk_size.load(Ordering::Relaxed).to_string()),
+        "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),
+        "max-lag-millis" => CommandReply::ok(shared.max_lag_millis.load(Ordering::Relaxed).to_string()),
+        "nice-ratio" => CommandReply::ok(shared.nice_ratio().to_string()),
+        other => CommandReply::refused(format!("unknown setting '{other}'")),
+    }
+}
+
+/// Forces a summary write and reports the recorded position.
+async fn checkpoint_now(shared: &Shared, cfg: &MigrationConfig) -> Result<String> {
+    let mut c = mysql_async::Conn::new(cfg.source.opts()).await?;
+    let phase = shared.phase().map(|p| p.label()).unwrap_or("preflight");
+    c.exec_drop(
+        format!(
+            "UPDATE {} SET phase = ?, rows_estimate = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?",
+            qualified(&cfg.database, &cfg.checkpoint_table())
+        ),
+        (phase, shared.rows_estimate.load(Ordering::Relaxed), checkpoint::SUMMARY),
+    )
+    .await?;
+    let st = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table())
+        .await?
+        .ok_or_else(|| eyre!("no checkpoint table yet (the migration has not been set up)"))?;
+    let _ = c.disconnect().await;
+    shared.with(|i| {
+        i.status.checkpoint.gtid_set = st.applied_gtid_set.clone();
+    });
+    Ok(format!(
+        "checkpoint recorded: applied GTID set {} ({}:{}), copy watermark {}, {} rows copied, {} events applied",
+        if st.applied_gtid_set.is_empty() { "(none yet)" } else { &st.applied_gtid_set },
+        st.applied_file,
+        st.applied_pos,
+        st.copy_watermark.as_deref().map(watermark_text).unwrap_or_else(|| "(start)".to_string()),
+        st.rows_copied,
+        st.events_applied
+    ))
+}
+
+fn watermark_text(json: &str) -> String {
+    checkpoint::decode_key(json).map(|v| checkpoint::describe_key(&v)).unwrap_or_else(|_| json.to_string())
+}
+
+/// The stop reason, if a stop was requested.
+fn stop_reason(control: &Arc<Mutex<Control>>) -> Option<String> {
+    control.lock().ok().and_then(|c| c.stop_reason.clone())
+}
+
+struct Running {
+    streamer: JoinHandle<Result<()>>,
+    applier: JoinHandle<Result<()>>,
+    side: Vec<JoinHandle<()>>,
+    tasks_cancel: CancellationToken,
+    applied_rx: watch::Receiver<Applied>,
+    ddl_allowed: watch::Sender<bool>,
+}
+
+async fn run_phases(
+    cfg: &MigrationConfig,
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+    control: Arc<Mutex<Control>>,
+) -> Result<Outcome> {
+    shared.enter(Phase::Preflight);
+    let opts = cfg.source.opts();
+    let mut conn = mysql_async::Conn::new(opts.clone())
+        .await
+        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
+    let plan = preflight::run(&mut conn, cfg).await?;
+    shared.with(|i| {
+        i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
+        i.status.target.version = plan.version.clone();
+    });
+    for n in &plan.notes {
+        tracing::info!("{n}");
+    }
+    // One migration per table: a named lock held by this connection for the whole run.
+    let lock_name = format!("revenant.{}.{}", cfg.database, cfg.table);
+    let mut lock_conn = mysql_async::Conn::new(opts.clone()).await?;
+    let got: Option<i64> = lock_conn.exec_first("SELECT GET_LOCK(?, 0)", (lock_name.as_str(),)).await?;
+    if got != Some(1) {
+        return Err(refuse(
+            format!("another migration of {}.{} is running (lock {lock_name} is held)", cfg.database, cfg.table),
+            "wait for it to finish, or attach to it with `revenant attach`",
+        ));
+    }
+    let artifact_actions = preflight::check_artifacts(&mut conn, cfg).await?;
+    let existing = if cfg.resume {
+        let st = checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table()).await?;
+        Some(validate_resume(&mut conn, cfg, &plan, st).await?)
+    } else {
+        None
+    };
+    if !cfg.execute {
+        let mut steps = vec![
+            format!("validated: {} {} on {}", plan.original.name, plan.alter.clause, cfg.source.display()),
+            format!(
+                "shared key: {} ({}); {} columns copied",
+                plan.mapping.key.name,
+                plan.mapping.key.columns.join(", "),
+                plan.mapping.shared.len()
+            ),
+        ];
+        steps.extend(plan.notes.iter().cloned());
+        steps.extend(artifact_actions.iter().map(|a| format!("would run: {a}")));
+        steps.push(format!(
+            "would create {}, {} and {}; copy rows in chunks of {}; apply the binlog; cut over ({:?})",
+            cfg.ghost_table(),
+            cfg.changelog_table(),
+            cfg.checkpoint_table(),
+            cfg.chunk_size,
+            cfg.cut_over
+        ));
+        steps.push("dry run: nothing was changed; add --execute to migrate".into());
+        for s in &steps {
+            tracing::info!("{s}");
+        }
+        return Ok(Outcome::DryRun { plan: steps });
+    }
+
+    // Setup.
+    shared.enter(Phase::Setup);
+    let resumed_state = match existing {
+        Some(ResumePoint::AlreadySwapped) => {
+            tracing::info!("the tables were already swapped before the interruption: finishing the clean-up");
+            return cleanup(cfg, &mut conn, &shared, 0).await;
+        }
+        Some(ResumePoint::Continue(st)) => Some(st),
+        None => None,
+    };
+    if resumed_state.is_none() {
+        for a in &artifact_actions {
+            tracing::info!("{a}");
+            conn.query_drop(a.as_str()).await?;
+        }
+        setup_tables(&mut conn, cfg, &plan).await?;
+    }
+    failpoint::hit("after-setup")?;
+    let ghost = super::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table())
+        .await?
+        .ok_or_else(|| eyre!("the ghost table {} is missing", cfg.ghost_table()))?;
+    let changelog = super::schema::read_table(&mut conn, &cfg.database, &cfg.changelog_table())
+        .await?
+        .ok_or_else(|| eyre!("the changelog table {} is missing", cfg.changelog_table()))?;
+    let mapping = super::schema::map_columns(&plan.original, &ghost, &plan.renames)?;
+
+    // Copy range and start position.
+    let job = CopyJob {
+        source_db: cfg.database.clone(),
+        source_table: cfg.table.clone(),
+        target_db: cfg.database.clone(),
+        target_table: cfg.ghost_table(),
+        columns: mapping.shared.clone(),
+        key: mapping.key.columns.iter().filter_map(|n| plan.original.column(n).cloned()).collect(),
+        key_index: mapping.key.name.clone(),
+        checkpoint_db: cfg.database.clone(),
+        checkpoint_table: cfg.checkpoint_table(),
+        checkpoint_row: checkpoint::COPY.to_string(),
+    };
+    let (start, mut range) = match &resumed_state {
+        Some(st) => {
+            let range = CopyRange {
+                range_end: st.copy_range_end.as_deref().map(checkpoint::decode_key).transpose()?,
+                watermark: st.copy_watermark.as_deref().map(checkpoint::decode_key).transpose()?,
+            };
+            shared.rows_copied.store(st.rows_copied, Ordering::Relaxed);
+            shared.events_applied.store(st.events_applied, Ordering::Relaxed);
+            shared.rows_estimate.store(st.rows_estimate, Ordering::Relaxed);
+            if st.copy_complete {
+                shared.copy_complete.store(true, Ordering::Relaxed);
+            }
+            let start = BinlogPosition { gtid_set: st.applied_gtid_set.clone(), file: st.applied_file.clone(), pos: st.applied_pos };
+            (start, range)
+        }
+        None => {
+            // The position is taken before the copy range: every row change after it is streamed.
+            let start = binlog::current_position(&mut conn, plan.mariadb).await?;
+            let bounds = job.key_bounds(&mut conn).await?;
+            let estimate = estimate_rows(&mut conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
+            shared.rows_estimate.store(estimate, Ordering::Relaxed);
+            conn.exec_drop(
+                format!(
+                    "UPDATE {} SET copy_range_start = ?, copy_range_end = ?, copy_complete = ? WHERE id = ?",
+                    qualified(&cfg.database, &cfg.checkpoint_table())
+                ),
+                (
+                    bounds.as_ref().map(|b| checkpoint::encode_key(&b.0)),
+                    bounds.as_ref().map(|b| checkpoint::encode_key(&b.1)),
+                    u8::from(bounds.is_none()),
+                    checkpoint::COPY,
+                ),
+            )
+            .await?;
+            conn.exec_drop(
+                format!(
+                    "UPDATE {} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?",
+                    qualified(&cfg.database, &cfg.checkpoint_table())
+                ),
+                (start.gtid_set.clone(), start.file.clone(), start.pos, checkpoint::APPLY),
+            )
+            .await?;
+            conn.exec_drop(
+                format!("UPDATE {} SET rows_estimate = ? WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),
+                (estimate, checkpoint::SUMMARY),
+            )
+            .await?;
+            (start, CopyRange { range_end: bounds.map(|b| b.1), watermark: None })
+        }
+    };
+    shared.with(|i| {
+        i.status.binlog.applied_gtid_set = start.gtid_set.clone();
+        i.status.binlog.applied_file = start.file.clone();
+        i.status.binlog.applied_pos = start.pos;
+        i.status.checkpoint.gtid_set = start.gtid_set.clone();
+    });
+
+    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel).await?;
+
+    // Copy.
+    checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
+    shared.enter(Phase::Copy);
+    let copy_result = if shared.copy_complete.load(Ordering::Relaxed) {
+        Ok(true)
+    } else {
+        let copy_fut = job.run(&opts, &mut range, shared.clone(), cfg.chunk_target, cfg.retry_for, running.tasks_cancel.clone());
+        tokio::pin!(copy_fut);
+        loop {
+            tokio::select! {
+                r = &mut copy_fut => break r,
+                r = &mut running.streamer => {
+                    return fail_or_stop(cfg, &shared, &control, &mut running, r, "binlog streamer").await;
+                }
+                r = &mut running.applier => {
+                    return fail_or_stop(cfg, &shared, &control, &mut running, r, "applier").await;
+                }
+                _ = cancel.cancelled() => {
+                    running.tasks_cancel.cancel();
+                }
+            }
+        }
+    };
+    match copy_result {
+        Ok(true) => {}
+        Ok(false) => return stop_now(cfg, &shared, &control, &mut running).await,
+        Err(e) => {
+            running.tasks_cancel.cancel();
+            return Err(e.wrap_err("the row copy failed").with_resume(cfg));
+        }
+    }
+    if cfg.exact_rowcount {
+        let rows = shared.rows_copied.load(Ordering::Relaxed);
+        shared.rows_estimate.store(rows, Ordering::Relaxed);
+    }
+    failpoint::hit("after-copy")?;
+
+    // Catch-up, then ready.
+    checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "catchup").await?;
+    shared.enter(Phase::Catchup);
+    let mut entered_ready = false;
+    loop {
+        if cancel.is_cancelled() {
+            return stop_now(cfg, &shared, &control, &mut running).await;
+        }
+        if running.streamer.is_finished() || running.applier.is_finished() {
+            let r = if running.streamer.is_finished() { (&mut running.streamer).await } else { (&mut running.applier).await };
+            return fail_or_stop(cfg, &shared, &control, &mut running, r, "binlog task").await;
+        }
+        let lag = shared.heartbeat_lag_seconds().unwrap_or(f64::MAX);
+        let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
+        let backlog = shared.backlog.load(Ordering::Relaxed);
+        let caught_up = backlog == 0 && lag <= max_lag.max(1.0);
+        if caught_up && !entered_ready {
+            checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "ready").await?;
+            shared.enter(Phase::ReadyToCutOver);
+            entered_ready = true;
+        }
+        if entered_ready {
+            let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
+            let approved = shared.cutover_approved.load(Ordering::Relaxed);
+            let postponed = flag || (cfg.postpone_cut_over && !approved);
+            let blocked = if lag > max_lag {
+                Some(format!("heartbeat lag {:.1}s > max-lag {:.1}s", if lag == f64::MAX { 0.0 } else { lag }, max_lag))
+            } else if backlog > 0 {
+                Some(format!("{backlog} events not yet applied"))
+            } else {
+                None
+            };
+            shared.with(|i| {
+                i.status.cutover.postponed = postponed;
+                i.status.cutover.blocked_reason = if postponed { blocked.clone().or(Some("postponed: waiting for approval".into())) } else { blocked.clone() };
+            });
+            if !postponed && blocked.is_none() {
+                break;
+            }
+            if approved && blocked.is_some() {
+                tracing::warn!("cut-over approved but waiting: {}", blocked.clone().unwrap_or_default());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Cut-over.
+    checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "cut-over").await?;
+    conn.exec_drop(
+        format!("UPDATE {} SET cutover_started = CURRENT_TIMESTAMP(6) WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),
+        (checkpoint::SUMMARY,),
+    )
+    .await?;
+    shared.enter(Phase::CutOver);
+    let _ = running.ddl_allowed.send(true);
+    let mut marker_conn = mysql_async::Conn::new(opts.clone()).await?;
+    let mut attempt = 0u32;
+    let mut backoff = Duration::from_millis(200);
+    let report = loop {
+        attempt += 1;
+        shared.with(|i| {
+            i.status.cutover.attempts = attempt;
+            i.status.cutover.step = "lock and rename".into();
+        });
+        let r = match cfg.cut_over {
+            CutOverMode::Atomic => cutover::atomic_attempt(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::TwoStep => cutover::two_step(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
+        };
+        match r {
+            Ok(rep) => break rep,
+            Err(e) => {
+                tracing::warn!("cut-over attempt {attempt} failed: {e:#}; the original table keeps serving");
+                if attempt >= cfg.default_retries.max(1) || cancel.is_cancelled() {
+                    let _ = running.ddl_allowed.send(false);
+                    running.tasks_cancel.cancel();
+                    return Err(e.wrap_err(format!("the cut-over failed {attempt} times; the original table is serving")).with_resume(cfg));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    tracing::info!("cut-over complete: writes stalled for {} ms", report.stall_ms);
+    shared.with(|i| {
+        i.status.cutover.last_stall_ms = Some(report.stall_ms);
+        i.status.cutover.step = "swapped".into();
+    });
+    failpoint::hit("after-swap")?;
+    running.tasks_cancel.cancel();
+    for t in running.side.drain(..) {
+        let _ = t.await;
+    }
+    let _ = (&mut running.applier).await;
+    let _ = (&mut running.streamer).await;
+    cleanup(cfg, &mut conn, &shared, report.stall_ms).await
+}
+
+trait WithResume {
+    fn with_resume(self, cfg: &MigrationConfig) -> Self;
+}
+
+impl WithResume for color_eyre::Report {
+    fn with_resume(self, cfg: &MigrationConfig) -> Self {
+        match &cfg.resume_command {
+            Some(c) => self.suggestion(format!("the migration is resumable: {c}")),
+            None => self.suggestion("the migration is resumable: run the same command with --resume"),
+        }
+    }
+}
+
+/// Drops the changelog and checkpoint tables (ours) and, when asked, the old table.
+async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn, shared: &Shared, stall_ms: u64) -> Result<Outcome> {
+    shared.enter(Phase::Cleanup);
+    let ck = qualified(&cfg.database, &cfg.checkpoint_table());
+    let _ = conn
+        .exec_drop(format!("UPDATE {ck} SET phase = 'cleanup', cutover_complete = 1 WHERE id = ?"), (checkpoint::SUMMARY,))
+        .await;
+    conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.changelog_table()))).await?;
+    let mut dropped = false;
+    if cfg.ok_to_drop_table {
+        conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.old_table()))).await?;
+        dropped = true;
+    } else {
+        tracing::info!("the original table is kept as {}.{} (drop it when you are sure)", cfg.database, cfg.old_table());
+    }
+    conn.query_drop(format!("DROP TABLE IF EXISTS {ck}")).await?;
+    Ok(Outcome::Done { old_table: cfg.old_table(), stall_ms, old_table_dropped: dropped })
+}
+
+async fn setup_tables(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan: &Plan) -> Result<()> {
+    let db = &cfg.database;
+    conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(db, &cfg.changelog_table()))).await?;
+    conn.query_drop(format!(
+        "CREATE TABLE {} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+         last_update TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+         hint VARCHAR(64) CHARACTER SET ascii NOT NULL, value VARCHAR(4096) CHARACTER SET utf8mb4 NOT NULL, \
+         UNIQUE KEY hint_uidx (hint)) ENGINE=InnoDB COMMENT='revenant changelog'",
+        qualified(db, &cfg.changelog_table())
+    ))
+    .await
+    .wrap_err("creating the changelog table")?;
+    conn.query_drop(checkpoint::create_statement(db, &cfg.checkpoint_table())).await.wrap_err("creating the checkpoint table")?;
+    let ck = qualified(db, &cfg.checkpoint_table());
+    conn.exec_drop(
+        format!(
+            "INSERT INTO {ck} (id, phase, database_name, table_name, ghost_table, alter_statement, alter_fingerprint, \
+             table_fingerprint, tool_version) VALUES (?, 'setup', ?, ?, ?, ?, ?, ?, ?)"
+        ),
+        (
+            checkpoint::SUMMARY,
+            db.as_str(),
+            cfg.table.as_str(),
+            cfg.ghost_table(),
+            plan.alter.clause.as_str(),
+            checkpoint::fingerprint(&plan.alter.clause),
+            checkpoint::table_fingerprint(&plan.original.create_statement),
+            TOOL_VERSION,
+        ),
+    )
+    .await?;
+    conn.exec_drop(format!("INSERT INTO {ck} (id) VALUES (?), (?)"), (checkpoint::COPY, checkpoint::APPLY)).await?;
+    conn.query_drop(format!("CREATE TABLE {} LIKE {}", qualified(db, &cfg.ghost_table()), qualified(db, &cfg.table)))
+        .await
+        .wrap_err("creating the ghost table")?;
+    conn.query_drop(format!("ALTER TABLE {} {}", qualified(db, &cfg.ghost_table()), plan.alter.clause))
+        .await
+        .wrap_err("altering the ghost table")?;
+    Ok(())
+}
+
+/// What a resume continues from.
+enum ResumePoint {
+    Continue(CheckpointState),
+    AlreadySwapped,
+}
+
+async fn validate_resume(
+    conn: &mut mysql_async::Conn,
+    cfg: &MigrationConfig,
+    plan: &Plan,
+    st: Option<CheckpointState>,
+) -> Result<ResumePoint> {
+    let ck = format!("{}.{}", cfg.database, cfg.checkpoint_table());
+    let st = st.ok_or_else(|| refuse(format!("nothing to resume: no checkpoint table {ck}"), "run without --resume to start a new migration"))?;
+    if st.database_name != cfg.database || st.table_name != cfg.table {
+        return Err(refuse(
+            format!("the checkpoint in {ck} is for {}.{}", st.database_name, st.table_name),
+            "resume with the same --database and --table",
+        ));
+    }
+    let ghost_exists = super::schema::read_table(conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
+    let old_exists = super::schema::read_table(conn, &cfg.database, &cfg.old_table()).await?.is_some();
+    if st.cutover_started && !ghost_exists && old_exists {
+        // The rename happened; only the clean-up is left.
+        return Ok(ResumePoint::AlreadySwapped);
+    }
+    if checkpoint::fingerprint(&plan.alter.clause) != st.alter_fingerprint {
+        return Err(refuse(
+            format!("the ALTER differs from the one being resumed ('{}')", st.alter_statement),
+            "resume with exactly the same --alter, or clean up the old migration (docs/checkpoints.md)",
+        ));
+    }
+    if checkpoint::table_fingerprint(&plan.original.create_statement) != st.table_fingerprint {
+        return Err(refuse(
+            format!("the definition of {}.{} changed since the migration began", cfg.database, cfg.table),
+            "the copied rows no longer match the table; clean up (docs/checkpoints.md) and start again",
+        ));
+    }
+    if !ghost_exists {
+        return Err(refuse(
+            format!("the ghost table {}.{} is missing", cfg.database, cfg.ghost_table()),
+            "nothing was dropped; clean up the checkpoint table (docs/checkpoints.md) and start again",
+        ));
+    }
+    if old_exists {
+        if cutover::is_sentry(conn, &cfg.database, &cfg.old_table()).await? {
+            conn.query_drop(format!("DROP TABLE {}", qualified(&cfg.database, &cfg.old_table()))).await?;
+            tracing::info!("removed the sentry table left by an interrupted cut-over");
+        } else {
+            return Err(refuse(
+                format!("{}.{} exists next to the ghost table", cfg.database, cfg.old_table()),
+                "check it by hand: it is not revenant's sentry",
+            ));
+        }
+    }
+    // The binlog position must still be there.
+    if !plan.mariadb && !st.applied_gtid_set.is_empty() {
+        let executed: String = conn.query_first("SELECT @@GLOBAL.gtid_executed").await?.unwrap_or_default();
+        let purged: String = conn.query_first("SELECT @@GLOBAL.gtid_purged").await?.unwrap_or_default();
+        let stored = super::gtid::GtidSet::parse_mysql(&st.applied_gtid_set)?;
+        let executed = super::gtid::GtidSet::parse_mysql(&executed)?;
+        let purged = super::gtid::GtidSet::parse_mysql(&purged)?;
+        if !executed.contains(&stored) {
+            return Err(refuse(
+                format!("this server has not executed the checkpoint's position {}", st.applied_gtid_set),
+                "resume on the server (or a replica) that holds the migration's data",
+            ));
+        }
+        if !stored.contains(&purged) {
+            return Err(refuse(
+                "binary logs needed to resume were purged (gtid_purged is not within the checkpoint's position)",
+                "the migration cannot continue; clean up (docs/checkpoints.md) and start again",
+            ));
+        }
+    }
+    let redo_rows = "the chunk after the watermark";
+    tracing::info!(
+        "resumed at {} ({}:{}); copy watermark {}; re-copying from {redo_rows}; re-applying from the recorded position",
+        st.applied_gtid_set,
+        st.applied_file,
+        st.applied_pos,
+        st.copy_watermark.as_deref().map(watermark_text).unwrap_or_else(|| "(start)".into())
+    );
+    Ok(ResumePoint::Continue(st))
+}
+
+async fn start_tasks(
+    cfg: &MigrationConfig,
+    plan: &Plan,
+    mapping: &super::schema::ColumnMapping,
+    changelog: &super::schema::TableInfo,
+    shared: &Arc<Shared>,
+    start: BinlogPosition,
+    cancel: &CancellationToken,
+) -> Result<Running> {
+    let tasks_cancel = cancel.child_token();
+    let opts = cfg.source.opts();
+    let watched = vec![
+        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: plan.original.columns.clone() },
+        WatchedTable { database: cfg.database.clone(), table: cfg.changelog_table(), columns: changelog.columns.clone() },
+    ];
+    let idx = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
+    let target = ApplyTarget {
+        database: cfg.database.clone(),
+        table: cfg.ghost_table(),
+        columns: mapping
+            .shared
+            .iter()
+            .map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone()))
+            .collect(),
+        key: mapping
+            .key
+            .columns
+            .iter()
+            .zip(&mapping.ghost_key_columns)
+            .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
+            .collect(),
+    };
+    let (tx, rx) = mpsc::channel(1000);
+    let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
+    let client_id = 1_000_000 + (std::process::id() % 1_000_000) + SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).unwrap_or(0);
+    let stream_cfg = StreamConfig {
+        opts: opts.clone(),
+        mariadb: plan.mariadb,
+        client_server_id: client_id,
+        start,
+        watched,
+        retry_for: cfg.retry_for,
+    };
+    shared.with(|i| i.status.binlog.backlog_capacity = 1000);
+    let streamer = tokio::spawn(binlog::run(stream_cfg, tx, streamer_state.clone(), tasks_cancel.clone()));
+    let (applied_tx, applied_rx) = watch::channel(Applied::default());
+    let (ddl_tx, ddl_rx) = watch::channel(false);
+    let applier = Applier {
+        conn_opts: opts.clone(),
+        targets: vec![Some(target), None],
+        changelog: Some(ChangelogWatch { index: 1, hint_col: idx("hint"), value_col: idx("value") }),
+        checkpoint: CheckpointTarget { database: cfg.database.clone(), table: cfg.checkpoint_table() },
+        shared: shared.clone(),
+        applied_tx,
+        guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
+        ddl_allowed: ddl_rx,
+        retry_for: cfg.retry_for,
+    };
+    let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
+    let mut side = Vec::new();
+    side.push(tokio::spawn(heartbeat_loop(cfg.clone(), shared.clone(), tasks_cancel.clone())));
+    side.push(tokio::spawn(throttle_loop(cfg.clone(), shared.clone(), streamer_state, tasks_cancel.clone())));
+    Ok(Running { streamer, applier, side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
+}
+
+async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: CancellationToken) {
+    let sql = format!(
+        "INSERT INTO {} (hint, value) VALUES ('heartbeat', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
+        qualified(&cfg.database, &cfg.changelog_table())
+    );
+    let mut conn: Option<mysql_async::Conn> = None;
+    loop {
+        if conn.is_none() {
+            conn = mysql_async::Conn::new(cfg.source.opts()).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+            if c.exec_drop(&sql, (now.to_string(),)).await.is_err() {
+                conn = None;
+            }
+        }
+        let _ = &shared;
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
+        }
+    }
+}
+
+/// Decides whether the copy is throttled, and why (gh-ost's wording). Fails closed: a signal that cannot be read
+/// throttles.
+async fn throttle_loop(cfg: MigrationConfig, shared: Arc<Shared>, streamer: Arc<Mutex<StreamerState>>, cancel: CancellationToken) {
+    loop {
+        let mut reasons: Vec<String> = Vec::new();
+        let mut signals = Vec::new();
+        let manual = shared.manual_throttle.load(Ordering::Relaxed);
+        signals.push(ThrottleSignal { name: "manual".into(), value: if manual { "on" } else { "off" }.into(), threshold: "-".into(), throttling: manual });
+        if manual {
+            reasons.push("commanded by user".into());
+        }
+        for f in [&cfg.throttle_flag_file, &cfg.throttle_additional_flag_file].into_iter().flatten() {
+            let on = f.exists();
+            signals.push(ThrottleSignal { name: "flag-file".into(), value: f.display().to_string(), threshold: "exists".into(), throttling: on });
+            if on {
+                reasons.push("flag-file".into());
+            }
+        }
+        let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
+        match shared.heartbeat_lag_seconds() {
+            Some(lag) => {
+                let over = lag > max_lag;
+                signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: format!("{lag:.1}s"), threshold: format!("{max_lag:.1}s"), throttling: over });
+                if over {
+                    reasons.push(format!("lag={lag:.1}s"));
+                }
+            }
+            None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
+        }
+        if let Some(p) = &cfg.panic_flag_file {
+            if p.exists() {
+                tracing::error!("panic flag file {} exists: aborting", p.display());
+                reasons.push("panic-flag-file".into());
+            }
+        }
+        let connected = streamer.lock().map(|s| s.connected).unwrap_or(false);
+        if let Ok(s) = streamer.lock() {
+            shared.with(|i| {
+                i.status.binlog.read_file = s.file.clone();
+                i.status.binlog.read_pos = s.pos;
+                i.status.binlog.streaming = connected;
+            });
+        }
+        shared.with(|i| {
+            i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
+            i.signals = signals;
+        });
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Control>>, running: &mut Running) -> Result<Outcome> {
+    running.tasks_cancel.cancel();
+    let _ = (&mut running.applier).await;
+    let _ = (&mut running.streamer).await;
+    for t in running.side.drain(..) {
+        let _ = t.await;
+    }
+    let reason = stop_reason(control).unwrap_or_else(|| "stopped".into());
+    let state = dump_state(cfg, shared, &reason).await;
+    Ok(Outcome::Stopped { state })
+}
+
+async fn fail_or_stop(
+    cfg: &MigrationConfig,
+    shared: &Shared,
+    control: &Arc<Mutex<Control>>,
+    running: &mut Running,
+    r: std::result::Result<Result<()>, tokio::task::JoinError>,
+    what: &str,
+) -> Result<Outcome> {
+    running.tasks_cancel.cancel();
+    match r {
+        Ok(Ok(())) if stop_reason(control).is_some() => stop_now(cfg, shared, control, running).await,
+        Ok(Ok(())) => Err(eyre!("the {what} ended unexpectedly")).map_err(|e| e.with_resume(cfg)),
+        Ok(Err(e)) => Err(e.wrap_err(format!("the {what} failed")).with_resume(cfg)),
+        Err(e) => Err(eyre!("the {what} panicked: {e}").with_resume(cfg)),
+    }
+}
+
+/// Writes the summary and builds the state dump.
+pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) -> StateDump {
+    let mut dump = StateDump {
+        tool_version: TOOL_VERSION.into(),
+        host: cfg.source.display(),
+        database: cfg.database.clone(),
+        table: cfg.table.clone(),
+        alter: cfg.alter.clone(),
+        phase: shared.phase().map(|p| p.label().to_string()).unwrap_or_default(),
+        reason: reason.to_string(),
+        resume_command: cfg.resume_command.clone(),
+        ..Default::default()
+    };
+    if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {
+        let _ = checkpoint::set_phase(&mut c, &cfg.database, &cfg.checkpoint_table(), &format!("stopped:{}", dump.phase)).await;
+        if let Ok(Some(st)) = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table()).await {
+            dump.alter_fingerprint = st.alter_fingerprint;
+            dump.applied_gtid_set = st.applied_gtid_set;
+            dump.applied_file = st.applied_file;
+            dump.applied_pos = st.applied_pos;
+            dump.copy_watermark = st.copy_watermark;
+            dump.copy_complete = st.copy_complete;
+            dump.rows_copied = st.rows_copied;
+            dump.events_applied = st.events_applied;
+        }
+        let _ = c.disconnect().await;
+    }
+    dump
+}

@@ -1,0 +1,271 @@
+//! Preflight: every check that can refuse a migration, run before anything is created. Each refusal is one message
+//! that says what is wrong and what to do. The ALTER itself is validated on a session-private temporary copy of the
+//! table's definition, so a dry run changes nothing.
+
+use std::collections::HashMap;
+
+use color_eyre::eyre::{eyre, Report, Result, WrapErr};
+use color_eyre::Section;
+use mysql_async::prelude::Queryable;
+
+use super::alter::{parse_alter, AlterPlan};
+use super::config::MigrationConfig;
+use super::schema::{map_columns, read_table, ColumnMapping, TableInfo};
+use super::sql::{qualified, quote_ident};
+
+/// What preflight learned; the migration runs from it.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub mariadb: bool,
+    pub version: String,
+    pub original: TableInfo,
+    pub alter: AlterPlan,
+    /// The new structure, as the ALTER produced it on a temporary table.
+    pub new_structure: TableInfo,
+    pub mapping: ColumnMapping,
+    pub renames: HashMap<String, String>,
+    pub notes: Vec<String>,
+}
+
+/// A refusal: the message, and what to do.
+pub fn refuse(what: impl Into<String>, todo: impl Into<String>) -> Report {
+    eyre!(what.into()).suggestion(todo.into())
+}
+
+async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>> {
+    let q = format!("SELECT @@GLOBAL.{name}");
+    match conn.query_first::<Option<String>, _>(q).await {
+        Ok(v) => Ok(v.flatten()),
+        Err(mysql_async::Error::Server(e)) if e.code == 1193 => Ok(None),
+        Err(e) => Err(e).wrap_err_with(|| format!("reading @@{name}")),
+    }
+}
+
+/// Runs every check; returns the plan or the first refusal.
+pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<Plan> {
+    let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
+    let comment: String = conn.query_first("SELECT @@version_comment").await?.unwrap_or_default();
+    let mariadb = version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb");
+    let major: u32 = version.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut notes = Vec::new();
+    if mariadb && major < 10 || !mariadb && major < 8 {
+        return Err(refuse(
+            format!("server version {version} is not supported"),
+            "revenant supports MariaDB 10.6+ and MySQL 8.0+",
+        ));
+    }
+    // Binary log settings.
+    let log_bin = var(conn, "log_bin").await?.unwrap_or_default();
+    if log_bin != "1" && !log_bin.eq_ignore_ascii_case("on") {
+        return Err(refuse("log_bin is OFF on the server", "start the server with --log-bin: revenant reads the binary log"));
+    }
+    let format = var(conn, "binlog_format").await?.unwrap_or_default();
+    if !format.eq_ignore_ascii_case("ROW") {
+        return Err(refuse(
+            format!("binlog_format is {format}, not ROW"),
+            "SET GLOBAL binlog_format='ROW' (and in the server's configuration), then reconnect the writers",
+        ));
+    }
+    let image = var(conn, "binlog_row_image").await?.unwrap_or_default();
+    if !image.eq_ignore_ascii_case("FULL") {
+        return Err(refuse(
+            format!("binlog_row_image is {image}, not FULL"),
+            "SET GLOBAL binlog_row_image='FULL': revenant needs whole row images",
+        ));
+    }
+    if mariadb {
+        if var(conn, "log_bin_compress").await?.as_deref() == Some("1") {
+            return Err(refuse("log_bin_compress is ON", "SET GLOBAL log_bin_compress=OFF: compressed row events cannot be read"));
+        }
+    } else {
+        if var(conn, "binlog_transaction_compression").await?.as_deref() == Some("1") {
+            return Err(refuse(
+                "binlog_transaction_compression is ON",
+                "SET GLOBAL binlog_transaction_compression=OFF for the duration of the migration",
+            ));
+        }
+        let gtid_mode = var(conn, "gtid_mode").await?.unwrap_or_default();
+        if !gtid_mode.eq_ignore_ascii_case("ON") {
+            return Err(refuse(
+                format!("gtid_mode is {gtid_mode}"),
+                "enable GTIDs (gtid_mode=ON, enforce_gtid_consistency=ON): positions and checkpoints are GTID sets",
+            ));
+        }
+        let opts = var(conn, "binlog_row_value_options").await?.unwrap_or_default();
+        if opts.to_ascii_uppercase().contains("PARTIAL_JSON") {
+            return Err(refuse(
+                "binlog_row_value_options=PARTIAL_JSON",
+                "SET GLOBAL binlog_row_value_options='': partial JSON updates lack the whole value",
+            ));
+        }
+    }
+    // Privileges: the binlog stream needs REPLICATION SLAVE; the rest is found out by doing.
+    let grants: Vec<String> = conn.query("SHOW GRANTS").await.wrap_err("SHOW GRANTS")?;
+    let all = grants.join("\n").to_ascii_uppercase();
+    if !all.contains("ALL PRIVILEGES ON *.*") && !all.contains("REPLICATION SLAVE") && !all.contains("REPLICATION REPLICA") {
+        return Err(refuse(
+            "the user lacks REPLICATION SLAVE (needed to read the binary log)",
+            "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the migration user",
+        ));
+    }
+    // The table.
+    let original = read_table(conn, &cfg.database, &cfg.table).await?.ok_or_else(|| {
+        refuse(
+            format!("table {}.{} does not exist", cfg.database, cfg.table),
+            "check --database and --table",
+        )
+    })?;
+    if !original.engine.eq_ignore_ascii_case("InnoDB") {
+        return Err(refuse(
+            format!("{}.{} uses the {} engine", cfg.database, cfg.table, original.engine),
+            "only InnoDB tables can be migrated online",
+        ));
+    }
+    // The ALTER.
+    let alter = parse_alter(&cfg.alter).map_err(|e| refuse(format!("{e}"), "give --alter a clause like \"ADD COLUMN c INT\""))?;
+    if let Some(t) = &alter.named_table {
+        if !t.eq_ignore_ascii_case(&cfg.table) {
+            return Err(refuse(
+                format!("the ALTER names table {t} but --table is {}", cfg.table),
+                "make --table and the ALTER agree",
+            ));
+        }
+    }
+    if let Some(d) = &alter.named_database {
+        if !d.eq_ignore_ascii_case(&cfg.database) {
+            return Err(refuse(
+                format!("the ALTER names database {d} but --database is {}", cfg.database),
+                "make --database and the ALTER agree",
+            ));
+        }
+    }
+    if alter.renames_table {
+        return Err(refuse(
+            "alter statement seems to RENAME the table",
+            "rename a table with RENAME TABLE, not through an online migration",
+        ));
+    }
+    if alter.adds_foreign_key {
+        return Err(refuse("the ALTER adds a foreign key", "foreign keys are not supported by triggerless migrations"));
+    }
+    // Foreign keys on either side.
+    let child: Option<String> = conn
+        .exec_first(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=? AND TABLE_NAME=? LIMIT 1",
+            (&cfg.database, &cfg.table),
+        )
+        .await?;
+    if let Some(fk) = child {
+        return Err(refuse(
+            format!("Child-side foreign keys are not supported. Bailing out ({}.{} has foreign key {fk})", cfg.database, cfg.table),
+            "drop the foreign key first, or migrate with a blocking ALTER",
+        ));
+    }
+    let parent: Option<(String, String)> = conn
+        .exec_first(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
+             WHERE UNIQUE_CONSTRAINT_SCHEMA=? AND REFERENCED_TABLE_NAME=? LIMIT 1",
+            (&cfg.database, &cfg.table),
+        )
+        .await?;
+    if let Some((t, fk)) = parent {
+        return Err(refuse(
+            format!("Parent-side foreign keys are not supported. Bailing out ({t} references {}.{} through {fk})", cfg.database, cfg.table),
+            "drop the referencing foreign key first",
+        ));
+    }
+    let trigger: Option<String> = conn
+        .exec_first(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=? LIMIT 1",
+            (&cfg.database, &cfg.table),
+        )
+        .await?;
+    if let Some(t) = trigger {
+        return Err(refuse(
+            format!("{}.{} has trigger {t}", cfg.database, cfg.table),
+            "triggers would not fire on the ghost table; drop them, migrate, and re-create them",
+        ));
+    }
+    // Renamed columns.
+    let mut renames = alter.renames.clone();
+    if !renames.is_empty() {
+        let list: Vec<String> = renames.iter().map(|(a, b)| format!("{a} -> {b}")).collect();
+        if cfg.skip_renamed_columns {
+            notes.push(format!("renamed columns skipped (their data is not copied): {}", list.join(", ")));
+            renames.clear();
+        } else if !cfg.approve_renamed_columns {
+            return Err(refuse(
+                format!("the ALTER renames columns ({}): as a precaution, confirm it", list.join(", ")),
+                "add --approve-renamed-columns if revenant read the renames right, or --skip-renamed-columns to not copy them",
+            ));
+        } else {
+            notes.push(format!("renamed columns approved: {}", list.join(", ")));
+        }
+    }
+    // Validate the ALTER on a temporary table with the same definition (private to this session; not logged).
+    let tmp = format!("_{}_rvn_preflight", cfg.table);
+    let tmpq = qualified(&cfg.database, &tmp);
+    conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
+    conn.query_drop(format!("CREATE TEMPORARY TABLE {tmpq} LIKE {}", qualified(&cfg.database, &cfg.table)))
+        .await
+        .wrap_err("creating a temporary copy of the table's definition to validate the ALTER")?;
+    let altered = conn.query_drop(format!("ALTER TABLE {tmpq} {}", alter.clause)).await;
+    if let Err(e) = altered {
+        let _ = conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await;
+        return Err(refuse(format!("the server rejects the ALTER: {e}"), "fix the ALTER clause; nothing was changed"));
+    }
+    let new_structure = read_table(conn, &cfg.database, &tmp).await?;
+    conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
+    let mut new_structure = new_structure.ok_or_else(|| eyre!("the temporary table vanished"))?;
+    new_structure.name = cfg.ghost_table();
+    let mapping = map_columns(&original, &new_structure, &renames).map_err(|e| {
+        refuse(
+            format!("no PRIMARY nor UNIQUE key found in table that the old and new schema share: {e}"),
+            "keep a PRIMARY KEY or a NOT NULL UNIQUE KEY on the same columns in the new schema",
+        )
+    })?;
+    Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes })
+}
+
+/// Checks the artifact tables: a leftover ghost or old table stops a fresh run unless the user asked to drop it.
+pub async fn check_artifacts(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<Vec<String>> {
+    let mut actions = Vec::new();
+    for (name, flag_ok, flag) in [
+        (cfg.ghost_table(), cfg.initially_drop_ghost_table, "--initially-drop-ghost-table"),
+        (cfg.old_table(), cfg.initially_drop_old_table, "--initially-drop-old-table"),
+    ] {
+        let present: Option<String> = conn
+            .exec_first(
+                "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?",
+                (&cfg.database, &name),
+            )
+            .await?;
+        if present.is_some() && !cfg.resume {
+            if flag_ok {
+                actions.push(format!("DROP TABLE {}", qualified(&cfg.database, &name)));
+            } else {
+                return Err(refuse(
+                    format!("table {}.{} already exists", cfg.database, name),
+                    format!("drop it yourself after checking it holds nothing you need, or pass {flag}"),
+                ));
+            }
+        }
+    }
+    let checkpoint: Option<String> = conn
+        .exec_first(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=? AND TABLE_NAME=?",
+            (&cfg.database, cfg.checkpoint_table()),
+        )
+        .await?;
+    if checkpoint.is_some() && !cfg.resume {
+        return Err(refuse(
+            format!(
+                "a checkpoint of an earlier migration exists ({}.{})",
+                cfg.database,
+                quote_ident(&cfg.checkpoint_table())
+            ),
+            "run the same command with --resume to continue it, or see docs/checkpoints.md to clean up by hand",
+        ));
+    }
+    Ok(actions)
+}

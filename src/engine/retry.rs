@@ -1,0 +1,38 @@
+//! Which errors are worth retrying (deadlocks, lock wait timeouts, lost connections), and the backoff between tries.
+
+use std::time::Duration;
+
+/// What to do about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Retry {
+    /// Retry on the same connection (the transaction was rolled back).
+    Same,
+    /// The connection is gone: reconnect, then retry.
+    Reconnect,
+    /// Not retriable.
+    No,
+}
+
+/// Classifies an error chain.
+pub fn classify(err: &color_eyre::Report) -> Retry {
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<mysql_async::Error>() {
+            return match e {
+                mysql_async::Error::Server(s) => match s.code {
+                    // deadlock, lock wait timeout, query interrupted/killed, server shutdown in progress
+                    1213 | 1205 => Retry::Same,
+                    1053 | 1927 | 2006 | 2013 => Retry::Reconnect,
+                    _ => Retry::No,
+                },
+                mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => Retry::Reconnect,
+                _ => Retry::No,
+            };
+        }
+    }
+    Retry::No
+}
+
+/// Backoff for attempt `n` (1-based): 50 ms doubling, at most 5 s.
+pub fn backoff(n: u32) -> Duration {
+    Duration::from_millis(50u64.saturating_mul(1u64 << n.min(7))).min(Duration::from_secs(5))
+}
