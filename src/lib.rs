@@ -4,6 +4,7 @@
 //! commands; `control` carries the same protocol over a Unix socket for `attach` and gh-ost's text commands;
 //! `sandbox` starts throwaway servers for the tests and `revenant demo`.
 
+pub mod cli;
 pub mod console;
 pub mod control;
 pub mod engine;

@@ -96,6 +96,8 @@ pub struct MigrationConfig {
     pub throttle_flag_file: Option<PathBuf>,
     pub throttle_additional_flag_file: Option<PathBuf>,
     pub panic_flag_file: Option<PathBuf>,
+    /// Throttle while this query returns a value > 0; an error throttles (fails closed).
+    pub throttle_query: Option<String>,
     pub nice_ratio: f64,
     /// Continue a migration from its checkpoint table.
     pub resume: bool,
@@ -136,6 +138,7 @@ impl MigrationConfig {
             throttle_flag_file: None,
             throttle_additional_flag_file: None,
             panic_flag_file: None,
+            throttle_query: None,
             nice_ratio: 0.0,
             resume: false,
             retry_for: Duration::from_secs(60),

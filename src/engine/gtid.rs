@@ -246,7 +246,7 @@ mod tests {
     #[test]
     fn mysql_set_with_newlines_and_upper_case_parses() {
         let s = GtidSet::parse_mysql(&format!("{},\n{U}:3", "AAAAAAAA-71CA-11E1-9E33-C80AA9429562:1-2")).unwrap();
-        assert_eq!(s.to_string(), format!("aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1-2,{U}:3"));
+        assert_eq!(s.to_string(), format!("{U}:3,aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1-2"));
     }
 
     #[test]

@@ -490,7 +490,7 @@ async fn run_phases(
         i.status.checkpoint.gtid_set = start.gtid_set.clone();
     });
 
-    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel).await?;
+    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel, &control).await?;
 
     // Copy.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
@@ -793,6 +793,7 @@ async fn start_tasks(
     shared: &Arc<Shared>,
     start: BinlogPosition,
     cancel: &CancellationToken,
+    control: &Arc<Mutex<Control>>,
 ) -> Result<Running> {
     let tasks_cancel = cancel.child_token();
     let opts = cfg.source.opts();
@@ -846,7 +847,14 @@ async fn start_tasks(
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let mut side = Vec::new();
     side.push(tokio::spawn(heartbeat_loop(cfg.clone(), shared.clone(), tasks_cancel.clone())));
-    side.push(tokio::spawn(throttle_loop(cfg.clone(), shared.clone(), streamer_state, tasks_cancel.clone())));
+    side.push(tokio::spawn(throttle_loop(
+        cfg.clone(),
+        shared.clone(),
+        streamer_state,
+        tasks_cancel.clone(),
+        cancel.clone(),
+        control.clone(),
+    )));
     Ok(Running { streamer, applier, side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
 }
 
@@ -876,7 +884,17 @@ async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: Cance
 
 /// Decides whether the copy is throttled, and why (gh-ost's wording). Fails closed: a signal that cannot be read
 /// throttles.
-async fn throttle_loop(cfg: MigrationConfig, shared: Arc<Shared>, streamer: Arc<Mutex<StreamerState>>, cancel: CancellationToken) {
+async fn throttle_loop(
+    cfg: MigrationConfig,
+    shared: Arc<Shared>,
+    streamer: Arc<Mutex<StreamerState>>,
+    cancel: CancellationToken,
+    engine_cancel: CancellationToken,
+    control: Arc<Mutex<Control>>,
+) {
+    let mut last_query: Option<std::time::Instant> = None;
+    let mut query_conn: Option<mysql_async::Conn> = None;
+    let mut query_result: std::result::Result<i64, String> = Ok(0);
     loop {
         let mut reasons: Vec<String> = Vec::new();
         let mut signals = Vec::new();
@@ -903,10 +921,26 @@ async fn throttle_loop(cfg: MigrationConfig, shared: Arc<Shared>, streamer: Arc<
             }
             None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
         }
+        if let Some(q) = &cfg.throttle_query {
+            // Checked every second; a query that cannot run throttles (fail closed).
+            if last_query.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                last_query = Some(std::time::Instant::now());
+                query_result = throttle_query(&cfg, &mut query_conn, q).await;
+            }
+            let (throttling, value) = match &query_result {
+                Ok(v) => (*v > 0, v.to_string()),
+                Err(e) => (true, format!("error: {e}")),
+            };
+            signals.push(ThrottleSignal { name: "throttle-query".into(), value: value.clone(), threshold: "> 0".into(), throttling });
+            if throttling {
+                reasons.push(if query_result.is_ok() { "throttle-query".to_string() } else { format!("throttle-query unreadable ({value})") });
+            }
+        }
         if let Some(p) = &cfg.panic_flag_file {
             if p.exists() {
-                tracing::error!("panic flag file {} exists: aborting", p.display());
-                reasons.push("panic-flag-file".into());
+                tracing::error!("panic flag file {} exists: aborting (the migration stays resumable)", p.display());
+                set_stop(&control, &format!("panic flag file {}", p.display()));
+                engine_cancel.cancel();
             }
         }
         let connected = streamer.lock().map(|s| s.connected).unwrap_or(false);
@@ -924,6 +958,21 @@ async fn throttle_loop(cfg: MigrationConfig, shared: Arc<Shared>, streamer: Arc<
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+/// Runs the throttle query; its first column as a number (> 0 throttles).
+async fn throttle_query(cfg: &MigrationConfig, conn: &mut Option<mysql_async::Conn>, q: &str) -> std::result::Result<i64, String> {
+    if conn.is_none() {
+        *conn = Some(mysql_async::Conn::new(cfg.source.opts()).await.map_err(|e| e.to_string())?);
+    }
+    let c = conn.as_mut().ok_or_else(|| "no connection".to_string())?;
+    match c.query_first::<Option<String>, _>(q).await {
+        Ok(v) => Ok(v.flatten().and_then(|s| s.trim().parse::<f64>().ok()).map(|f| f as i64).unwrap_or(0)),
+        Err(e) => {
+            *conn = None;
+            Err(e.to_string())
         }
     }
 }

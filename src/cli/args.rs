@@ -1,0 +1,238 @@
+//! The command line: subcommands and the `migrate` flags (gh-ost's names where they share a meaning).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "revenant", version, about = "Online schema migrations for MySQL and MariaDB, with a terminal console")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Change a live table's schema without blocking its writers (gh-ost style, triggerless).
+    #[command(args_override_self = true)]
+    Migrate(MigrateArgs),
+    /// A sandbox server, a seeded table, a write load, and a migration in the console.
+    Demo(DemoArgs),
+    /// Open the console on a migration running elsewhere on this host.
+    Attach(AttachArgs),
+    /// Copy tables to another server and finish with a cooperative cut-over (not implemented yet).
+    MoveTables(MoveTablesArgs),
+    /// Run outside test cases (gh-ost localtests format) against sandbox servers.
+    #[command(hide = true)]
+    RunCases(RunCasesArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CutOverArg {
+    Atomic,
+    #[value(name = "two-step")]
+    TwoStep,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    /// Server host.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Server port.
+    #[arg(long, default_value_t = 3306)]
+    pub port: u16,
+    /// User (default: from --conf / ~/.my.cnf, else the login name).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Password on the command line: visible in the process list; prefer --conf, MYSQL_PWD or --ask-pass.
+    #[arg(long)]
+    pub password: Option<String>,
+    /// Prompt for the password.
+    #[arg(long)]
+    pub ask_pass: bool,
+    /// A my.cnf-style file with a [client] section (user, password, host, port).
+    #[arg(long)]
+    pub conf: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Settings from a TOML file (keys are these flags' names); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Database of the table.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Table to migrate.
+    #[arg(long)]
+    pub table: Option<String>,
+    /// The ALTER clause ("ADD COLUMN c INT"), or a full "ALTER TABLE db.t ...".
+    #[arg(long)]
+    pub alter: Option<String>,
+    /// Do it. Without this flag: a dry run that validates everything and changes nothing.
+    #[arg(long)]
+    pub execute: bool,
+    /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_size: u64,
+    /// Target duration of one copy chunk.
+    #[arg(long, default_value_t = 500)]
+    pub chunk_time_millis: u64,
+    /// Row events applied per transaction (at most).
+    #[arg(long, default_value_t = 1000)]
+    pub dml_batch_size: u64,
+    /// atomic (the table is never missing) or two-step.
+    #[arg(long, value_enum, default_value_t = CutOverArg::Atomic)]
+    pub cut_over: CutOverArg,
+    /// Lock wait timeout of a cut-over attempt.
+    #[arg(long, default_value_t = 3)]
+    pub cut_over_lock_timeout_seconds: u64,
+    /// Cut-over attempts before giving up (the original keeps serving).
+    #[arg(long, default_value_t = 60)]
+    pub default_retries: u32,
+    /// Confirm that revenant read the ALTER's column renames right.
+    #[arg(long)]
+    pub approve_renamed_columns: bool,
+    /// Do not copy renamed columns.
+    #[arg(long)]
+    pub skip_renamed_columns: bool,
+    /// Accepted for gh-ost runbooks: revenant always runs on the primary.
+    #[arg(long)]
+    pub allow_on_master: bool,
+    /// Drop the old table (_<t>_del) after a successful cut-over.
+    #[arg(long)]
+    pub ok_to_drop_table: bool,
+    /// Drop a leftover ghost table (_<t>_gho) before starting.
+    #[arg(long)]
+    pub initially_drop_ghost_table: bool,
+    /// Drop a leftover old table (_<t>_del) before starting.
+    #[arg(long)]
+    pub initially_drop_old_table: bool,
+    /// The cut-over waits while this file exists (created at start when missing).
+    #[arg(long)]
+    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
+    #[arg(long)]
+    pub postpone_cut_over: bool,
+    /// Count the rows exactly for progress (SELECT COUNT(*)).
+    #[arg(long)]
+    pub exact_rowcount: bool,
+    /// Try ALTER ... ALGORITHM=INSTANT on the table first; migrate only if the server refuses.
+    #[arg(long)]
+    pub attempt_instant_ddl: bool,
+    /// Control socket (default /tmp/gh-ost.<db>.<table>.sock).
+    #[arg(long)]
+    pub serve_socket_file: Option<PathBuf>,
+    /// Also serve the control protocol on 127.0.0.1:PORT.
+    #[arg(long)]
+    pub serve_tcp_port: Option<u16>,
+    /// `unpostpone` must name the table.
+    #[arg(long)]
+    pub force_named_cut_over: bool,
+    /// `panic` must name the table.
+    #[arg(long)]
+    pub force_named_panic: bool,
+    /// Throttle the copy while heartbeat lag exceeds this.
+    #[arg(long, default_value_t = 1500)]
+    pub max_lag_millis: u64,
+    /// Throttle while this file exists.
+    #[arg(long)]
+    pub throttle_flag_file: Option<PathBuf>,
+    /// Throttle while this file exists (a second one, shared by migrations).
+    #[arg(long)]
+    pub throttle_additional_flag_file: Option<PathBuf>,
+    /// Throttle while this query returns a value > 0 (checked every second; an error throttles).
+    #[arg(long)]
+    pub throttle_query: Option<String>,
+    /// Abort (resumably) when this file appears.
+    #[arg(long)]
+    pub panic_flag_file: Option<PathBuf>,
+    /// Sleep this fraction of each chunk's time after it.
+    #[arg(long, default_value_t = 0.0)]
+    pub nice_ratio: f64,
+    /// Continue the migration from its checkpoint table.
+    #[arg(long)]
+    pub resume: bool,
+    /// Continue from a state dump (checked against the checkpoint table); implies --resume.
+    #[arg(long)]
+    pub resume_state: Option<PathBuf>,
+    /// On SIGINT/SIGTERM, write the state JSON here instead of stdout.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
+    /// How long to retry after lost connections or server restarts before stopping resumably.
+    #[arg(long, default_value_t = 60)]
+    pub retry_seconds: u64,
+    /// Print one JSON status object per line instead of gh-ost's status line.
+    #[arg(long)]
+    pub status_json: bool,
+    /// No console: print status lines (also when stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Console theme: a name in themes/ (default, dark, light, mono) or a TOML file.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// More log output.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Even more log output.
+    #[arg(long)]
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DemoArgs {
+    /// Which sandbox server.
+    #[arg(long, default_value = "mariadb")]
+    pub flavor: String,
+    /// Rows to seed.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub rows: u64,
+    /// Writes per second of the background writer.
+    #[arg(long, default_value_t = 50)]
+    pub write_rate: u64,
+    /// The ALTER to run.
+    #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")]
+    pub alter: String,
+    /// No console: status lines; the cut-over is approved automatically.
+    #[arg(long)]
+    pub headless: bool,
+    /// Console theme.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// Control socket (default /tmp/gh-ost.demo.orders.sock).
+    #[arg(long)]
+    pub serve_socket_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AttachArgs {
+    /// The migration's control socket (default: the only /tmp/gh-ost.*.sock).
+    pub socket: Option<PathBuf>,
+    /// Watch only: no key sends a command.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Console theme.
+    #[arg(long)]
+    pub theme: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MoveTablesArgs {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub rest: Vec<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunCasesArgs {
+    /// Directory of case directories.
+    pub dir: PathBuf,
+    /// Only cases whose name contains this.
+    #[arg(long)]
+    pub only: Option<String>,
+    /// Flavours (default: REVENANT_TEST_FLAVORS or both).
+    #[arg(long)]
+    pub flavors: Option<String>,
+}

@@ -1,0 +1,62 @@
+//! Headless output: gh-ost's status line (or `--status-json`, one JSON object per line) at gh-ost's cadence (every
+//! second for the first minute, then every 5 s), plus a line on every phase change.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::status::{format_duration, Status};
+
+/// gh-ost's status line for a snapshot.
+pub fn status_line(s: &Status) -> String {
+    let phase = s.phase.map(|p| p.gh_ost_state()).unwrap_or("initializing");
+    let throttle = if s.throttle.throttled { format!("throttled, {}", s.throttle.reason) } else { phase.to_string() };
+    let state = if s.phase.is_some_and(|p| p == crate::engine::Phase::ReadyToCutOver) && s.cutover.postponed {
+        "postponing cut-over".to_string()
+    } else {
+        throttle
+    };
+    format!(
+        "Copy: {}/{} {:.1}%; Applied: {}; Backlog: {}/{}; Time: {}(total), {}(copy); streamer: {}:{}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {}",
+        s.copy.rows_copied,
+        s.copy.rows_estimate,
+        s.copy.percent(),
+        s.binlog.events_applied,
+        s.binlog.backlog,
+        s.binlog.backlog_capacity,
+        format_duration(s.elapsed_seconds),
+        format_duration(s.elapsed_copy_seconds),
+        if s.binlog.read_file.is_empty() { &s.binlog.applied_file } else { &s.binlog.read_file },
+        if s.binlog.read_pos == 0 { s.binlog.applied_pos } else { s.binlog.read_pos },
+        s.heartbeat_lag_seconds.unwrap_or(0.0),
+        s.heartbeat_lag_seconds.unwrap_or(0.0),
+        state,
+        s.eta
+    )
+}
+
+/// Prints status until `stop` fires. Write errors (a terminal that went away) are ignored.
+pub async fn print_status(mut rx: watch::Receiver<Status>, json: bool, stop: CancellationToken) {
+    let started = Instant::now();
+    let mut last_print: Option<Instant> = None;
+    let mut last_phase = None;
+    loop {
+        let snapshot = rx.borrow_and_update().clone();
+        let interval = if started.elapsed() < Duration::from_secs(60) { Duration::from_secs(1) } else { Duration::from_secs(5) };
+        let phase_changed = snapshot.phase != last_phase;
+        if phase_changed || last_print.is_none_or(|t| t.elapsed() >= interval) {
+            let line = if json { serde_json::to_string(&snapshot).unwrap_or_default() } else { status_line(&snapshot) };
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+            last_print = Some(Instant::now());
+            last_phase = snapshot.phase;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            r = rx.changed() => if r.is_err() { return },
+        }
+    }
+}

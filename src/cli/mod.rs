@@ -1,0 +1,409 @@
+//! The command line front end: parses flags (gh-ost compatible) and TOML, resolves credentials, then runs the
+//! engine with the console, the control socket, or headless status lines; turns signals into a clean stop.
+
+mod args;
+mod cases;
+mod config_file;
+mod credentials;
+mod demo;
+mod ghost_compat;
+pub mod headless;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{CommandFactory, FromArgMatches};
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use color_eyre::Section;
+use tokio_util::sync::CancellationToken;
+
+pub use args::{Cli, Cmd, MigrateArgs};
+
+use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
+use crate::control::{self, ControlOptions};
+use crate::engine::config::{ConnectionConfig, CutOverMode, MigrationConfig, Secret};
+use crate::engine::migration::{self, Outcome, StateDump};
+use crate::engine::{Command, EngineHandle, Phase};
+
+/// Process exit codes (documented in README and docs/checkpoints.md).
+pub mod exit {
+    /// Migrated, or the dry run validated.
+    pub const OK: i32 = 0;
+    /// Failed after changing something; the state is resumable (the resume command was printed).
+    pub const FAILED: i32 = 1;
+    /// Refused before anything was changed (bad input, preflight).
+    pub const REFUSED: i32 = 2;
+    /// Stopped on request (SIGINT/SIGTERM, console, socket) with a checkpoint written; resumable.
+    pub const STOPPED: i32 = 3;
+}
+
+/// Entry point: parses `std::env::args` and runs. Returns the process exit code.
+pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
+    let mut cmd = Cli::command();
+    // gh-ost's `-flag` spelling, and refused gh-ost flags, before clap sees them.
+    let known: Vec<String> = cmd
+        .find_subcommand("migrate")
+        .map(|m| m.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
+        .unwrap_or_default();
+    let mut argv = ghost_compat::normalize_single_dash(raw, &known);
+    if argv.get(1).map(String::as_str) == Some("migrate") {
+        ghost_compat::refuse_unsupported(&argv)?;
+        argv = expand_config(argv, &cmd)?;
+    }
+    let matches = match cmd.try_get_matches_from_mut(&argv) {
+        Ok(m) => m,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::REFUSED } else { exit::OK };
+            let _ = e.print();
+            return Ok(code);
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| eyre!("{e}"))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Cmd::Migrate(a) => run_migrate(a, argv).await,
+            Cmd::Demo(a) => demo::run(a).await,
+            Cmd::Attach(a) => run_attach(a).await,
+            Cmd::MoveTables(_) => Err(eyre!("move-tables is not implemented yet"))
+                .suggestion("it is planned (issue 7); use `revenant migrate` for in-place schema changes"),
+            Cmd::RunCases(a) => cases::run(a).await,
+        }
+    })
+}
+
+/// Puts `--config FILE`'s settings in front of the command line's flags (so flags override them).
+fn expand_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> {
+    let mut path: Option<PathBuf> = None;
+    for (i, a) in argv.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--config=") {
+            path = Some(PathBuf::from(v));
+        } else if a == "--config" {
+            path = argv.get(i + 1).map(PathBuf::from);
+        }
+    }
+    let Some(path) = path else { return Ok(argv) };
+    let migrate = cmd.find_subcommand("migrate").ok_or_else(|| eyre!("no migrate subcommand"))?;
+    let known: Vec<(String, bool)> = migrate
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values())))
+        .collect();
+    let from_file = config_file::flags_from_toml(&path, &known)?;
+    let mut out = vec![argv[0].clone(), argv[1].clone()];
+    out.extend(from_file);
+    out.extend(argv[2..].iter().cloned());
+    Ok(out)
+}
+
+/// The command that resumes this run: the same flags plus --resume, without any password.
+fn resume_command(argv: &[String]) -> String {
+    let mut out = Vec::new();
+    let mut skip = false;
+    for a in argv.iter().skip(1) {
+        if skip {
+            skip = false;
+            continue;
+        }
+        if a == "--password" {
+            skip = true;
+            continue;
+        }
+        if a.starts_with("--password=") || a == "--resume" || a.starts_with("--resume-state") {
+            continue;
+        }
+        out.push(shell_quote(a));
+    }
+    out.push("--resume".into());
+    format!("revenant {}", out.join(" "))
+}
+
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=./:,@".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn init_tracing(console: bool, verbose: bool, debug: bool) {
+    use tracing_subscriber::prelude::*;
+    let level = if debug { "debug" } else if verbose { "info" } else { "info" };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("REVENANT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("revenant={level},warn")));
+    if console {
+        let _ = tui_logger::init_logger(tui_logger::LevelFilter::Debug);
+        let _ = tracing_subscriber::registry().with(filter).with(tui_logger::TuiTracingSubscriberLayer).try_init();
+    } else {
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .try_init();
+    }
+}
+
+/// Builds the engine's settings from the flags; checks what can be checked before connecting.
+fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig> {
+    let database = a.database.clone().ok_or_else(|| eyre!("--database is required")).suggestion("name the table's database with --database")?;
+    let table = a.table.clone().ok_or_else(|| eyre!("--table is required")).suggestion("name the table with --table")?;
+    let alter = a.alter.clone().ok_or_else(|| eyre!("--alter is required")).suggestion("give the change, e.g. --alter \"ADD COLUMN c INT\"")?;
+    if a.approve_renamed_columns && a.skip_renamed_columns {
+        bail!("--approve-renamed-columns and --skip-renamed-columns exclude each other");
+    }
+    if a.chunk_size == 0 || a.chunk_size > 100_000 {
+        return Err(eyre!("--chunk-size {} is out of range", a.chunk_size)).suggestion("use 100 to 100000");
+    }
+    if a.dml_batch_size == 0 || a.dml_batch_size > 100_000 {
+        return Err(eyre!("--dml-batch-size {} is out of range", a.dml_batch_size)).suggestion("use 1 to 100000");
+    }
+    if !(0.0..=100.0).contains(&a.nice_ratio) {
+        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
+    }
+    let found = credentials::resolve(a.conn.password.clone(), a.conn.ask_pass, a.conn.conf.as_ref())?;
+    let user = a
+        .conn
+        .user
+        .clone()
+        .or(found.user.clone())
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into());
+    let host = if a.conn.host == "127.0.0.1" { found.host.clone().unwrap_or_else(|| a.conn.host.clone()) } else { a.conn.host.clone() };
+    let port = if a.conn.port == 3306 { found.port.unwrap_or(a.conn.port) } else { a.conn.port };
+    if found.password.is_some() {
+        tracing::debug!("password from {}", found.password_source);
+    }
+    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password), socket: None };
+    let mut cfg = MigrationConfig::new(source, &database, &table, &alter);
+    cfg.execute = a.execute;
+    cfg.chunk_size = a.chunk_size;
+    cfg.chunk_target = Duration::from_millis(a.chunk_time_millis.max(10));
+    cfg.dml_batch_size = a.dml_batch_size;
+    cfg.cut_over = match a.cut_over {
+        args::CutOverArg::Atomic => CutOverMode::Atomic,
+        args::CutOverArg::TwoStep => CutOverMode::TwoStep,
+    };
+    cfg.cut_over_lock_timeout = Duration::from_secs(a.cut_over_lock_timeout_seconds.max(1));
+    cfg.default_retries = a.default_retries.max(1);
+    cfg.approve_renamed_columns = a.approve_renamed_columns;
+    cfg.skip_renamed_columns = a.skip_renamed_columns;
+    cfg.allow_on_master = true;
+    cfg.ok_to_drop_table = a.ok_to_drop_table;
+    cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
+    cfg.initially_drop_old_table = a.initially_drop_old_table;
+    cfg.postpone_cut_over_flag_file = a.postpone_cut_over_flag_file.clone();
+    cfg.postpone_cut_over = a.postpone_cut_over;
+    cfg.exact_rowcount = a.exact_rowcount;
+    cfg.attempt_instant_ddl = a.attempt_instant_ddl;
+    cfg.max_lag_millis = a.max_lag_millis;
+    cfg.throttle_flag_file = a.throttle_flag_file.clone();
+    cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
+    cfg.throttle_query = a.throttle_query.clone();
+    cfg.panic_flag_file = a.panic_flag_file.clone();
+    cfg.nice_ratio = a.nice_ratio;
+    cfg.resume = a.resume || a.resume_state.is_some();
+    cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
+    cfg.resume_command = Some(resume_command(argv));
+    Ok(cfg)
+}
+
+/// Checks a `--resume-state` dump against the table's checkpoint; refuses when they disagree.
+async fn check_state_dump(path: &PathBuf, cfg: &MigrationConfig) -> Result<()> {
+    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading --resume-state {}", path.display()))?;
+    let dump: StateDump = serde_json::from_str(text.trim())
+        .map_err(|e| eyre!("--resume-state {} is not a revenant state dump: {e}", path.display()))?;
+    let mut conn = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to check the state dump")?;
+    let st = crate::engine::checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table())
+        .await?
+        .ok_or_else(|| eyre!("the state dump names a migration, but {}.{} has no checkpoint", cfg.database, cfg.checkpoint_table()))?;
+    let _ = conn.disconnect().await;
+    let mut problems = Vec::new();
+    if dump.database != cfg.database || dump.table != cfg.table {
+        problems.push(format!("it is for {}.{}", dump.database, dump.table));
+    }
+    if dump.alter_fingerprint != st.alter_fingerprint {
+        problems.push("its ALTER differs from the checkpoint's".to_string());
+    }
+    if dump.applied_gtid_set != st.applied_gtid_set {
+        problems.push(format!(
+            "its applied position ({}) is not the checkpoint's ({})",
+            dump.applied_gtid_set, st.applied_gtid_set
+        ));
+    }
+    if dump.copy_watermark != st.copy_watermark || dump.rows_copied != st.rows_copied {
+        problems.push("its copy watermark is not the checkpoint's".to_string());
+    }
+    if !problems.is_empty() {
+        return Err(eyre!("the state dump {} disagrees with the checkpoint table: {}", path.display(), problems.join("; ")))
+            .suggestion("the dump is stale or was edited; resume with --resume alone (the checkpoint table is authoritative)");
+    }
+    Ok(())
+}
+
+async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
+    let use_console = !a.headless && !a.status_json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    init_tracing(use_console, a.verbose, a.debug);
+    let cfg = match migration_config(&a, &argv) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    };
+    if let Some(f) = &cfg.postpone_cut_over_flag_file {
+        if cfg.execute && !f.exists() {
+            std::fs::write(f, b"").wrap_err_with(|| format!("creating the postpone flag file {}", f.display()))?;
+        }
+    }
+    if let Some(p) = &a.resume_state {
+        if let Err(e) = check_state_dump(p, &cfg).await {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    }
+    let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
+    let (handle, join) = migration::start(cfg.clone());
+    let shutdown = CancellationToken::new();
+    // Control socket (gh-ost's default path), when executing.
+    let socket = a
+        .serve_socket_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
+    let control_task = if cfg.execute {
+        let opts = ControlOptions {
+            table: cfg.table.clone(),
+            force_named_cut_over: a.force_named_cut_over,
+            force_named_panic: a.force_named_panic,
+        };
+        let h = handle.clone();
+        let sd = shutdown.clone();
+        let path = socket.clone();
+        let tcp = a.serve_tcp_port;
+        Some(tokio::spawn(async move {
+            if let Err(e) = control::serve_with(h, path, tcp, opts, sd).await {
+                tracing::error!("control socket: {e:#}");
+            }
+        }))
+    } else {
+        None
+    };
+    // Signals: stop cleanly with a checkpoint.
+    let signal_task = {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            tracing::warn!("signal received: stopping at the next safe point");
+            let _ = h.send(Command::Stop).await;
+        })
+    };
+    let printer_stop = CancellationToken::new();
+    let mut printer = None;
+    if let Some(theme) = theme {
+        let opts = ConsoleOptions { theme, read_only: false, refresh_hz: 2.0, table_name_for_confirm: cfg.table.clone() };
+        match console::run_console(handle.clone(), opts).await {
+            Ok(ConsoleExit::Detached) => {
+                tracing::info!("console detached: the migration continues headless; attach with `revenant attach {}`", socket.display());
+                printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), false, printer_stop.clone())));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("console failed: {e:#}; continuing headless");
+                printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), false, printer_stop.clone())));
+            }
+        }
+    } else {
+        printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), a.status_json, printer_stop.clone())));
+    }
+    let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
+    // Let the printer show the final snapshot.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    printer_stop.cancel();
+    if let Some(p) = printer {
+        let _ = p.await;
+    }
+    shutdown.cancel();
+    signal_task.abort();
+    if let Some(t) = control_task {
+        let _ = t.await;
+    }
+    finish(result, &handle, &a, &cfg)
+}
+
+fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: &MigrationConfig) -> Result<i32> {
+    match result {
+        Ok(Outcome::Done { old_table, stall_ms, old_table_dropped }) => {
+            println!(
+                "Done: {}.{} migrated; writes stalled {stall_ms} ms at the cut-over; old table {}",
+                cfg.database,
+                cfg.table,
+                if old_table_dropped { format!("{old_table} dropped") } else { format!("kept as {old_table}") }
+            );
+            Ok(exit::OK)
+        }
+        Ok(Outcome::DryRun { plan }) => {
+            for line in plan {
+                println!("{line}");
+            }
+            Ok(exit::OK)
+        }
+        Ok(Outcome::Stopped { state }) => {
+            let json = serde_json::to_string_pretty(&state)?;
+            match &a.state_file {
+                Some(p) => {
+                    std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
+                    eprintln!("state written to {}", p.display());
+                }
+                None => println!("{json}"),
+            }
+            eprintln!("stopped with a checkpoint; resume with: {}", state.resume_command.clone().unwrap_or_default());
+            Ok(exit::STOPPED)
+        }
+        Err(e) => {
+            let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup);
+            eprintln!("Error: {e:?}");
+            if reached_setup {
+                eprintln!("resume with: {}", cfg.resume_command.clone().unwrap_or_default());
+                Ok(exit::FAILED)
+            } else {
+                Ok(exit::REFUSED)
+            }
+        }
+    }
+}
+
+/// Finds the socket to attach to when none is given: the only /tmp/gh-ost.*.sock.
+fn find_socket() -> Result<PathBuf> {
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/tmp")?.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name.starts_with("gh-ost.") && name.ends_with(".sock") {
+            found.push(e.path());
+        }
+    }
+    match found.len() {
+        1 => Ok(found.remove(0)),
+        0 => Err(eyre!("no migration socket found in /tmp")).suggestion("give the socket path: revenant attach /tmp/gh-ost.<db>.<table>.sock"),
+        _ => Err(eyre!("several migration sockets found: {}", found.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")))
+            .suggestion("name one: revenant attach SOCKET"),
+    }
+}
+
+async fn run_attach(a: args::AttachArgs) -> Result<i32> {
+    init_tracing(true, false, false);
+    let socket = match a.socket.clone() {
+        Some(s) => s,
+        None => find_socket()?,
+    };
+    let handle = control::attach_with(socket.clone(), a.read_only)
+        .await
+        .wrap_err_with(|| format!("attaching to {}", socket.display()))?;
+    let table = handle.snapshot().target.table.clone();
+    let theme = Theme::select(a.theme.as_deref())?;
+    let opts = ConsoleOptions { theme, read_only: a.read_only, refresh_hz: 2.0, table_name_for_confirm: table };
+    console::run_console(handle, opts).await?;
+    Ok(exit::OK)
+}

@@ -1,0 +1,294 @@
+//! The listener side of the control socket.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use color_eyre::eyre::{bail, eyre, WrapErr};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::status::{Command, EngineHandle};
+
+use super::text::{help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand};
+use super::{parse_hello, CommandLine, ControlOptions, Hello, ReplyLine, ServerLine, JSONL_HELLO, JSONL_VERSION};
+
+/// Longest accepted line (a command, or a JSON command line).
+const MAX_LINE: u64 = 64 * 1024;
+/// Minimum spacing of streamed snapshots (10 per second at most).
+const STATUS_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Serves the control socket until `shutdown` is cancelled. `table` is the migrated table, for named
+/// `unpostpone`/`panic`; use [`serve_with`] to turn on `--force-named-cut-over` / `--force-named-panic`.
+pub async fn serve(
+    handle: EngineHandle,
+    socket_path: PathBuf,
+    tcp_port: Option<u16>,
+    table: String,
+    shutdown: CancellationToken,
+) -> color_eyre::Result<()> {
+    serve_with(handle, socket_path, tcp_port, ControlOptions::new(table), shutdown).await
+}
+
+/// [`serve`] with every option.
+pub async fn serve_with(
+    handle: EngineHandle,
+    socket_path: PathBuf,
+    tcp_port: Option<u16>,
+    opts: ControlOptions,
+    shutdown: CancellationToken,
+) -> color_eyre::Result<()> {
+    prepare_socket_path(&socket_path).await?;
+    let unix = UnixListener::bind(&socket_path)
+        .wrap_err_with(|| format!("cannot listen on control socket {}", socket_path.display()))?;
+    set_owner_only(&socket_path)?;
+    let tcp = match tcp_port {
+        Some(port) => Some(
+            TcpListener::bind(("127.0.0.1", port))
+                .await
+                .wrap_err_with(|| format!("cannot listen on 127.0.0.1:{port}"))?,
+        ),
+        None => None,
+    };
+    tracing::info!(socket = %socket_path.display(), tcp = ?tcp_port, "control socket listening");
+
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            accepted = unix.accept() => match accepted {
+                Ok((stream, _)) => spawn_connection(stream, &handle, &opts, &shutdown),
+                Err(e) => tracing::warn!("control socket accept failed: {e}"),
+            },
+            accepted = accept_tcp(tcp.as_ref()) => match accepted {
+                Ok(stream) => spawn_connection(stream, &handle, &opts, &shutdown),
+                Err(e) => tracing::warn!("control tcp accept failed: {e}"),
+            },
+        }
+    };
+    drop(unix);
+    if let Err(e) = std::fs::remove_file(&socket_path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove control socket {}: {e}", socket_path.display());
+        }
+    }
+    result
+}
+
+async fn accept_tcp(tcp: Option<&TcpListener>) -> std::io::Result<tokio::net::TcpStream> {
+    match tcp {
+        Some(l) => l.accept().await.map(|(s, _)| s),
+        None => std::future::pending().await,
+    }
+}
+
+/// Removes a stale socket file (nothing listens on it); refuses when something listens or the path is not a socket.
+async fn prepare_socket_path(path: &Path) -> color_eyre::Result<()> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(eyre!("cannot inspect control socket path {}: {e}", path.display())),
+    };
+    use std::os::unix::fs::FileTypeExt;
+    if !meta.file_type().is_socket() {
+        bail!("control socket path {} exists and is not a socket; refusing to replace it", path.display());
+    }
+    match tokio::time::timeout(Duration::from_secs(2), UnixStream::connect(path)).await {
+        Ok(Ok(_)) => bail!(
+            "another process is listening on control socket {} (is another migration of this table running?)",
+            path.display()
+        ),
+        Ok(Err(_)) | Err(_) => {
+            tracing::info!("removing stale control socket {}", path.display());
+            std::fs::remove_file(path)
+                .wrap_err_with(|| format!("cannot remove stale control socket {}", path.display()))?;
+            Ok(())
+        }
+    }
+}
+
+fn set_owner_only(path: &Path) -> color_eyre::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .wrap_err_with(|| format!("cannot set mode 0600 on {}", path.display()))
+}
+
+fn spawn_connection<S>(stream: S, handle: &EngineHandle, opts: &ControlOptions, shutdown: &CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let handle = handle.clone();
+    let opts = opts.clone();
+    let cancel = shutdown.child_token();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {}
+            r = handle_connection(stream, handle, opts) => {
+                if let Err(e) = r {
+                    tracing::debug!("control connection ended: {e}");
+                }
+            }
+        }
+    });
+}
+
+async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, buf: &mut String) -> std::io::Result<usize> {
+    buf.clear();
+    let mut limited = tokio::io::AsyncReadExt::take(&mut *reader, MAX_LINE);
+    limited.read_line(buf).await
+}
+
+async fn handle_connection<S>(stream: S, handle: EngineHandle, opts: ControlOptions) -> std::io::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (read, mut write) = tokio::io::split(stream);
+    let mut reader = BufReader::new(read);
+    let mut first = String::new();
+    if read_line_limited(&mut reader, &mut first).await? == 0 {
+        return Ok(());
+    }
+    if let Some(hello) = parse_hello(&first) {
+        return serve_jsonl(reader, write, handle, opts, hello).await;
+    }
+    let answer = answer_text(&first, &handle, &opts).await;
+    write.write_all(answer.as_bytes()).await?;
+    write.flush().await?;
+    write.shutdown().await
+}
+
+/// Executes one text command and returns what to print (always ending in a newline).
+pub(crate) async fn answer_text(line: &str, handle: &EngineHandle, opts: &ControlOptions) -> String {
+    let mut out = match parse_text_command(line, opts) {
+        Err(e) => format!("ERROR: {e}"),
+        Ok(TextCommand::Help) => help_text(),
+        Ok(TextCommand::Status) => status_text(&handle.snapshot()),
+        Ok(TextCommand::Sup) => sup_line(&handle.snapshot()),
+        Ok(TextCommand::Engine(cmd)) => {
+            let reply = handle.send(cmd).await;
+            if reply.ok {
+                reply.message
+            } else {
+                format!("ERROR: {}", reply.message)
+            }
+        }
+    };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}
+
+async fn serve_jsonl<R, W>(
+    mut reader: BufReader<R>,
+    mut write: W,
+    handle: EngineHandle,
+    opts: ControlOptions,
+    hello: Hello,
+) -> std::io::Result<()>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let read_only = hello.read_only;
+    let (tx, mut rx) = mpsc::channel::<String>(64);
+    let answer = Hello { hello: JSONL_HELLO.into(), version: JSONL_VERSION, read_only, table: Some(opts.table.clone()) };
+    let mut first = to_line(&answer);
+    // The first snapshot goes out with the handshake answer, so a client has a full picture at once.
+    let mut status_rx = handle.status.clone();
+    first.push_str(&to_line(&ServerLine::Status(Box::new(status_rx.borrow_and_update().clone()))));
+    write.write_all(first.as_bytes()).await?;
+    write.flush().await?;
+
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
+        while let Some(line) = rx.recv().await {
+            if write.write_all(line.as_bytes()).await.is_err() || write.flush().await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    }));
+
+    let status_tx = tx.clone();
+    let _streamer = AbortOnDrop(tokio::spawn(async move {
+        while status_rx.changed().await.is_ok() {
+            let snapshot = status_rx.borrow_and_update().clone();
+            if status_tx.send(to_line(&ServerLine::Status(Box::new(snapshot)))).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(STATUS_INTERVAL).await;
+        }
+    }));
+
+    let mut line = String::new();
+    loop {
+        match read_line_limited(&mut reader, &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed: Result<CommandLine, _> = serde_json::from_str(line.trim());
+        let tx = tx.clone();
+        match parsed {
+            Err(e) => {
+                let id = serde_json::from_str::<serde_json::Value>(line.trim())
+                    .ok()
+                    .and_then(|v| v.get("id").and_then(|i| i.as_u64()))
+                    .unwrap_or(0);
+                let reply = ReplyLine { id, ok: false, message: format!("invalid command line: {e}") };
+                let _ = tx.send(to_line(&ServerLine::Reply(reply))).await;
+            }
+            Ok(CommandLine { id, command }) => {
+                let handle = handle.clone();
+                tokio::spawn(async move {
+                    let reply = if read_only {
+                        ReplyLine { id, ok: false, message: "this connection is read-only".into() }
+                    } else if let Err(e) = check_command(&command) {
+                        ReplyLine { id, ok: false, message: e }
+                    } else {
+                        let r = handle.send(command).await;
+                        ReplyLine { id, ok: r.ok, message: r.message }
+                    };
+                    let _ = tx.send(to_line(&ServerLine::Reply(reply))).await;
+                });
+            }
+        }
+    }
+    _streamer.0.abort();
+    drop(tx);
+    // Let pending replies drain briefly, then close.
+    let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer.0).await;
+    Ok(())
+}
+
+/// Aborts a connection's helper task when the connection ends or is cancelled (server shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Validates a structured command the same way the text protocol does.
+fn check_command(cmd: &Command) -> Result<(), String> {
+    match cmd {
+        Command::Set { name, value } => validate_setting(name, value),
+        Command::Get { name } => {
+            if super::SETTINGS.iter().any(|(s, _)| s == name) {
+                Ok(())
+            } else {
+                Err(format!("unknown setting `{name}`"))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn to_line<T: serde::Serialize>(v: &T) -> String {
+    let mut s = serde_json::to_string(v).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));
+    s.push('\n');
+    s
+}
