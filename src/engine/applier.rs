@@ -200,12 +200,8 @@ impl Applier {
             };
             if let Some(stmt) = &txn.statement {
                 if !ddl_allowed {
-                    let lower = stmt.to_ascii_lowercase();
                     for (db, t) in &self.guarded_tables {
-                        let t = t.to_ascii_lowercase();
-                        let touches = lower.contains(&format!("`{t}`")) || lower.split(|c: char| !(c.is_alphanumeric() || c == '_')).any(|w| w == t);
-                        let ddl = ["alter", "drop", "rename", "truncate"].iter().any(|k| lower.trim_start().starts_with(k));
-                        if touches && ddl && !lower.contains(&format!("_{t}_")) {
+                        if ddl_touches(stmt, db, t) {
                             bail!("the original table {db}.{t} was changed during the migration by: {stmt}; the migration stops (nothing was swapped)");
                         }
                     }
@@ -297,10 +293,52 @@ impl Applier {
     }
 }
 
+/// Does this statement alter, drop, rename or truncate `db.table`?
+pub fn ddl_touches(stmt: &str, db: &str, table: &str) -> bool {
+    let lower = stmt.to_ascii_lowercase();
+    let words: Vec<String> = lower
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.to_string())
+        .collect();
+    let first = words.first().map(String::as_str).unwrap_or("");
+    let second = words.get(1).map(String::as_str).unwrap_or("");
+    let is_table_ddl = match first {
+        "alter" => words.iter().take(4).any(|w| w == "table"),
+        "drop" | "rename" => second == "table" || second == "tables",
+        "truncate" => true,
+        _ => false,
+    };
+    if !is_table_ddl {
+        return false;
+    }
+    let (db, table) = (db.to_ascii_lowercase(), table.to_ascii_lowercase());
+    words.iter().skip(1).any(|w| {
+        let name = w.replace('`', "");
+        name == table || name == format!("{db}.{table}")
+    })
+}
+
 fn text(v: Option<&Value>) -> String {
     match v {
         Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
         Some(Value::NULL) | None => String::new(),
         Some(other) => other.as_sql(true).trim_matches('\'').to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ddl_touches;
+
+    #[test]
+    fn only_table_ddl_on_the_table_counts() {
+        assert!(ddl_touches("ALTER TABLE `t` ADD COLUMN x INT", "d", "t"));
+        assert!(ddl_touches("alter table d.t engine=innodb", "d", "t"));
+        assert!(ddl_touches("DROP TABLE IF EXISTS `d`.`t`", "d", "t"));
+        assert!(ddl_touches("RENAME TABLE t TO x", "d", "t"));
+        assert!(!ddl_touches("ALTER EVENT t DISABLE", "d", "t"));
+        assert!(!ddl_touches("ALTER TABLE `_t_gho` ADD COLUMN x INT", "d", "t"));
+        assert!(!ddl_touches("DROP TABLE other", "d", "t"));
     }
 }

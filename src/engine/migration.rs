@@ -696,7 +696,25 @@ async fn setup_tables(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan:
     conn.query_drop(format!("ALTER TABLE {} {}", qualified(db, &cfg.ghost_table()), plan.alter.clause))
         .await
         .wrap_err("altering the ghost table")?;
+    // Keep the original's AUTO_INCREMENT counter (rows deleted at the end would otherwise lower it), unless the
+    // ALTER sets one.
+    if !plan.alter.clause.to_ascii_lowercase().contains("auto_increment") {
+        if let Some(n) = auto_increment_of(conn, db, &cfg.table).await? {
+            conn.query_drop(format!("ALTER TABLE {} AUTO_INCREMENT = {n}", qualified(db, &cfg.ghost_table()))).await?;
+        }
+    }
     Ok(())
+}
+
+/// The table's AUTO_INCREMENT counter, from SHOW CREATE TABLE (information_schema may cache it on MySQL).
+async fn auto_increment_of(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<Option<u64>> {
+    let row: Option<(String, String)> = conn.query_first(format!("SHOW CREATE TABLE {}", qualified(db, table))).await?;
+    Ok(row.and_then(|(_, create)| {
+        create
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("AUTO_INCREMENT="))
+            .and_then(|n| n.parse().ok())
+    }))
 }
 
 /// What a resume continues from.
@@ -811,8 +829,7 @@ async fn start_tasks(
             .map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone()))
             .collect(),
         key: mapping
-            .key
-            .columns
+            .apply_key_source_columns
             .iter()
             .zip(&mapping.ghost_key_columns)
             .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))

@@ -255,13 +255,18 @@ pub fn parse_labels(column_type: &str) -> Vec<String> {
 pub struct ColumnMapping {
     /// (original column, ghost column name) for every column written by copy and apply.
     pub shared: Vec<(Column, String)>,
-    /// The unique key used for chunking (original column names) and its ghost counterpart (ghost names).
+    /// The original's unique key the copy walks (original column names).
     pub key: UniqueKey,
+    /// The ghost's unique key that identifies a row for apply (ghost names); its columns include the chunk key's,
+    /// so it is unique in the original too.
     pub ghost_key_columns: Vec<String>,
+    /// The original column names of `ghost_key_columns`, in the same order.
+    pub apply_key_source_columns: Vec<String>,
 }
 
 /// Pairs the columns of `original` and `ghost` (by name, and through the approved renames `old -> new`), and picks the
-/// shared unique key.
+/// shared unique key: a NOT NULL unique key of the original whose columns all lie inside a NOT NULL unique key of
+/// the ghost (equal column lists first).
 pub fn map_columns(original: &TableInfo, ghost: &TableInfo, renames: &HashMap<String, String>) -> Result<ColumnMapping> {
     let mut shared = Vec::new();
     for col in &original.columns {
@@ -281,17 +286,42 @@ pub fn map_columns(original: &TableInfo, ghost: &TableInfo, renames: &HashMap<St
     let ghost_name = |orig: &str| -> Option<String> {
         shared.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(orig)).map(|(_, g)| g.clone())
     };
+    let orig_name = |ghost_col: &str| -> Option<String> {
+        shared.iter().find(|(_, g)| g.eq_ignore_ascii_case(ghost_col)).map(|(c, _)| c.name.clone())
+    };
+    let mut best: Option<(usize, ColumnMapping)> = None;
     for key in original.unique_keys.iter().filter(|k| k.not_null) {
         let Some(ghost_cols) = key.columns.iter().map(|c| ghost_name(c)).collect::<Option<Vec<String>>>() else {
             continue;
         };
-        let covered = ghost.unique_keys.iter().any(|gk| {
-            gk.columns.len() == ghost_cols.len()
-                && gk.columns.iter().zip(&ghost_cols).all(|(a, b)| a.eq_ignore_ascii_case(b))
-        });
-        if covered {
-            return Ok(ColumnMapping { shared, key: key.clone(), ghost_key_columns: ghost_cols });
+        for gk in ghost.unique_keys.iter().filter(|k| k.not_null) {
+            let contains_all = ghost_cols.iter().all(|c| gk.columns.iter().any(|g| g.eq_ignore_ascii_case(c)));
+            let Some(sources) = gk.columns.iter().map(|g| orig_name(g)).collect::<Option<Vec<String>>>() else {
+                continue;
+            };
+            if !contains_all {
+                continue;
+            }
+            let exact = gk.columns.len() == ghost_cols.len();
+            let rank = if exact { 0 } else { gk.columns.len() };
+            if best.as_ref().is_none_or(|(r, _)| rank < *r) {
+                best = Some((
+                    rank,
+                    ColumnMapping {
+                        shared: shared.clone(),
+                        key: key.clone(),
+                        ghost_key_columns: gk.columns.clone(),
+                        apply_key_source_columns: sources,
+                    },
+                ));
+            }
         }
+        if best.as_ref().is_some_and(|(r, _)| *r == 0) {
+            break;
+        }
+    }
+    if let Some((_, m)) = best {
+        return Ok(m);
     }
     bail!(
         "no PRIMARY KEY or NOT NULL UNIQUE KEY of {}.{} exists on the same columns in the new schema \
