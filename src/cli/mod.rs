@@ -333,20 +333,28 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
     finish(result, &handle, &a, &cfg)
 }
 
+/// Prints a line on stdout; a closed stdout (a dropped SSH session, a closed pipe) is not an error.
+fn say(line: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: &MigrationConfig) -> Result<i32> {
     match result {
         Ok(Outcome::Done { old_table, stall_ms, old_table_dropped }) => {
-            println!(
+            say(&format!(
                 "Done: {}.{} migrated; writes stalled {stall_ms} ms at the cut-over; old table {}",
                 cfg.database,
                 cfg.table,
                 if old_table_dropped { format!("{old_table} dropped") } else { format!("kept as {old_table}") }
-            );
+            ));
             Ok(exit::OK)
         }
         Ok(Outcome::DryRun { plan }) => {
             for line in plan {
-                println!("{line}");
+                say(&line);
             }
             Ok(exit::OK)
         }
@@ -357,7 +365,7 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
                     std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
                     eprintln!("state written to {}", p.display());
                 }
-                None => println!("{json}"),
+                None => say(&json),
             }
             eprintln!("stopped with a checkpoint; resume with: {}", state.resume_command.clone().unwrap_or_default());
             Ok(exit::STOPPED)

@@ -238,7 +238,11 @@ impl Applier {
             .await
             .wrap_err("recording the applied position")?;
         }
+        super::failpoint::hit("apply-before-commit")?;
         tx.commit().await.wrap_err("committing an apply batch")?;
+        if let Some(pos) = last_position {
+            super::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
+        }
         self.shared.events_applied.fetch_add(events, Ordering::Relaxed);
         if let Some(hb) = heartbeat {
             self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);

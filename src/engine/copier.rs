@@ -214,6 +214,9 @@ impl CopyJob {
             self.source()
         );
         let started = Instant::now();
+        let lower_text = lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into());
+        let end_text = checkpoint::encode_key(&end);
+        failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
         let mut tx = conn.start_transaction(TxOpts::default()).await?;
         tx.exec_drop(&insert, params).await.wrap_err_with(|| {
             format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
@@ -224,6 +227,7 @@ impl CopyJob {
             .wrap_err("recording the copy watermark")?;
         failpoint::hit("copy-before-commit")?;
         tx.commit().await.wrap_err("committing a chunk")?;
+        failpoint::trace(&format!("chunk-commit {lower_text} {end_text}"));
         Ok((end, last, rows, started))
     }
 

@@ -27,3 +27,21 @@ pub fn hit(name: &str) -> Result<()> {
 pub fn hit(_name: &str) -> Result<()> {
     Ok(())
 }
+
+/// Test builds: appends a line to `REVENANT_TRACE_FILE` (and syncs it), so crash tests can tell what a killed run
+/// attempted from what it committed.
+#[cfg(feature = "failpoints")]
+pub fn trace(line: &str) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os("REVENANT_TRACE_FILE") else { return };
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        // One write call per line: a kill -9 cannot leave half a line for the next run to continue.
+        let text = format!("{} {line}\n", std::process::id());
+        let _ = f.write_all(text.as_bytes());
+        let _ = f.sync_data();
+    }
+}
+
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn trace(_line: &str) {}

@@ -433,8 +433,11 @@ async fn run_phases(
         checkpoint_table: cfg.checkpoint_table(),
         checkpoint_row: checkpoint::COPY.to_string(),
     };
+    // A resumed run whose setup never finished (killed before the copy range and start position were recorded)
+    // sets up again: nothing was copied or applied yet.
+    let setup_done = resumed_state.as_ref().is_some_and(|st| !st.phase.ends_with("setup"));
     let (start, mut range) = match &resumed_state {
-        Some(st) => {
+        Some(st) if setup_done => {
             let range = CopyRange {
                 range_end: st.copy_range_end.as_deref().map(checkpoint::decode_key).transpose()?,
                 watermark: st.copy_watermark.as_deref().map(checkpoint::decode_key).transpose()?,
@@ -448,17 +451,17 @@ async fn run_phases(
             let start = BinlogPosition { gtid_set: st.applied_gtid_set.clone(), file: st.applied_file.clone(), pos: st.applied_pos };
             (start, range)
         }
-        None => {
+        _ => {
             // The position is taken before the copy range: every row change after it is streamed.
             let start = binlog::current_position(&mut conn, plan.mariadb).await?;
             let bounds = job.key_bounds(&mut conn).await?;
             let estimate = estimate_rows(&mut conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
             shared.rows_estimate.store(estimate, Ordering::Relaxed);
-            conn.exec_drop(
-                format!(
-                    "UPDATE {} SET copy_range_start = ?, copy_range_end = ?, copy_complete = ? WHERE id = ?",
-                    qualified(&cfg.database, &cfg.checkpoint_table())
-                ),
+            let ck = qualified(&cfg.database, &cfg.checkpoint_table());
+            // Range, start position and the end of setup commit together.
+            let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await?;
+            tx.exec_drop(
+                format!("UPDATE {ck} SET copy_range_start = ?, copy_range_end = ?, copy_complete = ? WHERE id = ?"),
                 (
                     bounds.as_ref().map(|b| checkpoint::encode_key(&b.0)),
                     bounds.as_ref().map(|b| checkpoint::encode_key(&b.1)),
@@ -467,22 +470,28 @@ async fn run_phases(
                 ),
             )
             .await?;
-            conn.exec_drop(
-                format!(
-                    "UPDATE {} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?",
-                    qualified(&cfg.database, &cfg.checkpoint_table())
-                ),
+            tx.exec_drop(
+                format!("UPDATE {ck} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?"),
                 (start.gtid_set.clone(), start.file.clone(), start.pos, checkpoint::APPLY),
             )
             .await?;
-            conn.exec_drop(
-                format!("UPDATE {} SET rows_estimate = ? WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),
+            tx.exec_drop(
+                format!("UPDATE {ck} SET rows_estimate = ?, phase = 'copy' WHERE id = ?"),
                 (estimate, checkpoint::SUMMARY),
             )
             .await?;
+            tx.commit().await.wrap_err("recording the copy range and start position")?;
+            if bounds.is_none() {
+                shared.copy_complete.store(true, Ordering::Relaxed);
+            }
             (start, CopyRange { range_end: bounds.map(|b| b.1), watermark: None })
         }
     };
+    failpoint::trace(&format!(
+        "run-start {} {}",
+        range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()),
+        start.gtid_set
+    ));
     shared.with(|i| {
         i.status.binlog.applied_gtid_set = start.gtid_set.clone();
         i.status.binlog.applied_file = start.file.clone();

