@@ -63,12 +63,19 @@ async fn seed(server: &Server, db: &str, rows: u64) -> Result<()> {
     Ok(())
 }
 
+/// revenant with the postpone flag file (created when missing: the cut-over waits until the test removes it).
 fn revenant(server: &Server, db: &str, fx: &Fixture, extra: &[&str]) -> Proc {
+    let mut p = revenant_unpostponed(server, db, fx, extra);
+    p.arg(format!("--postpone-cut-over-flag-file={}", fx.flag.display()));
+    p
+}
+
+/// revenant without a postponed cut-over.
+fn revenant_unpostponed(server: &Server, db: &str, fx: &Fixture, extra: &[&str]) -> Proc {
     let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
     p.args(["migrate", "--host", "127.0.0.1", "--port", &server.port.to_string(), "--user", "root", "--database", db])
         .args(["--table", "t", "--alter", ALTER, "--execute", "--status-json", "--chunk-size", "200"])
         .args(["--chunk-time-millis", "20", "--nice-ratio", "3", "--max-lag-millis", "10000", "--default-retries", "5"])
-        .arg(format!("--postpone-cut-over-flag-file={}", fx.flag.display()))
         .arg(format!("--serve-socket-file={}", fx.socket.display()))
         .args(extra)
         .env("REVENANT_TRACE_FILE", &fx.trace)
@@ -276,4 +283,209 @@ async fn read_phase(server: &Server) -> Result<String> {
     let mut c = server.conn().await?;
     let p: Option<Option<String>> = c.query_first("SELECT phase FROM crash._t_ghk WHERE id = 'summary'").await.unwrap_or(None);
     Ok(p.flatten().unwrap_or_default())
+}
+
+/// Runs revenant to the postponed cut-over with `failpoint` set (an `=exit` point kills the process like kill -9),
+/// checks the original table still serves (or the migration completed), then resumes to completion.
+async fn cutover_failpoint_case(server: &Server, db: &str, failpoint: &str) -> Result<()> {
+    seed(server, db, 3000).await?;
+    let fx = Fixture::new(&format!("fp-{db}"), server.port)?;
+    let writer = Writer::start(server, db, "t", &["a", "b", "c", "d"], true).await?;
+    let mut cmd = revenant(server, db, &fx, &["--default-retries", "1"]);
+    cmd.env("REVENANT_FAILPOINTS", failpoint);
+    let mut child = cmd.spawn()?;
+    let ready = wait_for_line(&mut child, Duration::from_secs(120), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+    let ops = writer.stop().await?;
+    ready?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    std::fs::remove_file(&fx.flag)?;
+    let status = child.wait()?;
+    let err = stderr_of(&mut child);
+    assert!(!status.success(), "{failpoint}: the fail point did not stop the run: {err}");
+    // Never a missing table, never a lost row: the original serves (or the swap is complete).
+    let mut c = server.conn().await?;
+    let tables: Vec<String> = c
+        .exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1", (db,))
+        .await?;
+    assert!(tables.contains(&"t".to_string()), "{failpoint}: table t is missing after the crash: {tables:?}");
+    let n: Option<u64> = c.query_first(format!("SELECT COUNT(*) FROM {db}.t")).await?;
+    assert!(n.unwrap_or(0) > 0, "{failpoint}: t is empty");
+    // Resume to the end (the flag file is gone: no postponement).
+    let out = revenant_unpostponed(server, db, &fx, &["--resume"]).output()?;
+    assert!(
+        out.status.success(),
+        "{failpoint}: resume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cols = ["id", "a", "b", "c", "d"];
+    let old = table_checksum(&mut c, db, "_t_del", &cols).await?;
+    let new = table_checksum(&mut c, db, "t", &cols).await?;
+    assert_eq!(old, new, "{failpoint}: rows differ after crash + resume ({ops} writer ops)");
+    let leftovers: Vec<String> = c
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ('_t_gho','_t_ghc','_t_ghk')",
+            (db,),
+        )
+        .await?;
+    assert!(leftovers.is_empty(), "{failpoint}: artifacts left after the resumed migration: {leftovers:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_at_every_cut_over_step_leaves_a_serving_table_and_resumes() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        let points = [
+            "cutover-after-sentry=exit",
+            "cutover-after-lock=exit",
+            "cutover-after-rename-queued=exit",
+            "cutover-before-unlock=exit",
+            "after-swap=exit",
+            "cutover-after-lock",
+            "cutover-before-unlock",
+        ];
+        for (i, fp) in points.iter().enumerate() {
+            cutover_failpoint_case(&server, &format!("fp{i}"), fp).await.map_err(|e| e.wrap_err(format!("fail point {fp}")))?;
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_dumps_state_and_resume_state_checks_it() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed(&server, "sig", 60_000).await?;
+        let fx = Fixture::new("sig", server.port)?;
+        let state = fx.dir.join("state.json");
+        let writer = Writer::start(&server, "sig", "t", &["a", "b", "c", "d"], true).await?;
+        let mut child = revenant(&server, "sig", &fx, &[&format!("--state-file={}", state.display())]).spawn()?;
+        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\""));
+        std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = child.wait()?;
+        assert_eq!(status.code(), Some(3), "SIGTERM exits with 3 (stopped, resumable): {}", stderr_of(&mut child));
+        let dump: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&state)?)?;
+        assert_eq!(dump["table"], "t");
+        assert!(dump["resume_command"].as_str().unwrap_or("").contains("--resume"));
+        assert!(!dump.to_string().to_lowercase().contains("password"), "no password in the dump");
+        // A tampered dump is refused before anything is changed.
+        let mut bad = dump.clone();
+        bad["applied_gtid_set"] = serde_json::Value::String("0-1-1".into());
+        let tampered = fx.dir.join("tampered.json");
+        std::fs::write(&tampered, bad.to_string())?;
+        let out = revenant(&server, "sig", &fx, &[&format!("--resume-state={}", tampered.display())]).output()?;
+        assert_eq!(out.status.code(), Some(2), "tampered dump refused: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("disagrees with the checkpoint"));
+        // The real dump resumes; run a while, stop again: the first dump is now stale and refused.
+        let mut child = revenant(&server, "sig", &fx, &[&format!("--resume-state={}", state.display()), &format!("--state-file={}.2", state.display())]).spawn()?;
+        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"rows_copied\"") && !l.contains("\"rows_copied\":0,"));
+        std::thread::sleep(Duration::from_millis(500));
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = child.wait()?;
+        assert_eq!(status.code(), Some(3), "second SIGTERM: {}", stderr_of(&mut child));
+        let out = revenant(&server, "sig", &fx, &[&format!("--resume-state={}", state.display())]).output()?;
+        assert_eq!(out.status.code(), Some(2), "stale dump refused: {}", String::from_utf8_lossy(&out.stderr));
+        let ops = writer.stop().await?;
+        std::fs::remove_file(&fx.flag)?;
+        let out = revenant_unpostponed(&server, "sig", &fx, &[&format!("--resume-state={}.2", state.display())]).output()?;
+        assert!(out.status.success(), "resume from the fresh dump: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = server.conn().await?;
+        let cols = ["id", "a", "b", "c", "d"];
+        assert_eq!(
+            table_checksum(&mut c, "sig", "_t_del", &cols).await?,
+            table_checksum(&mut c, "sig", "t", &cols).await?,
+            "rows differ after SIGTERM + resume ({ops} writer ops)"
+        );
+        Ok(())
+    })
+    .await;
+}
+
+async fn count_tables(c: &mut mysql_async::Conn) -> Result<Option<u64>> {
+    Ok(c.query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA='bad'").await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_resumes_are_refused_and_drop_nothing() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed(&server, "bad", 20_000).await?;
+        let fx = Fixture::new("bad", server.port)?;
+        // Start, then kill during the copy.
+        let mut child = revenant(&server, "bad", &fx, &[]).spawn()?;
+        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\""));
+        child.kill()?;
+        child.wait()?;
+        let mut c = server.conn().await?;
+        let before = count_tables(&mut c).await?;
+        // A different ALTER.
+        let p = revenant(&server, "bad", &fx, &["--resume"]);
+        let args: Vec<String> = p.get_args().map(|a| a.to_string_lossy().to_string()).collect();
+        let mut p2 = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+        p2.args(args.iter().map(|a| if a == ALTER { "ADD COLUMN g INT" } else { a.as_str() }));
+        let out = p2.output()?;
+        assert_eq!(out.status.code(), Some(2), "different ALTER refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ALTER differs"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(count_tables(&mut c).await?, before, "nothing dropped");
+        // The original table altered meanwhile.
+        c.query_drop("ALTER TABLE bad.t ADD COLUMN z INT").await?;
+        let out = revenant(&server, "bad", &fx, &["--resume"]).output()?;
+        assert_eq!(out.status.code(), Some(2), "altered original refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("changed since the migration began"));
+        c.query_drop("ALTER TABLE bad.t DROP COLUMN z").await?;
+        // The ghost table missing.
+        c.query_drop("RENAME TABLE bad._t_gho TO bad._t_gho_aside").await?;
+        let out = revenant(&server, "bad", &fx, &["--resume"]).output()?;
+        assert_eq!(out.status.code(), Some(2), "missing ghost refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("ghost table"));
+        c.query_drop("RENAME TABLE bad._t_gho_aside TO bad._t_gho").await?;
+        assert_eq!(count_tables(&mut c).await?, before, "nothing dropped by the refusals");
+        // Purged binlogs: rotate and purge past the checkpoint's position.
+        c.query_drop("FLUSH BINARY LOGS").await?;
+        c.query_drop("INSERT INTO bad.t (a, b, c, d) VALUES (1, 'after', NOW(), 1)").await?;
+        c.query_drop("FLUSH BINARY LOGS").await?;
+        let (file, _) = revenant::engine::binlog::binlog_file_pos(&mut c).await?;
+        c.query_drop(format!("PURGE BINARY LOGS TO '{file}'")).await?;
+        let out = revenant(&server, "bad", &fx, &["--resume", "--retry-seconds", "3"]).output()?;
+        assert!(!out.status.success(), "resume past purged binlogs must fail");
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("purged") || err.contains("no longer available"), "purged binlogs named: {err}");
+        let n: u64 = c.query_first("SELECT COUNT(*) FROM bad._t_gho").await?.unwrap_or(0);
+        assert!(n > 0, "the ghost table was kept");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_server_killed_mid_copy_then_resumed() {
+    each_flavor(|flavor| async move {
+        let mut server = Server::start(flavor).await?;
+        seed(&server, "srv", 120_000).await?;
+        let fx = Fixture::new("srv", server.port)?;
+        let mut child = revenant(&server, "srv", &fx, &["--retry-seconds", "5"]).spawn()?;
+        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\""));
+        std::thread::sleep(Duration::from_millis(400));
+        server.kill9();
+        let status = child.wait()?;
+        let err = stderr_of(&mut child);
+        assert!(!status.success(), "the migration cannot finish without its server");
+        assert!(err.contains("--resume"), "the exact resume command is printed: {err}");
+        server.restart().await?;
+        std::fs::remove_file(&fx.flag)?;
+        let out = revenant_unpostponed(&server, "srv", &fx, &["--resume"]).output()?;
+        assert!(out.status.success(), "resume after the server crash: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = server.conn().await?;
+        let cols = ["id", "a", "b", "c", "d"];
+        assert_eq!(
+            table_checksum(&mut c, "srv", "_t_del", &cols).await?,
+            table_checksum(&mut c, "srv", "t", &cols).await?,
+            "rows differ after a server crash and resume"
+        );
+        Ok(())
+    })
+    .await;
 }

@@ -371,7 +371,7 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
             Ok(exit::STOPPED)
         }
         Err(e) => {
-            let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup);
+            let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup && !p.is_terminal());
             eprintln!("Error: {e:?}");
             if reached_setup {
                 eprintln!("resume with: {}", cfg.resume_command.clone().unwrap_or_default());

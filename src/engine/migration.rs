@@ -323,8 +323,8 @@ fn stop_reason(control: &Arc<Mutex<Control>>) -> Option<String> {
 }
 
 struct Running {
-    streamer: JoinHandle<Result<()>>,
-    applier: JoinHandle<Result<()>>,
+    streamer: Option<JoinHandle<Result<()>>>,
+    applier: Option<JoinHandle<Result<()>>>,
     side: Vec<JoinHandle<()>>,
     tasks_cancel: CancellationToken,
     applied_rx: watch::Receiver<Applied>,
@@ -342,6 +342,19 @@ async fn run_phases(
     let mut conn = mysql_async::Conn::new(opts.clone())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
+    if cfg.resume && cfg.execute {
+        // A cut-over that renamed the tables before the interruption: only the clean-up is left (the preflight's
+        // ALTER check would fail on the already migrated table).
+        if let Some(st) = checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table()).await? {
+            let ghost = super::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
+            let old = super::schema::read_table(&mut conn, &cfg.database, &cfg.old_table()).await?.is_some();
+            if st.cutover_started && !ghost && old && !cutover::is_sentry(&mut conn, &cfg.database, &cfg.old_table()).await? {
+                tracing::info!("the tables were swapped before the interruption: finishing the clean-up");
+                shared.enter(Phase::Setup);
+                return cleanup(cfg, &mut conn, &shared, 0).await;
+            }
+        }
+    }
     let plan = preflight::run(&mut conn, cfg).await?;
     shared.with(|i| {
         i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
@@ -512,10 +525,10 @@ async fn run_phases(
         loop {
             tokio::select! {
                 r = &mut copy_fut => break r,
-                r = &mut running.streamer => {
+                r = join_slot(&mut running.streamer) => {
                     return fail_or_stop(cfg, &shared, &control, &mut running, r, "binlog streamer").await;
                 }
-                r = &mut running.applier => {
+                r = join_slot(&mut running.applier) => {
                     return fail_or_stop(cfg, &shared, &control, &mut running, r, "applier").await;
                 }
                 _ = cancel.cancelled() => {
@@ -546,8 +559,9 @@ async fn run_phases(
         if cancel.is_cancelled() {
             return stop_now(cfg, &shared, &control, &mut running).await;
         }
-        if running.streamer.is_finished() || running.applier.is_finished() {
-            let r = if running.streamer.is_finished() { (&mut running.streamer).await } else { (&mut running.applier).await };
+        let finished = |h: &Option<JoinHandle<Result<()>>>| h.as_ref().is_some_and(|h| h.is_finished());
+        if finished(&running.streamer) || finished(&running.applier) {
+            let r = if finished(&running.streamer) { join_slot(&mut running.streamer).await } else { join_slot(&mut running.applier).await };
             return fail_or_stop(cfg, &shared, &control, &mut running, r, "binlog task").await;
         }
         let lag = shared.heartbeat_lag_seconds().unwrap_or(f64::MAX);
@@ -630,9 +644,21 @@ async fn run_phases(
     for t in running.side.drain(..) {
         let _ = t.await;
     }
-    let _ = (&mut running.applier).await;
-    let _ = (&mut running.streamer).await;
+    let _ = join_slot(&mut running.applier).await;
+    let _ = join_slot(&mut running.streamer).await;
     cleanup(cfg, &mut conn, &shared, report.stall_ms).await
+}
+
+/// Awaits a task once; afterwards the slot is empty and awaiting it again never completes.
+async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
+    match slot.as_mut() {
+        Some(h) => {
+            let r = h.await;
+            *slot = None;
+            r
+        }
+        None => std::future::pending().await,
+    }
 }
 
 trait WithResume {
@@ -881,7 +907,7 @@ async fn start_tasks(
         cancel.clone(),
         control.clone(),
     )));
-    Ok(Running { streamer, applier, side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
+    Ok(Running { streamer: Some(streamer), applier: Some(applier), side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
 }
 
 async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: CancellationToken) {
@@ -1005,8 +1031,12 @@ async fn throttle_query(cfg: &MigrationConfig, conn: &mut Option<mysql_async::Co
 
 async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Control>>, running: &mut Running) -> Result<Outcome> {
     running.tasks_cancel.cancel();
-    let _ = (&mut running.applier).await;
-    let _ = (&mut running.streamer).await;
+    if running.applier.is_some() {
+        let _ = join_slot(&mut running.applier).await;
+    }
+    if running.streamer.is_some() {
+        let _ = join_slot(&mut running.streamer).await;
+    }
     for t in running.side.drain(..) {
         let _ = t.await;
     }
