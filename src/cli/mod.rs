@@ -415,3 +415,61 @@ async fn run_attach(a: args::AttachArgs) -> Result<i32> {
     console::run_console(handle, opts).await?;
     Ok(exit::OK)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: Vec<String>) -> std::result::Result<MigrateArgs, String> {
+        let cmd = Cli::command();
+        let argv = expand_config(argv, &cmd).map_err(|e| format!("{e:?}"))?;
+        let m = Cli::command().try_get_matches_from(&argv).map_err(|e| e.to_string())?;
+        match Cli::from_arg_matches(&m).map_err(|e| e.to_string())?.command {
+            Cmd::Migrate(a) => Ok(a),
+            _ => Err("not migrate".into()),
+        }
+    }
+
+    fn argv(extra: &[&str]) -> Vec<String> {
+        ["revenant", "migrate"].iter().chain(extra).map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn every_sample_config_parses() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).expect("sample-configs") {
+            let p = e.expect("entry").path();
+            let a = parse(argv(&["--config", p.to_str().expect("utf8")])).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(a.table.is_some() && a.alter.is_some(), "{}", p.display());
+            n += 1;
+        }
+        assert!(n >= 3);
+    }
+
+    #[test]
+    fn flags_override_the_config_file_and_unknown_keys_are_named() {
+        let dir = std::env::temp_dir().join(format!("revenant-cfg-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "table = \"a\"\nchunk-size = 500\nexecute = true\n").expect("write");
+        let a = parse(argv(&["--config", f.to_str().expect("utf8"), "--table", "b"])).expect("parse");
+        assert_eq!(a.table.as_deref(), Some("b"), "the flag wins");
+        assert_eq!(a.chunk_size, 500, "the file's value is used");
+        assert!(a.execute);
+        std::fs::write(&f, "tabel = \"a\"\n").expect("write");
+        let e = parse(argv(&["--config", f.to_str().expect("utf8")])).expect_err("unknown key");
+        assert!(e.contains("unknown key 'tabel'"), "{e}");
+        std::fs::write(&f, "password = \"x\"\n").expect("write");
+        let e = parse(argv(&["--config", f.to_str().expect("utf8")])).expect_err("password refused");
+        assert!(e.contains("password"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn resume_command_never_carries_the_password() {
+        let c = resume_command(&argv(&["--password", "s3cret", "--table", "t", "--password=x", "--alter", "ADD COLUMN c INT"]));
+        assert!(!c.contains("s3cret") && !c.contains("--password"), "{c}");
+        assert!(c.ends_with("--resume") && c.contains("'ADD COLUMN c INT'"), "{c}");
+    }
+}
