@@ -1,7 +1,7 @@
 //! Reading the operator's ALTER: the clause to apply to the ghost table, and what it says about columns and the
 //! table's name (renamed columns need approval; renaming the table is refused).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use color_eyre::eyre::{bail, Result};
 
@@ -12,6 +12,9 @@ pub struct AlterPlan {
     pub clause: String,
     /// `old -> new` column renames (lower-case keys), from `CHANGE [COLUMN] a b` and `RENAME COLUMN a TO b`.
     pub renames: HashMap<String, String>,
+    /// Columns the ALTER drops (lower-case), from `DROP [COLUMN] [IF EXISTS] c`. A column dropped and added again
+    /// under the same name is a new column: its old values are not copied (gh-ost does the same).
+    pub dropped_columns: HashSet<String>,
     /// The ALTER renames the table itself.
     pub renames_table: bool,
     /// The ALTER adds a foreign key.
@@ -170,6 +173,22 @@ pub fn parse_alter(text: &str) -> Result<AlterPlan> {
                         plan.renames.insert(a.to_ascii_lowercase(), b);
                     }
                 }
+            } else if kw == "drop" {
+                let mut j = i + 1;
+                let next = ct.get(j).map(|s| s.to_ascii_lowercase());
+                let not_a_column = ["index", "key", "primary", "foreign", "constraint", "check", "partition", "unique", "fulltext", "spatial", "period", "system"];
+                if next.as_deref().is_some_and(|n| not_a_column.contains(&n)) {
+                    continue;
+                }
+                if is_kw(ct.get(j), "column") {
+                    j += 1;
+                }
+                if is_kw(ct.get(j), "if") && is_kw(ct.get(j + 1), "exists") {
+                    j += 2;
+                }
+                if let Some(c) = ct.get(j) {
+                    plan.dropped_columns.insert(unquote(c).to_ascii_lowercase());
+                }
             } else if kw == "add" {
                 // ADD [CONSTRAINT [name]] FOREIGN KEY
                 let window: Vec<String> = ct[i..ct.len().min(i + 5)].iter().map(|s| s.to_ascii_lowercase()).collect();
@@ -213,5 +232,15 @@ mod tests {
         assert!(!parse_alter("rename index a to b").unwrap().renames_table);
         assert!(parse_alter("add constraint fk foreign key (a) references p(id)").unwrap().adds_foreign_key);
         assert!(parse_alter("add column x enum('a,b','c') , add key (x)").unwrap().renames.is_empty());
+    }
+
+    #[test]
+    fn dropped_columns_are_detected() {
+        let p = parse_alter("drop column c1, add column c1 int not null default 47").unwrap();
+        assert!(p.dropped_columns.contains("c1"));
+        let p = parse_alter("DROP `Mixed`, DROP COLUMN IF EXISTS y, drop index k, drop primary key, drop foreign key f").unwrap();
+        let mut d: Vec<&String> = p.dropped_columns.iter().collect();
+        d.sort();
+        assert_eq!(d, vec!["mixed", "y"]);
     }
 }

@@ -44,7 +44,7 @@ impl ApplyTarget {
         let cols: Vec<String> = self.columns.iter().map(|(_, _, n)| quote_ident(n)).collect();
         let phs: Vec<String> = self.columns.iter().map(|(_, c, _)| c.placeholder()).collect();
         let conds: Vec<String> =
-            self.key.iter().map(|(_, c, n)| format!("{} = {}", quote_ident(n), c.placeholder())).collect();
+            self.key.iter().map(|(_, c, n)| format!("{} = {}", quote_ident(n), c.key_placeholder())).collect();
         Statements {
             replace: format!(
                 "REPLACE INTO {} ({}) VALUES ({})",
@@ -108,12 +108,14 @@ fn now_micros() -> u64 {
 }
 
 /// Opens a connection set up for writing rows exactly: UTC session time zone (TIMESTAMPs arrive as epoch values),
-/// utf8mb4, and zero dates allowed as the original table may hold them.
+/// binary strings (raw column bytes both ways), zero dates and keys of 0 kept as the original table may hold them.
 pub async fn writer_conn(opts: &mysql_async::Opts) -> Result<mysql_async::Conn> {
     let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the applier")?;
+    // Copy (INSERT IGNORE) and apply (REPLACE) must convert values alike, so neither runs in strict mode;
+    // NO_AUTO_VALUE_ON_ZERO keeps a key of 0 as 0.
     c.query_drop(
-        "SET SESSION time_zone = '+00:00', NAMES utf8mb4, \
-         SESSION sql_mode = REPLACE(REPLACE(@@SESSION.sql_mode, 'NO_ZERO_DATE', ''), 'NO_ZERO_IN_DATE', '')",
+        "SET SESSION time_zone = '+00:00', NAMES binary, \
+         SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
     )
     .await
     .wrap_err("setting the applier's session")?;

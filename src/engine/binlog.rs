@@ -141,6 +141,10 @@ pub async fn run(
             Ok(StreamEnd::Cancelled) | Ok(StreamEnd::ReceiverGone) => return Ok(()),
             Err(e) => {
                 let fatal = format!("{e:#}");
+                // Decoding errors are deterministic: retrying reads the same event again.
+                if fatal.contains("decoding") || fatal.contains("was the table altered") {
+                    return Err(e);
+                }
                 // Purged or diverged positions cannot be fixed by retrying.
                 if fatal.contains("1236") || fatal.contains("purged") {
                     return Err(e.wrap_err(format!("the binlog position {} is no longer available", position.gtid_set)));

@@ -46,7 +46,7 @@ pub fn create_statement(db: &str, table: &str) -> String {
   cutover_complete TINYINT NOT NULL DEFAULT 0,
   created_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6),
   updated_at DATETIME(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6)
-) ENGINE=InnoDB COMMENT='revenant checkpoint'",
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='revenant checkpoint'",
         qualified(db, table)
     )
 }

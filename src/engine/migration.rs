@@ -135,7 +135,7 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
         Err(e) => {
             shared.enter(Phase::Failed);
             shared.with(|i| {
-                i.status.message = Some(format!("{e:#}"));
+                i.status.message = Some(plain_report(e));
                 i.status.resume_command = cfg.resume_command.clone();
             });
         }
@@ -431,7 +431,7 @@ async fn run_phases(
     let changelog = super::schema::read_table(&mut conn, &cfg.database, &cfg.changelog_table())
         .await?
         .ok_or_else(|| eyre!("the changelog table {} is missing", cfg.changelog_table()))?;
-    let mapping = super::schema::map_columns(&plan.original, &ghost, &plan.renames)?;
+    let mapping = super::schema::map_columns(&plan.original, &ghost, &plan.renames, &plan.alter.dropped_columns)?;
 
     // Copy range and start position.
     let job = CopyJob {
@@ -467,7 +467,10 @@ async fn run_phases(
         _ => {
             // The position is taken before the copy range: every row change after it is streamed.
             let start = binlog::current_position(&mut conn, plan.mariadb).await?;
-            let bounds = job.key_bounds(&mut conn).await?;
+            // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
+            let mut raw = super::applier::writer_conn(&opts).await?;
+            let bounds = job.key_bounds(&mut raw).await?;
+            let _ = raw.disconnect().await;
             let estimate = estimate_rows(&mut conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
             shared.rows_estimate.store(estimate, Ordering::Relaxed);
             let ck = qualified(&cfg.database, &cfg.checkpoint_table());
@@ -649,6 +652,35 @@ async fn run_phases(
     cleanup(cfg, &mut conn, &shared, report.stall_ms).await
 }
 
+/// A report as plain text with its suggestions (for the status snapshot: no colours, no backtrace).
+fn plain_report(e: &color_eyre::Report) -> String {
+    let mut text = format!("{e:#}");
+    for section in format!("{e:?}").lines() {
+        let clean: String = strip_ansi(section);
+        if let Some(s) = clean.trim().strip_prefix("Suggestion:") {
+            text.push_str(&format!("\nSuggestion: {}", s.trim()));
+        }
+    }
+    text
+}
+
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for n in chars.by_ref() {
+                if n.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// Awaits a task once; afterwards the slot is empty and awaiting it again never completes.
 async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
     match slot.as_mut() {
@@ -700,7 +732,7 @@ async fn setup_tables(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan:
         "CREATE TABLE {} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
          last_update TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
          hint VARCHAR(64) CHARACTER SET ascii NOT NULL, value VARCHAR(4096) CHARACTER SET utf8mb4 NOT NULL, \
-         UNIQUE KEY hint_uidx (hint)) ENGINE=InnoDB COMMENT='revenant changelog'",
+         UNIQUE KEY hint_uidx (hint)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='revenant changelog'",
         qualified(db, &cfg.changelog_table())
     ))
     .await
@@ -850,8 +882,17 @@ async fn start_tasks(
 ) -> Result<Running> {
     let tasks_cancel = cancel.child_token();
     let opts = cfg.source.opts();
+    // ENUM/SET columns whose definition the ALTER keeps are written by index (exact for any label).
+    let mut original_columns = plan.original.columns.clone();
+    for col in original_columns.iter_mut().filter(|c| c.is_enum() || c.is_set()) {
+        if let Some((_, gname)) = mapping.shared.iter().find(|(c, _)| c.name == col.name) {
+            if plan.new_structure.column(gname).is_some_and(|g| g.column_type == col.column_type && g.data_type == col.data_type) {
+                col.enum_as_index = true;
+            }
+        }
+    }
     let watched = vec![
-        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: plan.original.columns.clone() },
+        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: original_columns },
         WatchedTable { database: cfg.database.clone(), table: cfg.changelog_table(), columns: changelog.columns.clone() },
     ];
     let idx = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);

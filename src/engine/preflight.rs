@@ -218,7 +218,7 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
     conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
     let mut new_structure = new_structure.ok_or_else(|| eyre!("the temporary table vanished"))?;
     new_structure.name = cfg.ghost_table();
-    let mapping = map_columns(&original, &new_structure, &renames).map_err(|e| {
+    let mapping = map_columns(&original, &new_structure, &renames, &alter.dropped_columns).map_err(|e| {
         refuse(
             format!("no PRIMARY nor UNIQUE key found in table that the old and new schema share: {e}"),
             "keep a PRIMARY KEY or a NOT NULL UNIQUE KEY on the same columns in the new schema",

@@ -1,7 +1,7 @@
 //! What the engine knows of a table: columns (type, charset, signedness, generation), unique keys, and how the
 //! original and the ghost table relate (shared columns, renamed columns, the shared unique key used for chunking).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
@@ -26,8 +26,10 @@ pub struct Column {
     pub octet_length: Option<u64>,
     /// VIRTUAL or STORED generated column: never written.
     pub generated: bool,
-    /// ENUM or SET labels, in definition order.
+    /// ENUM or SET labels, in definition order (4-byte characters come back as '?' from the server).
     pub labels: Vec<String>,
+    /// ENUM/SET values are written by index/bitmask (the new column has the same definition), not by label.
+    pub enum_as_index: bool,
 }
 
 impl Column {
@@ -59,20 +61,23 @@ impl Column {
     }
 
     /// The SQL expression that turns a bound parameter holding this column's value into the right type on the
-    /// server: string bytes are tagged with the original column's character set so the server converts them
-    /// exactly (the client never re-encodes them).
+    /// server. Writer connections run with `SET NAMES binary`: string parameters (from the binary log, or read
+    /// back from the table) are the column's raw bytes, so they are relabelled with the column's character set and
+    /// never converted. JSON text and ENUM/SET labels are UTF-8 text.
     pub fn placeholder(&self) -> String {
         match &self.charset {
+            _ if self.is_json() => "CONVERT(? USING utf8mb4)".to_string(),
+            _ if (self.is_enum() || self.is_set()) && !self.enum_as_index => "CONVERT(? USING utf8mb4)".to_string(),
             Some(cs) if self.is_text() => format!("CONVERT(? USING {cs})"),
             _ => "?".to_string(),
         }
     }
 
-    /// Like [`placeholder`](Self::placeholder) but with the column's collation, for comparisons in key ranges.
+    /// Like [`placeholder`](Self::placeholder) but with the column's collation, for comparisons of key values.
     pub fn key_placeholder(&self) -> String {
         match (&self.charset, &self.collation) {
             (Some(cs), Some(coll)) if self.is_text() => format!("CONVERT(? USING {cs}) COLLATE {coll}"),
-            _ => "?".to_string(),
+            _ => self.placeholder(),
         }
     }
 }
@@ -158,6 +163,7 @@ pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &st
             octet_length,
             generated,
             labels,
+            enum_as_index: false,
         });
     }
     let index_rows: Vec<mysql_async::Row> = conn.query(format!("SHOW INDEX FROM {q}")).await.wrap_err("SHOW INDEX")?;
@@ -264,13 +270,19 @@ pub struct ColumnMapping {
     pub apply_key_source_columns: Vec<String>,
 }
 
-/// Pairs the columns of `original` and `ghost` (by name, and through the approved renames `old -> new`), and picks the
+/// Pairs the columns of `original` and `ghost` (by name, and through the approved renames `old -> new`; a column the
+/// ALTER drops is never paired, even when it is added again under its name), and picks the
 /// shared unique key: a NOT NULL unique key of the original whose columns all lie inside a NOT NULL unique key of
 /// the ghost (equal column lists first).
-pub fn map_columns(original: &TableInfo, ghost: &TableInfo, renames: &HashMap<String, String>) -> Result<ColumnMapping> {
+pub fn map_columns(
+    original: &TableInfo,
+    ghost: &TableInfo,
+    renames: &HashMap<String, String>,
+    dropped: &HashSet<String>,
+) -> Result<ColumnMapping> {
     let mut shared = Vec::new();
     for col in &original.columns {
-        if col.generated {
+        if col.generated || dropped.contains(&col.name.to_ascii_lowercase()) {
             continue;
         }
         let target = renames.get(&col.name.to_ascii_lowercase()).cloned().unwrap_or_else(|| col.name.clone());

@@ -12,8 +12,15 @@ pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<Value> {
     match value {
         BinlogValue::Value(v) => Ok(convert_plain(v, col)),
         BinlogValue::Jsonb(j) => {
-            let json: serde_json::Value =
-                j.try_into().map_err(|e| eyre!("decoding JSON of column {}: {e:?}", col.name))?;
+            // Plain JSON converts directly; values with opaque scalars (DECIMAL, DATETIME inside JSON) go through
+            // the JSON DOM, which renders them as numbers and strings.
+            let json: serde_json::Value = match serde_json::Value::try_from(j.clone()) {
+                Ok(v) => v,
+                Err(_) => {
+                    let dom = j.parse().map_err(|e| eyre!("decoding JSON of column {}: {e:?}", col.name))?;
+                    serde_json::Value::from(dom)
+                }
+            };
             Ok(Value::Bytes(json.to_string().into_bytes()))
         }
         BinlogValue::JsonDiff(_) => Err(eyre!(
@@ -26,6 +33,30 @@ pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<Value> {
 fn convert_plain(v: Value, col: &Column) -> Value {
     match v {
         Value::NULL => Value::NULL,
+        // The same ENUM/SET definition on both sides: write the index / bitmask itself (exact even where the
+        // labels cannot be read back, e.g. 4-byte characters).
+        Value::Int(i) if col.is_enum() && col.enum_as_index => Value::UInt(i.max(0) as u64),
+        Value::Bytes(b) if col.is_set() && col.enum_as_index => {
+            let mut mask = 0u64;
+            for (i, byte) in b.iter().enumerate().take(8) {
+                mask |= (*byte as u64) << (8 * i);
+            }
+            Value::UInt(mask)
+        }
+        // The decoder does not sign-extend MEDIUMINT: a signed value above its maximum is a negative one.
+        Value::Int(i) if col.data_type == "mediumint" && !col.unsigned && (0x80_0000..0x100_0000).contains(&i) => {
+            Value::Int(i - 0x100_0000)
+        }
+        // TIME as text: MySQL refuses binary TIME parameters of 838 hours with a fraction.
+        Value::Time(neg, days, h, m, sec, us) => {
+            let hours = days as u64 * 24 + h as u64;
+            let sign = if neg { "-" } else { "" };
+            Value::Bytes(if us > 0 {
+                format!("{sign}{hours:02}:{m:02}:{sec:02}.{us:06}").into_bytes()
+            } else {
+                format!("{sign}{hours:02}:{m:02}:{sec:02}").into_bytes()
+            })
+        }
         Value::Int(i) if col.is_enum() => {
             // ENUM arrives as its 1-based index; write the label, so a changed definition maps by name.
             match usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| col.labels.get(i)) {
@@ -122,6 +153,7 @@ mod tests {
             octet_length: Some(4),
             generated: false,
             labels: super::super::schema::parse_labels(column_type),
+            enum_as_index: false,
         }
     }
 
@@ -142,6 +174,11 @@ mod tests {
         assert_eq!(convert_plain(Value::Int(2), &e), Value::Bytes(b"green".to_vec()));
         let s = col("set", "set('a','b','c')");
         assert_eq!(convert_plain(Value::Bytes(vec![5]), &s), Value::Bytes(b"a,c".to_vec()));
+        let mi = col("mediumint", "mediumint(9)");
+        assert_eq!(convert_plain(Value::Int(16777215), &mi), Value::Int(-1));
+        assert_eq!(convert_plain(Value::Int(8388608), &mi), Value::Int(-8388608));
+        let t = col("time", "time(6)");
+        assert_eq!(convert_plain(Value::Time(false, 34, 22, 59, 58, 999999), &t), Value::Bytes(b"838:59:58.999999".to_vec()));
         let bin = col("binary", "binary(4)");
         assert_eq!(convert_plain(Value::Bytes(vec![1]), &bin), Value::Bytes(vec![1, 0, 0, 0]));
     }
