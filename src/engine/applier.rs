@@ -37,6 +37,8 @@ pub struct ApplyTarget {
 struct Statements {
     replace: String,
     delete: String,
+    /// `db.table`, for error messages.
+    target: String,
 }
 
 impl ApplyTarget {
@@ -53,6 +55,7 @@ impl ApplyTarget {
                 phs.join(", ")
             ),
             delete: format!("DELETE FROM {} WHERE {}", qualified(&self.database, &self.table), conds.join(" AND ")),
+            target: format!("{}.{}", self.database, self.table),
         }
     }
 
@@ -191,6 +194,8 @@ impl Applier {
         let mut marker: Option<String> = None;
         let mut heartbeat: Option<u64> = None;
         let ddl_allowed = *self.ddl_allowed.borrow();
+        // (statement, target for messages, parameters) in the order of the source's changes.
+        let mut ops: Vec<(&str, &str, Vec<Value>)> = Vec::new();
         let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
         for item in items {
             let txn = match item {
@@ -227,10 +232,22 @@ impl Applier {
                 let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
                     continue;
                 };
-                self.apply_change(&mut tx, target, st, change).await?;
+                queue_change(&mut ops, target, st, change);
                 events += 1;
             }
             last_position = Some(&txn.position);
+        }
+        // Runs of the same statement go to the server as one batch each, in order (the order of the source's
+        // changes is kept: a run ends wherever the statement changes).
+        let mut start = 0;
+        while start < ops.len() {
+            let (stmt, table) = (ops[start].0, ops[start].1);
+            let end = ops[start..].iter().position(|o| !std::ptr::eq(o.0, stmt)).map_or(ops.len(), |n| start + n);
+            let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.2)).collect();
+            tx.exec_batch(stmt, params)
+                .await
+                .wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
+            start = end;
         }
         if let Some(pos) = last_position {
             tx.exec_drop(
@@ -251,6 +268,7 @@ impl Applier {
         }
         if let Some(pos) = last_position {
             let pos = pos.clone();
+            self.shared.checkpoint_committed(Some(&pos.gtid_set), None);
             self.shared.with(|i| {
                 i.status.binlog.applied_gtid_set = pos.gtid_set.clone();
                 i.status.binlog.applied_file = pos.file.clone();
@@ -265,37 +283,31 @@ impl Applier {
         }
         Ok(())
     }
+}
 
-    async fn apply_change(
-        &self,
-        tx: &mut mysql_async::Transaction<'_>,
-        target: &ApplyTarget,
-        st: &Statements,
-        change: &RowChange,
-    ) -> Result<()> {
-        let ctx = || format!("applying a row event to {}.{}", target.database, target.table);
-        match change.kind {
-            ChangeKind::Insert => {
-                if let Some(after) = &change.after {
-                    tx.exec_drop(&st.replace, target.row_params(after)).await.wrap_err_with(ctx)?;
-                }
-            }
-            ChangeKind::Delete => {
-                if let Some(before) = &change.before {
-                    tx.exec_drop(&st.delete, target.key_params(before)).await.wrap_err_with(ctx)?;
-                }
-            }
-            ChangeKind::Update => {
-                if let (Some(before), Some(after)) = (&change.before, &change.after) {
-                    let old_key = target.key_params(before);
-                    if old_key != target.key_params(after) {
-                        tx.exec_drop(&st.delete, old_key).await.wrap_err_with(ctx)?;
-                    }
-                    tx.exec_drop(&st.replace, target.row_params(after)).await.wrap_err_with(ctx)?;
-                }
+/// Queues one row change as statements: insert/update as REPLACE, delete by key, a key-changing update as delete
+/// of the old key then REPLACE of the new row.
+fn queue_change<'a>(ops: &mut Vec<(&'a str, &'a str, Vec<Value>)>, target: &'a ApplyTarget, st: &'a Statements, change: &RowChange) {
+    match change.kind {
+        ChangeKind::Insert => {
+            if let Some(after) = &change.after {
+                ops.push((&st.replace, &st.target, target.row_params(after)));
             }
         }
-        Ok(())
+        ChangeKind::Delete => {
+            if let Some(before) = &change.before {
+                ops.push((&st.delete, &st.target, target.key_params(before)));
+            }
+        }
+        ChangeKind::Update => {
+            if let (Some(before), Some(after)) = (&change.before, &change.after) {
+                let old_key = target.key_params(before);
+                if old_key != target.key_params(after) {
+                    ops.push((&st.delete, &st.target, old_key));
+                }
+                ops.push((&st.replace, &st.target, target.row_params(after)));
+            }
+        }
     }
 }
 

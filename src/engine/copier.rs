@@ -171,7 +171,7 @@ impl CopyJob {
             let took = started.elapsed();
             range.watermark = Some(end.clone());
             shared.rows_copied.fetch_add(rows, Ordering::Relaxed);
-            shared.with(|i| i.status.checkpoint.watermark = checkpoint::describe_key(&end));
+            shared.checkpoint_committed(None, Some(checkpoint::describe_key(&end)));
             if last {
                 shared.copy_complete.store(true, Ordering::Relaxed);
                 return Ok(true);

@@ -299,9 +299,7 @@ async fn checkpoint_now(shared: &Shared, cfg: &MigrationConfig) -> Result<String
         .await?
         .ok_or_else(|| eyre!("no checkpoint table yet (the migration has not been set up)"))?;
     let _ = c.disconnect().await;
-    shared.with(|i| {
-        i.status.checkpoint.gtid_set = st.applied_gtid_set.clone();
-    });
+    shared.checkpoint_committed(Some(&st.applied_gtid_set), st.copy_watermark.as_deref().map(watermark_text));
     Ok(format!(
         "checkpoint recorded: applied GTID set {} ({}:{}), copy watermark {}, {} rows copied, {} events applied",
         if st.applied_gtid_set.is_empty() { "(none yet)" } else { &st.applied_gtid_set },
@@ -512,8 +510,9 @@ async fn run_phases(
         i.status.binlog.applied_gtid_set = start.gtid_set.clone();
         i.status.binlog.applied_file = start.file.clone();
         i.status.binlog.applied_pos = start.pos;
-        i.status.checkpoint.gtid_set = start.gtid_set.clone();
     });
+    // The start position and copy range committed above (or were read back on a resume): that is a checkpoint.
+    shared.checkpoint_committed(Some(&start.gtid_set), range.watermark.as_deref().map(checkpoint::describe_key));
 
     let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel, &control).await?;
 

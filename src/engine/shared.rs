@@ -63,6 +63,8 @@ pub struct SharedInner {
     pub throttle_reason: Option<String>,
     pub signals: Vec<ThrottleSignal>,
     pub ready_since: Option<Instant>,
+    /// When a checkpoint row last committed (a chunk with its watermark, a batch with its position, a summary).
+    pub last_checkpoint: Option<Instant>,
 }
 
 impl Shared {
@@ -110,7 +112,7 @@ impl Shared {
                 }
             }
             if i.status.phase != Some(phase) {
-                tracing::info!(phase = phase.label(), "phase: {}", phase.label());
+                tracing::info!("phase: {}", phase.label());
             }
             i.status.phase = Some(phase);
             i.phase_entered = Some(now);
@@ -119,6 +121,19 @@ impl Shared {
             }
             if phase == Phase::ReadyToCutOver {
                 i.ready_since = Some(now);
+            }
+        });
+    }
+
+    /// Records that a checkpoint committed: the applied position (a batch) and/or the copy watermark (a chunk).
+    pub fn checkpoint_committed(&self, gtid_set: Option<&str>, watermark: Option<String>) {
+        self.with(|i| {
+            i.last_checkpoint = Some(Instant::now());
+            if let Some(g) = gtid_set {
+                i.status.checkpoint.gtid_set = g.to_string();
+            }
+            if let Some(w) = watermark {
+                i.status.checkpoint.watermark = w;
             }
         });
     }
@@ -186,6 +201,7 @@ impl Shared {
             } else {
                 Eta::Measuring
             };
+            s.checkpoint.age_seconds = i.last_checkpoint.map(|t| now.duration_since(t).as_secs_f64());
             if s.phase == Some(Phase::ReadyToCutOver) {
                 s.cutover.waiting_seconds = i.ready_since.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
             }
