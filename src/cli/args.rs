@@ -214,6 +214,9 @@ pub struct AttachArgs {
     /// Watch only: no key sends a command.
     #[arg(long)]
     pub read_only: bool,
+    /// Screen refreshes per second at most (`+`/`-` change it live); the console redraws only on change.
+    #[arg(long, default_value_t = 2.0)]
+    pub refresh_hz: f64,
     /// Console theme.
     #[arg(long)]
     pub theme: Option<String>,

@@ -411,7 +411,7 @@ async fn run_attach(a: args::AttachArgs) -> Result<i32> {
         .wrap_err_with(|| format!("attaching to {}", socket.display()))?;
     let table = handle.snapshot().target.table.clone();
     let theme = Theme::select(a.theme.as_deref())?;
-    let opts = ConsoleOptions { theme, read_only: a.read_only, refresh_hz: 2.0, table_name_for_confirm: table };
+    let opts = ConsoleOptions { theme, read_only: a.read_only, refresh_hz: a.refresh_hz, table_name_for_confirm: table };
     console::run_console(handle, opts).await?;
     Ok(exit::OK)
 }

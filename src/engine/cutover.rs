@@ -61,6 +61,15 @@ pub async fn await_marker(applied: &mut watch::Receiver<Applied>, token: &str, t
     }
 }
 
+/// Waits, before any lock is taken, until the applier has applied a marker written now: the backlog left to apply
+/// while writers are blocked is then only what arrives between this marker and the lock, which keeps the stall short.
+async fn catch_up(cfg: &MigrationConfig, marker_conn: &mut mysql_async::Conn, applied: &mut watch::Receiver<Applied>) -> Result<()> {
+    let token = write_marker(marker_conn, cfg).await?;
+    await_marker(applied, &token, Duration::from_secs(60))
+        .await
+        .wrap_err("catching up before the cut-over lock (nothing was locked)")
+}
+
 /// Is `name` our sentry (and not a real table)?
 pub async fn is_sentry(conn: &mut mysql_async::Conn, db: &str, name: &str) -> Result<bool> {
     let comment: Option<String> = conn
@@ -97,6 +106,7 @@ pub async fn atomic_attempt(
     a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}")).await?;
     b.query_drop(format!("SET SESSION lock_wait_timeout = {}", lock_secs * 2)).await?;
     let b_id = b.id();
+    catch_up(cfg, marker_conn, applied).await?;
     a.query_drop(format!(
         "CREATE TABLE {old} (id INT NOT NULL PRIMARY KEY) ENGINE=InnoDB COMMENT='{SENTRY_COMMENT}'"
     ))
@@ -170,6 +180,7 @@ pub async fn two_step(
     let ghost = qualified(&cfg.database, &cfg.ghost_table());
     let mut a = mysql_async::Conn::new(opts.clone()).await?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
+    catch_up(cfg, marker_conn, applied).await?;
     a.query_drop(format!("RENAME TABLE {orig} TO {old}")).await.wrap_err("renaming the original away")?;
     let started = Instant::now();
     let token = write_marker(marker_conn, cfg).await?;

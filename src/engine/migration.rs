@@ -455,6 +455,12 @@ async fn run_phases(
             };
             shared.rows_copied.store(st.rows_copied, Ordering::Relaxed);
             shared.events_applied.store(st.events_applied, Ordering::Relaxed);
+            shared.with(|i| {
+                i.status.checkpoint.resumed_from = Some(format!(
+                    "{} at {} rows copied; redoing at most one chunk, no batch",
+                    st.applied_gtid_set, st.rows_copied
+                ))
+            });
             shared.rows_estimate.store(st.rows_estimate, Ordering::Relaxed);
             if st.copy_complete {
                 shared.copy_complete.store(true, Ordering::Relaxed);
@@ -858,13 +864,22 @@ async fn validate_resume(
             ));
         }
     }
-    let redo_rows = "the chunk after the watermark";
+    // Chunks and batches commit with their checkpoint rows, so nothing committed is redone: the copy re-reads only
+    // the chunk that was in flight (rolled back with its watermark), the stream restarts after the last batch.
+    let recopy = if st.copy_complete {
+        "re-copying 0 rows (the copy was complete)".to_string()
+    } else {
+        format!("re-copying at most {} rows (the chunk in flight was rolled back with its watermark)", cfg.chunk_size)
+    };
     tracing::info!(
-        "resumed at {} ({}:{}); copy watermark {}; re-copying from {redo_rows}; re-applying from the recorded position",
+        "resumed at {} ({}:{}); copy watermark {}, {} rows copied, {} events applied; {recopy}; re-applying 0 events \
+         (the stream continues after the last committed batch)",
         st.applied_gtid_set,
         st.applied_file,
         st.applied_pos,
-        st.copy_watermark.as_deref().map(watermark_text).unwrap_or_else(|| "(start)".into())
+        st.copy_watermark.as_deref().map(watermark_text).unwrap_or_else(|| "(start)".into()),
+        st.rows_copied,
+        st.events_applied
     );
     Ok(ResumePoint::Continue(st))
 }
@@ -1093,7 +1108,17 @@ async fn fail_or_stop(
     r: std::result::Result<Result<()>, tokio::task::JoinError>,
     what: &str,
 ) -> Result<Outcome> {
+    // The applier ends quietly when the streamer's channel closes: the streamer's own result says why.
+    let streamer_result = match (&r, running.streamer.is_some()) {
+        (Ok(Ok(())), true) if stop_reason(control).is_none() => {
+            tokio::time::timeout(Duration::from_secs(10), join_slot(&mut running.streamer)).await.ok()
+        }
+        _ => None,
+    };
     running.tasks_cancel.cancel();
+    if let Some(Ok(Err(e))) = streamer_result {
+        return Err(e.wrap_err("the binlog streamer failed").with_resume(cfg));
+    }
     match r {
         Ok(Ok(())) if stop_reason(control).is_some() => stop_now(cfg, shared, control, running).await,
         Ok(Ok(())) => Err(eyre!("the {what} ended unexpectedly")).map_err(|e| e.with_resume(cfg)),
