@@ -489,3 +489,73 @@ async fn database_server_killed_mid_copy_then_resumed() {
     })
     .await;
 }
+
+/// Makes a replica the primary: replication stopped and forgotten, writable.
+async fn promote(replica: &Server) -> Result<()> {
+    let mut c = replica.conn().await?;
+    match replica.flavor {
+        common::Flavor::MariaDb => exec_all(&mut c, "STOP SLAVE;\nRESET SLAVE ALL;\nSET GLOBAL read_only = 0").await,
+        common::Flavor::MySql => {
+            exec_all(&mut c, "STOP REPLICA;\nRESET REPLICA ALL;\nSET GLOBAL super_read_only = 0;\nSET GLOBAL read_only = 0").await
+        }
+    }
+}
+
+/// Failover in the middle of a migration: revenant is killed (-9) mid-copy on the primary, the replica catches up
+/// and is promoted, the old primary goes away, the application writes to the new primary, and the same command with
+/// `--resume` and the new host continues there: the checkpoint rows and the ghost table replicated with the data,
+/// and the stored position is a GTID set that the promoted replica's binary log holds. Oracle on the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_on_a_promoted_replica_after_failover() {
+    each_flavor(|flavor| async move {
+        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+        let replica = replicas.remove(0);
+        seed(&primary, "fo", 60_000).await?;
+        let fx = Fixture::new("fo", primary.port)?;
+        let writer = Writer::start(&primary, "fo", "t", &["a", "b", "c", "d"], true).await?;
+        let mut child = revenant(&primary, "fo", &fx, &[]).spawn()?;
+        let seen = wait_for_line(&mut child, Duration::from_secs(60), |l| {
+            l.contains("\"phase\":\"copy\"") && !l.contains("\"rows_copied\":0,")
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        child.kill()?;
+        child.wait()?;
+        seen?;
+        let ops_before = writer.stop().await?;
+        let mut pc = primary.conn().await?;
+        let (copied_before,): (u64,) =
+            pc.query_first("SELECT rows_copied FROM fo._t_ghk WHERE id = 'copy'").await?.unwrap_or((0,));
+        drop(pc);
+        revenant::sandbox::wait_caught_up(&replica, &primary, Duration::from_secs(60)).await?;
+
+        // Failover: the primary is gone, the replica takes its place and the application follows it.
+        primary.stop();
+        promote(&replica).await?;
+        let writer = Writer::start(&replica, "fo", "t", &["a", "b", "c", "d"], true).await?;
+        let fx2 = Fixture::new("fo-promoted", replica.port)?;
+        let mut child = revenant(&replica, "fo", &fx2, &["--resume"]).spawn()?;
+        let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+        let ops_after = writer.stop().await?;
+        if let Err(e) = ready {
+            let _ = child.kill();
+            bail!("the resumed run on the promoted replica never got ready: {e:#}\n{}", stderr_of(&mut child));
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        std::fs::remove_file(&fx2.flag)?;
+        let status = child.wait()?;
+        let stderr = stderr_of(&mut child);
+        if !status.success() {
+            bail!("the resumed run failed: {status}\n{stderr}");
+        }
+        assert!(stderr.contains("resumed at"), "the resume says where it continued:\n{stderr}");
+        assert!(copied_before > 0, "the kill came after some chunks were copied (else the test proves little)");
+        let mut c = replica.conn().await?;
+        let cols = ["id", "a", "b", "c", "d"];
+        let old = table_checksum(&mut c, "fo", "_t_del", &cols).await?;
+        let new = table_checksum(&mut c, "fo", "t", &cols).await?;
+        assert_eq!(old, new, "rows differ after failover and resume ({ops_before} + {ops_after} writer ops)");
+        assert!(old.0 >= 60_000 / 2, "the migrated table holds the rows: {old:?}");
+        Ok(())
+    })
+    .await;
+}
