@@ -16,6 +16,12 @@ BASE16 = [
     (0x3b, 0x8e, 0xea), (0xd6, 0x70, 0xd6), (0x29, 0xb8, 0xdb), (0xff, 0xff, 0xff),
 ]
 DEFAULT_FG = (0xd0, 0xd0, 0xd0)
+# (up, down, left, right) arms of the box-drawing characters ratatui uses for frames.
+BOX = {
+    "─": (0, 0, 1, 1), "│": (1, 1, 0, 0), "┌": (0, 1, 0, 1), "┐": (0, 1, 1, 0), "└": (1, 0, 0, 1), "┘": (1, 0, 1, 0),
+    "├": (1, 1, 0, 1), "┤": (1, 1, 1, 0), "┬": (0, 1, 1, 1), "┴": (1, 0, 1, 1), "┼": (1, 1, 1, 1),
+    "╭": (0, 1, 0, 1), "╮": (0, 1, 1, 0), "╰": (1, 0, 0, 1), "╯": (1, 0, 1, 0),
+}
 DEFAULT_BG = (0x12, 0x14, 0x16)
 
 
@@ -133,6 +139,18 @@ def main():
                 # Block elements drawn as rectangles, so gauges and sparklines have no gaps between cells.
                 frac = {"█": 1.0, "▁": 1 / 8, "▂": 2 / 8, "▃": 3 / 8, "▄": 4 / 8, "▅": 5 / 8, "▆": 6 / 8, "▇": 7 / 8}[ch_]
                 draw.rectangle([px, py + ch - int(ch * frac), px + cw - 1, py + ch - 1], fill=fg)
+            elif ch_ in BOX:
+                # Box drawing as lines from the cell's centre, so frames join across cells.
+                up, down, left, right = BOX[ch_]
+                cx, cy = px + cw // 2, py + ch // 2
+                if up:
+                    draw.line([cx, py, cx, cy], fill=fg)
+                if down:
+                    draw.line([cx, cy, cx, py + ch - 1], fill=fg)
+                if left:
+                    draw.line([px, cy, cx, cy], fill=fg)
+                if right:
+                    draw.line([cx, cy, px + cw - 1, cy], fill=fg)
             elif ch_ != " ":
                 draw.text((px, py + 1), ch_, font=bold if pen.bold else font, fill=fg)
             if pen.underline:

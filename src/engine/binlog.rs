@@ -181,16 +181,12 @@ enum StreamEnd {
     Healthy,
 }
 
-/// Cleans the file name of MariaDB's fake first ROTATE (it may carry the 4 checksum bytes).
-fn clean_file_name(raw: &[u8]) -> String {
-    let s = String::from_utf8_lossy(raw).to_string();
-    if let Some(dot) = s.rfind('.') {
-        let digits: String = s[dot + 1..].chars().take_while(|c| c.is_ascii_digit()).collect();
-        if !digits.is_empty() {
-            return format!("{}.{}", &s[..dot], digits);
-        }
-    }
-    s.chars().filter(|c| !c.is_control()).collect()
+/// The file name of a ROTATE event. MariaDB's fake first ROTATE arrives before the format description, so the
+/// decoder does not know the stream carries checksums and leaves the event's 4 CRC32 bytes on the name (they may
+/// hold any byte, a '.' or digits too): strip exactly those when the server checksums its binlog.
+fn clean_file_name(raw: &[u8], fake_with_checksum: bool) -> String {
+    let name = if fake_with_checksum && raw.len() > 4 { &raw[..raw.len() - 4] } else { raw };
+    String::from_utf8_lossy(name).chars().filter(|c| !c.is_control()).collect()
 }
 
 async fn stream_once(
@@ -203,6 +199,8 @@ async fn stream_once(
     let mut conn = mysql_async::Conn::new(cfg.opts.clone()).await.wrap_err("connecting the binlog client")?;
     // Rows up to 1 GiB; the default limit follows max_allowed_packet and ends the stream on big rows.
     conn.query_drop("SET @master_heartbeat_period = 1000000000").await?;
+    let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await?;
+    let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
     let mut gtids = GtidSet::parse(cfg.mariadb, &position.gtid_set)?;
     let mut stream = if cfg.mariadb {
         conn.query_drop("SET @mariadb_slave_capability = 4").await?;
@@ -224,6 +222,8 @@ async fn stream_once(
     tracing::debug!("binlog stream open at {}", position.gtid_set);
 
     let mut file = position.file.clone();
+    // Until the first FORMAT_DESCRIPTION event the decoder does not strip checksums (see clean_file_name).
+    let mut seen_format_description = false;
     let mut in_txn = false;
     let mut txn_gtid: Option<Gtid> = None;
     let mut standalone = false;
@@ -255,14 +255,14 @@ async fn stream_once(
         let header = event.header();
         let type_raw = header.event_type_raw();
         let log_pos = header.log_pos() as u64;
+        if type_raw == 15 {
+            seen_format_description = true;
+        }
         match type_raw {
             // ROTATE
             4 => {
                 if let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
-                    file = clean_file_name(r.name_raw());
-                    if log_pos != 0 || !cfg.mariadb {
-                        // A real rotation: the next file starts at its header.
-                    }
+                    file = clean_file_name(r.name_raw(), cfg.mariadb && !seen_format_description && checksummed);
                     if let Ok(mut s) = state.lock() {
                         s.file = file.clone();
                         s.pos = r.position();
@@ -412,4 +412,17 @@ fn convert_row(row: mysql_common::binlog::row::BinlogRow, table: &WatchedTable) 
 fn format_uuid(b: &[u8; 16]) -> String {
     let h = hex::encode(b);
     format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean_file_name;
+
+    #[test]
+    fn fake_rotate_names_lose_exactly_their_checksum_bytes() {
+        // The 4 CRC32 bytes may contain a '.' or digits: they are cut by count, not by shape.
+        assert_eq!(clean_file_name(b"mysql-bin.000001\x8f.\xa12", true), "mysql-bin.000001");
+        assert_eq!(clean_file_name(b"mysql-bin.0000011234", true), "mysql-bin.000001");
+        assert_eq!(clean_file_name(b"mysql-bin.000002", false), "mysql-bin.000002");
+    }
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
-use super::sql::qualified;
+use super::sql::{qualified, quote_ident};
 
 /// One column as information_schema describes it.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,6 +166,12 @@ pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &st
             enum_as_index: false,
         });
     }
+    for col in columns.iter_mut().filter(|c| c.labels.iter().any(|l| l.contains('?'))) {
+        match stored_labels(conn, database, &q, col).await {
+            Ok(labels) => col.labels = labels,
+            Err(e) => tracing::warn!("reading the labels of {q}.{} back from the server: {e:#}", col.name),
+        }
+    }
     let index_rows: Vec<mysql_async::Row> = conn.query(format!("SHOW INDEX FROM {q}")).await.wrap_err("SHOW INDEX")?;
     let mut keys: Vec<UniqueKey> = Vec::new();
     let mut parts: Vec<(String, u64, String)> = Vec::new();
@@ -254,6 +260,33 @@ pub fn parse_labels(column_type: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// The ENUM/SET labels as the server stores them. The server's metadata text is utf8mb3 (MariaDB shows a 4-byte
+/// character as '?', even in SHOW CREATE TABLE); the values themselves are not: store each index (or bit) in a
+/// temporary table with the column's own type and read the value back as utf8mb4 bytes.
+async fn stored_labels(conn: &mut mysql_async::Conn, database: &str, table: &str, col: &Column) -> Result<Vec<String>> {
+    let tmp = qualified(database, "_rvn_enum_labels");
+    conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmp}")).await?;
+    conn.query_drop(format!("CREATE TEMPORARY TABLE {tmp} (i INT) SELECT {} AS v FROM {table} LIMIT 0", quote_ident(&col.name)))
+        .await
+        .wrap_err("creating a temporary table with the column's type")?;
+    let values: Vec<String> = (0..col.labels.len())
+        .map(|k| format!("({}, {})", k + 1, if col.is_set() { 1u64 << k.min(63) } else { k as u64 + 1 }))
+        .collect();
+    let read = async {
+        conn.query_drop(format!("INSERT INTO {tmp} (i, v) VALUES {}", values.join(", "))).await?;
+        let rows: Vec<Vec<u8>> =
+            conn.query(format!("SELECT CAST(CONVERT(v USING utf8mb4) AS BINARY) FROM {tmp} ORDER BY i")).await?;
+        Ok::<_, mysql_async::Error>(rows)
+    }
+    .await;
+    let _ = conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmp}")).await;
+    let rows = read.wrap_err("reading the labels back")?;
+    if rows.len() != col.labels.len() {
+        bail!("{} labels read back, {} expected", rows.len(), col.labels.len());
+    }
+    Ok(rows.into_iter().map(|b| String::from_utf8_lossy(&b).into_owned()).collect())
 }
 
 /// How the original and the ghost table relate.

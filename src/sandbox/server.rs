@@ -215,6 +215,8 @@ impl Server {
         let dir = Place { host: run.host.join(format!("s{server_id}")), server: run.server.join(format!("s{server_id}")) };
         let _ = std::fs::remove_dir_all(&dir.host);
         std::fs::create_dir_all(&dir.host)?;
+        // Its own temporary directory: nothing shared with other processes' /tmp.
+        std::fs::create_dir_all(dir.host.join("tmp"))?;
         copy_dir(&t.host, &dir.host.join("data"))?;
         // Each MySQL server needs its own server_uuid: drop the template's so mysqld makes a new one.
         let _ = std::fs::remove_file(dir.host.join("data").join("auto.cnf"));
@@ -247,6 +249,7 @@ impl Server {
             format!("--socket={}", d.join("mysqld.sock").display()),
             format!("--pid-file={}", d.join("mysqld.pid").display()),
             format!("--log-error={}", d.join("error.log").display()),
+            format!("--tmpdir={}", d.join("tmp").display()),
             "--user=root".to_string(),
             "--log-bin=mysql-bin".to_string(),
             "--binlog-format=ROW".to_string(),
