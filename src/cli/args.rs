@@ -153,6 +153,24 @@ pub struct MigrateArgs {
     /// Sleep this fraction of each chunk's time after it.
     #[arg(long, default_value_t = 0.0)]
     pub nice_ratio: f64,
+    /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
+    #[arg(long)]
+    pub hooks_path: Option<PathBuf>,
+    /// Free text passed to hooks as GH_OST_HOOKS_HINT.
+    #[arg(long, default_value = "")]
+    pub hooks_hint: String,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_OWNER.
+    #[arg(long, default_value = "")]
+    pub hooks_hint_owner: String,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_TOKEN.
+    #[arg(long, default_value = "")]
+    pub hooks_hint_token: String,
+    /// Seconds between runs of gh-ost-on-status.
+    #[arg(long, default_value_t = 60)]
+    pub hooks_status_interval: u64,
+    /// A hook still running after this many seconds is killed, and counts as failed.
+    #[arg(long, default_value_t = 60)]
+    pub hook_timeout_seconds: u64,
     /// Continue the migration from its checkpoint table.
     #[arg(long)]
     pub resume: bool,

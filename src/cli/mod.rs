@@ -203,6 +203,14 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.resume = a.resume || a.resume_state.is_some();
     cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
     cfg.resume_command = Some(resume_command(argv));
+    cfg.hooks_path = a.hooks_path.clone();
+    cfg.hooks_hint = a.hooks_hint.clone();
+    cfg.hooks_hint_owner = a.hooks_hint_owner.clone();
+    cfg.hooks_hint_token = a.hooks_hint_token.clone();
+    cfg.hooks_status_interval = Duration::from_secs(a.hooks_status_interval.max(1));
+    cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
+    // A hooks directory that is not there is refused before anything happens.
+    crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
 }
 

@@ -107,6 +107,16 @@ pub struct MigrationConfig {
     pub heartbeat_interval: Duration,
     /// The command a user runs to resume (printed when the run stops resumable).
     pub resume_command: Option<String>,
+    /// `--hooks-path`: directory of gh-ost-on-* executables (docs/hooks.md).
+    pub hooks_path: Option<PathBuf>,
+    /// `--hooks-hint`, `--hooks-hint-owner`, `--hooks-hint-token`: passed to every hook.
+    pub hooks_hint: String,
+    pub hooks_hint_owner: String,
+    pub hooks_hint_token: String,
+    /// `--hooks-status-interval`: how often gh-ost-on-status runs.
+    pub hooks_status_interval: Duration,
+    /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
+    pub hook_timeout: Duration,
 }
 
 impl MigrationConfig {
@@ -144,6 +154,12 @@ impl MigrationConfig {
             retry_for: Duration::from_secs(60),
             heartbeat_interval: Duration::from_millis(500),
             resume_command: None,
+            hooks_path: None,
+            hooks_hint: String::new(),
+            hooks_hint_owner: String::new(),
+            hooks_hint_token: String::new(),
+            hooks_status_interval: Duration::from_secs(60),
+            hook_timeout: Duration::from_secs(60),
         }
     }
 

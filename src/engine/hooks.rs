@@ -294,6 +294,72 @@ impl Hooks {
     }
 }
 
+impl Hooks {
+    /// The hooks of an in-place migration, from its settings.
+    pub fn for_migration(cfg: &super::config::MigrationConfig) -> Result<Hooks> {
+        let identity = HookIdentity {
+            database: cfg.database.clone(),
+            table: cfg.table.clone(),
+            ghost_table: cfg.ghost_table(),
+            old_table: cfg.old_table(),
+            ddl: cfg.alter.clone(),
+            migrated_host: cfg.source.display(),
+            inspected_host: cfg.source.display(),
+            executing_host: executing_host(),
+            dry_run: !cfg.execute,
+        };
+        let hints = HookHints { hint: cfg.hooks_hint.clone(), owner: cfg.hooks_hint_owner.clone(), token: cfg.hooks_hint_token.clone() };
+        Hooks::new(cfg.hooks_path.clone(), cfg.hook_timeout, hints, identity)
+    }
+}
+
+/// This machine's host name (gh-ost's GH_OST_EXECUTING_HOST).
+pub fn executing_host() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr() as *mut libc::c_char, buf.len()) };
+    if rc != 0 {
+        return String::new();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).to_string()
+}
+
+/// Runs gh-ost-on-status every `interval` and gh-ost-on-batch-copy-retry after each retried chunk, until
+/// `cancel`. Failures only log.
+pub async fn background_hooks(
+    hooks: std::sync::Arc<Hooks>,
+    shared: std::sync::Arc<super::shared::Shared>,
+    interval: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    use std::sync::atomic::Ordering;
+    if !hooks.enabled() {
+        return;
+    }
+    let interval = interval.max(Duration::from_secs(1));
+    let mut next_status = tokio::time::Instant::now() + interval;
+    let mut retries_seen = shared.copy_retries.load(Ordering::Relaxed);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+        }
+        let retries = shared.copy_retries.load(Ordering::Relaxed);
+        if retries > retries_seen {
+            retries_seen = retries;
+            let error = shared.with(|i| i.last_copy_error.clone()).unwrap_or_default();
+            let snap = shared.snapshot(0);
+            hooks.fire_logged(Hook::OnBatchCopyRetry, &[("LAST_BATCH_COPY_ERROR".into(), error)], &snap).await;
+        }
+        if tokio::time::Instant::now() >= next_status {
+            next_status = tokio::time::Instant::now() + interval;
+            let snap = shared.snapshot(0);
+            hooks.fire_logged(Hook::OnStatus, &[("STATUS".into(), status_text(&snap))], &snap).await;
+        }
+    }
+}
+
 /// The last `max` bytes of `s`, on a character boundary.
 fn tail(s: &str, max: usize) -> &str {
     if s.len() <= max {

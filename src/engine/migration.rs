@@ -21,6 +21,7 @@ use super::config::{CutOverMode, MigrationConfig};
 use super::copier::{estimate_rows, CopyJob, CopyRange};
 use super::cutover;
 use super::failpoint;
+use super::hooks::{self, Hook, Hooks};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::shared::Shared;
@@ -118,9 +119,15 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
         })
     };
     let publisher_stop = CancellationToken::new();
-    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone()));
+    let hooks = Hooks::for_migration(&cfg).map(Arc::new);
+    let hooks_for_commands = hooks.as_ref().map(|h| h.clone()).unwrap_or_else(|_| Arc::new(Hooks::disabled()));
+    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone(), hooks_for_commands.clone()));
+    let hooks_task = tokio::spawn(hooks::background_hooks(hooks_for_commands.clone(), shared.clone(), cfg.hooks_status_interval, cancel.child_token()));
 
-    let result = run_phases(&cfg, shared.clone(), cancel.clone(), control.clone()).await;
+    let result = match &hooks {
+        Ok(h) => run_phases(&cfg, shared.clone(), cancel.clone(), control.clone(), h).await,
+        Err(e) => Err(refuse(format!("{e}"), "check --hooks-path; nothing was changed")),
+    };
     // Final status.
     match &result {
         Ok(Outcome::Done { .. }) => shared.enter(Phase::Done),
@@ -140,7 +147,16 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
             });
         }
     }
+    // The closing hooks see the final status; their failures only log (gh-ost's on-failure; on-success runs after
+    // the swap, when nothing is left to undo).
+    let final_snapshot = shared.snapshot(0);
+    match &result {
+        Ok(Outcome::Done { .. }) | Ok(Outcome::DryRun { .. }) => hooks_for_commands.fire_logged(Hook::OnSuccess, &[], &final_snapshot).await,
+        Err(_) => hooks_for_commands.fire_logged(Hook::OnFailure, &[], &final_snapshot).await,
+        Ok(Outcome::Stopped { .. }) => {}
+    }
     cancel.cancel();
+    let _ = hooks_task.await;
     let _ = status_task.await;
     status_tx.send_replace(shared.snapshot(u64::MAX / 2));
     publisher_stop.cancel();
@@ -155,11 +171,38 @@ async fn command_loop(
     control: Arc<Mutex<Control>>,
     cancel: CancellationToken,
     _stop: CancellationToken,
+    hooks: Arc<Hooks>,
 ) {
     while let Some(req) = rx.recv().await {
+        // gh-ost-on-interactive-command runs before a command that changes something; its failure refuses it.
+        if !matches!(req.command, Command::Get { .. }) && hooks.enabled() {
+            let extra = [("COMMAND".to_string(), command_text(&req.command))];
+            if let Err(e) = hooks.fire(Hook::OnInteractiveCommand, &extra, &shared.snapshot(0)).await {
+                let reply = CommandReply::refused(format!("refused by the hook: {e:#}"));
+                tracing::warn!("command {:?}: {}", req.command, reply.message);
+                let _ = req.reply.send(reply);
+                continue;
+            }
+        }
         let reply = handle_command(&req.command, &shared, &cfg, &control, &cancel).await;
         tracing::info!("command {:?}: {}", req.command, reply.message);
         let _ = req.reply.send(reply);
+    }
+}
+
+/// A command as gh-ost's text protocol spells it (GH_OST_COMMAND).
+fn command_text(cmd: &Command) -> String {
+    match cmd {
+        Command::Throttle => "throttle".into(),
+        Command::NoThrottle => "no-throttle".into(),
+        Command::Pause => "pause".into(),
+        Command::Resume => "resume".into(),
+        Command::Checkpoint => "checkpoint".into(),
+        Command::CutOver => "unpostpone".into(),
+        Command::Stop => "stop".into(),
+        Command::Abort => "panic".into(),
+        Command::Set { name, value } => format!("{name}={value}"),
+        Command::Get { name } => format!("{name}=?"),
     }
 }
 
@@ -336,8 +379,10 @@ async fn run_phases(
     shared: Arc<Shared>,
     cancel: CancellationToken,
     control: Arc<Mutex<Control>>,
+    hooks: &Hooks,
 ) -> Result<Outcome> {
     shared.enter(Phase::Preflight);
+    hooks.fire(Hook::OnStartup, &[], &shared.snapshot(0)).await.map_err(|e| refuse(format!("{e:#}"), "the on-startup hook refused the migration; nothing was changed"))?;
     let opts = cfg.source.opts();
     let mut conn = mysql_async::Conn::new(opts.clone())
         .await
@@ -356,6 +401,7 @@ async fn run_phases(
         }
     }
     let plan = preflight::run(&mut conn, cfg).await?;
+    hooks.fire(Hook::OnValidated, &[], &shared.snapshot(0)).await.map_err(|e| refuse(format!("{e:#}"), "the on-validated hook refused the migration; nothing was changed"))?;
     shared.with(|i| {
         i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
         i.status.target.version = plan.version.clone();
@@ -497,6 +543,7 @@ async fn run_phases(
             )
             .await?;
             tx.commit().await.wrap_err("recording the copy range and start position")?;
+            hooks.fire(Hook::OnRowcountComplete, &[], &shared.snapshot(0)).await.map_err(|e| e.with_resume(cfg))?;
             if bounds.is_none() {
                 shared.copy_complete.store(true, Ordering::Relaxed);
             }
@@ -520,6 +567,13 @@ async fn run_phases(
     // Copy.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
     shared.enter(Phase::Copy);
+    let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
+    if copy_ran {
+        if let Err(e) = hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
+            stop_tasks(&mut running).await;
+            return Err(e.with_resume(cfg));
+        }
+    }
     let copy_result = if shared.copy_complete.load(Ordering::Relaxed) {
         Ok(true)
     } else {
@@ -552,12 +606,19 @@ async fn run_phases(
         let rows = shared.rows_copied.load(Ordering::Relaxed);
         shared.rows_estimate.store(rows, Ordering::Relaxed);
     }
+    if copy_ran {
+        if let Err(e) = hooks.fire(Hook::OnRowCopyComplete, &[], &shared.snapshot(0)).await {
+            stop_tasks(&mut running).await;
+            return Err(e.with_resume(cfg));
+        }
+    }
     failpoint::hit("after-copy")?;
 
     // Catch-up, then ready.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "catchup").await?;
     shared.enter(Phase::Catchup);
     let mut entered_ready = false;
+    let mut begin_postponed_fired = false;
     loop {
         if cancel.is_cancelled() {
             return stop_now(cfg, &shared, &control, &mut running).await;
@@ -591,6 +652,13 @@ async fn run_phases(
                 i.status.cutover.postponed = postponed;
                 i.status.cutover.blocked_reason = if postponed { blocked.clone().or(Some("postponed: waiting for approval".into())) } else { blocked.clone() };
             });
+            if postponed && !begin_postponed_fired {
+                begin_postponed_fired = true;
+                if let Err(e) = hooks.fire(Hook::OnBeginPostponed, &[], &shared.snapshot(0)).await {
+                    stop_tasks(&mut running).await;
+                    return Err(e.with_resume(cfg));
+                }
+            }
             if !postponed && blocked.is_none() {
                 break;
             }
@@ -601,7 +669,12 @@ async fn run_phases(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Cut-over.
+    // Cut-over. A failing gh-ost-on-before-cut-over stops here: nothing was locked or renamed, the original table
+    // keeps serving, and the checkpoint (phase ready) resumes.
+    if let Err(e) = hooks.fire(Hook::OnBeforeCutOver, &[], &shared.snapshot(0)).await {
+        stop_tasks(&mut running).await;
+        return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
+    }
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "cut-over").await?;
     conn.exec_drop(
         format!("UPDATE {} SET cutover_started = CURRENT_TIMESTAMP(6) WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),
@@ -1067,6 +1140,20 @@ async fn throttle_query(cfg: &MigrationConfig, conn: &mut Option<mysql_async::Co
             *conn = None;
             Err(e.to_string())
         }
+    }
+}
+
+/// Stops the streamer, applier and side tasks (their checkpoints are committed as they go).
+async fn stop_tasks(running: &mut Running) {
+    running.tasks_cancel.cancel();
+    if running.applier.is_some() {
+        let _ = join_slot(&mut running.applier).await;
+    }
+    if running.streamer.is_some() {
+        let _ = join_slot(&mut running.streamer).await;
+    }
+    for t in running.side.drain(..) {
+        let _ = t.await;
     }
 }
 

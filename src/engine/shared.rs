@@ -49,6 +49,8 @@ pub struct Shared {
     pub cutover_approved: AtomicBool,
     /// Heartbeat lag in microseconds (u64::MAX: unknown).
     pub heartbeat_lag_us: AtomicU64,
+    /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
+    pub copy_retries: AtomicU64,
     pub inner: Mutex<SharedInner>,
 }
 
@@ -63,6 +65,8 @@ pub struct SharedInner {
     pub throttle_reason: Option<String>,
     pub signals: Vec<ThrottleSignal>,
     pub ready_since: Option<Instant>,
+    /// The error of the last retried copy chunk.
+    pub last_copy_error: Option<String>,
 }
 
 impl Shared {
@@ -82,6 +86,7 @@ impl Shared {
             paused: AtomicBool::new(false),
             cutover_approved: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
+            copy_retries: AtomicU64::new(0),
             inner: Mutex::new(SharedInner::default()),
         }
     }
