@@ -153,6 +153,24 @@ pub struct MigrateArgs {
     /// Sleep this fraction of each chunk's time after it.
     #[arg(long, default_value_t = 0.0)]
     pub nice_ratio: f64,
+    /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
+    #[arg(long)]
+    pub max_load: Option<String>,
+    /// Abort (resumably) when a global status variable reaches N: Var=N[,Var=N...].
+    #[arg(long)]
+    pub critical_load: Option<String>,
+    /// A met critical load is checked again after this many ms before acting (0: act at once).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_interval_millis: u64,
+    /// On critical load, pause copy and apply this many seconds instead of aborting (0: abort).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_hibernate_seconds: u64,
+    /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
+    #[arg(long)]
+    pub throttle_control_replicas: Option<String>,
+    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
+    #[arg(long)]
+    pub throttle_http: Option<String>,
     /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
     #[arg(long)]
     pub hooks_path: Option<PathBuf>,

@@ -209,6 +209,24 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.hooks_hint_token = a.hooks_hint_token.clone();
     cfg.hooks_status_interval = Duration::from_secs(a.hooks_status_interval.max(1));
     cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
+    use crate::engine::throttlers;
+    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
+    if let Some(v) = &a.max_load {
+        cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
+    }
+    if let Some(v) = &a.critical_load {
+        cfg.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
+    }
+    cfg.critical_load_interval = Duration::from_millis(a.critical_load_interval_millis);
+    cfg.critical_load_hibernate = Duration::from_secs(a.critical_load_hibernate_seconds);
+    if let Some(v) = &a.throttle_control_replicas {
+        cfg.throttle_control_replicas =
+            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
+    }
+    if let Some(u) = &a.throttle_http {
+        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
+        cfg.throttle_http = Some(u.clone());
+    }
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)

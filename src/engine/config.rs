@@ -117,6 +117,20 @@ pub struct MigrationConfig {
     pub hooks_status_interval: Duration,
     /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
     pub hook_timeout: Duration,
+    /// `--max-load Var=N,...`: throttle while a global status variable is at or above N.
+    pub max_load: Vec<super::throttlers::LoadThreshold>,
+    /// `--critical-load Var=N,...`: abort (resumably) or hibernate when one is reached.
+    pub critical_load: Vec<super::throttlers::LoadThreshold>,
+    /// `--critical-load-interval-millis`: a met critical load is checked again after this before acting (0: at once).
+    pub critical_load_interval: Duration,
+    /// `--critical-load-hibernate-seconds`: instead of aborting, pause copy and apply this long (0: abort).
+    pub critical_load_hibernate: Duration,
+    /// `--throttle-control-replicas`: replicas whose heartbeat lag throttles the copy.
+    pub throttle_control_replicas: Vec<super::throttlers::ReplicaAddr>,
+    /// Also check the replicas the primary lists (SHOW REPLICAS / SHOW SLAVE HOSTS).
+    pub discover_replicas: bool,
+    /// `--throttle-http URL`: throttle unless a HEAD request answers 200 (plain http).
+    pub throttle_http: Option<String>,
 }
 
 impl MigrationConfig {
@@ -160,6 +174,13 @@ impl MigrationConfig {
             hooks_hint_token: String::new(),
             hooks_status_interval: Duration::from_secs(60),
             hook_timeout: Duration::from_secs(60),
+            max_load: Vec::new(),
+            critical_load: Vec::new(),
+            critical_load_interval: Duration::ZERO,
+            critical_load_hibernate: Duration::ZERO,
+            throttle_control_replicas: Vec::new(),
+            discover_replicas: true,
+            throttle_http: None,
         }
     }
 

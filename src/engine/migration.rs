@@ -26,6 +26,7 @@ use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::shared::Shared;
 use super::sql::qualified;
+use super::throttlers::{self, CriticalAction, ThrottleSettings, Throttlers};
 use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -84,6 +85,7 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
     shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
     shared.max_lag_millis.store(cfg.max_lag_millis, Ordering::Relaxed);
     shared.nice_ratio_bits.store(cfg.nice_ratio.to_bits(), Ordering::Relaxed);
+    shared.update_throttle_settings(|t| *t = ThrottleSettings::from_config(&cfg));
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -242,7 +244,7 @@ async fn handle_command(
                 return CommandReply::refused(format!("the cut-over is already past ({})", phase.map(|p| p.label()).unwrap_or("")));
             }
             shared.cutover_approved.store(true, Ordering::Relaxed);
-            if let Some(f) = &cfg.postpone_cut_over_flag_file {
+            if let Some(f) = &shared.throttle_settings().postpone_flag_file {
                 let _ = std::fs::remove_file(f);
             }
             if phase == Some(Phase::ReadyToCutOver) {
@@ -308,6 +310,46 @@ fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
                 shared.nice_ratio_bits.store(f.to_bits(), Ordering::Relaxed);
                 Ok(format!("nice-ratio={f}"))
             }),
+        "max-load" | "critical-load" => throttlers::parse_load(value).map_err(|e| format!("{name}: {e}")).map(|l| {
+            let text = throttlers::format_load(&l);
+            shared.update_throttle_settings(|t| if name == "max-load" { t.max_load = l } else { t.critical_load = l });
+            format!("{name}={text}")
+        }),
+        "throttle-query" => {
+            let q = value.trim().to_string();
+            if q.contains('\n') {
+                Err("throttle-query must be a single line".into())
+            } else {
+                shared.update_throttle_settings(|t| t.throttle_query = (!q.is_empty()).then(|| q.clone()));
+                Ok(format!("throttle-query={q}"))
+            }
+        }
+        "throttle-control-replicas" => {
+            let port = shared.with(|i| i.status.target.host.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())).unwrap_or(3306);
+            throttlers::parse_replicas(value, port).map_err(|e| format!("{name}: {e}")).map(|r| {
+                let text = throttlers::format_replicas(&r);
+                shared.update_throttle_settings(|t| {
+                    t.control_replicas = r;
+                    t.replicas_generation += 1;
+                });
+                format!("throttle-control-replicas={text} (replicas discovered from the primary are looked up again)")
+            })
+        }
+        "postpone-cut-over-flag-file" => {
+            let v = value.trim();
+            if v.is_empty() {
+                shared.update_throttle_settings(|t| t.postpone_flag_file = None);
+                Ok("postpone-cut-over-flag-file cleared".into())
+            } else {
+                let path = std::path::PathBuf::from(v);
+                // Like at start: created when missing, so setting it postpones the cut-over.
+                let created = if path.exists() { Ok(()) } else { std::fs::write(&path, b"").map_err(|e| format!("cannot create {v}: {e}")) };
+                created.map(|_| {
+                    shared.update_throttle_settings(|t| t.postpone_flag_file = Some(path));
+                    format!("postpone-cut-over-flag-file={v}")
+                })
+            }
+        }
         other => Err(format!("'{other}' cannot be set on this migration")),
     };
     match r {
@@ -322,6 +364,13 @@ fn get_value(shared: &Shared, name: &str) -> CommandReply {
         "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),
         "max-lag-millis" => CommandReply::ok(shared.max_lag_millis.load(Ordering::Relaxed).to_string()),
         "nice-ratio" => CommandReply::ok(shared.nice_ratio().to_string()),
+        "max-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().max_load)),
+        "critical-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().critical_load)),
+        "throttle-query" => CommandReply::ok(shared.throttle_settings().throttle_query.unwrap_or_default()),
+        "throttle-control-replicas" => CommandReply::ok(throttlers::format_replicas(&shared.throttle_settings().control_replicas)),
+        "postpone-cut-over-flag-file" => CommandReply::ok(
+            shared.throttle_settings().postpone_flag_file.map(|p| p.display().to_string()).unwrap_or_default(),
+        ),
         other => CommandReply::refused(format!("unknown setting '{other}'")),
     }
 }
@@ -568,6 +617,13 @@ async fn run_phases(
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
     shared.enter(Phase::Copy);
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
+    // A throttle that holds at start (a flag file, a lagging replica) holds before the first chunk.
+    for _ in 0..100 {
+        if shared.throttle_checked.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     if copy_ran {
         if let Err(e) = hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
             stop_tasks(&mut running).await;
@@ -638,7 +694,7 @@ async fn run_phases(
             entered_ready = true;
         }
         if entered_ready {
-            let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
+            let flag = shared.throttle_settings().postpone_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
             let blocked = if lag > max_lag {
@@ -1058,9 +1114,7 @@ async fn throttle_loop(
     engine_cancel: CancellationToken,
     control: Arc<Mutex<Control>>,
 ) {
-    let mut last_query: Option<std::time::Instant> = None;
-    let mut query_conn: Option<mysql_async::Conn> = None;
-    let mut query_result: std::result::Result<i64, String> = Ok(0);
+    let mut throttlers = Throttlers::new(cfg.clone());
     loop {
         let mut reasons: Vec<String> = Vec::new();
         let mut signals = Vec::new();
@@ -1087,20 +1141,13 @@ async fn throttle_loop(
             }
             None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
         }
-        if let Some(q) = &cfg.throttle_query {
-            // Checked every second; a query that cannot run throttles (fail closed).
-            if last_query.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
-                last_query = Some(std::time::Instant::now());
-                query_result = throttle_query(&cfg, &mut query_conn, q).await;
-            }
-            let (throttling, value) = match &query_result {
-                Ok(v) => (*v > 0, v.to_string()),
-                Err(e) => (true, format!("error: {e}")),
-            };
-            signals.push(ThrottleSignal { name: "throttle-query".into(), value: value.clone(), threshold: "> 0".into(), throttling });
-            if throttling {
-                reasons.push(if query_result.is_ok() { "throttle-query".to_string() } else { format!("throttle-query unreadable ({value})") });
-            }
+        // Replica lag, max-load, critical-load, throttle-query, throttle-http (throttlers.rs); fail closed.
+        let (more_signals, more_reasons, action) = throttlers.check(&shared).await;
+        signals.extend(more_signals);
+        reasons.extend(more_reasons);
+        if let Some(CriticalAction::Abort(why)) = action {
+            set_stop(&control, &why);
+            engine_cancel.cancel();
         }
         if let Some(p) = &cfg.panic_flag_file {
             if p.exists() {
@@ -1121,24 +1168,10 @@ async fn throttle_loop(
             i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
             i.signals = signals;
         });
+        shared.throttle_checked.store(true, Ordering::Relaxed);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-}
-
-/// Runs the throttle query; its first column as a number (> 0 throttles).
-async fn throttle_query(cfg: &MigrationConfig, conn: &mut Option<mysql_async::Conn>, q: &str) -> std::result::Result<i64, String> {
-    if conn.is_none() {
-        *conn = Some(mysql_async::Conn::new(cfg.source.opts()).await.map_err(|e| e.to_string())?);
-    }
-    let c = conn.as_mut().ok_or_else(|| "no connection".to_string())?;
-    match c.query_first::<Option<String>, _>(q).await {
-        Ok(v) => Ok(v.flatten().and_then(|s| s.trim().parse::<f64>().ok()).map(|f| f as i64).unwrap_or(0)),
-        Err(e) => {
-            *conn = None;
-            Err(e.to_string())
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod schema;
 pub mod shared;
 pub mod sql;
 pub mod status;
+pub mod throttlers;
 pub mod values;
 
 pub use phase::Phase;

@@ -51,6 +51,10 @@ pub struct Shared {
     pub heartbeat_lag_us: AtomicU64,
     /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
     pub copy_retries: AtomicU64,
+    /// Set once the throttle loop has read every signal once: the copy does not start before that.
+    pub throttle_checked: AtomicBool,
+    /// Throttle thresholds the operator may change live.
+    pub throttle_settings: Mutex<super::throttlers::ThrottleSettings>,
     pub inner: Mutex<SharedInner>,
 }
 
@@ -87,6 +91,8 @@ impl Shared {
             cutover_approved: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
             copy_retries: AtomicU64::new(0),
+            throttle_checked: AtomicBool::new(false),
+            throttle_settings: Mutex::new(Default::default()),
             inner: Mutex::new(SharedInner::default()),
         }
     }
@@ -131,6 +137,22 @@ impl Shared {
     pub fn heartbeat_lag_seconds(&self) -> Option<f64> {
         let v = self.heartbeat_lag_us.load(Ordering::Relaxed);
         (v != u64::MAX).then(|| v as f64 / 1e6)
+    }
+
+    /// A copy of the live throttle thresholds.
+    pub fn throttle_settings(&self) -> super::throttlers::ThrottleSettings {
+        match self.throttle_settings.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Changes the live throttle thresholds.
+    pub fn update_throttle_settings<R>(&self, f: impl FnOnce(&mut super::throttlers::ThrottleSettings) -> R) -> R {
+        match self.throttle_settings.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
     }
 
     pub fn nice_ratio(&self) -> f64 {
