@@ -248,7 +248,11 @@ async fn handle_command(
                 let _ = std::fs::remove_file(f);
             }
             if phase == Some(Phase::ReadyToCutOver) {
-                CommandReply::ok("cut-over approved: starting")
+                let postponed_reason = "postponed: waiting for approval";
+                match shared.with(|i| i.status.cutover.blocked_reason.clone()).filter(|r| r != postponed_reason) {
+                    Some(why) => CommandReply::ok(format!("cut-over approved, but it waits: {why}")),
+                    None => CommandReply::ok("cut-over approved: starting"),
+                }
             } else {
                 CommandReply::ok(format!(
                     "cut-over approved: it starts once the copy is done and the backlog applied (now: {})",
@@ -675,6 +679,7 @@ async fn run_phases(
     shared.enter(Phase::Catchup);
     let mut entered_ready = false;
     let mut begin_postponed_fired = false;
+    let mut last_block_logged: Option<&str> = None;
     loop {
         if cancel.is_cancelled() {
             return stop_now(cfg, &shared, &control, &mut running).await;
@@ -697,8 +702,18 @@ async fn run_phases(
             let flag = shared.throttle_settings().postpone_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
+            // The cut-over refuses to start while lag is high, and says so (gh-ost #1685 waited silently).
+            let replica_lag = shared.with(|i| {
+                i.signals.iter().filter(|g| g.throttling && g.name.starts_with("replica ")).map(|g| format!("{} lag {}", g.name, g.value)).collect::<Vec<_>>()
+            });
             let blocked = if lag > max_lag {
-                Some(format!("heartbeat lag {:.1}s > max-lag {:.1}s", if lag == f64::MAX { 0.0 } else { lag }, max_lag))
+                Some(if lag == f64::MAX {
+                    "heartbeat lag unknown (no heartbeat applied yet)".to_string()
+                } else {
+                    format!("heartbeat lag {lag:.1}s > max-lag {max_lag:.1}s")
+                })
+            } else if !replica_lag.is_empty() {
+                Some(format!("{} > max-lag {max_lag:.1}s", replica_lag.join(", ")))
             } else if backlog > 0 {
                 Some(format!("{backlog} events not yet applied"))
             } else {
@@ -718,8 +733,18 @@ async fn run_phases(
             if !postponed && blocked.is_none() {
                 break;
             }
-            if approved && blocked.is_some() {
-                tracing::warn!("cut-over approved but waiting: {}", blocked.clone().unwrap_or_default());
+            // Logged once per kind of wait, not on every tick.
+            let waiting_on = match (&blocked, postponed) {
+                (Some(b), false) if b.starts_with("heartbeat") => Some("heartbeat lag"),
+                (Some(b), false) if b.starts_with("replica") => Some("replica lag"),
+                (Some(_), false) => Some("backlog"),
+                _ => None,
+            };
+            if waiting_on != last_block_logged {
+                if let (Some(b), Some(_)) = (&blocked, waiting_on) {
+                    tracing::warn!("cut-over approved but waiting: {b}");
+                }
+                last_block_logged = waiting_on;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -49,6 +49,9 @@ pub struct Shared {
     pub cutover_approved: AtomicBool,
     /// Heartbeat lag in microseconds (u64::MAX: unknown).
     pub heartbeat_lag_us: AtomicU64,
+    /// When the last applied heartbeat was written, microseconds since the epoch (0: none yet). Lag is measured
+    /// from it continuously, so an applier that stalls shows growing lag instead of its last value.
+    pub last_heartbeat_us: AtomicU64,
     /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
     pub copy_retries: AtomicU64,
     /// Set once the throttle loop has read every signal once: the copy does not start before that.
@@ -90,6 +93,7 @@ impl Shared {
             paused: AtomicBool::new(false),
             cutover_approved: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
+            last_heartbeat_us: AtomicU64::new(0),
             copy_retries: AtomicU64::new(0),
             throttle_checked: AtomicBool::new(false),
             throttle_settings: Mutex::new(Default::default()),
@@ -135,6 +139,11 @@ impl Shared {
     }
 
     pub fn heartbeat_lag_seconds(&self) -> Option<f64> {
+        let hb = self.last_heartbeat_us.load(Ordering::Relaxed);
+        if hb != 0 {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+            return Some(now.saturating_sub(hb) as f64 / 1e6);
+        }
         let v = self.heartbeat_lag_us.load(Ordering::Relaxed);
         (v != u64::MAX).then(|| v as f64 / 1e6)
     }
