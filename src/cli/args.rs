@@ -201,6 +201,9 @@ pub struct MigrateArgs {
     /// How long to retry after lost connections or server restarts before stopping resumably.
     #[arg(long, default_value_t = 60)]
     pub retry_seconds: u64,
+    /// Serve Prometheus metrics on plain HTTP at this address (e.g. 127.0.0.1:9187).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
     /// Print one JSON status object per line instead of gh-ost's status line.
     #[arg(long)]
     pub status_json: bool,

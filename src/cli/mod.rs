@@ -286,9 +286,28 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             return Ok(exit::REFUSED);
         }
     }
+    let metrics_listener = match a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose() {
+        Ok(Some(addr)) => match control::metrics::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                return Ok(exit::REFUSED);
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    };
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
     let (handle, join) = migration::start(cfg.clone());
     let shutdown = CancellationToken::new();
+    // Metrics (read-only): the snapshot as Prometheus text.
+    let _metrics = match metrics_listener {
+        Some(l) => Some(control::metrics::serve(l, handle.status.clone(), shutdown.clone())?),
+        None => None,
+    };
     // Control socket (gh-ost's default path), when executing.
     let socket = a
         .serve_socket_file

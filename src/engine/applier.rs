@@ -242,6 +242,9 @@ impl Applier {
         }
         super::failpoint::hit("apply-before-commit")?;
         tx.commit().await.wrap_err("committing an apply batch")?;
+        if last_position.is_some() {
+            self.shared.mark_checkpoint();
+        }
         if let Some(pos) = last_position {
             super::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
         }

@@ -173,6 +173,7 @@ impl CopyJob {
             let took = started.elapsed();
             range.watermark = Some(end.clone());
             shared.rows_copied.fetch_add(rows, Ordering::Relaxed);
+            shared.mark_checkpoint();
             shared.with(|i| i.status.checkpoint.watermark = checkpoint::describe_key(&end));
             if last {
                 shared.copy_complete.store(true, Ordering::Relaxed);

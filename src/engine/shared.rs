@@ -52,6 +52,8 @@ pub struct Shared {
     /// When the last applied heartbeat was written, microseconds since the epoch (0: none yet). Lag is measured
     /// from it continuously, so an applier that stalls shows growing lag instead of its last value.
     pub last_heartbeat_us: AtomicU64,
+    /// When a checkpoint (chunk watermark or applied position) last committed, microseconds since the epoch (0: none).
+    pub last_checkpoint_us: AtomicU64,
     /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
     pub copy_retries: AtomicU64,
     /// Set once the throttle loop has read every signal once: the copy does not start before that.
@@ -94,6 +96,7 @@ impl Shared {
             cutover_approved: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
             last_heartbeat_us: AtomicU64::new(0),
+            last_checkpoint_us: AtomicU64::new(0),
             copy_retries: AtomicU64::new(0),
             throttle_checked: AtomicBool::new(false),
             throttle_settings: Mutex::new(Default::default()),
@@ -146,6 +149,12 @@ impl Shared {
         }
         let v = self.heartbeat_lag_us.load(Ordering::Relaxed);
         (v != u64::MAX).then(|| v as f64 / 1e6)
+    }
+
+    /// Records that a checkpoint just committed (for the checkpoint age).
+    pub fn mark_checkpoint(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        self.last_checkpoint_us.store(now, Ordering::Relaxed);
     }
 
     /// A copy of the live throttle thresholds.
@@ -222,6 +231,11 @@ impl Shared {
             } else {
                 Eta::Measuring
             };
+            let last_ck = self.last_checkpoint_us.load(Ordering::Relaxed);
+            if last_ck != 0 {
+                let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+                s.checkpoint.age_seconds = Some(now_us.saturating_sub(last_ck) as f64 / 1e6);
+            }
             if s.phase == Some(Phase::ReadyToCutOver) {
                 s.cutover.waiting_seconds = i.ready_since.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
             }
