@@ -1,7 +1,7 @@
 //! The postponed cut-over on every selected flavour: it waits while the flag file exists (the path can change
 //! live), the ready phase shows how long it has waited (status snapshot and headless line), the cut-over refuses to
 //! start while heartbeat lag is above the threshold and says so (in the status, the headless line and the answer to
-//! `unpostpone` over the control socket), and starts once lag is back.
+//! `unpostpone` over the control socket), and starts once lag is back; the panic flag file stops it resumably.
 
 mod common;
 
@@ -103,6 +103,32 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         let old = table_checksum(&mut c, "app", "_items_del", COLS).await?;
         let new = table_checksum(&mut c, "app", "items", COLS).await?;
         ensure!(old == new && old.0 == 1500, "rows differ: old {old:?}, new {new:?}");
+
+        // --panic-flag-file: the migration stops at once, resumably; --resume completes it.
+        exec_all(&mut c, "CREATE TABLE app.orders (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))").await?;
+        c.query_drop("INSERT INTO app.orders (a, b) SELECT a, b FROM app.items").await?;
+        let (hold, panic_flag) = (dir.join("orders-hold"), dir.join("orders-panic"));
+        std::fs::write(&hold, b"")?;
+        let mut cfg = test_config(&server, "app", "orders", "ADD COLUMN c INT NOT NULL DEFAULT 3");
+        cfg.throttle_flag_file = Some(hold.clone());
+        cfg.panic_flag_file = Some(panic_flag.clone());
+        cfg.postpone_cut_over = false;
+        let (handle, join) = migration::start(cfg.clone());
+        wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
+        std::fs::write(&panic_flag, b"")?;
+        let outcome = tokio::time::timeout(Duration::from_secs(60), join).await???;
+        match &outcome {
+            Outcome::Stopped { state } => ensure!(state.reason.starts_with("panic flag file"), "stop reason: {}", state.reason),
+            other => bail!("the panic flag file did not stop the migration: {other:?}"),
+        }
+        std::fs::remove_file(&panic_flag)?;
+        std::fs::remove_file(&hold)?;
+        cfg.resume = true;
+        let outcome = tokio::time::timeout(Duration::from_secs(90), migration::start(cfg).1).await???;
+        ensure!(matches!(outcome, Outcome::Done { .. }), "resume after the panic flag: {outcome:?}");
+        let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;
+        let new = table_checksum(&mut c, "app", "orders", COLS).await?;
+        ensure!(old == new && old.0 == 1500, "rows differ after the panic resume: old {old:?}, new {new:?}");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     })

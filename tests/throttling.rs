@@ -209,6 +209,24 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;
         let new = table_checksum(&mut c, "app", "orders", COLS).await?;
         ensure!(old == new && old.0 == 2000, "rows differ after the critical-load resume: old {old:?}, new {new:?}");
+
+        // critical-load with --critical-load-hibernate-seconds: copy and apply pause instead of an abort; cleared
+        // live, the migration continues once the hibernation is over.
+        seed(&server, "events", 1000).await?;
+        let mut cfg = test_config(&server, "app", "events", "ADD COLUMN c INT NOT NULL DEFAULT 3");
+        cfg.critical_load = revenant::engine::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
+        cfg.critical_load_hibernate = Duration::from_secs(2);
+        cfg.postpone_cut_over = false;
+        let (handle, join) = migration::start(cfg);
+        let s = wait_for(&handle, "critical-load hibernation", Duration::from_secs(30), |s| json_reason(s).contains("critical-load hibernation (critical-load met: Threads_connected=")).await?;
+        ensure!(s.paused, "hibernation did not pause copy and apply");
+        set(&handle, "critical-load", "").await?;
+        ensure!(get(&handle, "critical-load").await?.is_empty(), "critical-load=? after clearing");
+        let outcome = tokio::time::timeout(Duration::from_secs(90), join).await???;
+        ensure!(matches!(outcome, Outcome::Done { .. }), "after hibernation: {outcome:?}");
+        let old = table_checksum(&mut c, "app", "_events_del", COLS).await?;
+        let new = table_checksum(&mut c, "app", "events", COLS).await?;
+        ensure!(old == new && old.0 == 1000, "rows differ after the hibernation: old {old:?}, new {new:?}");
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     })
