@@ -1,6 +1,7 @@
 //! Hooks end to end on every selected flavour: gh-ost's hooks fire in gh-ost's order with gh-ost's environment (each
 //! hook script writes its environment to a file), no password reaches them, and a failing
-//! gh-ost-on-before-cut-over stops the cut-over with the original table serving and the migration resumable.
+//! gh-ost-on-before-cut-over stops the cut-over with the original table serving and the migration resumable, while a
+//! failing gh-ost-on-batch-copy-retry (after a chunk met a lock wait timeout) only logs.
 
 mod common;
 
@@ -198,6 +199,9 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
             "gh-ost-on-before-cut-over",
             &format!("if [ -f {} ]; then exit 0; fi\necho 'cut-over window is closed' >&2\nexit 7", allow.display()),
         )?;
+        // A failing gh-ost-on-batch-copy-retry only logs: it records its environment and exits 1.
+        let retry_env = hooks_dir.join("retry.env");
+        write_script(&hooks_dir, "gh-ost-on-batch-copy-retry", &format!("env > {}\nexit 1", retry_env.display()))?;
         let configure = || {
             let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
             cfg.postpone_cut_over = false;
@@ -206,7 +210,26 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         };
         let mut c = server.conn().await?;
         let before = table_checksum(&mut c, "app", "items", COLS).await?;
-        let result = tokio::time::timeout(Duration::from_secs(90), migration::start(configure()).1).await??;
+        // The first chunk meets a row lock held past a 1 s lock wait timeout: it is retried (a real retry).
+        c.query_drop("SET GLOBAL innodb_lock_wait_timeout = 1").await?;
+        let mut locker = server.conn().await?;
+        locker.query_drop("BEGIN").await?;
+        locker.query_drop("SELECT id FROM app.items WHERE id <= 10 FOR UPDATE").await?;
+        let (handle, join) = migration::start(configure());
+        for _ in 0..300 {
+            if retry_env.exists() || handle.snapshot().phase.is_some_and(|p| p.is_terminal()) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        locker.query_drop("COMMIT").await?;
+        c.query_drop("SET GLOBAL innodb_lock_wait_timeout = 50").await?;
+        let retry = std::fs::read_to_string(&retry_env).wrap_err("gh-ost-on-batch-copy-retry did not run")?;
+        ensure!(
+            retry.lines().any(|l| l.starts_with("GH_OST_LAST_BATCH_COPY_ERROR=") && l.contains("Lock wait timeout")),
+            "GH_OST_LAST_BATCH_COPY_ERROR missing or wrong: {retry}"
+        );
+        let result = tokio::time::timeout(Duration::from_secs(90), join).await??;
         let err = match result {
             Ok(o) => color_eyre::eyre::bail!("the migration went on past a failing on-before-cut-over: {o:?}"),
             Err(e) => format!("{e:?}"),
