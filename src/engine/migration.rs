@@ -704,7 +704,11 @@ async fn run_phases(
             let postponed = flag || (cfg.postpone_cut_over && !approved);
             // The cut-over refuses to start while lag is high, and says so (gh-ost #1685 waited silently).
             let replica_lag = shared.with(|i| {
-                i.signals.iter().filter(|g| g.throttling && g.name.starts_with("replica ")).map(|g| format!("{} lag {}", g.name, g.value)).collect::<Vec<_>>()
+                i.signals
+                    .iter()
+                    .filter(|g| g.throttling && g.name.starts_with("replica "))
+                    .map(|g| if g.value.starts_with("error") { format!("{} lag unreadable", g.name) } else { format!("{} lag {}", g.name, g.value) })
+                    .collect::<Vec<_>>()
             });
             let blocked = if lag > max_lag {
                 Some(if lag == f64::MAX {
