@@ -2,7 +2,8 @@
 //! status (manual, flag file, max-load below the live value, throttle-query, throttle-http against a tiny server in
 //! the test, replica lag made real by stopping a replica's SQL thread), an unreadable signal throttles (a bad query,
 //! an HTTP server that went away, a replica whose server stopped), throttling stops only the copy while the binlog
-//! is still applied, critical-load aborts resumably, and the thresholds change live and are read back.
+//! is still applied, replica lag blocks the cut-over (and `unpostpone` says so), critical-load aborts resumably or
+//! hibernates, and the thresholds change live and are read back.
 
 mod common;
 
@@ -243,13 +244,25 @@ async fn stop_sql_thread(replica: &Server, start: bool) -> Result<()> {
     Ok(())
 }
 
+/// The name the primary lists a replica under (MariaDB reports `localhost`), found by its port among the signals.
+async fn discovered_name(handle: &EngineHandle, port: u16) -> Result<String> {
+    let suffix = format!(":{port}");
+    let find = |s: &Status| {
+        s.throttle.signals.iter().find(|g| g.name.starts_with("replica ") && g.name.ends_with(&suffix) && !g.throttling).map(|g| g.name.trim_start_matches("replica ").to_string())
+    };
+    let s = wait_for(handle, &format!("replica :{port} discovered and caught up"), Duration::from_secs(30), |s| find(s).is_some()).await?;
+    Ok(find(&s).unwrap_or_default())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replica_lag_throttles_and_a_lost_replica_fails_closed() {
+async fn replica_lag_throttles_blocks_the_cut_over_and_a_lost_replica_fails_closed() {
     each_flavor(|flavor| async move {
-        let (primary, mut replicas) = topology::primary_with_replicas(flavor, 1).await?;
-        let mut replica = replicas.remove(0);
+        let (primary, mut replicas) = topology::primary_with_replicas(flavor, 2).await?;
+        let mut doomed = replicas.remove(1);
+        let lagging = replicas.remove(0);
         seed(&primary, "items", 2000).await?;
-        topology::wait_caught_up(&replica, &primary, Duration::from_secs(30)).await?;
+        topology::wait_caught_up(&lagging, &primary, Duration::from_secs(30)).await?;
+        topology::wait_caught_up(&doomed, &primary, Duration::from_secs(30)).await?;
         let dir = tempdir("lag")?;
         let hold = dir.join("throttle.flag");
         std::fs::write(&hold, b"")?;
@@ -258,51 +271,50 @@ async fn replica_lag_throttles_and_a_lost_replica_fails_closed() {
         cfg.max_lag_millis = 1000;
         let (handle, join) = migration::start(cfg);
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
-        let port_suffix = format!(":{}", replica.port);
 
-        // Discovered from the primary (no --throttle-control-replicas), readable and under the threshold. The
-        // primary names it by its report host (MariaDB says `localhost`), so it is found by its port.
-        let s = wait_for(&handle, "the replica discovered and caught up", Duration::from_secs(30), |s| {
-            s.throttle.signals.iter().any(|g| g.name.starts_with("replica ") && g.name.ends_with(&port_suffix) && !g.throttling)
-        })
-        .await?;
-        let discovered = s
-            .throttle
-            .signals
-            .iter()
-            .find(|g| g.name.starts_with("replica ") && g.name.ends_with(&port_suffix))
-            .map(|g| g.name.trim_start_matches("replica ").to_string())
-            .unwrap_or_default();
-        let addr = format!("127.0.0.1:{}", replica.port);
+        // Both discovered from the primary (no --throttle-control-replicas), readable and under the threshold.
+        let lagging_name = discovered_name(&handle, lagging.port).await?;
+        let doomed_name = discovered_name(&handle, doomed.port).await?;
 
-        // Real lag: the SQL thread stops, the heartbeat on the replica ages.
-        stop_sql_thread(&replica, false).await?;
-        let reason = engaged(&handle, &format!("{discovered} replica-lag=")).await?;
+        // Real lag: the SQL thread stops, the heartbeat on the replica ages; the copy throttles.
+        stop_sql_thread(&lagging, false).await?;
+        let reason = engaged(&handle, &format!("{lagging_name} replica-lag=")).await?;
         ensure!(!reason.contains("unreadable"), "lag reason: {reason}");
-        stop_sql_thread(&replica, true).await?;
+        stop_sql_thread(&lagging, true).await?;
         released(&handle, "replica-lag").await?;
 
-        // Named explicitly too, and read back.
-        set(&handle, "throttle-control-replicas", &addr).await?;
-        ensure!(get(&handle, "throttle-control-replicas").await? == addr, "throttle-control-replicas=?");
-        // Setting the list forgets the discovered replicas and looks them up again: both are checked.
-        let both = [format!("replica {addr}"), format!("replica {discovered}")];
-        wait_for(&handle, "the named and the rediscovered replica checked", Duration::from_secs(30), |s| {
-            both.iter().all(|n| s.throttle.signals.iter().any(|g| &g.name == n && !g.throttling))
+        // Named explicitly, read back; setting the list forgets the discovered replicas and finds them again. It is
+        // named unlike the primary lists it, so its own signal line shows when the new list was taken up.
+        let named_host = if lagging_name.starts_with("127.0.0.1:") { "localhost" } else { "127.0.0.1" };
+        let named = format!("{named_host}:{}", lagging.port);
+        set(&handle, "throttle-control-replicas", &named).await?;
+        ensure!(get(&handle, "throttle-control-replicas").await? == named, "throttle-control-replicas=?");
+        let all = [format!("replica {named}"), format!("replica {lagging_name}"), format!("replica {doomed_name}")];
+        wait_for(&handle, "the named and the rediscovered replicas checked", Duration::from_secs(30), |s| {
+            all.iter().all(|n| s.throttle.signals.iter().any(|g| &g.name == n && !g.throttling))
         })
         .await?;
 
-        // The replica goes away: fail closed.
-        replica.stop();
-        engaged(&handle, &format!("{addr} replica-lag unreadable")).await?;
-        engaged(&handle, &format!("{discovered} replica-lag unreadable")).await?;
-        // The operator takes it out of the set: released (it is no longer listed by the primary either).
-        set(&handle, "throttle-control-replicas", "").await?;
+        // A replica goes away: fail closed, it keeps throttling although the primary no longer lists it.
+        doomed.stop();
+        engaged(&handle, &format!("{doomed_name} replica-lag unreadable")).await?;
+        // The operator sets the list again: the gone replica is forgotten (not listed any more): released.
+        set(&handle, "throttle-control-replicas", &named).await?;
         released(&handle, "replica-lag").await?;
 
+        // Copy done and ready (postponed); replica lag blocks the cut-over, and unpostpone says so.
         std::fs::remove_file(&hold)?;
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(90)).await?;
-        ensure!(handle.send(Command::CutOver).await.ok, "cut-over refused");
+        stop_sql_thread(&lagging, false).await?;
+        wait_for(&handle, "the cut-over blocked by replica lag", Duration::from_secs(20), |s| {
+            s.cutover.blocked_reason.as_deref().is_some_and(|r| r.contains(&format!("replica {named} lag ")) && r.contains("> max-lag 1.0s"))
+        })
+        .await?;
+        let reply = handle.send(Command::CutOver).await;
+        ensure!(reply.ok && reply.message.contains("it waits: replica "), "unpostpone while a replica lags: {reply:?}");
+        let s = wait_for(&handle, "the approval seen", Duration::from_secs(10), |s| !s.cutover.postponed).await?;
+        ensure!(s.phase == Some(Phase::ReadyToCutOver), "the cut-over started while a replica lagged: {:?}", s.phase);
+        stop_sql_thread(&lagging, true).await?;
         let outcome = tokio::time::timeout(Duration::from_secs(90), join).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
         let mut c = primary.conn().await?;
