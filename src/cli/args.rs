@@ -153,6 +153,42 @@ pub struct MigrateArgs {
     /// Sleep this fraction of each chunk's time after it.
     #[arg(long, default_value_t = 0.0)]
     pub nice_ratio: f64,
+    /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
+    #[arg(long)]
+    pub max_load: Option<String>,
+    /// Abort (resumably) when a global status variable reaches N: Var=N[,Var=N...].
+    #[arg(long)]
+    pub critical_load: Option<String>,
+    /// A met critical load is checked again after this many ms before acting (0: act at once).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_interval_millis: u64,
+    /// On critical load, pause copy and apply this many seconds instead of aborting (0: abort).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_hibernate_seconds: u64,
+    /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
+    #[arg(long)]
+    pub throttle_control_replicas: Option<String>,
+    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
+    #[arg(long)]
+    pub throttle_http: Option<String>,
+    /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
+    #[arg(long)]
+    pub hooks_path: Option<PathBuf>,
+    /// Free text passed to hooks as GH_OST_HOOKS_HINT.
+    #[arg(long, default_value = "")]
+    pub hooks_hint: String,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_OWNER.
+    #[arg(long, default_value = "")]
+    pub hooks_hint_owner: String,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_TOKEN.
+    #[arg(long, default_value = "")]
+    pub hooks_hint_token: String,
+    /// Seconds between runs of gh-ost-on-status.
+    #[arg(long, default_value_t = 60)]
+    pub hooks_status_interval: u64,
+    /// A hook still running after this many seconds is killed, and counts as failed.
+    #[arg(long, default_value_t = 60)]
+    pub hook_timeout_seconds: u64,
     /// Continue the migration from its checkpoint table.
     #[arg(long)]
     pub resume: bool,
@@ -165,6 +201,9 @@ pub struct MigrateArgs {
     /// How long to retry after lost connections or server restarts before stopping resumably.
     #[arg(long, default_value_t = 60)]
     pub retry_seconds: u64,
+    /// Serve Prometheus metrics on plain HTTP at this address (e.g. 127.0.0.1:9187).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
     /// Print one JSON status object per line instead of gh-ost's status line.
     #[arg(long)]
     pub status_json: bool,

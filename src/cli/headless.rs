@@ -13,8 +13,8 @@ use crate::engine::status::{format_duration, Status};
 pub fn status_line(s: &Status) -> String {
     let phase = s.phase.map(|p| p.gh_ost_state()).unwrap_or("initializing");
     let throttle = if s.throttle.throttled { format!("throttled, {}", s.throttle.reason) } else { phase.to_string() };
-    let state = if s.phase.is_some_and(|p| p == crate::engine::Phase::ReadyToCutOver) && s.cutover.postponed {
-        "postponing cut-over".to_string()
+    let state = if s.phase.is_some_and(|p| p == crate::engine::Phase::ReadyToCutOver) {
+        postponing_text(s)
     } else {
         throttle
     };
@@ -35,6 +35,16 @@ pub fn status_line(s: &Status) -> String {
         state,
         s.eta
     )
+}
+
+/// The ready phase's state: how long it has waited, and what blocks the cut-over besides the approval.
+fn postponing_text(s: &Status) -> String {
+    let waited = format_duration(s.cutover.waiting_seconds);
+    let state = if s.cutover.postponed { "postponing cut-over" } else { "cut-over due" };
+    match s.cutover.blocked_reason.as_deref().filter(|r| !r.starts_with("postponed")) {
+        Some(why) => format!("{state} (waited {waited}; blocked: {why})"),
+        None => format!("{state} (waited {waited})"),
+    }
 }
 
 /// Prints status until `stop` fires. Write errors (a terminal that went away) are ignored.

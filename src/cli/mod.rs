@@ -203,6 +203,32 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.resume = a.resume || a.resume_state.is_some();
     cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
     cfg.resume_command = Some(resume_command(argv));
+    cfg.hooks_path = a.hooks_path.clone();
+    cfg.hooks_hint = a.hooks_hint.clone();
+    cfg.hooks_hint_owner = a.hooks_hint_owner.clone();
+    cfg.hooks_hint_token = a.hooks_hint_token.clone();
+    cfg.hooks_status_interval = Duration::from_secs(a.hooks_status_interval.max(1));
+    cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
+    use crate::engine::throttlers;
+    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
+    if let Some(v) = &a.max_load {
+        cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
+    }
+    if let Some(v) = &a.critical_load {
+        cfg.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
+    }
+    cfg.critical_load_interval = Duration::from_millis(a.critical_load_interval_millis);
+    cfg.critical_load_hibernate = Duration::from_secs(a.critical_load_hibernate_seconds);
+    if let Some(v) = &a.throttle_control_replicas {
+        cfg.throttle_control_replicas =
+            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
+    }
+    if let Some(u) = &a.throttle_http {
+        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
+        cfg.throttle_http = Some(u.clone());
+    }
+    // A hooks directory that is not there is refused before anything happens.
+    crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
 }
 
@@ -260,9 +286,28 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             return Ok(exit::REFUSED);
         }
     }
+    let metrics_listener = match a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose() {
+        Ok(Some(addr)) => match control::metrics::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                return Ok(exit::REFUSED);
+            }
+        },
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    };
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
     let (handle, join) = migration::start(cfg.clone());
     let shutdown = CancellationToken::new();
+    // Metrics (read-only): the snapshot as Prometheus text.
+    let _metrics = match metrics_listener {
+        Some(l) => Some(control::metrics::serve(l, handle.status.clone(), shutdown.clone())?),
+        None => None,
+    };
     // Control socket (gh-ost's default path), when executing.
     let socket = a
         .serve_socket_file

@@ -13,6 +13,7 @@
 //!   `{"reply":{"id":N,"ok":true,"message":"..."}}` back, in any order.
 
 mod client;
+pub mod metrics;
 mod server;
 mod text;
 

@@ -265,6 +265,7 @@ impl Applier {
         self.shared.events_applied.fetch_add(events, Ordering::Relaxed);
         if let Some(hb) = heartbeat {
             self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);
+            self.shared.last_heartbeat_us.store(hb, Ordering::Relaxed);
         }
         if let Some(pos) = last_position {
             let pos = pos.clone();

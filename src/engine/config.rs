@@ -107,6 +107,30 @@ pub struct MigrationConfig {
     pub heartbeat_interval: Duration,
     /// The command a user runs to resume (printed when the run stops resumable).
     pub resume_command: Option<String>,
+    /// `--hooks-path`: directory of gh-ost-on-* executables (docs/hooks.md).
+    pub hooks_path: Option<PathBuf>,
+    /// `--hooks-hint`, `--hooks-hint-owner`, `--hooks-hint-token`: passed to every hook.
+    pub hooks_hint: String,
+    pub hooks_hint_owner: String,
+    pub hooks_hint_token: String,
+    /// `--hooks-status-interval`: how often gh-ost-on-status runs.
+    pub hooks_status_interval: Duration,
+    /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
+    pub hook_timeout: Duration,
+    /// `--max-load Var=N,...`: throttle while a global status variable is at or above N.
+    pub max_load: Vec<super::throttlers::LoadThreshold>,
+    /// `--critical-load Var=N,...`: abort (resumably) or hibernate when one is reached.
+    pub critical_load: Vec<super::throttlers::LoadThreshold>,
+    /// `--critical-load-interval-millis`: a met critical load is checked again after this before acting (0: at once).
+    pub critical_load_interval: Duration,
+    /// `--critical-load-hibernate-seconds`: instead of aborting, pause copy and apply this long (0: abort).
+    pub critical_load_hibernate: Duration,
+    /// `--throttle-control-replicas`: replicas whose heartbeat lag throttles the copy.
+    pub throttle_control_replicas: Vec<super::throttlers::ReplicaAddr>,
+    /// Also check the replicas the primary lists (SHOW REPLICAS / SHOW SLAVE HOSTS).
+    pub discover_replicas: bool,
+    /// `--throttle-http URL`: throttle unless a HEAD request answers 200 (plain http).
+    pub throttle_http: Option<String>,
 }
 
 impl MigrationConfig {
@@ -144,6 +168,19 @@ impl MigrationConfig {
             retry_for: Duration::from_secs(60),
             heartbeat_interval: Duration::from_millis(500),
             resume_command: None,
+            hooks_path: None,
+            hooks_hint: String::new(),
+            hooks_hint_owner: String::new(),
+            hooks_hint_token: String::new(),
+            hooks_status_interval: Duration::from_secs(60),
+            hook_timeout: Duration::from_secs(60),
+            max_load: Vec::new(),
+            critical_load: Vec::new(),
+            critical_load_interval: Duration::ZERO,
+            critical_load_hibernate: Duration::ZERO,
+            throttle_control_replicas: Vec::new(),
+            discover_replicas: true,
+            throttle_http: None,
         }
     }
 

@@ -158,6 +158,8 @@ impl CopyJob {
                             return Err(e);
                         }
                         tracing::debug!("chunk retry {attempt}: {e:#}");
+                        shared.with(|i| i.last_copy_error = Some(format!("{e:#}")));
+                        shared.copy_retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(retry::backoff(attempt)).await;
                         if kind == Retry::Reconnect {
                             match super::applier::writer_conn(conn_opts).await {

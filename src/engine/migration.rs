@@ -21,10 +21,12 @@ use super::config::{CutOverMode, MigrationConfig};
 use super::copier::{estimate_rows, CopyJob, CopyRange};
 use super::cutover;
 use super::failpoint;
+use super::hooks::{self, Hook, Hooks};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::shared::Shared;
 use super::sql::qualified;
+use super::throttlers::{self, CriticalAction, ThrottleSettings, Throttlers};
 use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -83,6 +85,7 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
     shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
     shared.max_lag_millis.store(cfg.max_lag_millis, Ordering::Relaxed);
     shared.nice_ratio_bits.store(cfg.nice_ratio.to_bits(), Ordering::Relaxed);
+    shared.update_throttle_settings(|t| *t = ThrottleSettings::from_config(&cfg));
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -118,9 +121,15 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
         })
     };
     let publisher_stop = CancellationToken::new();
-    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone()));
+    let hooks = Hooks::for_migration(&cfg).map(Arc::new);
+    let hooks_for_commands = hooks.as_ref().map(|h| h.clone()).unwrap_or_else(|_| Arc::new(Hooks::disabled()));
+    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone(), hooks_for_commands.clone()));
+    let hooks_task = tokio::spawn(hooks::background_hooks(hooks_for_commands.clone(), shared.clone(), cfg.hooks_status_interval, cancel.child_token()));
 
-    let result = run_phases(&cfg, shared.clone(), cancel.clone(), control.clone()).await;
+    let result = match &hooks {
+        Ok(h) => run_phases(&cfg, shared.clone(), cancel.clone(), control.clone(), h).await,
+        Err(e) => Err(refuse(format!("{e}"), "check --hooks-path; nothing was changed")),
+    };
     // Final status.
     match &result {
         Ok(Outcome::Done { .. }) => shared.enter(Phase::Done),
@@ -140,7 +149,16 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
             });
         }
     }
+    // The closing hooks see the final status; their failures only log (gh-ost's on-failure; on-success runs after
+    // the swap, when nothing is left to undo).
+    let final_snapshot = shared.snapshot(0);
+    match &result {
+        Ok(Outcome::Done { .. }) | Ok(Outcome::DryRun { .. }) => hooks_for_commands.fire_logged(Hook::OnSuccess, &[], &final_snapshot).await,
+        Err(_) => hooks_for_commands.fire_logged(Hook::OnFailure, &[], &final_snapshot).await,
+        Ok(Outcome::Stopped { .. }) => {}
+    }
     cancel.cancel();
+    let _ = hooks_task.await;
     let _ = status_task.await;
     status_tx.send_replace(shared.snapshot(u64::MAX / 2));
     publisher_stop.cancel();
@@ -155,11 +173,38 @@ async fn command_loop(
     control: Arc<Mutex<Control>>,
     cancel: CancellationToken,
     _stop: CancellationToken,
+    hooks: Arc<Hooks>,
 ) {
     while let Some(req) = rx.recv().await {
+        // gh-ost-on-interactive-command runs before a command that changes something; its failure refuses it.
+        if !matches!(req.command, Command::Get { .. }) && hooks.enabled() {
+            let extra = [("COMMAND".to_string(), command_text(&req.command))];
+            if let Err(e) = hooks.fire(Hook::OnInteractiveCommand, &extra, &shared.snapshot(0)).await {
+                let reply = CommandReply::refused(format!("refused by the hook: {e:#}"));
+                tracing::warn!("command {:?}: {}", req.command, reply.message);
+                let _ = req.reply.send(reply);
+                continue;
+            }
+        }
         let reply = handle_command(&req.command, &shared, &cfg, &control, &cancel).await;
         tracing::info!("command {:?}: {}", req.command, reply.message);
         let _ = req.reply.send(reply);
+    }
+}
+
+/// A command as gh-ost's text protocol spells it (GH_OST_COMMAND).
+fn command_text(cmd: &Command) -> String {
+    match cmd {
+        Command::Throttle => "throttle".into(),
+        Command::NoThrottle => "no-throttle".into(),
+        Command::Pause => "pause".into(),
+        Command::Resume => "resume".into(),
+        Command::Checkpoint => "checkpoint".into(),
+        Command::CutOver => "unpostpone".into(),
+        Command::Stop => "stop".into(),
+        Command::Abort => "panic".into(),
+        Command::Set { name, value } => format!("{name}={value}"),
+        Command::Get { name } => format!("{name}=?"),
     }
 }
 
@@ -199,11 +244,15 @@ async fn handle_command(
                 return CommandReply::refused(format!("the cut-over is already past ({})", phase.map(|p| p.label()).unwrap_or("")));
             }
             shared.cutover_approved.store(true, Ordering::Relaxed);
-            if let Some(f) = &cfg.postpone_cut_over_flag_file {
+            if let Some(f) = &shared.throttle_settings().postpone_flag_file {
                 let _ = std::fs::remove_file(f);
             }
             if phase == Some(Phase::ReadyToCutOver) {
-                CommandReply::ok("cut-over approved: starting")
+                let postponed_reason = "postponed: waiting for approval";
+                match shared.with(|i| i.status.cutover.blocked_reason.clone()).filter(|r| r != postponed_reason) {
+                    Some(why) => CommandReply::ok(format!("cut-over approved, but it waits: {why}")),
+                    None => CommandReply::ok("cut-over approved: starting"),
+                }
             } else {
                 CommandReply::ok(format!(
                     "cut-over approved: it starts once the copy is done and the backlog applied (now: {})",
@@ -265,6 +314,46 @@ fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
                 shared.nice_ratio_bits.store(f.to_bits(), Ordering::Relaxed);
                 Ok(format!("nice-ratio={f}"))
             }),
+        "max-load" | "critical-load" => throttlers::parse_load(value).map_err(|e| format!("{name}: {e}")).map(|l| {
+            let text = throttlers::format_load(&l);
+            shared.update_throttle_settings(|t| if name == "max-load" { t.max_load = l } else { t.critical_load = l });
+            format!("{name}={text}")
+        }),
+        "throttle-query" => {
+            let q = value.trim().to_string();
+            if q.contains('\n') {
+                Err("throttle-query must be a single line".into())
+            } else {
+                shared.update_throttle_settings(|t| t.throttle_query = (!q.is_empty()).then(|| q.clone()));
+                Ok(format!("throttle-query={q}"))
+            }
+        }
+        "throttle-control-replicas" => {
+            let port = shared.with(|i| i.status.target.host.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())).unwrap_or(3306);
+            throttlers::parse_replicas(value, port).map_err(|e| format!("{name}: {e}")).map(|r| {
+                let text = throttlers::format_replicas(&r);
+                shared.update_throttle_settings(|t| {
+                    t.control_replicas = r;
+                    t.replicas_generation += 1;
+                });
+                format!("throttle-control-replicas={text} (replicas discovered from the primary are looked up again)")
+            })
+        }
+        "postpone-cut-over-flag-file" => {
+            let v = value.trim();
+            if v.is_empty() {
+                shared.update_throttle_settings(|t| t.postpone_flag_file = None);
+                Ok("postpone-cut-over-flag-file cleared".into())
+            } else {
+                let path = std::path::PathBuf::from(v);
+                // Like at start: created when missing, so setting it postpones the cut-over.
+                let created = if path.exists() { Ok(()) } else { std::fs::write(&path, b"").map_err(|e| format!("cannot create {v}: {e}")) };
+                created.map(|_| {
+                    shared.update_throttle_settings(|t| t.postpone_flag_file = Some(path));
+                    format!("postpone-cut-over-flag-file={v}")
+                })
+            }
+        }
         other => Err(format!("'{other}' cannot be set on this migration")),
     };
     match r {
@@ -279,6 +368,13 @@ fn get_value(shared: &Shared, name: &str) -> CommandReply {
         "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),
         "max-lag-millis" => CommandReply::ok(shared.max_lag_millis.load(Ordering::Relaxed).to_string()),
         "nice-ratio" => CommandReply::ok(shared.nice_ratio().to_string()),
+        "max-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().max_load)),
+        "critical-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().critical_load)),
+        "throttle-query" => CommandReply::ok(shared.throttle_settings().throttle_query.unwrap_or_default()),
+        "throttle-control-replicas" => CommandReply::ok(throttlers::format_replicas(&shared.throttle_settings().control_replicas)),
+        "postpone-cut-over-flag-file" => CommandReply::ok(
+            shared.throttle_settings().postpone_flag_file.map(|p| p.display().to_string()).unwrap_or_default(),
+        ),
         other => CommandReply::refused(format!("unknown setting '{other}'")),
     }
 }
@@ -334,8 +430,10 @@ async fn run_phases(
     shared: Arc<Shared>,
     cancel: CancellationToken,
     control: Arc<Mutex<Control>>,
+    hooks: &Hooks,
 ) -> Result<Outcome> {
     shared.enter(Phase::Preflight);
+    hooks.fire(Hook::OnStartup, &[], &shared.snapshot(0)).await.map_err(|e| refuse(format!("{e:#}"), "the on-startup hook refused the migration; nothing was changed"))?;
     let opts = cfg.source.opts();
     let mut conn = mysql_async::Conn::new(opts.clone())
         .await
@@ -354,6 +452,7 @@ async fn run_phases(
         }
     }
     let plan = preflight::run(&mut conn, cfg).await?;
+    hooks.fire(Hook::OnValidated, &[], &shared.snapshot(0)).await.map_err(|e| refuse(format!("{e:#}"), "the on-validated hook refused the migration; nothing was changed"))?;
     shared.with(|i| {
         i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
         i.status.target.version = plan.version.clone();
@@ -501,6 +600,7 @@ async fn run_phases(
             )
             .await?;
             tx.commit().await.wrap_err("recording the copy range and start position")?;
+            hooks.fire(Hook::OnRowcountComplete, &[], &shared.snapshot(0)).await.map_err(|e| e.with_resume(cfg))?;
             if bounds.is_none() {
                 shared.copy_complete.store(true, Ordering::Relaxed);
             }
@@ -525,6 +625,20 @@ async fn run_phases(
     // Copy.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
     shared.enter(Phase::Copy);
+    let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
+    // A throttle that holds at start (a flag file, a lagging replica) holds before the first chunk.
+    for _ in 0..100 {
+        if shared.throttle_checked.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if copy_ran {
+        if let Err(e) = hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
+            stop_tasks(&mut running).await;
+            return Err(e.with_resume(cfg));
+        }
+    }
     let copy_result = if shared.copy_complete.load(Ordering::Relaxed) {
         Ok(true)
     } else {
@@ -557,12 +671,20 @@ async fn run_phases(
         let rows = shared.rows_copied.load(Ordering::Relaxed);
         shared.rows_estimate.store(rows, Ordering::Relaxed);
     }
+    if copy_ran {
+        if let Err(e) = hooks.fire(Hook::OnRowCopyComplete, &[], &shared.snapshot(0)).await {
+            stop_tasks(&mut running).await;
+            return Err(e.with_resume(cfg));
+        }
+    }
     failpoint::hit("after-copy")?;
 
     // Catch-up, then ready.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "catchup").await?;
     shared.enter(Phase::Catchup);
     let mut entered_ready = false;
+    let mut begin_postponed_fired = false;
+    let mut last_block_logged: Option<&str> = None;
     loop {
         if cancel.is_cancelled() {
             return stop_now(cfg, &shared, &control, &mut running).await;
@@ -582,11 +704,25 @@ async fn run_phases(
             entered_ready = true;
         }
         if entered_ready {
-            let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
+            let flag = shared.throttle_settings().postpone_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
+            // The cut-over refuses to start while lag is high, and says so (gh-ost #1685 waited silently).
+            let replica_lag = shared.with(|i| {
+                i.signals
+                    .iter()
+                    .filter(|g| g.throttling && g.name.starts_with("replica "))
+                    .map(|g| if g.value.starts_with("error") { format!("{} lag unreadable", g.name) } else { format!("{} lag {}", g.name, g.value) })
+                    .collect::<Vec<_>>()
+            });
             let blocked = if lag > max_lag {
-                Some(format!("heartbeat lag {:.1}s > max-lag {:.1}s", if lag == f64::MAX { 0.0 } else { lag }, max_lag))
+                Some(if lag == f64::MAX {
+                    "heartbeat lag unknown (no heartbeat applied yet)".to_string()
+                } else {
+                    format!("heartbeat lag {lag:.1}s > max-lag {max_lag:.1}s")
+                })
+            } else if !replica_lag.is_empty() {
+                Some(format!("{} > max-lag {max_lag:.1}s", replica_lag.join(", ")))
             } else if backlog > 0 {
                 Some(format!("{backlog} events not yet applied"))
             } else {
@@ -596,17 +732,39 @@ async fn run_phases(
                 i.status.cutover.postponed = postponed;
                 i.status.cutover.blocked_reason = if postponed { blocked.clone().or(Some("postponed: waiting for approval".into())) } else { blocked.clone() };
             });
+            if postponed && !begin_postponed_fired {
+                begin_postponed_fired = true;
+                if let Err(e) = hooks.fire(Hook::OnBeginPostponed, &[], &shared.snapshot(0)).await {
+                    stop_tasks(&mut running).await;
+                    return Err(e.with_resume(cfg));
+                }
+            }
             if !postponed && blocked.is_none() {
                 break;
             }
-            if approved && blocked.is_some() {
-                tracing::warn!("cut-over approved but waiting: {}", blocked.clone().unwrap_or_default());
+            // Logged once per kind of wait, not on every tick.
+            let waiting_on = match (&blocked, postponed) {
+                (Some(b), false) if b.starts_with("heartbeat") => Some("heartbeat lag"),
+                (Some(b), false) if b.starts_with("replica") => Some("replica lag"),
+                (Some(_), false) => Some("backlog"),
+                _ => None,
+            };
+            if waiting_on != last_block_logged {
+                if let (Some(b), Some(_)) = (&blocked, waiting_on) {
+                    tracing::warn!("cut-over approved but waiting: {b}");
+                }
+                last_block_logged = waiting_on;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    // Cut-over.
+    // Cut-over. A failing gh-ost-on-before-cut-over stops here: nothing was locked or renamed, the original table
+    // keeps serving, and the checkpoint (phase ready) resumes.
+    if let Err(e) = hooks.fire(Hook::OnBeforeCutOver, &[], &shared.snapshot(0)).await {
+        stop_tasks(&mut running).await;
+        return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
+    }
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "cut-over").await?;
     conn.exec_drop(
         format!("UPDATE {} SET cutover_started = CURRENT_TIMESTAMP(6) WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),
@@ -999,9 +1157,7 @@ async fn throttle_loop(
     engine_cancel: CancellationToken,
     control: Arc<Mutex<Control>>,
 ) {
-    let mut last_query: Option<std::time::Instant> = None;
-    let mut query_conn: Option<mysql_async::Conn> = None;
-    let mut query_result: std::result::Result<i64, String> = Ok(0);
+    let mut throttlers = Throttlers::new(cfg.clone());
     loop {
         let mut reasons: Vec<String> = Vec::new();
         let mut signals = Vec::new();
@@ -1028,20 +1184,13 @@ async fn throttle_loop(
             }
             None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
         }
-        if let Some(q) = &cfg.throttle_query {
-            // Checked every second; a query that cannot run throttles (fail closed).
-            if last_query.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
-                last_query = Some(std::time::Instant::now());
-                query_result = throttle_query(&cfg, &mut query_conn, q).await;
-            }
-            let (throttling, value) = match &query_result {
-                Ok(v) => (*v > 0, v.to_string()),
-                Err(e) => (true, format!("error: {e}")),
-            };
-            signals.push(ThrottleSignal { name: "throttle-query".into(), value: value.clone(), threshold: "> 0".into(), throttling });
-            if throttling {
-                reasons.push(if query_result.is_ok() { "throttle-query".to_string() } else { format!("throttle-query unreadable ({value})") });
-            }
+        // Replica lag, max-load, critical-load, throttle-query, throttle-http (throttlers.rs); fail closed.
+        let (more_signals, more_reasons, action) = throttlers.check(&shared).await;
+        signals.extend(more_signals);
+        reasons.extend(more_reasons);
+        if let Some(CriticalAction::Abort(why)) = action {
+            set_stop(&control, &why);
+            engine_cancel.cancel();
         }
         if let Some(p) = &cfg.panic_flag_file {
             if p.exists() {
@@ -1062,6 +1211,7 @@ async fn throttle_loop(
             i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
             i.signals = signals;
         });
+        shared.throttle_checked.store(true, Ordering::Relaxed);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -1069,18 +1219,17 @@ async fn throttle_loop(
     }
 }
 
-/// Runs the throttle query; its first column as a number (> 0 throttles).
-async fn throttle_query(cfg: &MigrationConfig, conn: &mut Option<mysql_async::Conn>, q: &str) -> std::result::Result<i64, String> {
-    if conn.is_none() {
-        *conn = Some(mysql_async::Conn::new(cfg.source.opts()).await.map_err(|e| e.to_string())?);
+/// Stops the streamer, applier and side tasks (their checkpoints are committed as they go).
+async fn stop_tasks(running: &mut Running) {
+    running.tasks_cancel.cancel();
+    if running.applier.is_some() {
+        let _ = join_slot(&mut running.applier).await;
     }
-    let c = conn.as_mut().ok_or_else(|| "no connection".to_string())?;
-    match c.query_first::<Option<String>, _>(q).await {
-        Ok(v) => Ok(v.flatten().and_then(|s| s.trim().parse::<f64>().ok()).map(|f| f as i64).unwrap_or(0)),
-        Err(e) => {
-            *conn = None;
-            Err(e.to_string())
-        }
+    if running.streamer.is_some() {
+        let _ = join_slot(&mut running.streamer).await;
+    }
+    for t in running.side.drain(..) {
+        let _ = t.await;
     }
 }
 

@@ -10,6 +10,7 @@ pub mod copier;
 pub mod cutover;
 pub mod failpoint;
 pub mod gtid;
+pub mod hooks;
 pub mod migration;
 pub mod phase;
 pub mod retry;
@@ -18,6 +19,7 @@ pub mod schema;
 pub mod shared;
 pub mod sql;
 pub mod status;
+pub mod throttlers;
 pub mod values;
 
 pub use phase::Phase;

@@ -49,6 +49,17 @@ pub struct Shared {
     pub cutover_approved: AtomicBool,
     /// Heartbeat lag in microseconds (u64::MAX: unknown).
     pub heartbeat_lag_us: AtomicU64,
+    /// When the last applied heartbeat was written, microseconds since the epoch (0: none yet). Lag is measured
+    /// from it continuously, so an applier that stalls shows growing lag instead of its last value.
+    pub last_heartbeat_us: AtomicU64,
+    /// When a checkpoint (chunk watermark or applied position) last committed, microseconds since the epoch (0: none).
+    pub last_checkpoint_us: AtomicU64,
+    /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
+    pub copy_retries: AtomicU64,
+    /// Set once the throttle loop has read every signal once: the copy does not start before that.
+    pub throttle_checked: AtomicBool,
+    /// Throttle thresholds the operator may change live.
+    pub throttle_settings: Mutex<super::throttlers::ThrottleSettings>,
     pub inner: Mutex<SharedInner>,
 }
 
@@ -63,8 +74,8 @@ pub struct SharedInner {
     pub throttle_reason: Option<String>,
     pub signals: Vec<ThrottleSignal>,
     pub ready_since: Option<Instant>,
-    /// When a checkpoint row last committed (a chunk with its watermark, a batch with its position, a summary).
-    pub last_checkpoint: Option<Instant>,
+    /// The error of the last retried copy chunk.
+    pub last_copy_error: Option<String>,
 }
 
 impl Shared {
@@ -84,6 +95,11 @@ impl Shared {
             paused: AtomicBool::new(false),
             cutover_approved: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
+            last_heartbeat_us: AtomicU64::new(0),
+            last_checkpoint_us: AtomicU64::new(0),
+            copy_retries: AtomicU64::new(0),
+            throttle_checked: AtomicBool::new(false),
+            throttle_settings: Mutex::new(Default::default()),
             inner: Mutex::new(SharedInner::default()),
         }
     }
@@ -127,8 +143,8 @@ impl Shared {
 
     /// Records that a checkpoint committed: the applied position (a batch) and/or the copy watermark (a chunk).
     pub fn checkpoint_committed(&self, gtid_set: Option<&str>, watermark: Option<String>) {
+        self.mark_checkpoint();
         self.with(|i| {
-            i.last_checkpoint = Some(Instant::now());
             if let Some(g) = gtid_set {
                 i.status.checkpoint.gtid_set = g.to_string();
             }
@@ -139,8 +155,35 @@ impl Shared {
     }
 
     pub fn heartbeat_lag_seconds(&self) -> Option<f64> {
+        let hb = self.last_heartbeat_us.load(Ordering::Relaxed);
+        if hb != 0 {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+            return Some(now.saturating_sub(hb) as f64 / 1e6);
+        }
         let v = self.heartbeat_lag_us.load(Ordering::Relaxed);
         (v != u64::MAX).then(|| v as f64 / 1e6)
+    }
+
+    /// Records that a checkpoint just committed (for the checkpoint age).
+    pub fn mark_checkpoint(&self) {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+        self.last_checkpoint_us.store(now, Ordering::Relaxed);
+    }
+
+    /// A copy of the live throttle thresholds.
+    pub fn throttle_settings(&self) -> super::throttlers::ThrottleSettings {
+        match self.throttle_settings.lock() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Changes the live throttle thresholds.
+    pub fn update_throttle_settings<R>(&self, f: impl FnOnce(&mut super::throttlers::ThrottleSettings) -> R) -> R {
+        match self.throttle_settings.lock() {
+            Ok(mut g) => f(&mut g),
+            Err(p) => f(&mut p.into_inner()),
+        }
     }
 
     pub fn nice_ratio(&self) -> f64 {
@@ -201,7 +244,11 @@ impl Shared {
             } else {
                 Eta::Measuring
             };
-            s.checkpoint.age_seconds = i.last_checkpoint.map(|t| now.duration_since(t).as_secs_f64());
+            let last_ck = self.last_checkpoint_us.load(Ordering::Relaxed);
+            if last_ck != 0 {
+                let now_us = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
+                s.checkpoint.age_seconds = Some(now_us.saturating_sub(last_ck) as f64 / 1e6);
+            }
             if s.phase == Some(Phase::ReadyToCutOver) {
                 s.cutover.waiting_seconds = i.ready_since.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
             }

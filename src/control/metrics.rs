@@ -1,0 +1,196 @@
+//! `--metrics-addr`: the migration's status snapshot as Prometheus text exposition (format 0.0.4) on plain HTTP,
+//! served with tokio alone. `GET /metrics` (or any path) answers the latest snapshot; nothing can be changed here.
+//! Every series carries the `database` and `table` labels; the throttle reason and the phase are labels too.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+
+use color_eyre::eyre::{eyre, Result, WrapErr};
+use color_eyre::Section;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::status::{Eta, Status};
+use crate::engine::Phase;
+
+/// Parses `--metrics-addr` (`127.0.0.1:9090`, `[::1]:9090`, `0.0.0.0:9090`).
+pub fn parse_addr(text: &str) -> Result<SocketAddr> {
+    text.parse::<SocketAddr>()
+        .map_err(|e| eyre!("--metrics-addr {text}: {e}"))
+        .suggestion("give an IP address and a port, e.g. 127.0.0.1:9187")
+}
+
+/// Binds `addr` (before the migration starts, so a port in use is refused before anything changes).
+pub async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .wrap_err_with(|| format!("cannot listen on --metrics-addr {addr}"))
+        .suggestion("pick a free port, or leave --metrics-addr out")
+}
+
+/// Serves the latest snapshot on `listener` until `shutdown`. Returns the bound address and the server task.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    status: watch::Receiver<Status>,
+    shutdown: CancellationToken,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let bound = listener.local_addr()?;
+    tracing::info!("metrics on http://{bound}/metrics");
+    let task = tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("metrics: accept failed: {e}");
+                        continue;
+                    }
+                },
+            };
+            let status = status.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                // Read the request head (bounded); its content does not matter.
+                let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+                        match stream.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return false,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    true
+                })
+                .await;
+                if !matches!(read, Ok(true)) {
+                    return;
+                }
+                let head = String::from_utf8_lossy(&buf);
+                let response = if head.starts_with("GET ") || head.starts_with("HEAD ") {
+                    let body = render(&status.borrow().clone());
+                    let body = if head.starts_with("HEAD ") { String::new() } else { body };
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                } else {
+                    "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+                };
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    Ok((bound, task))
+}
+
+/// A label value with Prometheus' escapes.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+const PHASES: [Phase; 10] = [
+    Phase::Preflight,
+    Phase::Setup,
+    Phase::Copy,
+    Phase::Catchup,
+    Phase::ReadyToCutOver,
+    Phase::CutOver,
+    Phase::Cleanup,
+    Phase::Done,
+    Phase::Stopped,
+    Phase::Failed,
+];
+
+/// The exposition text for one snapshot.
+pub fn render(s: &Status) -> String {
+    let base = format!("database=\"{}\",table=\"{}\"", escape(&s.target.database), escape(&s.target.table));
+    let mut out = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, series: &[(String, f64)]| {
+        let _ = writeln!(out, "# HELP revenant_{name} {help}");
+        let _ = writeln!(out, "# TYPE revenant_{name} {kind}");
+        for (labels, v) in series {
+            let labels = if labels.is_empty() { base.clone() } else { format!("{base},{labels}") };
+            let v = if v.is_finite() { format!("{v}") } else { "NaN".to_string() };
+            let _ = writeln!(out, "revenant_{name}{{{labels}}} {v}");
+        }
+    };
+    let one = |v: f64| vec![(String::new(), v)];
+    metric("copy_progress_percent", "gauge", "Percent of the rows copied (100 once the copy is complete).", &one(s.copy.percent()));
+    metric("rows_copied_total", "counter", "Rows copied to the ghost table.", &one(s.copy.rows_copied as f64));
+    metric("rows_estimate", "gauge", "Estimated (or counted) rows of the original table.", &one(s.copy.rows_estimate as f64));
+    metric("copy_rows_per_second", "gauge", "Rows copied per second over the last seconds.", &one(s.copy.rows_per_second));
+    metric("events_applied_total", "counter", "Binlog row events applied to the ghost table.", &one(s.binlog.events_applied as f64));
+    metric("apply_events_per_second", "gauge", "Binlog row events applied per second over the last seconds.", &one(s.binlog.events_per_second));
+    metric("backlog_events", "gauge", "Binlog events read but not yet applied.", &one(s.binlog.backlog as f64));
+    metric(
+        "heartbeat_lag_seconds",
+        "gauge",
+        "Heartbeat lag: age of the last heartbeat applied from the binlog (NaN before the first).",
+        &one(s.heartbeat_lag_seconds.unwrap_or(f64::NAN)),
+    );
+    metric("max_lag_seconds", "gauge", "The lag threshold (--max-lag-millis).", &one(s.max_lag_seconds));
+    let eta = match s.eta {
+        Eta::Time(t) => t,
+        Eta::Due => 0.0,
+        Eta::Measuring => f64::NAN,
+    };
+    metric("eta_seconds", "gauge", "Expected seconds until the copy completes (NaN while measuring).", &one(eta));
+    let phases: Vec<(String, f64)> = PHASES
+        .iter()
+        .map(|p| (format!("phase=\"{}\"", p.label()), if s.phase == Some(*p) { 1.0 } else { 0.0 }))
+        .collect();
+    metric("phase", "gauge", "1 for the migration's current phase.", &phases);
+    metric(
+        "throttled",
+        "gauge",
+        "1 while the row copy is throttled; the reason label is gh-ost's wording.",
+        &[(format!("reason=\"{}\"", escape(&s.throttle.reason)), if s.throttle.throttled { 1.0 } else { 0.0 })],
+    );
+    metric("paused", "gauge", "1 while copy and apply are paused.", &one(if s.paused { 1.0 } else { 0.0 }));
+    metric(
+        "checkpoint_age_seconds",
+        "gauge",
+        "Seconds since the last checkpoint committed (NaN before the first).",
+        &one(s.checkpoint.age_seconds.unwrap_or(f64::NAN)),
+    );
+    metric("cutover_postponed", "gauge", "1 while the cut-over waits for approval.", &one(if s.cutover.postponed { 1.0 } else { 0.0 }));
+    metric("cutover_waiting_seconds", "gauge", "Seconds waited in the ready phase.", &one(s.cutover.waiting_seconds));
+    metric(
+        "cutover_last_stall_milliseconds",
+        "gauge",
+        "The write stall the last cut-over caused (NaN before one).",
+        &one(s.cutover.last_stall_ms.map(|m| m as f64).unwrap_or(f64::NAN)),
+    );
+    metric("elapsed_seconds", "gauge", "Seconds since this process started the migration.", &one(s.elapsed_seconds));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_labels_escaped_and_one_phase_set() {
+        let mut s = Status::default();
+        s.target.database = "app".into();
+        s.target.table = "it\"ems".into();
+        s.phase = Some(Phase::Copy);
+        s.throttle.throttled = true;
+        s.throttle.reason = "max-load Threads_running=55 >= 50".into();
+        let text = render(&s);
+        assert!(text.contains("revenant_phase{database=\"app\",table=\"it\\\"ems\",phase=\"copy\"} 1\n"), "{text}");
+        assert!(text.contains("revenant_phase{database=\"app\",table=\"it\\\"ems\",phase=\"ready\"} 0\n"), "{text}");
+        assert!(text.contains("revenant_throttled{database=\"app\",table=\"it\\\"ems\",reason=\"max-load Threads_running=55 >= 50\"} 1\n"), "{text}");
+        assert!(text.contains("revenant_cutover_last_stall_milliseconds{database=\"app\",table=\"it\\\"ems\"} NaN\n"), "{text}");
+        assert_eq!(text.lines().filter(|l| l.starts_with("revenant_phase{") && l.ends_with(" 1")).count(), 1);
+    }
+
+    #[test]
+    fn bad_addresses_are_refused() {
+        assert!(parse_addr("127.0.0.1:9187").is_ok());
+        assert!(parse_addr("localhost").is_err());
+    }
+}
