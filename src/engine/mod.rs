@@ -11,6 +11,7 @@ pub mod cutover;
 pub mod failpoint;
 pub mod gtid;
 pub mod migration;
+pub mod move_tables;
 pub mod phase;
 pub mod retry;
 pub mod preflight;
