@@ -10,6 +10,7 @@ pub mod copier;
 pub mod cutover;
 pub mod failpoint;
 pub mod gtid;
+pub mod hooks;
 pub mod migration;
 pub mod move_tables;
 pub mod phase;
