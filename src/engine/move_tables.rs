@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
@@ -27,6 +27,7 @@ use super::config::{ConnectionConfig, MigrationConfig};
 use super::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
 use super::failpoint;
 use super::gtid::GtidSet;
+use super::hooks::{Hook, HookHints, HookIdentity, Hooks};
 use super::migration::{apply_target, join_slot, plain_report, watched_columns, TOOL_VERSION};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
@@ -60,10 +61,10 @@ pub struct MoveTablesConfig {
     pub postpone_cut_over: bool,
     /// The cut-over waits while this file exists.
     pub postpone_cut_over_flag_file: Option<PathBuf>,
-    /// Directory of gh-ost style hook executables.
+    /// Directory of gh-ost style hook executables (src/engine/hooks.rs runs them).
     pub hooks_path: Option<PathBuf>,
-    /// `GH_OST_HOOKS_HINT` for the hooks.
-    pub hooks_hint: String,
+    pub hook_hints: HookHints,
+    pub hook_timeout: Duration,
     /// Lock wait timeout of the fencing rename (retried up to `default_retries` times).
     pub cut_over_lock_timeout: Duration,
     pub default_retries: u32,
@@ -90,7 +91,8 @@ impl MoveTablesConfig {
             postpone_cut_over: false,
             postpone_cut_over_flag_file: None,
             hooks_path: None,
-            hooks_hint: String::new(),
+            hook_hints: HookHints::default(),
+            hook_timeout: Duration::from_secs(60),
             cut_over_lock_timeout: Duration::from_secs(3),
             default_retries: 60,
             resume: false,
@@ -399,6 +401,7 @@ async fn run_steps(
     if cfg.tables.is_empty() {
         return Err(refuse("no tables to move", "name them with --tables t1,t2"));
     }
+    let hooks = hooks_for(cfg)?;
     let source_opts = cfg.source.opts();
     let target_opts = cfg.target.opts();
     let mut src = mysql_async::Conn::new(source_opts.clone())
@@ -553,7 +556,7 @@ async fn run_steps(
         // Drained before the interruption: only the announcement is left.
         shared.enter(Phase::CutOver);
         let drain = st.drain_gtid.clone().unwrap_or_default();
-        return announce(cfg, &mut tgt, &shared, &drain).await.map_err(|e| after_fence(e, cfg));
+        return announce(cfg, &hooks, &mut tgt, &shared, &drain).await.map_err(|e| after_fence(e, cfg));
     }
     let mut running = start_tasks(cfg, &tables, &shared, start, mariadb, &cancel, fenced_already)?;
     let stop = |running: &mut Running| {
@@ -663,7 +666,7 @@ async fn run_steps(
         shared.enter(Phase::CutOver);
         set_summary(&mut tgt, cfg, "phase = 'cut-over'").await?;
         shared.with(|i| i.status.cutover.step = "before-hook".into());
-        if let Err(e) = run_hook(cfg, "gh-ost-on-before-cut-over", &shared, None).await {
+        if let Err(e) = run_hook(cfg, &hooks, Hook::OnBeforeCutOver, &shared, None).await {
             running.tasks_cancel.cancel();
             running.join().await;
             return Err(with_resume(e.wrap_err("the before-cut-over hook refused the cut-over; the source tables keep serving"), cfg));
@@ -722,7 +725,7 @@ async fn run_steps(
     running.tasks_cancel.cancel();
     running.join().await;
     // T5.
-    announce(cfg, &mut tgt, &shared, &drain_text).await.map_err(|e| after_fence(e, cfg))
+    announce(cfg, &hooks, &mut tgt, &shared, &drain_text).await.map_err(|e| after_fence(e, cfg))
 }
 
 async fn table_exists_db(conn: &mut mysql_async::Conn, db: &str) -> Result<bool> {
@@ -734,12 +737,12 @@ async fn table_exists_db(conn: &mut mysql_async::Conn, db: &str) -> Result<bool>
 }
 
 /// T5: the success hook, then `done` in the checkpoint. A crash between the two runs the hook again on resume.
-async fn announce(cfg: &MoveTablesConfig, tgt: &mut mysql_async::Conn, shared: &Arc<Shared>, drain: &str) -> Result<MoveOutcome> {
+async fn announce(cfg: &MoveTablesConfig, hooks: &Hooks, tgt: &mut mysql_async::Conn, shared: &Arc<Shared>, drain: &str) -> Result<MoveOutcome> {
     shared.with(|i| {
         i.status.cutover.drain_gtid = Some(drain.to_string());
         i.status.cutover.step = "success-hook".into();
     });
-    run_hook(cfg, "gh-ost-on-success", shared, Some(drain)).await.wrap_err("the success hook failed (the target is complete)")?;
+    run_hook(cfg, hooks, Hook::OnSuccess, shared, Some(drain)).await.wrap_err("the success hook failed (the target is complete)")?;
     failpoint::hit("move-after-hook")?;
     set_summary(tgt, cfg, "phase = 'done'").await?;
     shared.with(|i| i.status.cutover.step = "done".into());
@@ -1018,56 +1021,37 @@ fn start_tasks(
     Ok(Running { streamer: Some(streamer), applier: Some(applier), tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
 }
 
-/// Runs a gh-ost hook (every executable in the hooks directory whose name starts with `name`), with gh-ost's
-/// environment plus the drain GTID. A non-zero exit is an error. No hooks directory: nothing runs.
-async fn run_hook(cfg: &MoveTablesConfig, name: &str, shared: &Shared, drain: Option<&str>) -> Result<()> {
-    let Some(dir) = &cfg.hooks_path else { return Ok(()) };
-    let mut hooks: Vec<PathBuf> = std::fs::read_dir(dir)
-        .wrap_err_with(|| format!("reading the hooks directory {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(name)) && is_executable(p))
-        .collect();
-    hooks.sort();
-    let elapsed = shared.started.elapsed().as_secs();
-    for hook in hooks {
-        tracing::info!("running hook {}", hook.display());
-        let started = Instant::now();
-        let mut cmd = tokio::process::Command::new(&hook);
-        cmd.env("GH_OST_DATABASE_NAME", &cfg.database)
-            .env("GH_OST_TABLE_NAME", cfg.tables_text())
-            .env("GH_OST_GHOST_TABLE_NAME", cfg.tables_text())
-            .env("GH_OST_OLD_TABLE_NAME", cfg.tables.iter().map(|t| MoveTablesConfig::old_table(t)).collect::<Vec<_>>().join(","))
-            .env("GH_OST_DDL", cfg.alter.clone().unwrap_or_default())
-            .env("GH_OST_ELAPSED_SECONDS", elapsed.to_string())
-            .env("GH_OST_MIGRATED_HOST", cfg.source.display())
-            .env("GH_OST_INSPECTED_HOST", cfg.source.display())
-            .env("GH_OST_EXECUTING_HOST", hostname())
-            .env("GH_OST_HOOKS_HINT", &cfg.hooks_hint)
-            .env("REVENANT_TABLES", cfg.tables_text())
-            .env("REVENANT_TARGET_HOST", cfg.target.display())
-            .env("REVENANT_TARGET_DATABASE", &cfg.target_database)
-            .env_remove("MYSQL_PWD")
-            .stdin(std::process::Stdio::null());
-        if let Some(g) = drain {
-            cmd.env("GH_OST_DRAIN_GTID", g).env("REVENANT_DRAIN_GTID", g);
-        }
-        let out = cmd.output().await.wrap_err_with(|| format!("running hook {}", hook.display()))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
-        if !out.status.success() {
-            return Err(eyre!("hook {} exited with {} after {:?}: {stderr}", hook.display(), out.status, started.elapsed()));
-        }
+/// The hooks of this move: gh-ost's identity variables name every table (comma separated), the source as the
+/// migrated host; the target and the table list also go out as `TARGET_HOST`, `TARGET_DATABASE` and `TABLES`.
+fn hooks_for(cfg: &MoveTablesConfig) -> Result<Hooks> {
+    let identity = HookIdentity {
+        database: cfg.database.clone(),
+        table: cfg.tables_text(),
+        ghost_table: cfg.tables_text(),
+        old_table: cfg.tables.iter().map(|t| MoveTablesConfig::old_table(t)).collect::<Vec<_>>().join(","),
+        ddl: cfg.alter.clone().unwrap_or_default(),
+        migrated_host: cfg.source.display(),
+        inspected_host: cfg.source.display(),
+        executing_host: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
+        dry_run: false,
+    };
+    Hooks::new(cfg.hooks_path.clone(), cfg.hook_timeout, cfg.hook_hints.clone(), identity)
+}
+
+/// Fires `hook` with the move's extra variables (and the drain GTID once there is one). Any failure is an error:
+/// a refusing on-before-cut-over aborts before the fence; a failing on-success leaves the move not `done`, so a
+/// resume announces it again.
+async fn run_hook(cfg: &MoveTablesConfig, hooks: &Hooks, hook: Hook, shared: &Shared, drain: Option<&str>) -> Result<()> {
+    let mut extra = vec![
+        ("TABLES".to_string(), cfg.tables_text()),
+        ("TARGET_HOST".to_string(), cfg.target.display()),
+        ("TARGET_DATABASE".to_string(), cfg.target_database.clone()),
+    ];
+    if let Some(g) = drain {
+        extra.push(("DRAIN_GTID".to_string(), g.to_string()));
     }
-    Ok(())
-}
-
-fn is_executable(p: &std::path::Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default()
+    let status = shared.snapshot(0);
+    hooks.fire(hook, &extra, &status).await
 }
 
 /// `--rollback`: gives the fenced tables back to the source (renames `_<t>_del` to `t`) and marks the target's
