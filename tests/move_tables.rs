@@ -11,6 +11,9 @@ use std::time::Duration;
 use color_eyre::eyre::bail;
 use common::{each_flavor, wait_phase};
 use move_support::{hook_lines, hooks_dir, move_config, scratch, seed, verify_moved, AppWriter};
+use common::Server;
+use color_eyre::eyre::Result;
+use revenant::engine::move_tables::MoveTablesConfig;
 use mysql_async::prelude::Queryable;
 use revenant::engine::gtid::GtidSet;
 use revenant::engine::move_tables::{self, MoveOutcome, CHECKPOINT_TABLE};
@@ -80,6 +83,85 @@ async fn full_move_under_a_writer_drains_to_the_fence_gtid() {
             "[{flavor}] moved {counts:?} rows; writer ops {ok1}+{ok2}, refused after the fence {missing1}+{missing2}; drain {drain_gtid}"
         );
         let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    })
+    .await;
+}
+
+/// A refused move leaves both servers as they were: no checkpoint, no table on the target, nothing renamed.
+async fn assert_untouched(source: &Server, target: &Server, db: &str) -> Result<()> {
+    let mut t = target.conn().await?;
+    let on_target: Vec<String> = t.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (db,)).await?;
+    let mut s = source.conn().await?;
+    let renamed: Vec<String> =
+        s.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME LIKE '\\_%'", (db,)).await?;
+    if !renamed.is_empty() || on_target.iter().any(|n| n != "items") {
+        bail!("a refused move changed something: source {renamed:?}, target {on_target:?}");
+    }
+    Ok(())
+}
+
+async fn refused(cfg: MoveTablesConfig, expect: &str) -> Result<()> {
+    let (_handle, join) = move_tables::start(cfg);
+    match join.await? {
+        Ok(o) => bail!("expected a refusal ({expect}), got {o:?}"),
+        Err(e) => {
+            let text = format!("{e:?}");
+            if !text.contains(expect) {
+                bail!("refusal does not say '{expect}': {text}");
+            }
+            Ok(())
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_change_nothing_and_alter_applies_on_the_target() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "alt";
+        seed(&source, &target, db, 600).await?;
+        let mut s = source.conn().await?;
+        s.query_drop(format!("CREATE TABLE {db}.nokey (a INT)")).await?;
+        let base = || move_config(&source, &target, db);
+        let mut cfg = base();
+        cfg.target_database = "nosuch".into();
+        refused(cfg, "the target database nosuch does not exist").await?;
+        let mut cfg = base();
+        cfg.tables = vec!["orders".into(), "nokey".into()];
+        refused(cfg, "PRIMARY").await?;
+        let mut cfg = base();
+        cfg.tables = vec!["orders".into(), "missing".into()];
+        refused(cfg, "does not exist").await?;
+        let mut cfg = base();
+        cfg.resume = true;
+        refused(cfg, "nothing to resume").await?;
+        let mut cfg = base();
+        cfg.alter = Some("ADD COLUMN".into());
+        refused(cfg, "ALTER").await?;
+        let mut t = target.conn().await?;
+        t.query_drop(format!("CREATE TABLE {db}.items (id INT PRIMARY KEY)")).await?;
+        refused(base(), "already exists on the target").await?;
+        assert_untouched(&source, &target, db).await?;
+        t.query_drop(format!("DROP TABLE {db}.items")).await?;
+
+        // With an ALTER applied on the target, under a writer, not postponed.
+        let w = AppWriter::start(&source, db, "orders", 3).await?;
+        let mut cfg = base();
+        cfg.postpone_cut_over = false;
+        cfg.alter = Some("ADD COLUMN f INT NOT NULL DEFAULT 7, ADD KEY idx_b (b)".into());
+        let (_handle, join) = move_tables::start(cfg);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        assert!(matches!(outcome, MoveOutcome::Done { .. }), "{outcome:?}");
+        let (ok, missing) = w.stop().await?;
+        let counts = verify_moved(&source, &target, db).await?;
+        let sevens: Option<(u64, u64)> = t.query_first(format!("SELECT COUNT(*), SUM(f = 7) FROM {db}.orders")).await?;
+        assert_eq!(sevens.map(|(n, k)| n == k && n > 0), Some(true), "the added column: {sevens:?}");
+        let key: Option<String> = t
+            .exec_first("SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'orders' AND INDEX_NAME = 'idx_b' LIMIT 1", (db,))
+            .await?;
+        assert!(key.is_some(), "the ALTER's key is on the target");
+        eprintln!("[{flavor}] altered move of {counts:?} rows; {ok} writes, {missing} refused after the fence");
         Ok(())
     })
     .await;

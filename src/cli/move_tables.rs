@@ -195,3 +195,62 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Cmd};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn parse(extra: &[&str]) -> std::result::Result<(MoveTablesArgs, Vec<String>), String> {
+        let argv: Vec<String> = ["revenant", "move-tables"].iter().chain(extra).map(|s| s.to_string()).collect();
+        let argv = super::super::expand_config(argv, &Cli::command()).map_err(|e| format!("{e:?}"))?;
+        let m = Cli::command().try_get_matches_from(&argv).map_err(|e| e.to_string())?;
+        match Cli::from_arg_matches(&m).map_err(|e| e.to_string())?.command {
+            Cmd::MoveTables(a) => Ok((a, argv)),
+            _ => Err("not move-tables".into()),
+        }
+    }
+
+    #[test]
+    fn toml_config_and_flags_make_the_same_move() {
+        let dir = std::env::temp_dir().join(format!("revenant-move-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("move.toml");
+        std::fs::write(
+            &f,
+            "database = \"shop\"\ntables = [\"orders\", \"items\"]\ntarget-host = \"db-new\"\ntarget-port = 3307\n\
+             chunk-size = 500\npostpone-cut-over = true\n",
+        )
+        .expect("write");
+        let (a, argv) = parse(&["--config", f.to_str().expect("utf8"), "--target-database", "shop2", "--user", "u"]).expect("parse");
+        let cfg = move_config(&a, &argv).expect("config");
+        assert_eq!(cfg.tables, vec!["orders".to_string(), "items".to_string()]);
+        assert_eq!((cfg.target.host.as_str(), cfg.target.port), ("db-new", 3307));
+        assert_eq!((cfg.database.as_str(), cfg.target_database.as_str()), ("shop", "shop2"));
+        assert_eq!(cfg.chunk_size, 500);
+        assert!(cfg.postpone_cut_over);
+        assert_eq!(cfg.target.user, "u", "the target user defaults to the source's");
+        let (a, argv) = parse(&["--database", "shop", "--tables", "orders,items", "--target-host", "db-new", "--target-port", "3307"])
+            .expect("parse flags");
+        let flags = move_config(&a, &argv).expect("config");
+        assert_eq!(flags.tables, cfg.tables);
+        assert_eq!(flags.target_database, "shop", "the target database defaults to --database");
+        std::fs::write(&f, "tabels = [\"a\"]\n").expect("write");
+        let e = parse(&["--config", f.to_str().expect("utf8")]).expect_err("unknown key");
+        assert!(e.contains("unknown key 'tabels'"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn missing_or_repeated_tables_are_refused_and_the_resume_command_has_no_rollback() {
+        let (a, argv) = parse(&["--database", "d", "--target-host", "h"]).expect("parse");
+        assert!(format!("{:?}", move_config(&a, &argv).expect_err("no tables")).contains("--tables is required"));
+        let (a, argv) = parse(&["--database", "d", "--tables", "a,a", "--target-host", "h"]).expect("parse");
+        assert!(format!("{:?}", move_config(&a, &argv).expect_err("twice")).contains("twice"));
+        let (a, argv) = parse(&["--database", "d", "--tables", "a", "--target-host", "h", "--rollback", "--password", "pw"]).expect("parse");
+        let cfg = move_config(&a, &argv).expect("config");
+        let c = cfg.resume_command.unwrap_or_default();
+        assert!(c.ends_with("--resume") && !c.contains("--rollback") && !c.contains("pw"), "{c}");
+    }
+}

@@ -313,12 +313,16 @@ async fn source_state(conn: &mut mysql_async::Conn, cfg: &MoveTablesConfig) -> R
     let mut serving = 0;
     let mut fenced = 0;
     for t in &cfg.tables {
-        if table_exists(conn, &cfg.database, t).await? {
-            serving += 1;
+        let here = table_exists(conn, &cfg.database, t).await?;
+        let away = table_exists(conn, &cfg.database, &MoveTablesConfig::old_table(t)).await?;
+        if !here && !away {
+            return Err(refuse(
+                format!("table {}.{t} does not exist on the source {}", cfg.database, cfg.source.display()),
+                "check --database and --tables",
+            ));
         }
-        if table_exists(conn, &cfg.database, &MoveTablesConfig::old_table(t)).await? {
-            fenced += 1;
-        }
+        serving += usize::from(here);
+        fenced += usize::from(away);
     }
     let n = cfg.tables.len();
     if serving == n && fenced == 0 {
@@ -342,20 +346,24 @@ struct CopyRow {
     watermark: Option<String>,
     complete: bool,
     rows_copied: u64,
+    rows_estimate: u64,
 }
 
 async fn read_copy_rows(conn: &mut mysql_async::Conn, db: &str) -> Result<HashMap<String, CopyRow>> {
-    let rows: Vec<(String, Option<String>, Option<String>, u8, u64)> = conn
+    type Row = (String, Option<String>, Option<String>, u8, u64, u64);
+    let rows: Vec<Row> = conn
         .query(format!(
-            "SELECT id, copy_range_end, copy_watermark, copy_complete, rows_copied FROM {} WHERE id LIKE 'copy:%'",
+            "SELECT id, copy_range_end, copy_watermark, copy_complete, rows_copied, rows_estimate FROM {} WHERE id LIKE 'copy:%'",
             qualified(db, CHECKPOINT_TABLE)
         ))
         .await
         .wrap_err("reading the copy rows of the checkpoint")?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, end, wm, done, n)| {
-            id.strip_prefix("copy:").map(|t| (t.to_string(), CopyRow { range_end: end, watermark: wm, complete: done == 1, rows_copied: n }))
+        .filter_map(|(id, end, wm, done, n, estimate)| {
+            id.strip_prefix("copy:").map(|t| {
+                (t.to_string(), CopyRow { range_end: end, watermark: wm, complete: done == 1, rows_copied: n, rows_estimate: estimate })
+            })
         })
         .collect())
 }
@@ -456,6 +464,12 @@ async fn run_steps(
                     "drop the target tables and the checkpoint table, then start a new move (docs/move-tables.md)",
                 ));
             }
+            if st.drain_gtid.is_some() && source_now == SourceState::Serving {
+                return Err(refuse(
+                    "the checkpoint says the source tables were fenced, but they serve under their names again",
+                    "someone renamed them back by hand: the target may lack their later writes; check both sides, then start a new move",
+                ));
+            }
         }
         (None, false) => {
             if source_now == SourceState::Fenced {
@@ -536,6 +550,7 @@ async fn run_steps(
         for tp in i.status.tables.iter_mut() {
             if let Some(r) = copy_rows.get(&tp.table) {
                 tp.rows_copied = r.rows_copied;
+                tp.rows_estimate = r.rows_estimate.max(r.rows_copied);
                 tp.complete = r.complete;
                 total_copied += r.rows_copied;
             }
@@ -599,7 +614,12 @@ async fn run_steps(
                     _ = cancel.cancelled() => running.tasks_cancel.cancel(),
                     _ = tick.tick() => {
                         let copied = shared.rows_copied.load(Ordering::Relaxed).saturating_sub(base);
-                        shared.with(|i| if let Some(tp) = i.status.tables.get_mut(index) { tp.rows_copied = copied; });
+                        shared.with(|i| {
+                            if let Some(tp) = i.status.tables.get_mut(index) {
+                                tp.rows_copied = copied;
+                                tp.rows_estimate = tp.rows_estimate.max(copied);
+                            }
+                        });
                     }
                 }
             };
@@ -928,7 +948,10 @@ async fn record_start(
             (bounds.as_ref().map(|b| checkpoint::encode_key(&b.0)), end.clone(), u8::from(bounds.is_none()), estimate, job.checkpoint_row.as_str()),
         )
         .await?;
-        copy_rows.insert(table.name.clone(), CopyRow { range_end: end, watermark: None, complete: bounds.is_none(), rows_copied: 0 });
+        copy_rows.insert(
+            table.name.clone(),
+            CopyRow { range_end: end, watermark: None, complete: bounds.is_none(), rows_copied: 0, rows_estimate: estimate },
+        );
     }
     tx.exec_drop(
         format!("UPDATE {ck} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?"),
