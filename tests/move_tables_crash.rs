@@ -270,3 +270,52 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_copy_then_resume() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "killcopy";
+        seed(&source, &target, db, 4000).await?;
+        let dir = scratch(db, source.port)?;
+        crash_hooks(&dir, 0)?;
+        let w1 = AppWriter::start(&source, db, "orders", 17).await?;
+        let w2 = AppWriter::start(&source, db, "items", 29).await?;
+        let mut child = revenant(&source, &target, db, &dir, &["--chunk-time-millis", "10"]).spawn()?;
+        // SIGKILL once the status shows rows copied but the copy not done.
+        let stdout = child.stdout.take().ok_or_else(|| color_eyre::eyre::eyre!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        let killed_at = loop {
+            let line = rx.recv_timeout(Duration::from_secs(120))?;
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let copied = v["copy"]["rows_copied"].as_u64().unwrap_or(0);
+            if v["phase"] == "copy" && copied > 0 {
+                child.kill()?; // SIGKILL
+                break copied;
+            }
+            if std::time::Instant::now() > deadline || v["phase"] == "ready-to-cut-over" {
+                bail!("never saw the copy in progress: {line}");
+            }
+        };
+        let _ = child.wait()?;
+        let t = tables_on(&source, db).await?;
+        assert!(t.contains(&"orders".to_string()) && t.contains(&"items".to_string()), "the source serves after the kill: {t:?}");
+        let out = revenant(&source, &target, db, &dir, &["--resume"]).output()?;
+        assert!(out.status.success(), "resume failed: {}", String::from_utf8_lossy(&out.stderr));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (ok1, _) = w1.stop().await?;
+        let (ok2, _) = w2.stop().await?;
+        let counts = verify_moved(&source, &target, db).await?;
+        eprintln!("[{flavor}] killed with {killed_at} rows copied; resumed; {counts:?} rows match; {} writes", ok1 + ok2);
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    })
+    .await;
+}
