@@ -504,11 +504,15 @@ async fn run_steps(
         i.status.target.version = plans.first().map(|(_, p)| p.version.clone()).unwrap_or_default();
     });
     // One move of these tables at a time.
-    let lock_name = format!("revenant.move.{}.{}", cfg.database, cfg.tables_text());
+    // Lock names are at most 64 characters: the tables go in as a fingerprint.
+    let lock_name = format!("revenant.move.{}", &checkpoint::fingerprint(&format!("{}.{}", cfg.database, cfg.tables_text()))[..32]);
     let mut lock_conn = mysql_async::Conn::new(source_opts.clone()).await?;
     let got: Option<i64> = lock_conn.exec_first("SELECT GET_LOCK(?, 0)", (lock_name.as_str(),)).await?;
     if got != Some(1) {
-        return Err(refuse(format!("another move of these tables is running (lock {lock_name} is held)"), "wait for it, or attach to it"));
+        return Err(refuse(
+            format!("another move of {}.[{}] is running (lock {lock_name} is held)", cfg.database, cfg.tables_text()),
+            "wait for it to finish, or attach to it with `revenant attach`",
+        ));
     }
 
     // Setup (fresh, or a resume whose setup never finished).
