@@ -319,3 +319,53 @@ async fn sigkill_mid_copy_then_resume() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn target_credentials_from_target_conf_never_leak() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "creds";
+        seed(&source, &target, db, 300).await?;
+        for (server, user, pw) in [(&source, "src", "Src-s3cret"), (&target, "mover", "Tgt-s3cret")] {
+            let mut c = server.conn().await?;
+            let hosts: &[&str] = if flavor == common::Flavor::MariaDb { &["%", "localhost"] } else { &["%"] };
+            for h in hosts {
+                c.query_drop(format!("CREATE USER '{user}'@'{h}' IDENTIFIED BY '{pw}'")).await?;
+                c.query_drop(format!("GRANT ALL PRIVILEGES ON *.* TO '{user}'@'{h}'")).await?;
+            }
+        }
+        let dir = scratch(db, source.port)?;
+        crash_hooks(&dir, 0)?;
+        let env_dump = dir.join("hook-env.txt");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let p = dir.join("hooks").join("gh-ost-on-success-env");
+            std::fs::write(&p, format!("#!/bin/sh\nenv > '{}'\n", env_dump.display()))?;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let conf = dir.join("target.cnf");
+        std::fs::write(&conf, "[client]\nuser = mover\npassword = Tgt-s3cret\n")?;
+        let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
+            .args(["move-tables", "--host", "127.0.0.1", "--port", &source.port.to_string(), "--user", "src", "--database", db])
+            .args(["--tables", "orders,items", "--target-host", "127.0.0.1", "--target-port", &target.port.to_string()])
+            .arg(format!("--target-conf={}", conf.display()))
+            .arg(format!("--hooks-path={}", dir.join("hooks").display()))
+            .arg(format!("--serve-socket-file={}", dir.join("ctl.sock").display()))
+            .args(["--headless", "--verbose"])
+            .env("MYSQL_PWD", "Src-s3cret")
+            .env_remove("REVENANT_FAILPOINTS")
+            .stdin(Stdio::null())
+            .output()?;
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "{all}");
+        assert!(all.contains("Done: orders, items moved"), "{all}");
+        assert!(!all.contains("s3cret"), "a password appeared in the output: {all}");
+        let env = std::fs::read_to_string(&env_dump)?;
+        assert!(env.contains("GH_OST_DRAIN_GTID=") && env.contains("REVENANT_TARGET_HOST=127.0.0.1:"), "{env}");
+        assert!(!env.contains("s3cret") && !env.contains("MYSQL_PWD"), "a password reached the hook: {env}");
+        verify_moved(&source, &target, db).await?;
+        let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    })
+    .await;
+}
