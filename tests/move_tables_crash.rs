@@ -272,7 +272,7 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_copy_then_resume() {
+async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
     each_flavor(|flavor| async move {
         let (source, target) = two_servers(flavor).await?;
         let db = "killcopy";
@@ -314,6 +314,28 @@ async fn sigkill_mid_copy_then_resume() {
         let (ok2, _) = w2.stop().await?;
         let counts = verify_moved(&source, &target, db).await?;
         eprintln!("[{flavor}] killed with {killed_at} rows copied; resumed; {counts:?} rows match; {} writes", ok1 + ok2);
+        let _ = std::fs::remove_dir_all(&dir);
+
+        // SIGTERM at the gate stops cleanly (exit 3, resumable, nothing fenced); the resume finishes.
+        let db = "termgate";
+        seed(&source, &target, db, 500).await?;
+        let dir = scratch(db, source.port)?;
+        crash_hooks(&dir, 0)?;
+        let mut child = revenant(&source, &target, db, &dir, &["--postpone-cut-over"]).spawn()?;
+        if !wait_for(&mut child, "\"phase\":\"ready-to-cut-over\"", Duration::from_secs(120))? {
+            bail!("the run ended before the gate: {}", stderr_of(&mut child));
+        }
+        // SAFETY: kill(2) on the child we spawned.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let status = child.wait()?;
+        let err = stderr_of(&mut child);
+        assert_eq!(status.code(), Some(3), "SIGTERM at the gate: {err}");
+        assert!(err.contains("--resume"), "the resume command is printed: {err}");
+        let t = tables_on(&source, db).await?;
+        assert!(t.contains(&"orders".to_string()) && !t.iter().any(|n| n.ends_with("_del")), "nothing fenced: {t:?}");
+        let out = revenant(&source, &target, db, &dir, &["--resume"]).output()?;
+        assert!(out.status.success(), "resume after SIGTERM: {}", String::from_utf8_lossy(&out.stderr));
+        verify_moved(&source, &target, db).await?;
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     })
