@@ -43,8 +43,9 @@ pub mod exit {
 pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     let mut cmd = Cli::command();
     // gh-ost's `-flag` spelling, and refused gh-ost flags, before clap sees them.
+    let sub = if raw.get(1).map(String::as_str) == Some("move-tables") { "move-tables" } else { "migrate" };
     let known: Vec<String> = cmd
-        .find_subcommand("migrate")
+        .find_subcommand(sub)
         .map(|m| m.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
         .unwrap_or_default();
     let mut argv = ghost_compat::normalize_single_dash(raw, &known);
