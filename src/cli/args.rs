@@ -20,7 +20,8 @@ pub enum Cmd {
     Demo(DemoArgs),
     /// Open the console on a migration running elsewhere on this host.
     Attach(AttachArgs),
-    /// Copy tables to another server and finish with a cooperative cut-over (not implemented yet).
+    /// Copy tables to another server and finish with a cooperative, crash-safe cut-over.
+    #[command(args_override_self = true)]
     MoveTables(MoveTablesArgs),
     /// Run outside test cases (gh-ost localtests format) against sandbox servers.
     #[command(hide = true)]
@@ -263,8 +264,99 @@ pub struct AttachArgs {
 
 #[derive(Debug, Clone, Args)]
 pub struct MoveTablesArgs {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub rest: Vec<String>,
+    /// The source server (where the tables are now).
+    #[command(flatten)]
+    pub conn: ConnectionArgs,
+    /// Settings from a TOML file (keys are these flags' names); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Database of the tables on the source.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Tables to move, comma separated (t1,t2).
+    #[arg(long, value_delimiter = ',')]
+    pub tables: Vec<String>,
+    /// Target server host.
+    #[arg(long)]
+    pub target_host: Option<String>,
+    /// Target server port.
+    #[arg(long, default_value_t = 3306)]
+    pub target_port: u16,
+    /// Target user (default: from --target-conf, else the source's user).
+    #[arg(long)]
+    pub target_user: Option<String>,
+    /// Database the tables are created in on the target (default: --database).
+    #[arg(long)]
+    pub target_database: Option<String>,
+    /// A my.cnf-style file with the target's credentials (default: the source's password sources).
+    #[arg(long)]
+    pub target_conf: Option<PathBuf>,
+    /// An ALTER clause applied to every table on the target ("ADD COLUMN c INT"); default: the same definition.
+    #[arg(long)]
+    pub alter: Option<String>,
+    /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
+    #[arg(long, default_value_t = 1000)]
+    pub chunk_size: u64,
+    /// Target duration of one copy chunk.
+    #[arg(long, default_value_t = 500)]
+    pub chunk_time_millis: u64,
+    /// Row events applied per transaction (at most).
+    #[arg(long, default_value_t = 1000)]
+    pub dml_batch_size: u64,
+    /// The cut-over waits while this file exists (created at start when missing).
+    #[arg(long)]
+    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
+    #[arg(long)]
+    pub postpone_cut_over: bool,
+    /// Lock wait timeout of the fencing rename on the source.
+    #[arg(long, default_value_t = 3)]
+    pub cut_over_lock_timeout_seconds: u64,
+    /// Fencing attempts before giving up (the source tables keep serving).
+    #[arg(long, default_value_t = 60)]
+    pub default_retries: u32,
+    /// Directory of gh-ost hooks (gh-ost-on-before-cut-over*, gh-ost-on-success*, ...).
+    #[arg(long)]
+    pub hooks_path: Option<PathBuf>,
+    /// Free text passed to the hooks as GH_OST_HOOKS_HINT.
+    #[arg(long)]
+    pub hooks_hint: Option<String>,
+    /// GH_OST_HOOKS_HINT_OWNER for the hooks.
+    #[arg(long)]
+    pub hooks_hint_owner: Option<String>,
+    /// GH_OST_HOOKS_HINT_TOKEN for the hooks.
+    #[arg(long)]
+    pub hooks_hint_token: Option<String>,
+    /// A hook still running after this is killed (and fails).
+    #[arg(long, default_value_t = 60)]
+    pub hook_timeout_seconds: u64,
+    /// Continue the move from its checkpoint table on the target.
+    #[arg(long)]
+    pub resume: bool,
+    /// Give fenced tables back to the source (RENAME TABLE _<t>_del TO t) after an aborted cut-over.
+    #[arg(long)]
+    pub rollback: bool,
+    /// How long to retry after lost connections before stopping resumably.
+    #[arg(long, default_value_t = 60)]
+    pub retry_seconds: u64,
+    /// Control socket (default /tmp/gh-ost.<db>.<first table>.sock).
+    #[arg(long)]
+    pub serve_socket_file: Option<PathBuf>,
+    /// Print one JSON status object per line instead of gh-ost's status line.
+    #[arg(long)]
+    pub status_json: bool,
+    /// No console: print status lines (also when stdout is not a terminal).
+    #[arg(long)]
+    pub headless: bool,
+    /// Console theme.
+    #[arg(long)]
+    pub theme: Option<String>,
+    /// More log output.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Even more log output.
+    #[arg(long)]
+    pub debug: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@ mod credentials;
 mod demo;
 mod ghost_compat;
 pub mod headless;
+mod move_tables;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -42,13 +43,16 @@ pub mod exit {
 pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     let mut cmd = Cli::command();
     // gh-ost's `-flag` spelling, and refused gh-ost flags, before clap sees them.
+    let sub = if raw.get(1).map(String::as_str) == Some("move-tables") { "move-tables" } else { "migrate" };
     let known: Vec<String> = cmd
-        .find_subcommand("migrate")
+        .find_subcommand(sub)
         .map(|m| m.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
         .unwrap_or_default();
     let mut argv = ghost_compat::normalize_single_dash(raw, &known);
     if argv.get(1).map(String::as_str) == Some("migrate") {
         ghost_compat::refuse_unsupported(&argv)?;
+        argv = expand_config(argv, &cmd)?;
+    } else if argv.get(1).map(String::as_str) == Some("move-tables") {
         argv = expand_config(argv, &cmd)?;
     }
     let matches = match cmd.try_get_matches_from_mut(&argv) {
@@ -66,8 +70,7 @@ pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
             Cmd::Migrate(a) => run_migrate(a, argv).await,
             Cmd::Demo(a) => demo::run(a).await,
             Cmd::Attach(a) => run_attach(a).await,
-            Cmd::MoveTables(_) => Err(eyre!("move-tables is not implemented yet"))
-                .suggestion("it is planned (issue 7); use `revenant migrate` for in-place schema changes"),
+            Cmd::MoveTables(a) => move_tables::run(a, argv).await,
             Cmd::RunCases(a) => cases::run(a).await,
         }
     })
@@ -84,7 +87,8 @@ fn expand_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> 
         }
     }
     let Some(path) = path else { return Ok(argv) };
-    let migrate = cmd.find_subcommand("migrate").ok_or_else(|| eyre!("no migrate subcommand"))?;
+    let name = argv.get(1).map(String::as_str).unwrap_or("migrate");
+    let migrate = cmd.find_subcommand(name).ok_or_else(|| eyre!("no {name} subcommand"))?;
     let known: Vec<(String, bool)> = migrate
         .get_arguments()
         .filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values())))
@@ -97,7 +101,7 @@ fn expand_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> 
 }
 
 /// The command that resumes this run: the same flags plus --resume, without any password.
-fn resume_command(argv: &[String]) -> String {
+pub(crate) fn resume_command(argv: &[String]) -> String {
     let mut out = Vec::new();
     let mut skip = false;
     for a in argv.iter().skip(1) {
@@ -126,7 +130,7 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
-fn init_tracing(console: bool, verbose: bool, debug: bool) {
+pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
     use tracing_subscriber::prelude::*;
     let level = if debug { "debug" } else if verbose { "info" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REVENANT_LOG")
@@ -379,7 +383,7 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
 }
 
 /// Prints a line on stdout; a closed stdout (a dropped SSH session, a closed pipe) is not an error.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");

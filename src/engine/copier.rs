@@ -1,7 +1,8 @@
 //! The row copier: walks the original table in chunks of its shared unique key and copies each chunk with
 //! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (never overwriting what the applier wrote, never skipping a row:
 //! the range is read under shared locks). Each chunk's transaction also moves the copy watermark in the checkpoint
-//! table. The chunk size adapts to a target chunk time within bounds.
+//! table. The chunk size adapts to a target chunk time within bounds. Across servers (move-tables) a chunk is read
+//! under locks on the source and written to the target before those locks are released (`run_across`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,6 +39,14 @@ pub struct CopyJob {
     pub checkpoint_table: String,
     /// The checkpoint row of this job (`copy`, or `copy:<table>` for move-tables).
     pub checkpoint_row: String,
+}
+
+/// The target side of a cross-server copy (move-tables): rows and checkpoint are written there.
+#[derive(Debug, Clone)]
+pub struct CrossServer {
+    pub target_opts: mysql_async::Opts,
+    /// Test aid: a pause between reading a chunk and writing it (zero in production).
+    pub hold: Duration,
 }
 
 /// Where a copy stands: everything after `watermark` up to `range_end` is left.
@@ -124,9 +133,43 @@ impl CopyJob {
         retry_for: Duration,
         cancel: CancellationToken,
     ) -> Result<bool> {
+        self.run_with(conn_opts, None, range, shared, target_chunk_time, retry_for, cancel).await
+    }
+
+    /// Like [`run`](Self::run), but reads on the source server and writes the rows (and the checkpoint, which lives
+    /// with them) on another server: see [`CrossServer`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_across(
+        &self,
+        source_opts: &mysql_async::Opts,
+        across: CrossServer,
+        range: &mut CopyRange,
+        shared: Arc<Shared>,
+        target_chunk_time: Duration,
+        retry_for: Duration,
+        cancel: CancellationToken,
+    ) -> Result<bool> {
+        self.run_with(source_opts, Some(across), range, shared, target_chunk_time, retry_for, cancel).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run_with(
+        &self,
+        conn_opts: &mysql_async::Opts,
+        across: Option<CrossServer>,
+        range: &mut CopyRange,
+        shared: Arc<Shared>,
+        target_chunk_time: Duration,
+        retry_for: Duration,
+        cancel: CancellationToken,
+    ) -> Result<bool> {
         let mut conn = super::applier::writer_conn(conn_opts).await?;
+        let mut target_conn = match &across {
+            Some(a) => Some(super::applier::writer_conn(&a.target_opts).await.wrap_err("connecting to the target server")?),
+            None => None,
+        };
         let Some(range_end) = range.range_end.clone() else {
-            self.mark_complete(&mut conn, range).await?;
+            self.mark_complete(target_conn.as_mut().unwrap_or(&mut conn), range).await?;
             return Ok(true);
         };
         let ghost_cols: Vec<String> = self.columns.iter().map(|(_, n)| quote_ident(n)).collect();
@@ -149,7 +192,13 @@ impl CopyJob {
             let first_try = Instant::now();
             let mut attempt = 0u32;
             let (end, last, rows, started) = loop {
-                match self.copy_chunk(&mut conn, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await {
+                let copied = match (&across, target_conn.as_mut()) {
+                    (Some(a), Some(target)) => {
+                        self.copy_chunk_across(&mut conn, target, a.hold, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await
+                    }
+                    _ => self.copy_chunk(&mut conn, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await,
+                };
+                match copied {
                     Ok(r) => break r,
                     Err(e) => {
                         attempt += 1;
@@ -165,6 +214,12 @@ impl CopyJob {
                             match super::applier::writer_conn(conn_opts).await {
                                 Ok(c) => conn = c,
                                 Err(e) => tracing::warn!("copier reconnect failed: {e:#}"),
+                            }
+                            if let Some(a) = &across {
+                                match super::applier::writer_conn(&a.target_opts).await {
+                                    Ok(c) => target_conn = Some(c),
+                                    Err(e) => tracing::warn!("copier reconnect to the target failed: {e:#}"),
+                                }
                             }
                         }
                     }
@@ -231,6 +286,78 @@ impl CopyJob {
         tx.commit().await.wrap_err("committing a chunk")?;
         failpoint::trace(&format!("chunk-commit {lower_text} {end_text}"));
         Ok((end, last, rows, started))
+    }
+
+    /// One chunk across servers (Ghostferry's order): the chunk's rows are read on the source under shared locks
+    /// in a source transaction, written with INSERT IGNORE together with the watermark in one target transaction,
+    /// the target commits, and only then the source transaction ends. A write to one of those rows on the source
+    /// waits for the locks, so it reaches the binary log (and the applier) after the copied row is on the target:
+    /// without that, a row deleted between the read and the write would come back on the target.
+    #[allow(clippy::too_many_arguments)]
+    async fn copy_chunk_across(
+        &self,
+        source: &mut mysql_async::Conn,
+        target: &mut mysql_async::Conn,
+        hold: Duration,
+        lower: Option<&[Value]>,
+        range_end: &[Value],
+        size: u64,
+        target_cols: &[String],
+        source_cols: &[String],
+        update_sql: &str,
+    ) -> Result<(Vec<Value>, bool, u64, Instant)> {
+        let end = self.chunk_end(source, lower, range_end, size).await?;
+        let (end, last) = match end {
+            Some(e) if e != range_end => (e, false),
+            _ => (range_end.to_vec(), true),
+        };
+        let (cond, params) = self.range_where(lower, &end);
+        let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", source_cols.join(", "), self.source());
+        let started = Instant::now();
+        let lower_text = lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into());
+        let end_text = checkpoint::encode_key(&end);
+        failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
+        let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
+        let rows: Vec<mysql_async::Row> = stx.exec(&select, params).await.wrap_err_with(|| {
+            format!("reading a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
+        })?;
+        if !hold.is_zero() {
+            // Test aid: widens the window between the read and the write, in which writers must wait.
+            tokio::time::sleep(hold).await;
+        }
+        let placeholders: Vec<String> = self.columns.iter().map(|(c, _)| c.placeholder()).collect();
+        let row_sql = format!("({})", placeholders.join(", "));
+        // At most 60000 placeholders in one statement (the protocol allows 65535).
+        let per_statement = (60_000 / self.columns.len().max(1)).clamp(1, 1000);
+        let mut ttx = target.start_transaction(TxOpts::default()).await.wrap_err("starting the target side of a chunk")?;
+        let mut written = 0u64;
+        for batch in rows.chunks(per_statement) {
+            let insert = format!(
+                "INSERT IGNORE INTO {} ({}) VALUES {}",
+                qualified(&self.target_db, &self.target_table),
+                target_cols.join(", "),
+                vec![row_sql.as_str(); batch.len()].join(", ")
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(batch.len() * self.columns.len());
+            for r in batch {
+                for i in 0..self.columns.len() {
+                    values.push(r.as_ref(i).cloned().unwrap_or(Value::NULL));
+                }
+            }
+            ttx.exec_drop(&insert, values).await.wrap_err_with(|| {
+                format!("writing a chunk of {}.{} to {}.{}", self.source_db, self.source_table, self.target_db, self.target_table)
+            })?;
+            written += ttx.affected_rows();
+        }
+        ttx.exec_drop(update_sql, (checkpoint::encode_key(&end), written, u8::from(last), self.checkpoint_row.as_str()))
+            .await
+            .wrap_err("recording the copy watermark")?;
+        failpoint::hit("copy-before-commit")?;
+        ttx.commit().await.wrap_err("committing a chunk on the target")?;
+        failpoint::trace(&format!("chunk-commit {lower_text} {end_text}"));
+        // Only now may writers touch the rows read: their changes reach the binary log after the copy landed.
+        stx.rollback().await.wrap_err("releasing the chunk's locks on the source")?;
+        Ok((end, last, written, started))
     }
 
     async fn mark_complete(&self, conn: &mut mysql_async::Conn, range: &CopyRange) -> Result<()> {

@@ -816,7 +816,7 @@ async fn run_phases(
 }
 
 /// A report as plain text with its suggestions (for the status snapshot: no colours, no backtrace).
-fn plain_report(e: &color_eyre::Report) -> String {
+pub(crate) fn plain_report(e: &color_eyre::Report) -> String {
     let mut text = format!("{e:#}");
     for section in format!("{e:?}").lines() {
         let clean: String = strip_ansi(section);
@@ -845,7 +845,7 @@ fn strip_ansi(s: &str) -> String {
 }
 
 /// Awaits a task once; afterwards the slot is empty and awaiting it again never completes.
-async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
+pub(crate) async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
     match slot.as_mut() {
         Some(h) => {
             let r = h.await;
@@ -1042,6 +1042,39 @@ async fn validate_resume(
     Ok(ResumePoint::Continue(st))
 }
 
+/// The original table's columns as the streamer decodes them: ENUM/SET columns whose definition the ALTER keeps are
+/// written by index (exact for any label).
+pub(crate) fn watched_columns(plan: &Plan, mapping: &super::schema::ColumnMapping) -> Vec<super::schema::Column> {
+    let mut original_columns = plan.original.columns.clone();
+    for col in original_columns.iter_mut().filter(|c| c.is_enum() || c.is_set()) {
+        if let Some((_, gname)) = mapping.shared.iter().find(|(c, _)| c.name == col.name) {
+            if plan.new_structure.column(gname).is_some_and(|g| g.column_type == col.column_type && g.data_type == col.data_type) {
+                col.enum_as_index = true;
+            }
+        }
+    }
+    original_columns
+}
+
+/// How the applier writes the original table's row events to `database.table` (the ghost, or a moved table).
+pub(crate) fn apply_target(plan: &Plan, mapping: &super::schema::ColumnMapping, database: &str, table: &str) -> ApplyTarget {
+    ApplyTarget {
+        database: database.to_string(),
+        table: table.to_string(),
+        columns: mapping
+            .shared
+            .iter()
+            .map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone()))
+            .collect(),
+        key: mapping
+            .apply_key_source_columns
+            .iter()
+            .zip(&mapping.ghost_key_columns)
+            .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
+            .collect(),
+    }
+}
+
 async fn start_tasks(
     cfg: &MigrationConfig,
     plan: &Plan,
@@ -1054,35 +1087,12 @@ async fn start_tasks(
 ) -> Result<Running> {
     let tasks_cancel = cancel.child_token();
     let opts = cfg.source.opts();
-    // ENUM/SET columns whose definition the ALTER keeps are written by index (exact for any label).
-    let mut original_columns = plan.original.columns.clone();
-    for col in original_columns.iter_mut().filter(|c| c.is_enum() || c.is_set()) {
-        if let Some((_, gname)) = mapping.shared.iter().find(|(c, _)| c.name == col.name) {
-            if plan.new_structure.column(gname).is_some_and(|g| g.column_type == col.column_type && g.data_type == col.data_type) {
-                col.enum_as_index = true;
-            }
-        }
-    }
     let watched = vec![
-        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: original_columns },
+        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: watched_columns(plan, mapping) },
         WatchedTable { database: cfg.database.clone(), table: cfg.changelog_table(), columns: changelog.columns.clone() },
     ];
     let idx = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
-    let target = ApplyTarget {
-        database: cfg.database.clone(),
-        table: cfg.ghost_table(),
-        columns: mapping
-            .shared
-            .iter()
-            .map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone()))
-            .collect(),
-        key: mapping
-            .apply_key_source_columns
-            .iter()
-            .zip(&mapping.ghost_key_columns)
-            .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
-            .collect(),
-    };
+    let target = apply_target(plan, mapping, &cfg.database, &cfg.ghost_table());
     let (tx, rx) = mpsc::channel(1000);
     let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
     let client_id = 1_000_000 + (std::process::id() % 1_000_000) + SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).unwrap_or(0);

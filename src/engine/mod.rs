@@ -12,6 +12,7 @@ pub mod failpoint;
 pub mod gtid;
 pub mod hooks;
 pub mod migration;
+pub mod move_tables;
 pub mod phase;
 pub mod retry;
 pub mod preflight;
