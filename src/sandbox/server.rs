@@ -74,8 +74,23 @@ struct Place {
 
 /// The per-process working directory for a flavour, created on first use and removed when the process ends
 /// normally (servers clean their own data directories on drop).
+/// This process's run directory name: `revenant-sandbox-[TAG-]PID`. `REVENANT_SANDBOX_TAG` (letters, digits,
+/// dashes) marks every server of one test run, so scripts/test can find its own leftovers and no one else's.
+fn run_leaf() -> String {
+    let tag: String = std::env::var("REVENANT_SANDBOX_TAG")
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    if tag.is_empty() {
+        format!("revenant-sandbox-{}", std::process::id())
+    } else {
+        format!("revenant-sandbox-{tag}-{}", std::process::id())
+    }
+}
+
 fn run_dir(flavor: Flavor) -> Result<Place> {
-    let leaf = format!("revenant-sandbox-{}", std::process::id());
+    let leaf = run_leaf();
     let place = match flavor {
         Flavor::MariaDb => {
             let base = std::env::var("REVENANT_SANDBOX_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
@@ -101,7 +116,7 @@ fn register_cleanup() {
         if std::env::var_os("REVENANT_KEEP_SERVERS").is_some() {
             return;
         }
-        let leaf = format!("revenant-sandbox-{}", std::process::id());
+        let leaf = run_leaf();
         let base = std::env::var("REVENANT_SANDBOX_DIR").map(PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
         let _ = std::fs::remove_dir_all(base.join(&leaf));
         let _ = std::fs::remove_dir_all(mysql_chroot().join("var/tmp").join(&leaf));
