@@ -201,7 +201,7 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         )?;
         // A failing gh-ost-on-batch-copy-retry only logs: it records its environment and exits 1.
         let retry_env = hooks_dir.join("retry.env");
-        write_script(&hooks_dir, "gh-ost-on-batch-copy-retry", &format!("env > {}\nexit 1", retry_env.display()))?;
+        write_script(&hooks_dir, "gh-ost-on-batch-copy-retry", &format!("env > {f}.tmp && mv {f}.tmp {f}\nexit 1", f = retry_env.display()))?;
         let configure = || {
             let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
             cfg.postpone_cut_over = false;

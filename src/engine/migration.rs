@@ -626,7 +626,7 @@ async fn run_phases(
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
     shared.enter(Phase::Copy);
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
-    // A throttle that holds at start (a flag file, a lagging replica) holds before the first chunk.
+    // A throttle that holds at start (the manual switch, a flag file) holds before the first chunk.
     for _ in 0..100 {
         if shared.throttle_checked.load(Ordering::Relaxed) {
             break;
@@ -1194,6 +1194,15 @@ async fn throttle_loop(
             }
             None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
         }
+        // The switch and the flag files hold before the first chunk (the copy waits for this first publication); the
+        // database and HTTP signals below may take a moment to read.
+        if !shared.throttle_checked.load(Ordering::Relaxed) {
+            shared.with(|i| {
+                i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
+                i.signals = signals.clone();
+            });
+            shared.throttle_checked.store(true, Ordering::Relaxed);
+        }
         // Replica lag, max-load, critical-load, throttle-query, throttle-http (throttlers.rs); fail closed.
         let (more_signals, more_reasons, action) = throttlers.check(&shared).await;
         signals.extend(more_signals);
@@ -1221,7 +1230,6 @@ async fn throttle_loop(
             i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
             i.signals = signals;
         });
-        shared.throttle_checked.store(true, Ordering::Relaxed);
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}

@@ -56,7 +56,7 @@ pub struct Shared {
     pub last_checkpoint_us: AtomicU64,
     /// Copy chunks retried after an error (gh-ost-on-batch-copy-retry fires on each).
     pub copy_retries: AtomicU64,
-    /// Set once the throttle loop has read every signal once: the copy does not start before that.
+    /// Set once the throttle loop has read the manual switch and the flag files: the copy does not start before.
     pub throttle_checked: AtomicBool,
     /// Throttle thresholds the operator may change live.
     pub throttle_settings: Mutex<super::throttlers::ThrottleSettings>,
