@@ -414,9 +414,11 @@ async fn bad_resumes_are_refused_and_drop_nothing() {
         let server = Server::start(flavor).await?;
         seed(&server, "bad", 20_000).await?;
         let fx = Fixture::new("bad", server.port)?;
-        // Start, then kill during the copy.
+        // Start, then kill during the copy, once a chunk has committed (the ghost holds rows).
         let mut child = revenant(&server, "bad", &fx, &[]).spawn()?;
-        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\""));
+        let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| {
+            l.contains("\"phase\":\"copy\"") && !l.contains("\"rows_copied\":0,")
+        });
         child.kill()?;
         child.wait()?;
         let mut c = server.conn().await?;
