@@ -1252,16 +1252,7 @@ async fn stop_tasks(running: &mut Running) {
 }
 
 async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Control>>, running: &mut Running) -> Result<Outcome> {
-    running.tasks_cancel.cancel();
-    if running.applier.is_some() {
-        let _ = join_slot(&mut running.applier).await;
-    }
-    if running.streamer.is_some() {
-        let _ = join_slot(&mut running.streamer).await;
-    }
-    for t in running.side.drain(..) {
-        let _ = t.await;
-    }
+    stop_tasks(running).await;
     let reason = stop_reason(control).unwrap_or_else(|| "stopped".into());
     let state = dump_state(cfg, shared, &reason).await;
     Ok(Outcome::Stopped { state })
