@@ -227,6 +227,7 @@ async fn every_column_type_arrives_exactly_through_copy_and_binlog() {
         let mut cfg = MoveTablesConfig::new(common::conn_config(&source), common::conn_config(&target), db, db, &["t"]);
         cfg.chunk_size = 100;
         cfg.postpone_cut_over = true;
+        cfg.execute = true;
         cfg.copy_hold = Duration::from_millis(20);
         let (handle, join) = move_tables::start(cfg);
         let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await;

@@ -43,7 +43,7 @@ fn revenant(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&st
     let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
     p.args(["move-tables", "--host", "127.0.0.1", "--port", &source.port.to_string(), "--user", "root", "--database", db])
         .args(["--tables", "orders,items", "--target-host", "127.0.0.1", "--target-port", &target.port.to_string()])
-        .args(["--target-user", "root", "--status-json", "--chunk-size", "100", "--chunk-time-millis", "20"])
+        .args(["--target-user", "root", "--status-json", "--execute", "--chunk-size", "100", "--chunk-time-millis", "20"])
         .arg(format!("--hooks-path={}", dir.join("hooks").display()))
         .arg(format!("--serve-socket-file={}", dir.join("ctl.sock").display()))
         .args(extra)
@@ -321,7 +321,9 @@ async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
         seed(&source, &target, db, 500).await?;
         let dir = scratch(db, source.port)?;
         crash_hooks(&dir, 0)?;
-        let mut child = revenant(&source, &target, db, &dir, &["--postpone-cut-over"]).spawn()?;
+        let state_file = dir.join("state.json");
+        let state_arg = format!("--state-file={}", state_file.display());
+        let mut child = revenant(&source, &target, db, &dir, &["--postpone-cut-over", &state_arg]).spawn()?;
         if !wait_for(&mut child, "\"phase\":\"ready-to-cut-over\"", Duration::from_secs(120))? {
             bail!("the run ended before the gate: {}", stderr_of(&mut child));
         }
@@ -331,6 +333,12 @@ async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
         let err = stderr_of(&mut child);
         assert_eq!(status.code(), Some(3), "SIGTERM at the gate: {err}");
         assert!(err.contains("--resume"), "the resume command is printed: {err}");
+        // The state goes to --state-file: at the gate, everything copied, nothing fenced, how to resume.
+        let state: revenant::engine::move_tables::MoveStateDump = serde_json::from_str(&std::fs::read_to_string(&state_file)?)?;
+        assert_eq!((state.phase.as_str(), state.step.as_str(), state.checkpoint_phase.as_str()), ("ready", "gate", "ready"), "{state:?}");
+        assert!(state.tables_copied.iter().all(|t| t.copy_complete && t.watermark.is_some()) && state.tables_copied.len() == 2, "{state:?}");
+        assert!(!state.applied_gtid_set.is_empty() && state.drain_gtid.is_none(), "{state:?}");
+        assert!(state.resume_command.as_deref().is_some_and(|c| c.contains("move-tables") && c.ends_with("--resume")), "{state:?}");
         let t = tables_on(&source, db).await?;
         assert!(t.contains(&"orders".to_string()) && !t.iter().any(|n| n.ends_with("_del")), "nothing fenced: {t:?}");
         let out = revenant(&source, &target, db, &dir, &["--resume"]).output()?;
@@ -373,7 +381,7 @@ async fn target_credentials_from_target_conf_never_leak() {
             .arg(format!("--target-conf={}", conf.display()))
             .arg(format!("--hooks-path={}", dir.join("hooks").display()))
             .arg(format!("--serve-socket-file={}", dir.join("ctl.sock").display()))
-            .args(["--headless", "--verbose"])
+            .args(["--headless", "--verbose", "--execute"])
             .env("MYSQL_PWD", "Src-s3cret")
             .env_remove("REVENANT_FAILPOINTS")
             .stdin(Stdio::null())
