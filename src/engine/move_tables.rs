@@ -826,6 +826,7 @@ async fn run_steps(
         shared.enter(Phase::ReadyToCutOver);
         set_summary(&mut tgt, cfg, "phase = 'ready'").await?;
         shared.with(|i| i.status.cutover.step = "gate".into());
+        let mut lag_logged = false;
         loop {
             if cancel.is_cancelled() {
                 let out = stop(&mut running);
@@ -838,12 +839,24 @@ async fn run_steps(
             let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
+            // As migrate: no fence while the target lags (the source tables would refuse writes for the whole
+            // drain), and the status says so.
+            let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
+            let lagging = match shared.heartbeat_lag_seconds() {
+                None => Some("heartbeat lag unknown (no heartbeat applied yet)".to_string()),
+                Some(lag) if lag > max_lag => Some(format!("heartbeat lag {lag:.1}s > max-lag {max_lag:.1}s")),
+                Some(_) => None,
+            };
             shared.with(|i| {
                 i.status.cutover.postponed = postponed;
-                i.status.cutover.blocked_reason = postponed.then(|| "postponed: waiting for approval".to_string());
+                i.status.cutover.blocked_reason = lagging.clone().or_else(|| postponed.then(|| "postponed: waiting for approval".to_string()));
             });
-            if !postponed {
+            if !postponed && lagging.is_none() {
                 break;
+            }
+            if !postponed && lagging.is_some() && !lag_logged {
+                tracing::warn!("cut-over approved but waiting: {}", lagging.as_deref().unwrap_or_default());
+                lag_logged = true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
