@@ -66,6 +66,13 @@ async fn full_move_under_a_writer_held_by_a_throttle_flag_drains_to_the_fence_gt
         let lag = later.heartbeat_lag_seconds.ok_or_else(|| color_eyre::eyre::eyre!("heartbeat lag unknown during the move"))?;
         assert!((0.0..30.0).contains(&lag), "heartbeat lag {lag}");
         assert!(!later.lag_history.is_empty(), "no lag samples");
+        // migrate's live settings work on a move too.
+        let reply = handle.send(Command::Set { name: "max-lag-millis".into(), value: "2500".into() }).await;
+        assert!(reply.ok, "{}", reply.message);
+        let reply = handle.send(Command::Get { name: "max-lag-millis".into() }).await;
+        assert_eq!((reply.ok, reply.message.as_str()), (true, "2500"));
+        let reply = handle.send(Command::Set { name: "chunk-size".into(), value: "3".into() }).await;
+        assert!(!reply.ok, "an out-of-range chunk size is refused: {}", reply.message);
         let on_source: Vec<String> = source.conn().await?.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (db,)).await?;
         assert!(on_source.contains(&CHANGELOG_TABLE.to_string()), "the heartbeat table is on the source: {on_source:?}");
         std::fs::remove_file(&flag)?;

@@ -299,6 +299,27 @@ mod tests {
     }
 
     #[test]
+    fn migrate_throttle_flags_reach_the_move_and_bad_ones_are_refused() {
+        let base = ["--database", "d", "--tables", "a", "--target-host", "h"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&args).expect("parse");
+            move_config(&a, &argv)
+        };
+        let cfg = with(&["--throttle-flag-file", "/tmp/t.flag", "--max-lag-millis", "900", "--max-load", "Threads_running=30", "--nice-ratio", "0.5"])
+            .expect("config");
+        assert!(!cfg.execute, "a dry run without --execute");
+        assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
+        assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
+        assert_eq!(throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
+        assert!(with(&["--execute"]).expect("config").execute);
+        let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));
+        assert!(e.contains("--max-load"), "{e}");
+        let e = format!("{:?}", with(&["--throttle-http", "ftp://x"]).expect_err("bad url"));
+        assert!(e.contains("--throttle-http"), "{e}");
+    }
+
+    #[test]
     fn missing_or_repeated_tables_are_refused_and_the_resume_command_has_no_rollback() {
         let (a, argv) = parse(&["--database", "d", "--target-host", "h"]).expect("parse");
         assert!(format!("{:?}", move_config(&a, &argv).expect_err("no tables")).contains("--tables is required"));

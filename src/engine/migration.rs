@@ -279,7 +279,8 @@ async fn handle_command(
     }
 }
 
-fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
+/// A live `name=value` setting from the console or socket (also for move-tables).
+pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
     let parse_u64 = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a whole number"));
     let r: std::result::Result<String, String> = match name {
         "chunk-size" => parse_u64(value).and_then(|n| {
@@ -362,7 +363,7 @@ fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
     }
 }
 
-fn get_value(shared: &Shared, name: &str) -> CommandReply {
+pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
     match name {
         "chunk-size" => CommandReply::ok(shared.chunk_size.load(Ordering::Relaxed).to_string()),
         "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),

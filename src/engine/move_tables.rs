@@ -28,7 +28,7 @@ use super::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
 use super::failpoint;
 use super::gtid::GtidSet;
 use super::hooks::{Hook, HookHints, HookIdentity, Hooks};
-use super::migration::{apply_target, heartbeat_loop, join_slot, plain_report, throttle_loop, watched_columns, TOOL_VERSION};
+use super::migration::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, TOOL_VERSION};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::schema::{self, ColumnMapping};
@@ -414,6 +414,13 @@ async fn command_loop(
                 shared.paused.store(false, Ordering::Relaxed);
                 CommandReply::ok("resumed")
             }
+            // The postpone flag file of a move is fixed at start (the gate reads the configured path).
+            Command::Set { name, .. } if name == "postpone-cut-over-flag-file" => {
+                CommandReply::refused("postpone-cut-over-flag-file cannot be changed on a running move")
+            }
+            // migrate's live settings: chunk and batch sizes, max-lag, nice-ratio and the throttlers' thresholds.
+            Command::Set { name, value } => set_value(&shared, name, value),
+            Command::Get { name } => get_value(&shared, name),
             other => CommandReply::refused(format!("{other:?} is not available for move-tables")),
         };
         tracing::info!("command {:?}: {}", req.command, reply.message);
