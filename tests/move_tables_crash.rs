@@ -261,8 +261,16 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
             }
             c
         };
+        // Without --execute, --rollback only says what it would run.
+        let out = revenant_dry_run(&source, &target, db, &dir, &["--rollback"]).output()?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("--rollback --execute would run") && said.contains(&statement), "{said}");
+        let t = tables_on(&source, db).await?;
+        assert!(t.contains(&"_orders_del".to_string()) && !t.contains(&"orders".to_string()), "a dry rollback renamed: {t:?}");
         let out = revenant(&source, &target, db, &dir, &["--rollback"]).output()?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let t = tables_on(&source, db).await?;
+        assert!(!t.contains(&revenant::engine::move_tables::CHANGELOG_TABLE.to_string()), "the heartbeat table is left after the rollback: {t:?}");
         for (t, sum) in ["orders", "items"].iter().zip(&before) {
             assert_eq!(&common::table_checksum(&mut s, db, t, &move_support::COLS).await?, sum, "{t} after the rollback");
         }

@@ -1400,7 +1400,8 @@ async fn run_hook(cfg: &MoveTablesConfig, hooks: &Hooks, hook: Hook, shared: &Sh
 }
 
 /// `--rollback`: gives the fenced tables back to the source (renames `_<t>_del` to `t`) and marks the target's
-/// checkpoint rolled back, so a later `--resume` refuses. Refuses unless every table is fenced. Without `execute`
+/// checkpoint rolled back, so a later `--resume` refuses; drops the heartbeat table when it is ours. Refuses unless
+/// every table is fenced. Without `execute`
 /// only checks and returns the statement it would run.
 pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
     let mut src = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to the source")?;
@@ -1412,6 +1413,7 @@ pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
         return Ok(stmt);
     }
     src.query_drop(&stmt).await.wrap_err_with(|| format!("running {stmt}"))?;
+    drop_changelog(&mut src, cfg).await;
     if let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await {
         let _ = set_summary(&mut tgt, cfg, "phase = 'rolled-back'").await;
     }
