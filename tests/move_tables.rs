@@ -1,7 +1,8 @@
 //! move-tables against two real servers of each selected flavour: a full move of two tables under an application
 //! writer (inserts, updates including key updates, deletes) that keeps writing to the source through the fence,
 //! verified table by table with checksums (source `_<t>_del` against target `t`); the cooperative cut-over's
-//! steps, drain GTID and hooks.
+//! steps, drain GTID and hooks; heartbeat lag and a throttle flag file holding the copy; a dry run and refusals that
+//! change nothing.
 
 mod common;
 mod move_support;
@@ -16,12 +17,12 @@ use color_eyre::eyre::Result;
 use revenant::engine::move_tables::MoveTablesConfig;
 use mysql_async::prelude::Queryable;
 use revenant::engine::gtid::GtidSet;
-use revenant::engine::move_tables::{self, MoveOutcome, CHECKPOINT_TABLE};
+use revenant::engine::move_tables::{self, MoveOutcome, CHANGELOG_TABLE, CHECKPOINT_TABLE};
 use revenant::engine::{Command, Phase};
 use revenant::sandbox::two_servers;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_move_under_a_writer_drains_to_the_fence_gtid() {
+async fn full_move_under_a_writer_held_by_a_throttle_flag_drains_to_the_fence_gtid() {
     each_flavor(|flavor| async move {
         let (source, target) = two_servers(flavor).await?;
         let db = "shop";
@@ -35,9 +36,50 @@ async fn full_move_under_a_writer_drains_to_the_fence_gtid() {
         // Widen the window between reading a chunk on the source and writing it on the target: writers touching
         // those rows must wait for the locks (or a deleted row would come back on the target).
         cfg.copy_hold = Duration::from_millis(50);
+        // The copy starts throttled by a flag file; the heartbeats still flow.
+        let flag = dir.join("throttle.flag");
+        std::fs::write(&flag, b"")?;
+        cfg.throttle.throttle_flag_file = Some(flag.clone());
+        cfg.throttle.heartbeat_interval = Duration::from_millis(100);
         let (handle, join) = move_tables::start(cfg);
+        let mut rx = handle.status.clone();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let held = loop {
+            let s = rx.borrow_and_update().clone();
+            if s.phase == Some(Phase::Copy) && s.throttle.reason.contains("flag-file") && s.heartbeat_lag_seconds.is_some() {
+                break s;
+            }
+            if s.phase.is_some_and(|p| p.is_terminal() || p >= Phase::Catchup) {
+                bail!("the move went past the copy while the flag file exists: {:?} {:?}", s.phase, s.message);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                bail!("never saw the copy throttled with a heartbeat lag: {:?} {:?} lag {:?}", s.phase, s.throttle.reason, s.heartbeat_lag_seconds);
+            }
+        };
+        // Rows copied stay flat while the flag file exists; the lag stays a real number.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let later = handle.snapshot();
+        assert_eq!(later.phase, Some(Phase::Copy));
+        assert_eq!(later.copy.rows_copied, held.copy.rows_copied, "the copy advanced while throttled");
+        assert!(later.throttle.throttled && later.throttle.reason.contains("flag-file"), "{:?}", later.throttle);
+        assert!(later.throttle.signals.iter().any(|g| g.name == "flag-file" && g.throttling), "{:?}", later.throttle.signals);
+        let lag = later.heartbeat_lag_seconds.ok_or_else(|| color_eyre::eyre::eyre!("heartbeat lag unknown during the move"))?;
+        assert!((0.0..30.0).contains(&lag), "heartbeat lag {lag}");
+        assert!(!later.lag_history.is_empty(), "no lag samples");
+        // migrate's live settings work on a move too.
+        let reply = handle.send(Command::Set { name: "max-lag-millis".into(), value: "2500".into() }).await;
+        assert!(reply.ok, "{}", reply.message);
+        let reply = handle.send(Command::Get { name: "max-lag-millis".into() }).await;
+        assert_eq!((reply.ok, reply.message.as_str()), (true, "2500"));
+        let reply = handle.send(Command::Set { name: "chunk-size".into(), value: "3".into() }).await;
+        assert!(!reply.ok, "an out-of-range chunk size is refused: {}", reply.message);
+        let on_source: Vec<String> = source.conn().await?.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (db,)).await?;
+        assert!(on_source.contains(&CHANGELOG_TABLE.to_string()), "the heartbeat table is on the source: {on_source:?}");
+        std::fs::remove_file(&flag)?;
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await?;
         let ready = handle.snapshot();
+        assert!(!ready.throttle.throttled, "still throttled after the flag file went: {:?}", ready.throttle);
+        let ready_lag = ready.heartbeat_lag_seconds.ok_or_else(|| color_eyre::eyre::eyre!("heartbeat lag unknown at the gate"))?;
         assert_eq!(ready.tables.len(), 2);
         for tp in &ready.tables {
             assert!(tp.complete && tp.rows_copied > 0, "per-table progress: {tp:?}");
@@ -60,6 +102,8 @@ async fn full_move_under_a_writer_drains_to_the_fence_gtid() {
         let (ok2, missing2) = w2.stop().await?;
         assert!(missing1 > 0 && missing2 > 0, "writes after the fence must fail: {missing1} / {missing2}");
         let counts = verify_moved(&source, &target, db).await?;
+        let on_source: Vec<String> = source.conn().await?.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?", (db,)).await?;
+        assert!(!on_source.contains(&CHANGELOG_TABLE.to_string()), "the heartbeat table is dropped at the end: {on_source:?}");
         // The drain GTID is what the target applied (recorded on the target with the rows).
         let mut t = target.conn().await?;
         let (applied, stored, complete, phase): (String, String, u8, String) = t
@@ -80,7 +124,10 @@ async fn full_move_under_a_writer_drains_to_the_fence_gtid() {
         assert_eq!(fin.cutover.drain_gtid.as_deref(), Some(drain_gtid.as_str()));
         assert_eq!(fin.cutover.events_left_to_drain, Some(0));
         eprintln!(
-            "[{flavor}] moved {counts:?} rows; writer ops {ok1}+{ok2}, refused after the fence {missing1}+{missing2}; drain {drain_gtid}"
+            "[{flavor}] copy held at {} rows for 1.2 s by the flag file (lag {lag:.3} s, {} samples; {ready_lag:.3} s at the gate); \
+             moved {counts:?} rows; writer ops {ok1}+{ok2}, refused after the fence {missing1}+{missing2}; drain {drain_gtid}",
+            held.copy.rows_copied,
+            later.lag_history.len()
         );
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
@@ -122,8 +169,23 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         let db = "alt";
         seed(&source, &target, db, 600).await?;
         let mut s = source.conn().await?;
-        s.query_drop(format!("CREATE TABLE {db}.nokey (a INT)")).await?;
         let base = || move_config(&source, &target, db);
+        // A dry run (no --execute): every check, then what it would do; nothing on either server.
+        let mut cfg = base();
+        cfg.execute = false;
+        let (_h, join) = move_tables::start(cfg);
+        let outcome = tokio::time::timeout(Duration::from_secs(60), join).await???;
+        let MoveOutcome::DryRun { plan } = outcome else { bail!("dry run: {outcome:?}") };
+        let text = plan.join("\n");
+        assert!(text.contains(&format!("validated {db}.orders: key PRIMARY")) && text.contains(&format!("validated {db}.items")), "{text}");
+        assert!(text.contains("would create on the target") && text.contains(&format!("RENAME TABLE `{db}`.`orders` TO `{db}`.`_orders_del`")), "{text}");
+        assert!(text.ends_with("add --execute to move"), "{text}");
+        assert_untouched(&source, &target, db).await?;
+        // A heartbeat table of that name that is not revenant's is refused, and left alone.
+        s.query_drop(format!("CREATE TABLE {db}.{CHANGELOG_TABLE} (id INT PRIMARY KEY)")).await?;
+        refused(base(), "is not revenant's").await?;
+        s.query_drop(format!("DROP TABLE {db}.{CHANGELOG_TABLE}")).await?;
+        s.query_drop(format!("CREATE TABLE {db}.nokey (a INT)")).await?;
         let mut cfg = base();
         cfg.target_database = "nosuch".into();
         refused(cfg, "the target database nosuch does not exist").await?;
@@ -227,6 +289,7 @@ async fn every_column_type_arrives_exactly_through_copy_and_binlog() {
         let mut cfg = MoveTablesConfig::new(common::conn_config(&source), common::conn_config(&target), db, db, &["t"]);
         cfg.chunk_size = 100;
         cfg.postpone_cut_over = true;
+        cfg.execute = true;
         cfg.copy_hold = Duration::from_millis(20);
         let (handle, join) = move_tables::start(cfg);
         let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await;

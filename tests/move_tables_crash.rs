@@ -3,7 +3,8 @@
 //! cooperative cut-over while an application writes to the source, then `--resume` finishes the move; the source
 //! `_<t>_del` and target `t` are compared by checksum, the success hook's effect (a file holding the drain GTID) is
 //! the same however often it ran, and writes after the fence fail. Also: a refusing before-cut-over hook leaves the
-//! source serving; an abort after the fence prints the rollback statement, and `--rollback` runs it.
+//! source serving; an abort after the fence prints the rollback statement, and `--rollback` runs it; without
+//! `--execute` nothing changes; SIGINT and SIGTERM print the state JSON (stdout, `--state-file`).
 
 mod common;
 mod move_support;
@@ -16,7 +17,7 @@ use color_eyre::eyre::{bail, Result};
 use common::{each_flavor, Server};
 use move_support::{hook_lines, scratch, seed, verify_moved, AppWriter};
 use mysql_async::prelude::Queryable;
-use revenant::engine::move_tables::CHECKPOINT_TABLE;
+use revenant::engine::move_tables::{MoveStateDump, CHECKPOINT_TABLE};
 use revenant::sandbox::two_servers;
 
 /// The hooks of the crash tests: on-before-cut-over appends its run to hooks.log; on-success appends its run and
@@ -40,6 +41,13 @@ fn crash_hooks(dir: &Path, before_exit: i32) -> Result<std::path::PathBuf> {
 }
 
 fn revenant(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut p = revenant_dry_run(source, target, db, dir, extra);
+    p.arg("--execute");
+    p
+}
+
+/// The same command without `--execute`.
+fn revenant_dry_run(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
     let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
     p.args(["move-tables", "--host", "127.0.0.1", "--port", &source.port.to_string(), "--user", "root", "--database", db])
         .args(["--tables", "orders,items", "--target-host", "127.0.0.1", "--target-port", &target.port.to_string()])
@@ -253,8 +261,16 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
             }
             c
         };
+        // Without --execute, --rollback only says what it would run.
+        let out = revenant_dry_run(&source, &target, db, &dir, &["--rollback"]).output()?;
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && said.contains("--rollback --execute would run") && said.contains(&statement), "{said}");
+        let t = tables_on(&source, db).await?;
+        assert!(t.contains(&"_orders_del".to_string()) && !t.contains(&"orders".to_string()), "a dry rollback renamed: {t:?}");
         let out = revenant(&source, &target, db, &dir, &["--rollback"]).output()?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let t = tables_on(&source, db).await?;
+        assert!(!t.contains(&revenant::engine::move_tables::CHANGELOG_TABLE.to_string()), "the heartbeat table is left after the rollback: {t:?}");
         for (t, sum) in ["orders", "items"].iter().zip(&before) {
             assert_eq!(&common::table_checksum(&mut s, db, t, &move_support::COLS).await?, sum, "{t} after the rollback");
         }
@@ -271,10 +287,83 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
     .await;
 }
 
+/// A CLI dry run changes nothing; a SIGINT while a throttle flag file holds the copy prints the state JSON on stdout.
+async fn dry_run_then_sigint_mid_copy(source: &Server, target: &Server) -> Result<String> {
+    let db = "sigcopy";
+    seed(source, target, db, 300).await?;
+    let dir = scratch(db, source.port)?;
+    crash_hooks(&dir, 0)?;
+    let out = revenant_dry_run(source, target, db, &dir, &[]).output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() || !stdout.contains("dry run: nothing was changed on either server") || !stdout.contains("RENAME TABLE `sigcopy`.`orders`") {
+        bail!("dry run: {:?} {stdout}{}", out.status, String::from_utf8_lossy(&out.stderr));
+    }
+    let (on_source, on_target) = (tables_on(source, db).await?, tables_on(target, db).await?);
+    if on_source != ["items", "orders"] || !on_target.is_empty() {
+        bail!("the dry run changed something: source {on_source:?}, target {on_target:?}");
+    }
+    let flag = dir.join("throttle.flag");
+    std::fs::write(&flag, b"")?;
+    let mut child = revenant(source, target, db, &dir, &[&format!("--throttle-flag-file={}", flag.display())]).spawn()?;
+    let stdout = child.stdout.take().ok_or_else(|| color_eyre::eyre::eyre!("no stdout"))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            let _ = tx.send(line.clone());
+            all.push(line);
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let lag = loop {
+        let line = rx.recv_timeout(Duration::from_secs(60))?;
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if v["phase"] == "copy" && v["throttle"]["reason"].as_str().is_some_and(|r| r.contains("flag-file")) {
+            if let Some(lag) = v["heartbeat_lag_seconds"].as_f64() {
+                break lag;
+            }
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("never saw the copy throttled with a heartbeat lag: {line}");
+        }
+    };
+    // SAFETY: kill(2) on the child we spawned.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) };
+    let status = child.wait()?;
+    let all = reader.join().map_err(|_| color_eyre::eyre::eyre!("stdout reader panicked"))?;
+    let err = stderr_of(&mut child);
+    if status.code() != Some(3) {
+        bail!("SIGINT mid-copy: {status:?} {err}");
+    }
+    let start = all.iter().position(|l| l == "{").ok_or_else(|| color_eyre::eyre::eyre!("no state JSON on stdout: {all:?}"))?;
+    let end = all.iter().skip(start).position(|l| l == "}").map(|n| start + n).ok_or_else(|| color_eyre::eyre::eyre!("unterminated state JSON"))?;
+    let json = all[start..=end].join("\n");
+    let state: MoveStateDump = serde_json::from_str(&json)?;
+    assert_eq!(state.tables, vec!["orders".to_string(), "items".to_string()]);
+    assert_eq!((state.database.as_str(), state.target_database.as_str()), (db, db));
+    assert_eq!((state.phase.as_str(), state.checkpoint_phase.as_str()), ("copy", "copy"), "{json}");
+    assert!(state.reason.contains("stop"), "{json}");
+    assert!(state.tables_copied.len() == 2 && state.tables_copied.iter().all(|t| !t.copy_complete), "held by the flag: {json}");
+    assert_eq!(state.drain_gtid, None, "{json}");
+    assert!(state.resume_command.as_deref().is_some_and(|c| c.contains("move-tables") && c.ends_with("--resume")), "{json}");
+    assert!(!json.to_ascii_lowercase().contains("password"), "{json}");
+    let mut t = target.conn().await?;
+    let applied: Option<String> = t.query_first(format!("SELECT applied_gtid_set FROM {db}.{CHECKPOINT_TABLE} WHERE id = 'apply'")).await?;
+    assert!(!state.applied_gtid_set.is_empty() && applied.as_deref() == Some(state.applied_gtid_set.as_str()), "{json} vs {applied:?}");
+    let on_source = tables_on(source, db).await?;
+    assert!(!on_source.iter().any(|n| n.ends_with("_del")), "nothing fenced: {on_source:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(format!("dry run changed nothing; SIGINT mid-copy (lag {lag:.3} s) printed {}", json.replace('\n', " ")))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
+async fn sigkill_mid_copy_sigint_and_sigterm_print_state_then_resume() {
     each_flavor(|flavor| async move {
         let (source, target) = two_servers(flavor).await?;
+        let said = dry_run_then_sigint_mid_copy(&source, &target).await?;
+        eprintln!("[{flavor}] {said}");
         let db = "killcopy";
         seed(&source, &target, db, 4000).await?;
         let dir = scratch(db, source.port)?;
@@ -321,7 +410,9 @@ async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
         seed(&source, &target, db, 500).await?;
         let dir = scratch(db, source.port)?;
         crash_hooks(&dir, 0)?;
-        let mut child = revenant(&source, &target, db, &dir, &["--postpone-cut-over"]).spawn()?;
+        let state_file = dir.join("state.json");
+        let state_arg = format!("--state-file={}", state_file.display());
+        let mut child = revenant(&source, &target, db, &dir, &["--postpone-cut-over", &state_arg]).spawn()?;
         if !wait_for(&mut child, "\"phase\":\"ready-to-cut-over\"", Duration::from_secs(120))? {
             bail!("the run ended before the gate: {}", stderr_of(&mut child));
         }
@@ -331,6 +422,12 @@ async fn sigkill_mid_copy_and_sigterm_at_the_gate_then_resume() {
         let err = stderr_of(&mut child);
         assert_eq!(status.code(), Some(3), "SIGTERM at the gate: {err}");
         assert!(err.contains("--resume"), "the resume command is printed: {err}");
+        // The state goes to --state-file: at the gate, everything copied, nothing fenced, how to resume.
+        let state: MoveStateDump = serde_json::from_str(&std::fs::read_to_string(&state_file)?)?;
+        assert_eq!((state.phase.as_str(), state.step.as_str(), state.checkpoint_phase.as_str()), ("ready", "gate", "ready"), "{state:?}");
+        assert!(state.tables_copied.iter().all(|t| t.copy_complete && t.watermark.is_some()) && state.tables_copied.len() == 2, "{state:?}");
+        assert!(!state.applied_gtid_set.is_empty() && state.drain_gtid.is_none(), "{state:?}");
+        assert!(state.resume_command.as_deref().is_some_and(|c| c.contains("move-tables") && c.ends_with("--resume")), "{state:?}");
         let t = tables_on(&source, db).await?;
         assert!(t.contains(&"orders".to_string()) && !t.iter().any(|n| n.ends_with("_del")), "nothing fenced: {t:?}");
         let out = revenant(&source, &target, db, &dir, &["--resume"]).output()?;
@@ -373,7 +470,7 @@ async fn target_credentials_from_target_conf_never_leak() {
             .arg(format!("--target-conf={}", conf.display()))
             .arg(format!("--hooks-path={}", dir.join("hooks").display()))
             .arg(format!("--serve-socket-file={}", dir.join("ctl.sock").display()))
-            .args(["--headless", "--verbose"])
+            .args(["--headless", "--verbose", "--execute"])
             .env("MYSQL_PWD", "Src-s3cret")
             .env_remove("REVENANT_FAILPOINTS")
             .stdin(Stdio::null())

@@ -294,6 +294,48 @@ pub struct MoveTablesArgs {
     /// An ALTER clause applied to every table on the target ("ADD COLUMN c INT"); default: the same definition.
     #[arg(long)]
     pub alter: Option<String>,
+    /// Do it. Without this flag: a dry run that validates both servers and every table and changes nothing.
+    #[arg(long)]
+    pub execute: bool,
+    /// Throttle the copy while heartbeat lag (source to target) exceeds this.
+    #[arg(long, default_value_t = 1500)]
+    pub max_lag_millis: u64,
+    /// Throttle the copy while this file exists.
+    #[arg(long)]
+    pub throttle_flag_file: Option<PathBuf>,
+    /// Throttle the copy while this file exists (a second one, shared by migrations).
+    #[arg(long)]
+    pub throttle_additional_flag_file: Option<PathBuf>,
+    /// Throttle while this query (on the source) returns a value > 0 (an error throttles).
+    #[arg(long)]
+    pub throttle_query: Option<String>,
+    /// Stop (resumably) when this file appears.
+    #[arg(long)]
+    pub panic_flag_file: Option<PathBuf>,
+    /// Sleep this fraction of each chunk's time after it.
+    #[arg(long, default_value_t = 0.0)]
+    pub nice_ratio: f64,
+    /// Throttle while a source global status variable is at or above N: Var=N[,Var=N...].
+    #[arg(long)]
+    pub max_load: Option<String>,
+    /// Stop (resumably) when a source global status variable reaches N: Var=N[,Var=N...].
+    #[arg(long)]
+    pub critical_load: Option<String>,
+    /// A met critical load is checked again after this many ms before acting (0: act at once).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_interval_millis: u64,
+    /// On critical load, pause copy and apply this many seconds instead of stopping (0: stop).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_hibernate_seconds: u64,
+    /// Replicas of the source whose heartbeat lag throttles the copy: host[:port][,...].
+    #[arg(long)]
+    pub throttle_control_replicas: Option<String>,
+    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
+    #[arg(long)]
+    pub throttle_http: Option<String>,
+    /// On SIGINT/SIGTERM or a stop, write the state JSON here instead of stdout.
+    #[arg(long)]
+    pub state_file: Option<PathBuf>,
     /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
     #[arg(long, default_value_t = 1000)]
     pub chunk_size: u64,

@@ -16,6 +16,7 @@ use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
+use crate::engine::throttlers;
 use crate::engine::move_tables::{self, MoveOutcome, MoveTablesConfig};
 use crate::engine::{Command, Phase};
 
@@ -81,10 +82,47 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     };
     cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
     cfg.resume = a.resume;
+    cfg.execute = a.execute;
     cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
+    throttle_flags(a, &mut cfg)?;
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
     cfg.resume_command = Some(resume_command(&argv));
     Ok(cfg)
+}
+
+/// The throttle flags, as `migrate` reads them, into the move's throttle settings (checked before connecting).
+fn throttle_flags(a: &MoveTablesArgs, cfg: &mut MoveTablesConfig) -> Result<()> {
+    if !(0.0..=100.0).contains(&a.nice_ratio) {
+        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
+    }
+    if a.max_lag_millis < 100 {
+        return Err(eyre!("--max-lag-millis {} is too small", a.max_lag_millis)).suggestion("use at least 100");
+    }
+    let t = &mut cfg.throttle;
+    t.max_lag_millis = a.max_lag_millis;
+    t.throttle_flag_file = a.throttle_flag_file.clone();
+    t.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
+    t.throttle_query = a.throttle_query.clone();
+    t.panic_flag_file = a.panic_flag_file.clone();
+    t.nice_ratio = a.nice_ratio;
+    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
+    if let Some(v) = &a.max_load {
+        t.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
+    }
+    if let Some(v) = &a.critical_load {
+        t.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
+    }
+    t.critical_load_interval = Duration::from_millis(a.critical_load_interval_millis);
+    t.critical_load_hibernate = Duration::from_secs(a.critical_load_hibernate_seconds);
+    if let Some(v) = &a.throttle_control_replicas {
+        t.throttle_control_replicas =
+            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
+    }
+    if let Some(u) = &a.throttle_http {
+        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
+        t.throttle_http = Some(u.clone());
+    }
+    Ok(())
 }
 
 pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
@@ -99,6 +137,10 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     };
     if a.rollback {
         return match move_tables::rollback(&cfg).await {
+            Ok(stmt) if !cfg.execute => {
+                say(&format!("dry run: the tables are fenced; --rollback --execute would run `{stmt};` on {}", cfg.source.display()));
+                Ok(exit::OK)
+            }
             Ok(stmt) => {
                 say(&format!("Rolled back: ran `{stmt};` on {}; the source tables serve again", cfg.source.display()));
                 say(&format!(
@@ -115,7 +157,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         };
     }
     if let Some(f) = &cfg.postpone_cut_over_flag_file {
-        if !f.exists() && !cfg.resume {
+        if cfg.execute && !f.exists() && !cfg.resume {
             std::fs::write(f, b"").wrap_err_with(|| format!("creating the postpone flag file {}", f.display()))?;
         }
     }
@@ -179,8 +221,22 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             ));
             Ok(exit::OK)
         }
-        Ok(MoveOutcome::Stopped { reason, resume_command }) => {
-            eprintln!("stopped ({reason}) with a checkpoint; resume with: {}", resume_command.unwrap_or_default());
+        Ok(MoveOutcome::DryRun { plan }) => {
+            for line in plan {
+                say(&line);
+            }
+            Ok(exit::OK)
+        }
+        Ok(MoveOutcome::Stopped { state }) => {
+            let json = serde_json::to_string_pretty(&state)?;
+            match &a.state_file {
+                Some(p) => {
+                    std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
+                    eprintln!("state written to {}", p.display());
+                }
+                None => say(&json),
+            }
+            eprintln!("stopped ({}) with a checkpoint; resume with: {}", state.reason, state.resume_command.clone().unwrap_or_default());
             Ok(exit::STOPPED)
         }
         Err(e) => {
@@ -240,6 +296,27 @@ mod tests {
         let e = parse(&["--config", f.to_str().expect("utf8")]).expect_err("unknown key");
         assert!(e.contains("unknown key 'tabels'"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn migrate_throttle_flags_reach_the_move_and_bad_ones_are_refused() {
+        let base = ["--database", "d", "--tables", "a", "--target-host", "h"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&args).expect("parse");
+            move_config(&a, &argv)
+        };
+        let cfg = with(&["--throttle-flag-file", "/tmp/t.flag", "--max-lag-millis", "900", "--max-load", "Threads_running=30", "--nice-ratio", "0.5"])
+            .expect("config");
+        assert!(!cfg.execute, "a dry run without --execute");
+        assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
+        assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
+        assert_eq!(throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
+        assert!(with(&["--execute"]).expect("config").execute);
+        let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));
+        assert!(e.contains("--max-load"), "{e}");
+        let e = format!("{:?}", with(&["--throttle-http", "ftp://x"]).expect_err("bad url"));
+        assert!(e.contains("--throttle-http"), "{e}");
     }
 
     #[test]

@@ -279,7 +279,8 @@ async fn handle_command(
     }
 }
 
-fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
+/// A live `name=value` setting from the console or socket (also for move-tables).
+pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
     let parse_u64 = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a whole number"));
     let r: std::result::Result<String, String> = match name {
         "chunk-size" => parse_u64(value).and_then(|n| {
@@ -362,7 +363,7 @@ fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
     }
 }
 
-fn get_value(shared: &Shared, name: &str) -> CommandReply {
+pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
     match name {
         "chunk-size" => CommandReply::ok(shared.chunk_size.load(Ordering::Relaxed).to_string()),
         "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),
@@ -1122,18 +1123,21 @@ async fn start_tasks(
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let mut side = Vec::new();
     side.push(tokio::spawn(heartbeat_loop(cfg.clone(), shared.clone(), tasks_cancel.clone())));
+    let stop_control = control.clone();
     side.push(tokio::spawn(throttle_loop(
         cfg.clone(),
         shared.clone(),
         streamer_state,
         tasks_cancel.clone(),
         cancel.clone(),
-        control.clone(),
+        Arc::new(move |why: &str| set_stop(&stop_control, why)),
     )));
     Ok(Running { streamer: Some(streamer), applier: Some(applier), side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
 }
 
-async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: CancellationToken) {
+/// Writes a heartbeat (microseconds since the epoch) into `cfg.changelog_table()` on the source every
+/// `heartbeat_interval`; the applier reads them back from the binary log to measure lag. Also used by move-tables.
+pub(crate) async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: CancellationToken) {
     let sql = format!(
         "INSERT INTO {} (hint, value) VALUES ('heartbeat', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
         qualified(&cfg.database, &cfg.changelog_table())
@@ -1158,14 +1162,15 @@ async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: Cance
 }
 
 /// Decides whether the copy is throttled, and why (gh-ost's wording). Fails closed: a signal that cannot be read
-/// throttles.
-async fn throttle_loop(
+/// throttles. `request_stop` records why the run must stop (critical load, panic flag file) before `engine_cancel`
+/// is cancelled. Also drives move-tables' cross-server copy.
+pub(crate) async fn throttle_loop(
     cfg: MigrationConfig,
     shared: Arc<Shared>,
     streamer: Arc<Mutex<StreamerState>>,
     cancel: CancellationToken,
     engine_cancel: CancellationToken,
-    control: Arc<Mutex<Control>>,
+    request_stop: Arc<dyn Fn(&str) + Send + Sync>,
 ) {
     let mut throttlers = Throttlers::new(cfg.clone());
     loop {
@@ -1208,13 +1213,13 @@ async fn throttle_loop(
         signals.extend(more_signals);
         reasons.extend(more_reasons);
         if let Some(CriticalAction::Abort(why)) = action {
-            set_stop(&control, &why);
+            request_stop(&why);
             engine_cancel.cancel();
         }
         if let Some(p) = &cfg.panic_flag_file {
             if p.exists() {
                 tracing::error!("panic flag file {} exists: aborting (the migration stays resumable)", p.display());
-                set_stop(&control, &format!("panic flag file {}", p.display()));
+                request_stop(&format!("panic flag file {}", p.display()));
                 engine_cancel.cancel();
             }
         }

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::applier::{Applied, Applier, CheckpointTarget};
+use super::applier::{Applied, Applier, ChangelogWatch, CheckpointTarget};
 use super::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
 use super::checkpoint;
 use super::config::{ConnectionConfig, MigrationConfig};
@@ -28,16 +28,27 @@ use super::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
 use super::failpoint;
 use super::gtid::GtidSet;
 use super::hooks::{Hook, HookHints, HookIdentity, Hooks};
-use super::migration::{apply_target, join_slot, plain_report, watched_columns, TOOL_VERSION};
+use super::migration::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, TOOL_VERSION};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::schema::{self, ColumnMapping};
 use super::shared::Shared;
 use super::sql::{qualified, quote_ident};
 use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TableProgress, TargetInfo};
+use super::throttlers::ThrottleSettings;
 
 /// The checkpoint table of a move, in the target database.
 pub const CHECKPOINT_TABLE: &str = "_revenant_move_ghk";
+
+/// The heartbeat table of a move, in the source database: the move writes heartbeats into it and reads them back
+/// from the binary log (heartbeat lag). Created at setup, dropped at the end when its comment says it is ours.
+pub const CHANGELOG_TABLE: &str = "_revenant_move_ghc";
+
+/// The table name migrate's heartbeat and throttle code is given, so that its changelog is [`CHANGELOG_TABLE`].
+const CHANGELOG_BASE: &str = "revenant_move";
+
+/// The comment that marks [`CHANGELOG_TABLE`] as revenant's (only then is it dropped at the end).
+const CHANGELOG_COMMENT: &str = "revenant move changelog";
 
 /// The ALTER preflight validates when none is given (it changes nothing).
 const NO_ALTER: &str = "ENGINE=InnoDB";
@@ -74,10 +85,18 @@ pub struct MoveTablesConfig {
     pub resume_command: Option<String>,
     /// Test aid: a pause between reading a chunk on the source and writing it on the target (zero otherwise).
     pub copy_hold: Duration,
+    /// Without it: a dry run that validates both servers and every table, says what it would do, and changes
+    /// nothing on either server (as `migrate` without `--execute`).
+    pub execute: bool,
+    /// Heartbeat and throttle settings as `migrate` takes them (heartbeat interval, max lag, throttle flag files,
+    /// panic flag file, max-load, critical-load, throttle-query, throttle-http, control replicas, nice ratio); the
+    /// move fills in the source, database and changelog table ([`MoveTablesConfig::throttle_config`]).
+    pub throttle: MigrationConfig,
 }
 
 impl MoveTablesConfig {
     pub fn new(source: ConnectionConfig, target: ConnectionConfig, database: &str, target_database: &str, tables: &[&str]) -> Self {
+        let throttle = MigrationConfig::new(source.clone(), database, CHANGELOG_BASE, NO_ALTER);
         MoveTablesConfig {
             source,
             target,
@@ -99,7 +118,25 @@ impl MoveTablesConfig {
             retry_for: Duration::from_secs(60),
             resume_command: None,
             copy_hold: Duration::ZERO,
+            execute: false,
+            throttle,
         }
+    }
+
+    /// What migrate's heartbeat and throttle loops read: the throttle settings, on this move's source database,
+    /// with [`CHANGELOG_TABLE`] as the changelog.
+    pub fn throttle_config(&self) -> MigrationConfig {
+        let mut c = self.throttle.clone();
+        c.source = self.source.clone();
+        c.database = self.database.clone();
+        c.table = CHANGELOG_BASE.to_string();
+        c.postpone_cut_over = self.postpone_cut_over;
+        c.postpone_cut_over_flag_file = self.postpone_cut_over_flag_file.clone();
+        c.execute = self.execute;
+        c.resume = self.resume;
+        c.retry_for = self.retry_for;
+        c.resume_command = self.resume_command.clone();
+        c
     }
 
     /// The name a source table is fenced under.
@@ -142,8 +179,97 @@ impl MoveTablesConfig {
 pub enum MoveOutcome {
     /// Drained and announced: the target holds every write the source took; the source tables are `_<t>_del`.
     Done { drain_gtid: String },
-    /// Stopped on request before the fence, with a checkpoint; resumable.
-    Stopped { reason: String, resume_command: Option<String> },
+    /// Dry run (no `--execute`): validated, nothing changed on either server; what would be done.
+    DryRun { plan: Vec<String> },
+    /// Stopped on request (a stop, a signal, a panic flag file, critical load), with a checkpoint; resumable. The
+    /// state is what the CLI prints (stdout or `--state-file`).
+    Stopped { state: MoveStateDump },
+}
+
+/// Where a stopped move stands, as JSON on SIGINT/SIGTERM or a stop (like migrate's `StateDump`): the tables, the
+/// engine phase and cut-over step, the target checkpoint's applied position, per-table copy watermarks, the drain
+/// GTID, and the resume command. Never a password.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MoveStateDump {
+    pub tool_version: String,
+    pub source_host: String,
+    pub target_host: String,
+    pub database: String,
+    pub target_database: String,
+    pub tables: Vec<String>,
+    pub alter: String,
+    pub alter_fingerprint: String,
+    /// The engine phase when it stopped (`copy`, `catch-up`, `ready`, `cut-over`...).
+    pub phase: String,
+    /// The cut-over step (`gate`, `before-hook`, `fence`, `drain`...), empty before the cut-over.
+    pub step: String,
+    /// The phase recorded in the target's checkpoint (what `--resume` continues from).
+    pub checkpoint_phase: String,
+    pub reason: String,
+    pub applied_gtid_set: String,
+    pub applied_file: String,
+    pub applied_pos: u64,
+    pub events_applied: u64,
+    /// The GTID set the drain waits for, once the source tables are fenced.
+    pub drain_gtid: Option<String>,
+    pub tables_copied: Vec<TableWatermark>,
+    pub resume_command: Option<String>,
+}
+
+/// One table's copy progress in a [`MoveStateDump`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct TableWatermark {
+    pub table: String,
+    /// The last copied key (the checkpoint's encoding), None before the first chunk.
+    pub watermark: Option<String>,
+    pub copy_complete: bool,
+    pub rows_copied: u64,
+}
+
+impl MoveStateDump {
+    /// The part known without a server: who, what, why, how to resume.
+    fn stopped(cfg: &MoveTablesConfig, reason: String) -> Self {
+        MoveStateDump {
+            tool_version: TOOL_VERSION.into(),
+            source_host: cfg.source.display(),
+            target_host: cfg.target.display(),
+            database: cfg.database.clone(),
+            target_database: cfg.target_database.clone(),
+            tables: cfg.tables.clone(),
+            alter: cfg.alter.clone().unwrap_or_default(),
+            reason,
+            resume_command: cfg.resume_command.clone(),
+            ..Default::default()
+        }
+    }
+
+    /// Fills in the engine's phase and step, and what the target's checkpoint recorded (best effort: an unreachable
+    /// target leaves those fields empty; the checkpoint table stays authoritative).
+    async fn complete(&mut self, cfg: &MoveTablesConfig, shared: &Shared) {
+        self.phase = shared.phase().map(|p| p.label().to_string()).unwrap_or_default();
+        self.step = shared.with(|i| i.status.cutover.step.clone());
+        let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await else { return };
+        if let Ok(Some(st)) = checkpoint::read(&mut tgt, &cfg.target_database, CHECKPOINT_TABLE).await {
+            self.checkpoint_phase = st.phase;
+            self.alter_fingerprint = st.alter_fingerprint;
+            self.applied_gtid_set = st.applied_gtid_set;
+            self.applied_file = st.applied_file;
+            self.applied_pos = st.applied_pos;
+            self.events_applied = st.events_applied;
+            self.drain_gtid = st.drain_gtid;
+        }
+        if let Ok(rows) = read_copy_rows(&mut tgt, &cfg.target_database).await {
+            self.tables_copied = cfg
+                .tables
+                .iter()
+                .map(|t| {
+                    let r = rows.get(t).cloned().unwrap_or_default();
+                    TableWatermark { table: t.clone(), watermark: r.watermark, copy_complete: r.complete, rows_copied: r.rows_copied }
+                })
+                .collect();
+        }
+        let _ = tgt.disconnect().await;
+    }
 }
 
 /// An error after the fence: the exact statement that gives the tables back to the source.
@@ -151,7 +277,7 @@ fn after_fence(e: color_eyre::Report, cfg: &MoveTablesConfig) -> color_eyre::Rep
     let resume = cfg.resume_command.clone().unwrap_or_else(|| "the same command with --resume".into());
     e.suggestion(format!(
         "the source tables are fenced (renamed); {resume} finishes the drain; to give the tables back to the source \
-         instead, run `revenant move-tables ... --rollback` or: {};",
+         instead, run `revenant move-tables ... --rollback --execute` or: {};",
         cfg.rollback_statement()
     ))
 }
@@ -176,6 +302,10 @@ async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, stat
     let shared = Arc::new(Shared::new());
     shared.chunk_size.store(cfg.chunk_size.max(1), Ordering::Relaxed);
     shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
+    let throttle_cfg = cfg.throttle_config();
+    shared.max_lag_millis.store(throttle_cfg.max_lag_millis, Ordering::Relaxed);
+    shared.nice_ratio_bits.store(throttle_cfg.nice_ratio.to_bits(), Ordering::Relaxed);
+    shared.update_throttle_settings(|t| *t = ThrottleSettings::from_config(&throttle_cfg));
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -185,6 +315,7 @@ async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, stat
             ghost_table: cfg.tables_text(),
             old_table: cfg.tables.iter().map(|t| MoveTablesConfig::old_table(t)).collect::<Vec<_>>().join(","),
             applier_host: cfg.target.display(),
+            dry_run: !cfg.execute,
             ..Default::default()
         };
         i.status.tables = cfg.tables.iter().map(|t| TableProgress { table: t.clone(), ..Default::default() }).collect();
@@ -209,14 +340,17 @@ async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, stat
         })
     };
     let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), stop_reason.clone(), cancel.clone()));
-    let result = run_steps(&cfg, shared.clone(), cancel.clone(), stop_reason.clone()).await;
+    let mut result = run_steps(&cfg, shared.clone(), cancel.clone(), stop_reason.clone()).await;
+    if let Ok(MoveOutcome::Stopped { state }) = &mut result {
+        state.complete(&cfg, &shared).await;
+    }
     match &result {
-        Ok(MoveOutcome::Done { .. }) => shared.enter(Phase::Done),
-        Ok(MoveOutcome::Stopped { reason, resume_command }) => {
+        Ok(MoveOutcome::Done { .. }) | Ok(MoveOutcome::DryRun { .. }) => shared.enter(Phase::Done),
+        Ok(MoveOutcome::Stopped { state }) => {
             shared.enter(Phase::Stopped);
             shared.with(|i| {
-                i.status.message = Some(format!("stopped: {reason}"));
-                i.status.resume_command = resume_command.clone();
+                i.status.message = Some(format!("stopped: {}", state.reason));
+                i.status.resume_command = state.resume_command.clone();
             });
         }
         Err(e) => {
@@ -280,6 +414,13 @@ async fn command_loop(
                 shared.paused.store(false, Ordering::Relaxed);
                 CommandReply::ok("resumed")
             }
+            // The postpone flag file of a move is fixed at start (the gate reads the configured path).
+            Command::Set { name, .. } if name == "postpone-cut-over-flag-file" => {
+                CommandReply::refused("postpone-cut-over-flag-file cannot be changed on a running move")
+            }
+            // migrate's live settings: chunk and batch sizes, max-lag, nice-ratio and the throttlers' thresholds.
+            Command::Set { name, value } => set_value(&shared, name, value),
+            Command::Get { name } => get_value(&shared, name),
             other => CommandReply::refused(format!("{other:?} is not available for move-tables")),
         };
         tracing::info!("command {:?}: {}", req.command, reply.message);
@@ -514,6 +655,23 @@ async fn run_steps(
             "wait for it to finish, or attach to it with `revenant attach`",
         ));
     }
+    let changelog_ours = match changelog_comment(&mut src, cfg).await? {
+        None => None,
+        Some(c) if c == CHANGELOG_COMMENT => Some(true),
+        Some(_) => {
+            return Err(refuse(
+                format!("{}.{CHANGELOG_TABLE} exists on the source and is not revenant's (its comment is not '{CHANGELOG_COMMENT}')", cfg.database),
+                "the move writes its heartbeats there: rename or drop that table after checking it holds nothing you need",
+            ))
+        }
+    };
+    if !cfg.execute {
+        let plan = dry_run_plan(&mut src, cfg, &plans, state.as_ref(), source_now, mariadb, changelog_ours.is_some()).await?;
+        for line in &plan {
+            tracing::info!("{line}");
+        }
+        return Ok(MoveOutcome::DryRun { plan });
+    }
 
     // Setup (fresh, or a resume whose setup never finished).
     shared.enter(Phase::Setup);
@@ -528,6 +686,8 @@ async fn run_steps(
         }
         setup_target(&mut src, &mut tgt, cfg, &plans).await?;
     }
+    // The heartbeat table (again after a crash: CREATE ... IF NOT EXISTS).
+    let changelog = ensure_changelog(&mut src, cfg).await?;
     failpoint::hit("move-after-setup")?;
     let mut tables = Vec::new();
     for (t, plan) in plans {
@@ -547,6 +707,7 @@ async fn run_steps(
         .ok_or_else(|| eyre!("the checkpoint table vanished on the target"))?;
     if st.phase == "done" {
         tracing::info!("the move was already complete (the success hook ran); nothing is left to do");
+        drop_changelog(&mut src, cfg).await;
         return Ok(MoveOutcome::Done { drain_gtid: st.drain_gtid.unwrap_or_default() });
     }
     let mut total_copied = 0;
@@ -575,19 +736,28 @@ async fn run_steps(
         // Drained before the interruption: only the announcement is left.
         shared.enter(Phase::CutOver);
         let drain = st.drain_gtid.clone().unwrap_or_default();
-        return announce(cfg, &hooks, &mut tgt, &shared, &drain).await.map_err(|e| after_fence(e, cfg));
+        let done = announce(cfg, &hooks, &mut tgt, &shared, &drain).await.map_err(|e| after_fence(e, cfg))?;
+        drop_changelog(&mut src, cfg).await;
+        return Ok(done);
     }
-    let mut running = start_tasks(cfg, &tables, &shared, start, mariadb, &cancel, fenced_already)?;
+    let mut running = start_tasks(cfg, &tables, &changelog, &shared, start, mariadb, &cancel, &stop_reason, fenced_already)?;
     let stop = |running: &mut Running| {
         running.tasks_cancel.cancel();
         let reason = stop_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "stopped".into());
-        MoveOutcome::Stopped { reason, resume_command: cfg.resume_command.clone() }
+        MoveOutcome::Stopped { state: MoveStateDump::stopped(cfg, reason) }
     };
 
     if !fenced_already {
         // Copy, table after table.
         shared.enter(Phase::Copy);
         set_summary(&mut tgt, cfg, "phase = 'copy'").await?;
+        // A throttle that holds at start (a flag file, a lagging replica) holds before the first chunk (as migrate).
+        for _ in 0..100 {
+            if shared.throttle_checked.load(Ordering::Relaxed) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         for (index, table) in tables.iter().enumerate() {
             let row = copy_rows.get(&table.name).cloned().unwrap_or_default();
             if row.complete {
@@ -663,6 +833,7 @@ async fn run_steps(
         shared.enter(Phase::ReadyToCutOver);
         set_summary(&mut tgt, cfg, "phase = 'ready'").await?;
         shared.with(|i| i.status.cutover.step = "gate".into());
+        let mut lag_logged = false;
         loop {
             if cancel.is_cancelled() {
                 let out = stop(&mut running);
@@ -675,12 +846,24 @@ async fn run_steps(
             let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
+            // As migrate: no fence while the target lags (the source tables would refuse writes for the whole
+            // drain), and the status says so.
+            let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
+            let lagging = match shared.heartbeat_lag_seconds() {
+                None => Some("heartbeat lag unknown (no heartbeat applied yet)".to_string()),
+                Some(lag) if lag > max_lag => Some(format!("heartbeat lag {lag:.1}s > max-lag {max_lag:.1}s")),
+                Some(_) => None,
+            };
             shared.with(|i| {
                 i.status.cutover.postponed = postponed;
-                i.status.cutover.blocked_reason = postponed.then(|| "postponed: waiting for approval".to_string());
+                i.status.cutover.blocked_reason = lagging.clone().or_else(|| postponed.then(|| "postponed: waiting for approval".to_string()));
             });
-            if !postponed {
+            if !postponed && lagging.is_none() {
                 break;
+            }
+            if !postponed && lagging.is_some() && !lag_logged {
+                tracing::warn!("cut-over approved but waiting: {}", lagging.as_deref().unwrap_or_default());
+                lag_logged = true;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -749,7 +932,118 @@ async fn run_steps(
     running.tasks_cancel.cancel();
     running.join().await;
     // T5.
-    announce(cfg, &hooks, &mut tgt, &shared, &drain_text).await.map_err(|e| after_fence(e, cfg))
+    let done = announce(cfg, &hooks, &mut tgt, &shared, &drain_text).await.map_err(|e| after_fence(e, cfg))?;
+    drop_changelog(&mut src, cfg).await;
+    Ok(done)
+}
+
+/// The comment of the source's [`CHANGELOG_TABLE`], if it exists.
+async fn changelog_comment(conn: &mut mysql_async::Conn, cfg: &MoveTablesConfig) -> Result<Option<String>> {
+    conn.exec_first(
+        "SELECT TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+        (cfg.database.as_str(), CHANGELOG_TABLE),
+    )
+    .await
+    .wrap_err_with(|| format!("looking for {}.{CHANGELOG_TABLE} on the source", cfg.database))
+}
+
+/// Creates the heartbeat table on the source when missing (the layout of migrate's changelog) and reads its columns
+/// for the streamer.
+async fn ensure_changelog(src: &mut mysql_async::Conn, cfg: &MoveTablesConfig) -> Result<schema::TableInfo> {
+    src.query_drop(format!(
+        "CREATE TABLE IF NOT EXISTS {} (id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY, \
+         last_update TIMESTAMP(6) NOT NULL DEFAULT CURRENT_TIMESTAMP(6) ON UPDATE CURRENT_TIMESTAMP(6), \
+         hint VARCHAR(64) CHARACTER SET ascii NOT NULL, value VARCHAR(4096) CHARACTER SET utf8mb4 NOT NULL, \
+         UNIQUE KEY hint_uidx (hint)) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COMMENT='{CHANGELOG_COMMENT}'",
+        qualified(&cfg.database, CHANGELOG_TABLE)
+    ))
+    .await
+    .wrap_err_with(|| format!("creating the heartbeat table {}.{CHANGELOG_TABLE} on the source", cfg.database))?;
+    schema::read_table(src, &cfg.database, CHANGELOG_TABLE)
+        .await?
+        .ok_or_else(|| eyre!("the heartbeat table {}.{CHANGELOG_TABLE} vanished on the source", cfg.database))
+}
+
+/// Drops the heartbeat table at the end of a move, only when it is ours; a failure only logs (the move is done).
+async fn drop_changelog(src: &mut mysql_async::Conn, cfg: &MoveTablesConfig) {
+    match changelog_comment(src, cfg).await {
+        Ok(Some(c)) if c == CHANGELOG_COMMENT => {
+            if let Err(e) = src.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, CHANGELOG_TABLE))).await {
+                tracing::warn!("could not drop the heartbeat table {}.{CHANGELOG_TABLE}: {e}; drop it by hand", cfg.database);
+            }
+        }
+        Ok(Some(_)) => tracing::warn!("{}.{CHANGELOG_TABLE} is not revenant's: left as it is", cfg.database),
+        Ok(None) => {}
+        Err(e) => tracing::warn!("{e:#}"),
+    }
+}
+
+/// What a dry run reports: what was validated on both servers, and what `--execute` would do.
+#[allow(clippy::too_many_arguments)]
+async fn dry_run_plan(
+    src: &mut mysql_async::Conn,
+    cfg: &MoveTablesConfig,
+    plans: &[(String, Plan)],
+    state: Option<&checkpoint::CheckpointState>,
+    source_now: SourceState,
+    mariadb: bool,
+    changelog_exists: bool,
+) -> Result<Vec<String>> {
+    let flavor = if mariadb { "MariaDB" } else { "MySQL" };
+    let mut steps = vec![format!(
+        "validated: source {} and target {} ({flavor}, GTIDs on both); target database {} exists",
+        cfg.source.display(),
+        cfg.target.display(),
+        cfg.target_database
+    )];
+    for (t, plan) in plans {
+        let estimate = estimate_rows(src, &cfg.database, &plan.original.name, false).await?;
+        steps.push(format!(
+            "validated {}.{}: key {} ({}); {} columns copied; about {estimate} rows",
+            cfg.database,
+            if source_now == SourceState::Fenced { MoveTablesConfig::old_table(t) } else { t.clone() },
+            plan.mapping.key.name,
+            plan.mapping.key.columns.join(", "),
+            plan.mapping.shared.len()
+        ));
+        steps.extend(plan.notes.iter().map(|n| format!("{}: {n}", t)));
+    }
+    match state {
+        Some(st) => steps.push(format!(
+            "would resume the move recorded in {}.{CHECKPOINT_TABLE} on the target (phase {}, applied {})",
+            cfg.target_database,
+            st.phase,
+            if st.applied_gtid_set.is_empty() { "(nothing yet)" } else { &st.applied_gtid_set }
+        )),
+        None => {
+            steps.push(format!(
+                "would create on the target: {} in {} ({}) and the checkpoint table {}.{CHECKPOINT_TABLE}",
+                cfg.tables_text(),
+                cfg.target_database,
+                cfg.alter.as_deref().map(|a| format!("with {a}")).unwrap_or_else(|| "the source's definition".into()),
+                cfg.target_database
+            ));
+            steps.push(format!(
+                "would {} the heartbeat table {}.{CHANGELOG_TABLE} on the source",
+                if changelog_exists { "reuse" } else { "create" },
+                cfg.database
+            ));
+            steps.push(format!(
+                "would copy in chunks of {} under source share locks, apply the source's binary log to the target",
+                cfg.chunk_size
+            ));
+        }
+    }
+    if source_now == SourceState::Serving {
+        steps.push(format!(
+            "would wait at the gate{}, run the before-cut-over hooks, then fence the source with: {}",
+            if cfg.postpone_cut_over || cfg.postpone_cut_over_flag_file.is_some() { " (postponed until approved)" } else { "" },
+            cfg.fence_statement()
+        ));
+    }
+    steps.push("would drain to the GTID read after the fence, then run the success hooks".into());
+    steps.push("dry run: nothing was changed on either server; add --execute to move".into());
+    Ok(steps)
 }
 
 async fn table_exists_db(conn: &mut mysql_async::Conn, db: &str) -> Result<bool> {
@@ -844,7 +1138,7 @@ async fn wait_applied(
             running.tasks_cancel.cancel();
             running.join().await;
             let reason = stop_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "stopped".into());
-            return Ok(Some(MoveOutcome::Stopped { reason, resume_command: cfg.resume_command.clone() }));
+            return Ok(Some(MoveOutcome::Stopped { state: MoveStateDump::stopped(cfg, reason) }));
         }
         if let Some((what, r)) = running.finished().await {
             task_ended(r, what, cfg, stop_reason)?;
@@ -971,6 +1265,8 @@ async fn record_start(
 struct Running {
     streamer: Option<JoinHandle<Result<()>>>,
     applier: Option<JoinHandle<Result<()>>>,
+    /// The heartbeat writer and the throttle loop (migrate's).
+    side: Vec<JoinHandle<()>>,
     tasks_cancel: CancellationToken,
     applied_rx: watch::Receiver<Applied>,
     ddl_allowed: watch::Sender<bool>,
@@ -997,25 +1293,36 @@ impl Running {
         if self.streamer.is_some() {
             let _ = join_slot(&mut self.streamer).await;
         }
+        for t in self.side.drain(..) {
+            let _ = t.await;
+        }
     }
 }
 
-/// Streams the source's binary log for every moved table and applies it to the target tables.
+/// Streams the source's binary log for every moved table (and the heartbeat table) and applies it to the target
+/// tables; writes heartbeats on the source and runs migrate's throttle loop over the copy.
+#[allow(clippy::too_many_arguments)]
 fn start_tasks(
     cfg: &MoveTablesConfig,
     tables: &[MovedTable],
+    changelog: &schema::TableInfo,
     shared: &Arc<Shared>,
     start: BinlogPosition,
     mariadb: bool,
     cancel: &CancellationToken,
+    stop_reason: &Arc<Mutex<Option<String>>>,
     ddl_allowed: bool,
 ) -> Result<Running> {
     let tasks_cancel = cancel.child_token();
-    let watched = tables
+    let mut watched: Vec<WatchedTable> = tables
         .iter()
         .map(|t| WatchedTable { database: cfg.database.clone(), table: t.name.clone(), columns: watched_columns(&t.plan, &t.mapping) })
         .collect();
-    let targets = tables.iter().map(|t| Some(apply_target(&t.plan, &t.mapping, &cfg.target_database, &t.name))).collect();
+    watched.push(WatchedTable { database: cfg.database.clone(), table: CHANGELOG_TABLE.to_string(), columns: changelog.columns.clone() });
+    let mut targets: Vec<_> = tables.iter().map(|t| Some(apply_target(&t.plan, &t.mapping, &cfg.target_database, &t.name))).collect();
+    targets.push(None);
+    let column = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
+    let changelog_watch = ChangelogWatch { index: tables.len(), hint_col: column("hint"), value_col: column("value") };
     let (tx, rx) = mpsc::channel(1000);
     let client_id = 2_000_000
         + (std::process::id() % 1_000_000)
@@ -1030,13 +1337,13 @@ fn start_tasks(
     };
     shared.with(|i| i.status.binlog.backlog_capacity = 1000);
     let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
-    let streamer = tokio::spawn(binlog::run(stream_cfg, tx, streamer_state, tasks_cancel.clone()));
+    let streamer = tokio::spawn(binlog::run(stream_cfg, tx, streamer_state.clone(), tasks_cancel.clone()));
     let (applied_tx, applied_rx) = watch::channel(Applied::default());
     let (ddl_tx, ddl_rx) = watch::channel(ddl_allowed);
     let applier = Applier {
         conn_opts: cfg.target.opts(),
         targets,
-        changelog: None,
+        changelog: Some(changelog_watch),
         checkpoint: CheckpointTarget { database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
         shared: shared.clone(),
         applied_tx,
@@ -1045,7 +1352,18 @@ fn start_tasks(
         retry_for: cfg.retry_for,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
-    Ok(Running { streamer: Some(streamer), applier: Some(applier), tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
+    let throttle_cfg = cfg.throttle_config();
+    let stop_reason = stop_reason.clone();
+    let request_stop: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |why: &str| {
+        if let Ok(mut r) = stop_reason.lock() {
+            r.get_or_insert_with(|| why.to_string());
+        }
+    });
+    let side = vec![
+        tokio::spawn(heartbeat_loop(throttle_cfg.clone(), shared.clone(), tasks_cancel.clone())),
+        tokio::spawn(throttle_loop(throttle_cfg, shared.clone(), streamer_state, tasks_cancel.clone(), cancel.clone(), request_stop)),
+    ];
+    Ok(Running { streamer: Some(streamer), applier: Some(applier), side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
 }
 
 /// The hooks of this move: gh-ost's identity variables name every table (comma separated), the source as the
@@ -1082,16 +1400,40 @@ async fn run_hook(cfg: &MoveTablesConfig, hooks: &Hooks, hook: Hook, shared: &Sh
 }
 
 /// `--rollback`: gives the fenced tables back to the source (renames `_<t>_del` to `t`) and marks the target's
-/// checkpoint rolled back, so a later `--resume` refuses. Refuses unless every table is fenced.
+/// checkpoint rolled back, so a later `--resume` refuses; drops the heartbeat table when it is ours. Refuses unless
+/// every table is fenced. Without `execute`
+/// only checks and returns the statement it would run.
 pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
     let mut src = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to the source")?;
     if source_state(&mut src, cfg).await? != SourceState::Fenced {
         return Err(refuse("the source tables are not fenced: there is nothing to roll back", "check the source tables by hand"));
     }
     let stmt = cfg.rollback_statement();
+    if !cfg.execute {
+        return Ok(stmt);
+    }
     src.query_drop(&stmt).await.wrap_err_with(|| format!("running {stmt}"))?;
+    drop_changelog(&mut src, cfg).await;
     if let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await {
         let _ = set_summary(&mut tgt, cfg, "phase = 'rolled-back'").await;
     }
     Ok(stmt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrate_throttle_code_sees_the_move_heartbeat_table_on_the_source() {
+        let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None };
+        let mut cfg = MoveTablesConfig::new(conn("src"), conn("tgt"), "shop", "shop2", &["a", "b"]);
+        cfg.throttle.max_lag_millis = 900;
+        cfg.postpone_cut_over_flag_file = Some(PathBuf::from("/tmp/p.flag"));
+        let t = cfg.throttle_config();
+        assert_eq!(t.changelog_table(), CHANGELOG_TABLE);
+        assert_eq!((t.source.host.as_str(), t.database.as_str(), t.max_lag_millis), ("src", "shop", 900));
+        assert_eq!(t.postpone_cut_over_flag_file, cfg.postpone_cut_over_flag_file);
+        assert!(!cfg.execute, "a move is a dry run unless asked to execute, as migrate");
+    }
 }

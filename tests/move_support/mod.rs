@@ -118,6 +118,7 @@ pub fn move_config(source: &Server, target: &Server, db: &str) -> MoveTablesConf
     cfg.chunk_target = Duration::from_millis(50);
     cfg.postpone_cut_over = true;
     cfg.retry_for = Duration::from_secs(20);
+    cfg.execute = true;
     cfg
 }
 
