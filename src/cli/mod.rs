@@ -336,19 +336,7 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         None
     };
     // Signals: stop cleanly with a checkpoint.
-    let signal_task = {
-        let h = handle.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            tracing::warn!("signal received: stopping at the next safe point");
-            let _ = h.send(Command::Stop).await;
-        })
-    };
+    let signal_task = stop_on_signals(handle.clone());
     let printer_stop = CancellationToken::new();
     let mut printer = None;
     if let Some(theme) = theme {
@@ -521,4 +509,18 @@ mod tests {
         assert!(!c.contains("s3cret") && !c.contains("--password"), "{c}");
         assert!(c.ends_with("--resume") && c.contains("'ADD COLUMN c INT'"), "{c}");
     }
+}
+
+/// SIGINT/SIGTERM become `Command::Stop`: the engine stops at its next safe point and writes its checkpoint.
+pub(crate) fn stop_on_signals(handle: EngineHandle) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::warn!("signal received: stopping at the next safe point");
+        let _ = handle.send(Command::Stop).await;
+    })
 }

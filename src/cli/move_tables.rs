@@ -18,7 +18,7 @@ use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
 use crate::engine::throttlers;
 use crate::engine::move_tables::{self, MoveOutcome, MoveTablesConfig};
-use crate::engine::{Command, Phase};
+use crate::engine::Phase;
 
 /// Builds the move's settings; checks what can be checked before connecting.
 fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> {
@@ -175,19 +175,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             }
         })
     };
-    let signal_task = {
-        let h = handle.clone();
-        tokio::spawn(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            tracing::warn!("signal received: stopping at the next safe point");
-            let _ = h.send(Command::Stop).await;
-        })
-    };
+    let signal_task = super::stop_on_signals(handle.clone());
     let printer_stop = CancellationToken::new();
     let mut printer = None;
     if let Some(theme) = theme {

@@ -223,21 +223,8 @@ async fn handle_command(
 ) -> CommandReply {
     let phase = shared.phase();
     match cmd {
-        Command::Throttle => {
-            shared.manual_throttle.store(true, Ordering::Relaxed);
-            CommandReply::ok("throttled (commanded by user): the copy waits; the binlog is still applied")
-        }
-        Command::NoThrottle => {
-            shared.manual_throttle.store(false, Ordering::Relaxed);
-            CommandReply::ok("manual throttle lifted")
-        }
-        Command::Pause => {
-            shared.paused.store(true, Ordering::Relaxed);
-            CommandReply::ok("paused: copy and apply wait (the backlog grows)")
-        }
-        Command::Resume => {
-            shared.paused.store(false, Ordering::Relaxed);
-            CommandReply::ok("resumed")
+        Command::Throttle | Command::NoThrottle | Command::Pause | Command::Resume => {
+            operator_switch(cmd, shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
         }
         Command::CutOver => {
             if phase.is_some_and(|p| p > Phase::ReadyToCutOver) {
@@ -277,6 +264,33 @@ async fn handle_command(
         Command::Set { name, value } => set_value(shared, name, value),
         Command::Get { name } => get_value(shared, name),
     }
+}
+
+/// The operator's switches, the same for a migration and a move: throttle (the copy waits at once; the throttle
+/// loop keeps the reason, so lifting the manual switch never clears another throttler's reason), pause, resume.
+pub(crate) fn operator_switch(cmd: &Command, shared: &Shared) -> Option<CommandReply> {
+    Some(match cmd {
+        Command::Throttle => {
+            shared.manual_throttle.store(true, Ordering::Relaxed);
+            shared.with(|i| {
+                i.throttle_reason.get_or_insert_with(|| "commanded by user".into());
+            });
+            CommandReply::ok("throttled (commanded by user): the copy waits; the binlog is still applied")
+        }
+        Command::NoThrottle => {
+            shared.manual_throttle.store(false, Ordering::Relaxed);
+            CommandReply::ok("manual throttle lifted")
+        }
+        Command::Pause => {
+            shared.paused.store(true, Ordering::Relaxed);
+            CommandReply::ok("paused: copy and apply wait (the backlog grows)")
+        }
+        Command::Resume => {
+            shared.paused.store(false, Ordering::Relaxed);
+            CommandReply::ok("resumed")
+        }
+        _ => return None,
+    })
 }
 
 /// A live `name=value` setting from the console or socket (also for move-tables).

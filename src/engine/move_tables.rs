@@ -396,23 +396,8 @@ async fn command_loop(
                 cancel.cancel();
                 CommandReply::ok("stopping at the next safe point; the move stays resumable")
             }
-            Command::Throttle => {
-                shared.manual_throttle.store(true, Ordering::Relaxed);
-                shared.with(|i| i.throttle_reason = Some("commanded by user".into()));
-                CommandReply::ok("throttled (commanded by user): the copy waits; the binlog is still applied")
-            }
-            Command::NoThrottle => {
-                shared.manual_throttle.store(false, Ordering::Relaxed);
-                shared.with(|i| i.throttle_reason = None);
-                CommandReply::ok("manual throttle lifted")
-            }
-            Command::Pause => {
-                shared.paused.store(true, Ordering::Relaxed);
-                CommandReply::ok("paused: copy and apply wait")
-            }
-            Command::Resume => {
-                shared.paused.store(false, Ordering::Relaxed);
-                CommandReply::ok("resumed")
+            Command::Throttle | Command::NoThrottle | Command::Pause | Command::Resume => {
+                super::migration::operator_switch(&req.command, &shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
             }
             // The postpone flag file of a move is fixed at start (the gate reads the configured path).
             Command::Set { name, .. } if name == "postpone-cut-over-flag-file" => {
