@@ -170,7 +170,7 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         seed(&source, &target, db, 600).await?;
         let mut s = source.conn().await?;
         let base = || move_config(&source, &target, db);
-        // A dry run (no --execute): every check, then what it would do; nothing on either server.
+        // A dry run (--dry-run): every check, then what it would do; nothing on either server.
         let mut cfg = base();
         cfg.execute = false;
         let (_h, join) = move_tables::start(cfg);
@@ -179,7 +179,7 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         let text = plan.join("\n");
         assert!(text.contains(&format!("validated {db}.orders: key PRIMARY")) && text.contains(&format!("validated {db}.items")), "{text}");
         assert!(text.contains("would create on the target") && text.contains(&format!("RENAME TABLE `{db}`.`orders` TO `{db}`.`_orders_del`")), "{text}");
-        assert!(text.ends_with("add --execute to move"), "{text}");
+        assert!(text.ends_with("run it without --dry-run to move"), "{text}");
         assert_untouched(&source, &target, db).await?;
         // A heartbeat table of that name that is not revenant's is refused, and left alone.
         s.query_drop(format!("CREATE TABLE {db}.{CHANGELOG_TABLE} (id INT PRIMARY KEY)")).await?;

@@ -40,14 +40,20 @@ fn crash_hooks(dir: &Path, before_exit: i32) -> Result<std::path::PathBuf> {
     Ok(hooks)
 }
 
+/// A move as the issue writes it (a move runs unless --dry-run is given).
 fn revenant(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
-    let mut p = revenant_dry_run(source, target, db, dir, extra);
-    p.arg("--execute");
+    revenant_plain(source, target, db, dir, extra)
+}
+
+/// The same command with `--dry-run` (no `--execute`).
+fn revenant_dry_run(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
+    let mut p = revenant_plain(source, target, db, dir, extra);
+    p.arg("--dry-run");
     p
 }
 
-/// The same command without `--execute`.
-fn revenant_dry_run(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
+/// The issue's command line as it stands: neither `--execute` nor `--dry-run`.
+fn revenant_plain(source: &Server, target: &Server, db: &str, dir: &Path, extra: &[&str]) -> Proc {
     let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
     p.args(["move-tables", "--host", "127.0.0.1", "--port", &source.port.to_string(), "--user", "root", "--database", db])
         .args(["--tables", "orders,items", "--target-host", "127.0.0.1", "--target-port", &target.port.to_string()])
@@ -261,10 +267,10 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
             }
             c
         };
-        // Without --execute, --rollback only says what it would run.
+        // With --dry-run, --rollback only says what it would run.
         let out = revenant_dry_run(&source, &target, db, &dir, &["--rollback"]).output()?;
         let said = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && said.contains("--rollback --execute would run") && said.contains(&statement), "{said}");
+        assert!(out.status.success() && said.contains("--rollback without --dry-run would run") && said.contains(&statement), "{said}");
         let t = tables_on(&source, db).await?;
         assert!(t.contains(&"_orders_del".to_string()) && !t.contains(&"orders".to_string()), "a dry rollback renamed: {t:?}");
         let out = revenant(&source, &target, db, &dir, &["--rollback"]).output()?;

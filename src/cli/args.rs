@@ -294,7 +294,10 @@ pub struct MoveTablesArgs {
     /// An ALTER clause applied to every table on the target ("ADD COLUMN c INT"); default: the same definition.
     #[arg(long)]
     pub alter: Option<String>,
-    /// Do it. Without this flag: a dry run that validates both servers and every table and changes nothing.
+    /// Check both servers and every table and say what would be done, changing nothing on either server.
+    #[arg(long, conflicts_with = "execute")]
+    pub dry_run: bool,
+    /// Accepted for runbooks written the gh-ost way: a move runs unless --dry-run is given.
     #[arg(long)]
     pub execute: bool,
     /// Throttle the copy while heartbeat lag (source to target) exceeds this.

@@ -82,7 +82,7 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     };
     cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
     cfg.resume = a.resume;
-    cfg.execute = a.execute;
+    cfg.execute = !a.dry_run;
     cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
     throttle_flags(a, &mut cfg)?;
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
@@ -138,7 +138,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     if a.rollback {
         return match move_tables::rollback(&cfg).await {
             Ok(stmt) if !cfg.execute => {
-                say(&format!("dry run: the tables are fenced; --rollback --execute would run `{stmt};` on {}", cfg.source.display()));
+                say(&format!("dry run: the tables are fenced; --rollback without --dry-run would run `{stmt};` on {}", cfg.source.display()));
                 Ok(exit::OK)
             }
             Ok(stmt) => {
@@ -287,6 +287,16 @@ mod tests {
     }
 
     #[test]
+    fn the_sample_config_parses() {
+        let f = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs/move-tables.toml");
+        // Parsed only: its credentials files do not exist here.
+        let (a, argv) = parse(&["--config", f]).expect("parse the sample");
+        assert!(argv.iter().any(|x| x == "--target-host=db-new.internal"), "{argv:?}");
+        assert!(argv.iter().any(|x| x.contains("order_items")), "{argv:?}");
+        assert!(!a.dry_run, "the sample moves (no --dry-run)");
+    }
+
+    #[test]
     fn migrate_throttle_flags_reach_the_move_and_bad_ones_are_refused() {
         let base = ["--database", "d", "--tables", "a", "--target-host", "h"];
         let with = |extra: &[&str]| {
@@ -296,11 +306,12 @@ mod tests {
         };
         let cfg = with(&["--throttle-flag-file", "/tmp/t.flag", "--max-lag-millis", "900", "--max-load", "Threads_running=30", "--nice-ratio", "0.5"])
             .expect("config");
-        assert!(!cfg.execute, "a dry run without --execute");
+        assert!(cfg.execute, "a move runs without --dry-run (the issue's command line has no --execute)");
         assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
         assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
         assert_eq!(throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
         assert!(with(&["--execute"]).expect("config").execute);
+        assert!(!with(&["--dry-run"]).expect("config").execute);
         let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));
         assert!(e.contains("--max-load"), "{e}");
         let e = format!("{:?}", with(&["--throttle-http", "ftp://x"]).expect_err("bad url"));

@@ -277,7 +277,7 @@ fn after_fence(e: color_eyre::Report, cfg: &MoveTablesConfig) -> color_eyre::Rep
     let resume = cfg.resume_command.clone().unwrap_or_else(|| "the same command with --resume".into());
     e.suggestion(format!(
         "the source tables are fenced (renamed); {resume} finishes the drain; to give the tables back to the source \
-         instead, run `revenant move-tables ... --rollback --execute` or: {};",
+         instead, run `revenant move-tables ... --rollback` or: {};",
         cfg.rollback_statement()
     ))
 }
@@ -1027,7 +1027,7 @@ async fn dry_run_plan(
         ));
     }
     steps.push("would drain to the GTID read after the fence, then run the success hooks".into());
-    steps.push("dry run: nothing was changed on either server; add --execute to move".into());
+    steps.push("dry run: nothing was changed on either server; run it without --dry-run to move".into());
     Ok(steps)
 }
 
