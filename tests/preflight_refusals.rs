@@ -23,13 +23,18 @@ const DB: &str = "pf";
 
 fn init_tracing() {
     // color_eyre's handler renders a refusal's suggestion in `{e:?}` (eyre's default handler drops it); no colours.
-    if let Ok((_, eyre_hook)) = color_eyre::config::HookBuilder::blank()
-        .theme(color_eyre::config::Theme::new())
-        .display_env_section(false)
-        .try_into_hooks()
-    {
-        let _ = eyre_hook.install();
-    }
+    // Once for the process, and every test waits for it: the first report created before the hook is installed
+    // locks eyre's default handler in for the whole process (tests run in parallel threads).
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        if let Ok((_, eyre_hook)) = color_eyre::config::HookBuilder::blank()
+            .theme(color_eyre::config::Theme::new())
+            .display_env_section(false)
+            .try_into_hooks()
+        {
+            let _ = eyre_hook.install();
+        }
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("REVENANT_TEST_LOG").unwrap_or_else(|_| "warn".into()))
         .with_test_writer()
