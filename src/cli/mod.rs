@@ -396,14 +396,7 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
             Ok(exit::OK)
         }
         Ok(Outcome::Stopped { state }) => {
-            let json = serde_json::to_string_pretty(&state)?;
-            match &a.state_file {
-                Some(p) => {
-                    std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
-                    eprintln!("state written to {}", p.display());
-                }
-                None => say(&json),
-            }
+            write_state(&state, a.state_file.as_deref())?;
             eprintln!("stopped with a checkpoint; resume with: {}", state.resume_command.clone().unwrap_or_default());
             Ok(exit::STOPPED)
         }
@@ -513,6 +506,19 @@ mod tests {
         assert!(!c.contains("s3cret") && !c.contains("--password"), "{c}");
         assert!(c.ends_with("--resume") && c.contains("'ADD COLUMN c INT'"), "{c}");
     }
+}
+
+/// Prints a stop's state as JSON on stdout, or writes it to `--state-file`.
+pub(crate) fn write_state(state: &impl serde::Serialize, state_file: Option<&std::path::Path>) -> Result<()> {
+    let json = serde_json::to_string_pretty(state)?;
+    match state_file {
+        Some(p) => {
+            std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
+            eprintln!("state written to {}", p.display());
+        }
+        None => say(&json),
+    }
+    Ok(())
 }
 
 /// SIGINT/SIGTERM become `Command::Stop`: the engine stops at its next safe point and writes its checkpoint.

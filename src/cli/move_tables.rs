@@ -216,14 +216,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             Ok(exit::OK)
         }
         Ok(MoveOutcome::Stopped { state }) => {
-            let json = serde_json::to_string_pretty(&state)?;
-            match &a.state_file {
-                Some(p) => {
-                    std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
-                    eprintln!("state written to {}", p.display());
-                }
-                None => say(&json),
-            }
+            super::write_state(&state, a.state_file.as_deref())?;
             eprintln!("stopped ({}) with a checkpoint; resume with: {}", state.reason, state.resume_command.clone().unwrap_or_default());
             Ok(exit::STOPPED)
         }

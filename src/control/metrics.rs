@@ -91,18 +91,6 @@ fn escape(v: &str) -> String {
     v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
-const PHASES: [Phase; 10] = [
-    Phase::Preflight,
-    Phase::Setup,
-    Phase::Copy,
-    Phase::Catchup,
-    Phase::ReadyToCutOver,
-    Phase::CutOver,
-    Phase::Cleanup,
-    Phase::Done,
-    Phase::Stopped,
-    Phase::Failed,
-];
 
 /// The exposition text for one snapshot.
 pub fn render(s: &Status) -> String {
@@ -138,7 +126,7 @@ pub fn render(s: &Status) -> String {
         Eta::Measuring => f64::NAN,
     };
     metric("eta_seconds", "gauge", "Expected seconds until the copy completes (NaN while measuring).", &one(eta));
-    let phases: Vec<(String, f64)> = PHASES
+    let phases: Vec<(String, f64)> = Phase::ALL
         .iter()
         .map(|p| (format!("phase=\"{}\"", p.label()), if s.phase == Some(*p) { 1.0 } else { 0.0 }))
         .collect();

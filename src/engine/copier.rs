@@ -123,6 +123,20 @@ impl CopyJob {
         Ok(row.map(|r| r.unwrap()))
     }
 
+    /// The end key of the next chunk after `lower`, and whether it is the last one (then it ends at `range_end`).
+    async fn next_chunk(
+        &self,
+        conn: &mut mysql_async::Conn,
+        lower: Option<&[Value]>,
+        range_end: &[Value],
+        size: u64,
+    ) -> Result<(Vec<Value>, bool)> {
+        Ok(match self.chunk_end(conn, lower, range_end, size).await? {
+            Some(e) if e != range_end => (e, false),
+            _ => (range_end.to_vec(), true),
+        })
+    }
+
     /// Copies until done, cancelled, or an error; `range` is updated as chunks commit.
     pub async fn run(
         &self,
@@ -257,11 +271,7 @@ impl CopyJob {
         orig_cols: &[String],
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
-        let end = self.chunk_end(conn, lower, range_end, size).await?;
-        let (end, last) = match end {
-            Some(e) if e != range_end => (e, false),
-            _ => (range_end.to_vec(), true),
-        };
+        let (end, last) = self.next_chunk(conn, lower, range_end, size).await?;
         let (cond, params) = self.range_where(lower, &end);
         let insert = format!(
             "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE",
@@ -306,11 +316,7 @@ impl CopyJob {
         source_cols: &[String],
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
-        let end = self.chunk_end(source, lower, range_end, size).await?;
-        let (end, last) = match end {
-            Some(e) if e != range_end => (e, false),
-            _ => (range_end.to_vec(), true),
-        };
+        let (end, last) = self.next_chunk(source, lower, range_end, size).await?;
         let (cond, params) = self.range_where(lower, &end);
         let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", source_cols.join(", "), self.source());
         let started = Instant::now();

@@ -134,20 +134,8 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
     match &result {
         Ok(Outcome::Done { .. }) => shared.enter(Phase::Done),
         Ok(Outcome::DryRun { .. }) => shared.enter(Phase::Done),
-        Ok(Outcome::Stopped { state }) => {
-            shared.enter(Phase::Stopped);
-            shared.with(|i| {
-                i.status.message = Some(format!("stopped: {}", state.reason));
-                i.status.resume_command = state.resume_command.clone();
-            });
-        }
-        Err(e) => {
-            shared.enter(Phase::Failed);
-            shared.with(|i| {
-                i.status.message = Some(plain_report(e));
-                i.status.resume_command = cfg.resume_command.clone();
-            });
-        }
+        Ok(Outcome::Stopped { state }) => shared.end(Phase::Stopped, format!("stopped: {}", state.reason), state.resume_command.clone()),
+        Err(e) => shared.end(Phase::Failed, plain_report(e), cfg.resume_command.clone()),
     }
     // The closing hooks see the final status; their failures only log (gh-ost's on-failure; on-success runs after
     // the swap, when nothing is left to undo).

@@ -346,20 +346,8 @@ async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, stat
     }
     match &result {
         Ok(MoveOutcome::Done { .. }) | Ok(MoveOutcome::DryRun { .. }) => shared.enter(Phase::Done),
-        Ok(MoveOutcome::Stopped { state }) => {
-            shared.enter(Phase::Stopped);
-            shared.with(|i| {
-                i.status.message = Some(format!("stopped: {}", state.reason));
-                i.status.resume_command = state.resume_command.clone();
-            });
-        }
-        Err(e) => {
-            shared.enter(Phase::Failed);
-            shared.with(|i| {
-                i.status.message = Some(plain_report(e));
-                i.status.resume_command = cfg.resume_command.clone();
-            });
-        }
+        Ok(MoveOutcome::Stopped { state }) => shared.end(Phase::Stopped, format!("stopped: {}", state.reason), state.resume_command.clone()),
+        Err(e) => shared.end(Phase::Failed, plain_report(e), cfg.resume_command.clone()),
     }
     cancel.cancel();
     let _ = status_task.await;

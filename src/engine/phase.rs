@@ -30,6 +30,20 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Every phase, in order (terminal ones last).
+    pub const ALL: [Phase; 10] = [
+        Phase::Preflight,
+        Phase::Setup,
+        Phase::Copy,
+        Phase::Catchup,
+        Phase::ReadyToCutOver,
+        Phase::CutOver,
+        Phase::Cleanup,
+        Phase::Done,
+        Phase::Stopped,
+        Phase::Failed,
+    ];
+
     /// The phases shown on the console's phase strip, in order.
     pub const STRIP: [Phase; 8] = [
         Phase::Preflight,

@@ -141,6 +141,15 @@ impl Shared {
         });
     }
 
+    /// Enters a terminal phase with the message and the resume command the front ends show.
+    pub fn end(&self, phase: Phase, message: String, resume_command: Option<String>) {
+        self.enter(phase);
+        self.with(|i| {
+            i.status.message = Some(message);
+            i.status.resume_command = resume_command;
+        });
+    }
+
     /// Records that a checkpoint committed: the applied position (a batch) and/or the copy watermark (a chunk).
     pub fn checkpoint_committed(&self, gtid_set: Option<&str>, watermark: Option<String>) {
         self.mark_checkpoint();
