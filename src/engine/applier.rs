@@ -4,6 +4,7 @@
 //! matches the ghost table. It also reads the changelog table's heartbeats (lag) and cut-over markers.
 //! The applier's connection may point at another server than the one the binlog is read from (move-tables).
 
+use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -19,6 +20,7 @@ use super::checkpoint;
 use super::retry::{self, Retry};
 use super::schema::Column;
 use super::shared::Shared;
+use super::values::SqlValue;
 use super::sql::{qualified, quote_ident};
 
 /// How one watched table's changes are written.
@@ -61,6 +63,36 @@ impl ApplyTarget {
 
     fn row_params(&self, row: &[Value]) -> Vec<Value> {
         self.columns.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Value::NULL)).collect()
+    }
+
+    /// The REPLACE for a row some of whose written columns need SQL to be exact (see `RowChange::after_sql`), with
+    /// its parameters; None when no written column does.
+    fn replace_with_sql(&self, row: &[Value], sql: &[(usize, SqlValue)]) -> Option<(String, Vec<Value>)> {
+        if !self.columns.iter().any(|(i, _, _)| sql.iter().any(|(j, _)| j == i)) {
+            return None;
+        }
+        let mut exprs = Vec::with_capacity(self.columns.len());
+        let mut params = Vec::with_capacity(self.columns.len());
+        for (i, col, _) in &self.columns {
+            match sql.iter().find(|(j, _)| j == i) {
+                Some((_, v)) => {
+                    exprs.push(v.sql.clone());
+                    params.extend(v.params.iter().cloned());
+                }
+                None => {
+                    exprs.push(col.placeholder());
+                    params.push(row.get(*i).cloned().unwrap_or(Value::NULL));
+                }
+            }
+        }
+        let cols: Vec<String> = self.columns.iter().map(|(_, _, n)| quote_ident(n)).collect();
+        let stmt = format!(
+            "REPLACE INTO {} ({}) VALUES ({})",
+            qualified(&self.database, &self.table),
+            cols.join(", "),
+            exprs.join(", ")
+        );
+        Some((stmt, params))
     }
 
     fn key_params(&self, row: &[Value]) -> Vec<Value> {
@@ -195,7 +227,7 @@ impl Applier {
         let mut heartbeat: Option<u64> = None;
         let ddl_allowed = *self.ddl_allowed.borrow();
         // (statement, target for messages, parameters) in the order of the source's changes.
-        let mut ops: Vec<(&str, &str, Vec<Value>)> = Vec::new();
+        let mut ops: Vec<(Cow<'_, str>, &str, Vec<Value>)> = Vec::new();
         let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
         for item in items {
             let txn = match item {
@@ -241,10 +273,14 @@ impl Applier {
         // changes is kept: a run ends wherever the statement changes).
         let mut start = 0;
         while start < ops.len() {
-            let (stmt, table) = (ops[start].0, ops[start].1);
-            let end = ops[start..].iter().position(|o| !std::ptr::eq(o.0, stmt)).map_or(ops.len(), |n| start + n);
+            let (stmt, table) = (ops[start].0.clone(), ops[start].1);
+            let first = &ops[start].2;
+            let end = ops[start..]
+                .iter()
+                .position(|o| o.0 != stmt || !same_param_types(first, &o.2))
+                .map_or(ops.len(), |n| start + n);
             let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.2)).collect();
-            tx.exec_batch(stmt, params)
+            tx.exec_batch(stmt.as_ref(), params)
                 .await
                 .wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
             start = end;
@@ -288,28 +324,50 @@ impl Applier {
 
 /// Queues one row change as statements: insert/update as REPLACE, delete by key, a key-changing update as delete
 /// of the old key then REPLACE of the new row.
-fn queue_change<'a>(ops: &mut Vec<(&'a str, &'a str, Vec<Value>)>, target: &'a ApplyTarget, st: &'a Statements, change: &RowChange) {
+fn queue_change<'a>(
+    ops: &mut Vec<(Cow<'a, str>, &'a str, Vec<Value>)>,
+    target: &'a ApplyTarget,
+    st: &'a Statements,
+    change: &RowChange,
+) {
+    let replace = |ops: &mut Vec<(Cow<'a, str>, &'a str, Vec<Value>)>, after: &[Value]| {
+        match target.replace_with_sql(after, &change.after_sql) {
+            Some((stmt, params)) => ops.push((Cow::Owned(stmt), &st.target, params)),
+            None => ops.push((Cow::Borrowed(&st.replace), &st.target, target.row_params(after))),
+        }
+    };
     match change.kind {
         ChangeKind::Insert => {
             if let Some(after) = &change.after {
-                ops.push((&st.replace, &st.target, target.row_params(after)));
+                replace(ops, after);
             }
         }
         ChangeKind::Delete => {
             if let Some(before) = &change.before {
-                ops.push((&st.delete, &st.target, target.key_params(before)));
+                ops.push((Cow::Borrowed(&st.delete), &st.target, target.key_params(before)));
             }
         }
         ChangeKind::Update => {
             if let (Some(before), Some(after)) = (&change.before, &change.after) {
                 let old_key = target.key_params(before);
                 if old_key != target.key_params(after) {
-                    ops.push((&st.delete, &st.target, old_key));
+                    ops.push((Cow::Borrowed(&st.delete), &st.target, old_key));
                 }
-                ops.push((&st.replace, &st.target, target.row_params(after)));
+                replace(ops, after);
             }
         }
     }
+}
+
+/// Can `row` go in one batch with `first`? MariaDB's bulk execute sends the parameter types of a batch's first
+/// row only: a later row must bind the same types, or NULL (seen: a NULL date in the first row and a date in the
+/// second failed with "ERROR 1210: Incorrect arguments to mysqld_stmt_bulk_execute").
+fn same_param_types(first: &[Value], row: &[Value]) -> bool {
+    first.len() == row.len()
+        && first
+            .iter()
+            .zip(row)
+            .all(|(a, b)| *b == Value::NULL || std::mem::discriminant(a) == std::mem::discriminant(b))
 }
 
 /// Does this statement alter, drop, rename or truncate `db.table`?
@@ -348,7 +406,17 @@ fn text(v: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::ddl_touches;
+    use super::{ddl_touches, same_param_types};
+    use mysql_async::Value;
+
+    #[test]
+    fn a_batch_keeps_its_first_rows_parameter_types() {
+        let date = Value::Date(2024, 1, 2, 0, 0, 0, 0);
+        assert!(same_param_types(&[Value::Int(1), date.clone()], &[Value::Int(2), Value::NULL]));
+        assert!(!same_param_types(&[Value::Int(1), Value::NULL], &[Value::Int(2), date.clone()]));
+        assert!(!same_param_types(&[Value::Int(1)], &[Value::UInt(1)]));
+        assert!(!same_param_types(&[Value::Bytes(b"0000-00-00".to_vec())], &[date]));
+    }
 
     #[test]
     fn only_table_ddl_on_the_table_counts() {
