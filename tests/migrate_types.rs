@@ -976,23 +976,42 @@ async fn regression_zero_auto_increment_key() {
     run_all("bug-zero-key", zero_key_cases).await;
 }
 
-/// MySQL JSON holding opaque scalars (DECIMAL, DATETIME, DATE, TIME: what JSON_OBJECT/JSON_ARRAY/CAST store for
-/// such SQL values): values.rs converts the binlog's JSONB with `serde_json::Value::try_from`, which refuses opaque
-/// values; the streamer retries for retry_for and fails: "decoding JSON of column j: Opaque". Now decoded through
-/// the JSON DOM, but a DECIMAL comes out as a JSON string: `{"price": 1.50}` is written as `{"price": "1.50"}`.
-/// MySQL only (MariaDB's JSON is text and passes).
+/// Regression (fixed, kept as a test): was: MySQL JSON holding opaque scalars (DECIMAL, DATETIME, DATE, TIME,
+/// binary strings: what JSON_OBJECT/JSON_ARRAY/CAST store for such SQL values) and unsigned integers, written during
+/// the migration, reached the ghost table changed: the binlog's JSONB went through JSON text, so
+/// `{"price": 1.50}` (a DECIMAL) became `{"price": "1.50"}` (a string; 36 rows differed) and an UNSIGNED INTEGER a
+/// signed one. The applier now rebuilds such documents with SQL. The comparison also checks JSON_TYPE at every
+/// path the seeds use. MySQL only (MariaDB's JSON is text).
 fn json_opaque_cases(_: Flavor) -> Vec<Case> {
+    let paths = [
+        "$", "$.price", "$.u", "$.big", "$.when", "$.day", "$.t", "$.bin", "$.nested.p", "$.nested.arr[0]", "$.nested.arr[1]",
+        "$.nested.arr[2]", "$.nested.arr[3]", "$.nested.arr[4]", "$[0]", "$[1]", "$[2]", "$.plain",
+    ];
+    let mut compare = vec![same("id"), same("j")];
+    for p in paths {
+        compare.push(Cmp {
+            label: format!("JSON_TYPE at {p}"),
+            old: format!("JSON_TYPE(JSON_EXTRACT(o.`j`, '{p}'))"),
+            new: format!("JSON_TYPE(JSON_EXTRACT(n.`j`, '{p}'))"),
+            native: true,
+        });
+    }
     vec![Case::new("json_opaque", "CREATE TABLE {t} (id BIGINT AUTO_INCREMENT PRIMARY KEY, j JSON)", "ADD COLUMN extra INT", &["j"])
-        .seed("INSERT INTO {t} (j) VALUES (JSON_OBJECT('price', CAST(1.50 AS DECIMAL(10,2)))), \
+        .seed("INSERT INTO {t} (j) VALUES (JSON_OBJECT('price', CAST(1.50 AS DECIMAL(10,2)), 'u', CAST(5 AS UNSIGNED), \
+               'big', CAST(-12345678901234567890.123456789 AS DECIMAL(65,30)), \
+               'when', CAST('2024-01-02 03:04:05.123456' AS DATETIME(6)), 'day', CAST('2024-02-29' AS DATE), \
+               't', CAST('-838:59:58.5' AS TIME(6)), 'bin', x'00ff', \
+               'nested', JSON_OBJECT('p', CAST(0.001 AS DECIMAL(4,3)), 'arr', JSON_ARRAY(CAST(7 AS DECIMAL(3,0)), 1.5e0, true, null, 'emoji \u{1F600} and \\\"quotes\\\"')))), \
                (JSON_ARRAY(CAST('2024-01-02 03:04:05.123456' AS DATETIME(6)), CAST('2024-01-02' AS DATE), CAST('12:00:01' AS TIME))), \
-               ('{\"plain\": 1.5}')")
+               (CAST(CAST(1.50 AS DECIMAL(4,2)) AS JSON)), (CAST(CAST(18446744073709551615 AS UNSIGNED) AS JSON)), \
+               (JSON_OBJECT()), (JSON_ARRAY()), ('{\"plain\": 1.5}'), (NULL)")
         .doublings(6)
+        .compare(compare)
         .only(Flavor::MySql)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine bug (MySQL): JSON opaque DECIMAL scalars from the binlog are written as JSON strings (\"1.50\" for 1.50)"]
-async fn engine_bug_json_opaque_values_mysql() {
+async fn regression_json_opaque_values_mysql() {
     run_all("bug-json-opaque", json_opaque_cases).await;
 }
 

@@ -51,6 +51,9 @@ pub struct RowChange {
     pub kind: ChangeKind,
     pub before: Option<Vec<Value>>,
     pub after: Option<Vec<Value>>,
+    /// Columns of `after` (by index) that only SQL can write exactly (MySQL JSON with opaque values); `after`
+    /// holds their JSON text as a fallback.
+    pub after_sql: Vec<(usize, values::SqlValue)>,
 }
 
 /// A committed source transaction.
@@ -344,9 +347,12 @@ async fn stream_once(
                 };
                 for row in rows.rows(tme) {
                     let (before, after) = row.wrap_err_with(|| format!("decoding a row event of {db}.{tbl}"))?;
-                    let before = before.map(|r| convert_row(r, watched)).transpose()?;
-                    let after = after.map(|r| convert_row(r, watched)).transpose()?;
-                    changes.push(RowChange { table: idx, kind, before, after });
+                    let before = before.map(|r| convert_row(r, watched)).transpose()?.map(|(row, _)| row);
+                    let (after, after_sql) = match after.map(|r| convert_row(r, watched)).transpose()? {
+                        Some((row, sql)) => (Some(row), sql),
+                        None => (None, Vec::new()),
+                    };
+                    changes.push(RowChange { table: idx, kind, before, after, after_sql });
                 }
             }
             _ => {}
@@ -388,7 +394,10 @@ async fn stream_once(
     }
 }
 
-fn convert_row(row: mysql_common::binlog::row::BinlogRow, table: &WatchedTable) -> Result<Vec<Value>> {
+/// A row image's values, and the SQL for those that need it (see [`RowChange::after_sql`]).
+type ConvertedRow = (Vec<Value>, Vec<(usize, values::SqlValue)>);
+
+fn convert_row(row: mysql_common::binlog::row::BinlogRow, table: &WatchedTable) -> Result<ConvertedRow> {
     let n = row.len();
     if n != table.columns.len() {
         bail!(
@@ -400,13 +409,18 @@ fn convert_row(row: mysql_common::binlog::row::BinlogRow, table: &WatchedTable) 
     }
     let mut row = row;
     let mut out = Vec::with_capacity(n);
+    let mut sql = Vec::new();
     for (i, col) in table.columns.iter().enumerate() {
         let v = row.take(i).ok_or_else(|| {
             eyre!("a row event of {}.{} lacks column {}: is binlog_row_image FULL?", table.database, table.table, col.name)
         })?;
-        out.push(values::convert(v, col)?);
+        let (value, rebuilt) = values::convert(v, col)?;
+        out.push(value);
+        if let Some(r) = rebuilt {
+            sql.push((i, r));
+        }
     }
-    Ok(out)
+    Ok((out, sql))
 }
 
 fn format_uuid(b: &[u8; 16]) -> String {

@@ -3,17 +3,56 @@
 
 use color_eyre::eyre::{eyre, Result};
 use mysql_async::Value;
+use mysql_common::binlog::decimal::Decimal;
+use mysql_common::binlog::jsonb;
 use mysql_common::binlog::value::BinlogValue;
+use mysql_common::constants::ColumnType;
+use mysql_common::binlog::time::MysqlTime;
 
 use super::schema::Column;
 
-/// Converts one binlog value of `col` into the value to bind (with `col.placeholder()`).
-pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<Value> {
+/// A value only SQL can rebuild exactly: `sql` takes the column's placeholder's place in the statement, `params`
+/// bind its `?`s in order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlValue {
+    pub sql: String,
+    pub params: Vec<Value>,
+}
+
+/// Above this many parameters a JSON value is written as JSON text instead (a statement takes at most 65,535).
+const MAX_JSON_PARAMS: usize = 20_000;
+
+/// Converts one binlog value of `col` into the value to bind (with `col.placeholder()`), and, for a MySQL JSON value
+/// that JSON text cannot carry exactly, the SQL that rebuilds it.
+pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<(Value, Option<SqlValue>)> {
     match value {
-        BinlogValue::Value(v) => Ok(convert_plain(v, col)),
+        BinlogValue::Value(v) => Ok((convert_plain(v, col), None)),
         BinlogValue::Jsonb(j) => {
-            // Plain JSON converts directly; values with opaque scalars (DECIMAL, DATETIME inside JSON) go through
-            // the JSON DOM, which renders them as numbers and strings.
+            // Plain JSON converts directly. Opaque scalars (what MySQL stores for a DECIMAL, DATETIME, DATE, TIME
+            // or binary string put into JSON) and unsigned integers have no JSON text of their own (text parses
+            // 1.50 as a DOUBLE, 5 as a signed INTEGER): those documents are rebuilt with SQL.
+            let rebuilt = if needs_sql(&j) {
+                let mut out = SqlValue { sql: String::new(), params: Vec::new() };
+                if j.is_array() || j.is_object() {
+                    json_sql(&j, &mut out).map_err(|e| eyre!("decoding JSON of column {}: {e}", col.name))?;
+                } else {
+                    out.sql.push_str("JSON_EXTRACT(JSON_ARRAY(");
+                    json_sql(&j, &mut out).map_err(|e| eyre!("decoding JSON of column {}: {e}", col.name))?;
+                    out.sql.push_str("), _utf8mb4'$[0]')");
+                }
+                if out.params.len() > MAX_JSON_PARAMS {
+                    tracing::warn!(
+                        "a JSON value of column {} holds {} scalars without a JSON text form; written as JSON text",
+                        col.name,
+                        out.params.len()
+                    );
+                    None
+                } else {
+                    Some(out)
+                }
+            } else {
+                None
+            };
             let json: serde_json::Value = match serde_json::Value::try_from(j.clone()) {
                 Ok(v) => v,
                 Err(_) => {
@@ -21,13 +60,131 @@ pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<Value> {
                     serde_json::Value::from(dom)
                 }
             };
-            Ok(Value::Bytes(json.to_string().into_bytes()))
+            Ok((Value::Bytes(json.to_string().into_bytes()), rebuilt))
         }
         BinlogValue::JsonDiff(_) => Err(eyre!(
             "column {} arrived as a partial JSON update; set binlog_row_value_options='' on the server",
             col.name
         )),
     }
+}
+
+/// Does this JSONB document hold a value that JSON text would change (an opaque scalar or an unsigned integer)?
+fn needs_sql(v: &jsonb::Value<'_>) -> bool {
+    match v {
+        jsonb::Value::Opaque(_) | jsonb::Value::U16(_) | jsonb::Value::U32(_) => true,
+        // Above i64::MAX JSON text parses back as unsigned anyway.
+        jsonb::Value::U64(x) => *x <= i64::MAX as u64,
+        jsonb::Value::SmallArray(a) => a.iter().any(|e| e.map(|e| needs_sql(&e)).unwrap_or(true)),
+        jsonb::Value::LargeArray(a) => a.iter().any(|e| e.map(|e| needs_sql(&e)).unwrap_or(true)),
+        jsonb::Value::SmallObject(o) => o.iter().any(|e| e.map(|(_, e)| needs_sql(&e)).unwrap_or(true)),
+        jsonb::Value::LargeObject(o) => o.iter().any(|e| e.map(|(_, e)| needs_sql(&e)).unwrap_or(true)),
+        _ => false,
+    }
+}
+
+/// Appends the SQL that builds `v` (as a JSON_OBJECT / JSON_ARRAY argument) to `out`.
+fn json_sql(v: &jsonb::Value<'_>, out: &mut SqlValue) -> std::io::Result<()> {
+    // The text goes through CONVERT first: MySQL 9.7 types a bare `?` in CAST(? AS TIME(6)) as TIME and turns
+    // '12:00:01.000000' into 00:00:00 (measured).
+    fn text(out: &mut SqlValue, cast: &str, value: String) {
+        out.sql.push_str(&format!("CAST(CONVERT(? USING utf8mb4) AS {cast})"));
+        out.params.push(Value::Bytes(value.into_bytes()));
+    }
+    fn members<'v>(
+        out: &mut SqlValue,
+        func: &str,
+        items: impl Iterator<Item = std::io::Result<(Option<Vec<u8>>, jsonb::Value<'v>)>>,
+    ) -> std::io::Result<()> {
+        out.sql.push_str(func);
+        out.sql.push('(');
+        for (i, item) in items.enumerate() {
+            let (key, value) = item?;
+            if i > 0 {
+                out.sql.push_str(", ");
+            }
+            if let Some(key) = key {
+                out.sql.push_str("CONVERT(? USING utf8mb4), ");
+                out.params.push(Value::Bytes(key));
+            }
+            json_sql(&value, out)?;
+        }
+        out.sql.push(')');
+        Ok(())
+    }
+    match v {
+        jsonb::Value::Null => out.sql.push_str("CAST(_utf8mb4'null' AS JSON)"),
+        jsonb::Value::Bool(b) => out.sql.push_str(if *b { "CAST(_utf8mb4'true' AS JSON)" } else { "CAST(_utf8mb4'false' AS JSON)" }),
+        jsonb::Value::I16(x) => signed(out, *x as i64),
+        jsonb::Value::I32(x) => signed(out, *x as i64),
+        jsonb::Value::I64(x) => signed(out, *x),
+        jsonb::Value::U16(x) => unsigned(out, *x as u64),
+        jsonb::Value::U32(x) => unsigned(out, *x as u64),
+        jsonb::Value::U64(x) => unsigned(out, *x),
+        jsonb::Value::F64(x) => {
+            out.sql.push_str("CAST(? AS DOUBLE)");
+            out.params.push(Value::Double(*x));
+        }
+        jsonb::Value::String(s) => {
+            out.sql.push_str("CONVERT(? USING utf8mb4)");
+            out.params.push(Value::Bytes(s.str_raw().to_vec()));
+        }
+        jsonb::Value::SmallArray(a) => members(out, "JSON_ARRAY", a.iter().map(|e| e.map(|e| (None, e))))?,
+        jsonb::Value::LargeArray(a) => members(out, "JSON_ARRAY", a.iter().map(|e| e.map(|e| (None, e))))?,
+        jsonb::Value::SmallObject(o) => {
+            members(out, "JSON_OBJECT", o.iter().map(|e| e.map(|(k, e)| (Some(k.value_raw().to_vec()), e))))?
+        }
+        jsonb::Value::LargeObject(o) => {
+            members(out, "JSON_OBJECT", o.iter().map(|e| e.map(|(k, e)| (Some(k.value_raw().to_vec()), e))))?
+        }
+        jsonb::Value::Opaque(o) => {
+            let data = o.data_raw();
+            let packed = || -> std::io::Result<i64> {
+                data.first_chunk::<8>()
+                    .map(|b| i64::from_le_bytes(*b))
+                    .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "a short temporal value in JSON"))
+            };
+            match o.value_type() {
+                ColumnType::MYSQL_TYPE_NEWDECIMAL => {
+                    let (precision, scale) = match data {
+                        [p, s, ..] => (*p, *s),
+                        _ => {
+                            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, "a short DECIMAL in JSON"))
+                        }
+                    };
+                    let decimal = Decimal::read_packed(data, false)?;
+                    text(out, &format!("DECIMAL({},{})", precision.max(1), scale), decimal.to_string());
+                }
+                ColumnType::MYSQL_TYPE_DATE => {
+                    text(out, "DATE", MysqlTime::from_int64_date_packed(packed()?).to_string());
+                }
+                ColumnType::MYSQL_TYPE_TIME => {
+                    text(out, "TIME(6)", format!("{:.6}", MysqlTime::from_int64_time_packed(packed()?)));
+                }
+                // A TIMESTAMP inside JSON comes back as a DATETIME: same value and text, JSON_TYPE says DATETIME.
+                ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_TIMESTAMP => {
+                    text(out, "DATETIME(6)", format!("{:.6}", MysqlTime::from_int64_datetime_packed(packed()?)));
+                }
+                // Binary strings: MySQL stores any binary string expression as type 15 (VARCHAR); other types
+                // (BLOB, BIT, ...) come from columns only and are rebuilt as type 15 with the same bytes.
+                _ => {
+                    out.sql.push_str("CAST(? AS BINARY)");
+                    out.params.push(Value::Bytes(data.to_vec()));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn signed(out: &mut SqlValue, x: i64) {
+    out.sql.push_str("CAST(? AS SIGNED)");
+    out.params.push(Value::Int(x));
+}
+
+fn unsigned(out: &mut SqlValue, x: u64) {
+    out.sql.push_str("CAST(? AS UNSIGNED)");
+    out.params.push(Value::UInt(x));
 }
 
 fn convert_plain(v: Value, col: &Column) -> Value {
