@@ -210,12 +210,31 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         };
         let mut c = server.conn().await?;
         let before = table_checksum(&mut c, "app", "items", COLS).await?;
-        // The first chunk meets a row lock held past a 1 s lock wait timeout: it is retried (a real retry).
+        // The first chunk meets a row lock held past a 1 s lock wait timeout: it is retried (a real retry). The
+        // copy takes no lock on the original table, so the lock is on the checkpoint's copy row, which every chunk
+        // updates: the copy is held by a throttle flag until that table exists and the row is locked.
         c.query_drop("SET GLOBAL innodb_lock_wait_timeout = 1").await?;
+        let hold = hooks_dir.join("hold-the-copy");
+        std::fs::write(&hold, "")?;
+        let mut first = configure();
+        first.throttle_flag_file = Some(hold.clone());
+        let (handle, join) = migration::start(first);
         let mut locker = server.conn().await?;
-        locker.query_drop("BEGIN").await?;
-        locker.query_drop("SELECT id FROM app.items WHERE id <= 10 FOR UPDATE").await?;
-        let (handle, join) = migration::start(configure());
+        let mut locked = false;
+        for _ in 0..300 {
+            let exists: Option<u64> = locker
+                .query_first("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = 'app' AND table_name = '_items_ghk'")
+                .await?;
+            if exists == Some(1) && handle.snapshot().phase == Some(Phase::Copy) {
+                locker.query_drop("BEGIN").await?;
+                locker.query_drop("SELECT id FROM app._items_ghk WHERE id = 'copy' FOR UPDATE").await?;
+                locked = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ensure!(locked, "the migration never reached the copy: {:?}", handle.snapshot().phase);
+        std::fs::remove_file(&hold)?;
         for _ in 0..300 {
             if retry_env.exists() || handle.snapshot().phase.is_some_and(|p| p.is_terminal()) {
                 break;

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
 use super::checkpoint;
+use super::delete_log::DeleteLog;
 use super::retry::{self, Retry};
 use super::schema::Column;
 use super::shared::Shared;
@@ -33,6 +34,8 @@ pub struct ApplyTarget {
     pub columns: Vec<(usize, Column, String)>,
     /// Indexes (into the row image) of the key columns, with their target names.
     pub key: Vec<(usize, Column, String)>,
+    /// Where deleted keys are recorded while the row copy runs without locks (migrate; see `delete_log`).
+    pub deletes: Option<Arc<DeleteLog>>,
 }
 
 /// The applier's statements for one target, prepared once.
@@ -269,6 +272,10 @@ impl Applier {
             }
             last_position = Some(&txn.position);
         }
+        // Every delete queued above is recorded below these sequence numbers; they count as executed once the
+        // batch commits.
+        let delete_logs: Vec<(&DeleteLog, u64)> =
+            self.targets.iter().flatten().filter_map(|t| t.deletes.as_deref()).map(|l| (l, l.next_seq())).collect();
         // Runs of the same statement go to the server as one batch each, in order (the order of the source's
         // changes is kept: a run ends wherever the statement changes).
         let mut start = 0;
@@ -295,6 +302,9 @@ impl Applier {
         }
         super::failpoint::hit("apply-before-commit")?;
         tx.commit().await.wrap_err("committing an apply batch")?;
+        for (log, below) in delete_logs {
+            log.executed_below(below);
+        }
         if let Some(pos) = last_position {
             super::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
         }
@@ -344,13 +354,20 @@ fn queue_change<'a>(
         }
         ChangeKind::Delete => {
             if let Some(before) = &change.before {
-                ops.push((Cow::Borrowed(&st.delete), &st.target, target.key_params(before)));
+                let key = target.key_params(before);
+                if let Some(log) = &target.deletes {
+                    log.record(&key);
+                }
+                ops.push((Cow::Borrowed(&st.delete), &st.target, key));
             }
         }
         ChangeKind::Update => {
             if let (Some(before), Some(after)) = (&change.before, &change.after) {
                 let old_key = target.key_params(before);
                 if old_key != target.key_params(after) {
+                    if let Some(log) = &target.deletes {
+                        log.record(&old_key);
+                    }
                     ops.push((Cow::Borrowed(&st.delete), &st.target, old_key));
                 }
                 replace(ops, after);

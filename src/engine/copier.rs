@@ -1,8 +1,11 @@
 //! The row copier: walks the original table in chunks of its shared unique key and copies each chunk with
-//! `INSERT IGNORE ... SELECT ... LOCK IN SHARE MODE` (never overwriting what the applier wrote, never skipping a row:
-//! the range is read under shared locks). Each chunk's transaction also moves the copy watermark in the checkpoint
-//! table. The chunk size adapts to a target chunk time within bounds. Across servers (move-tables) a chunk is read
-//! under locks on the source and written to the target before those locks are released (`run_across`).
+//! `INSERT IGNORE ... SELECT` (never overwriting what the applier wrote, never skipping a row). On one server
+//! (migrate) the chunk reads the original without locks at READ COMMITTED, so the application's writes never wait
+//! for the copy, and a delete the applier made while the chunk ran is checked before the chunk commits (see
+//! `delete_log`); without a delete log the range is read under shared locks (`LOCK IN SHARE MODE`), gh-ost's way.
+//! Each chunk's transaction also moves the copy watermark in the checkpoint table. The chunk size adapts to a
+//! target chunk time within bounds. Across servers (move-tables) a chunk is read under locks on the source and
+//! written to the target before those locks are released (`run_across`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
-use mysql_async::{TxOpts, Value};
+use mysql_async::{IsolationLevel, TxOpts, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::checkpoint;
+use super::delete_log::DeleteLog;
 use super::failpoint;
 use super::retry::{self, Retry};
 use super::schema::Column;
@@ -39,6 +43,8 @@ pub struct CopyJob {
     pub checkpoint_table: String,
     /// The checkpoint row of this job (`copy`, or `copy:<table>` for move-tables).
     pub checkpoint_row: String,
+    /// Set: chunks read without locks and check the applier's deletes (same server only).
+    pub deletes: Option<Arc<DeleteLog>>,
 }
 
 /// The target side of a cross-server copy (move-tables): rows and checkpoint are written there.
@@ -245,6 +251,9 @@ impl CopyJob {
             shared.checkpoint_committed(None, Some(checkpoint::describe_key(&end)));
             if last {
                 shared.copy_complete.store(true, Ordering::Relaxed);
+                if let Some(log) = &self.deletes {
+                    log.deactivate();
+                }
                 return Ok(true);
             }
             // Adapt the chunk size towards the target time, at most doubling or halving per chunk.
@@ -274,21 +283,36 @@ impl CopyJob {
         let (end, last) = self.next_chunk(conn, lower, range_end, size).await?;
         let (cond, params) = self.range_where(lower, &end);
         let insert = format!(
-            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE",
+            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond}{}",
             qualified(&self.target_db, &self.target_table),
             ghost_cols.join(", "),
             orig_cols.join(", "),
-            self.source()
+            self.source(),
+            if self.deletes.is_some() { "" } else { " LOCK IN SHARE MODE" }
         );
         let started = Instant::now();
         let lower_text = lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into());
         let end_text = checkpoint::encode_key(&end);
         failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let mut opts = TxOpts::default();
+        if self.deletes.is_some() {
+            // The SELECT of an INSERT ... SELECT is a consistent read without locks only below REPEATABLE READ.
+            opts.with_isolation_level(IsolationLevel::ReadCommitted);
+        }
+        let mut tx = conn.start_transaction(opts).await?;
+        // In flight from before the INSERT's read until the transaction ended (the guard drops on every path).
+        let _in_flight = self.deletes.as_deref().map(DeleteLog::chunk_begins);
         tx.exec_drop(&insert, params).await.wrap_err_with(|| {
             format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
         })?;
         let rows = tx.affected_rows();
+        if let Some(log) = &self.deletes {
+            let (checked, removed) = log.recheck(&mut tx).await?;
+            if checked > 0 {
+                failpoint::trace(&format!("chunk-recheck {end_text} checked={checked} removed={removed}"));
+                tracing::debug!("chunk up to {end_text}: {checked} deleted key(s) checked, {removed} row(s) removed");
+            }
+        }
         tx.exec_drop(update_sql, (checkpoint::encode_key(&end), rows, u8::from(last), self.checkpoint_row.as_str()))
             .await
             .wrap_err("recording the copy watermark")?;

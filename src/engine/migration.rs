@@ -20,6 +20,7 @@ use super::checkpoint::{self, CheckpointState};
 use super::config::{CutOverMode, MigrationConfig};
 use super::copier::{estimate_rows, CopyJob, CopyRange};
 use super::cutover;
+use super::delete_log::DeleteLog;
 use super::failpoint;
 use super::hooks::{self, Hook, Hooks};
 use super::phase::Phase;
@@ -533,6 +534,13 @@ async fn run_phases(
         .ok_or_else(|| eyre!("the changelog table {} is missing", cfg.changelog_table()))?;
     let mapping = super::schema::map_columns(&plan.original, &ghost, &plan.renames, &plan.alter.dropped_columns)?;
 
+    // The copy reads the original without locks; the applier's deletes are checked by each chunk (delete_log).
+    let delete_log = Arc::new(DeleteLog::new(
+        &apply_target(&plan, &mapping, &cfg.database, &cfg.ghost_table()),
+        &cfg.database,
+        &cfg.table,
+        true,
+    ));
     // Copy range and start position.
     let job = CopyJob {
         source_db: cfg.database.clone(),
@@ -545,6 +553,7 @@ async fn run_phases(
         checkpoint_db: cfg.database.clone(),
         checkpoint_table: cfg.checkpoint_table(),
         checkpoint_row: checkpoint::COPY.to_string(),
+        deletes: Some(delete_log.clone()),
     };
     // A resumed run whose setup never finished (killed before the copy range and start position were recorded)
     // sets up again: nothing was copied or applied yet.
@@ -623,7 +632,10 @@ async fn run_phases(
     // The start position and copy range committed above (or were read back on a resume): that is a checkpoint.
     shared.checkpoint_committed(Some(&start.gtid_set), range.watermark.as_deref().map(checkpoint::describe_key));
 
-    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel, &control).await?;
+    if shared.copy_complete.load(Ordering::Relaxed) {
+        delete_log.deactivate();
+    }
+    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel, &control, delete_log).await?;
 
     // Copy.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
@@ -1075,6 +1087,7 @@ pub(crate) fn apply_target(plan: &Plan, mapping: &super::schema::ColumnMapping, 
             .zip(&mapping.ghost_key_columns)
             .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
             .collect(),
+        deletes: None,
     }
 }
 
@@ -1087,6 +1100,7 @@ async fn start_tasks(
     start: BinlogPosition,
     cancel: &CancellationToken,
     control: &Arc<Mutex<Control>>,
+    delete_log: Arc<DeleteLog>,
 ) -> Result<Running> {
     let tasks_cancel = cancel.child_token();
     let opts = cfg.source.opts();
@@ -1095,7 +1109,7 @@ async fn start_tasks(
         WatchedTable { database: cfg.database.clone(), table: cfg.changelog_table(), columns: changelog.columns.clone() },
     ];
     let idx = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
-    let target = apply_target(plan, mapping, &cfg.database, &cfg.ghost_table());
+    let target = ApplyTarget { deletes: Some(delete_log), ..apply_target(plan, mapping, &cfg.database, &cfg.ghost_table()) };
     let (tx, rx) = mpsc::channel(1000);
     let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
     let client_id = 1_000_000 + (std::process::id() % 1_000_000) + SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).unwrap_or(0);

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod copier;
 pub mod cutover;
+pub mod delete_log;
 pub mod failpoint;
 pub mod gtid;
 pub mod hooks;

@@ -1150,6 +1150,7 @@ fn copy_job(cfg: &MoveTablesConfig, table: &MovedTable) -> CopyJob {
         checkpoint_db: cfg.target_database.clone(),
         checkpoint_table: CHECKPOINT_TABLE.to_string(),
         checkpoint_row: MoveTablesConfig::copy_row(&table.name),
+        deletes: None,
     }
 }
 
