@@ -272,10 +272,6 @@ impl Applier {
             }
             last_position = Some(&txn.position);
         }
-        // Every delete queued above is recorded below these sequence numbers; they count as executed once the
-        // batch commits.
-        let delete_logs: Vec<(&DeleteLog, u64)> =
-            self.targets.iter().flatten().filter_map(|t| t.deletes.as_deref()).map(|l| (l, l.next_seq())).collect();
         // Runs of the same statement go to the server as one batch each, in order (the order of the source's
         // changes is kept: a run ends wherever the statement changes).
         let mut start = 0;
@@ -302,9 +298,6 @@ impl Applier {
         }
         super::failpoint::hit("apply-before-commit")?;
         tx.commit().await.wrap_err("committing an apply batch")?;
-        for (log, below) in delete_logs {
-            log.executed_below(below);
-        }
         if let Some(pos) = last_position {
             super::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
         }

@@ -295,13 +295,13 @@ impl CopyJob {
         let end_text = checkpoint::encode_key(&end);
         failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
         let mut opts = TxOpts::default();
-        if self.deletes.is_some() {
+        if let Some(log) = &self.deletes {
+            // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
+            log.settle(conn).await?;
             // The SELECT of an INSERT ... SELECT is a consistent read without locks only below REPEATABLE READ.
             opts.with_isolation_level(IsolationLevel::ReadCommitted);
         }
         let mut tx = conn.start_transaction(opts).await?;
-        // In flight from before the INSERT's read until the transaction ended (the guard drops on every path).
-        let _in_flight = self.deletes.as_deref().map(DeleteLog::chunk_begins);
         tx.exec_drop(&insert, params).await.wrap_err_with(|| {
             format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
         })?;
