@@ -26,6 +26,7 @@ fn bad_throttle_hook_and_metrics_values_are_refused_before_connecting() {
         (&["--critical-load", "Threads_running=lots"], "--critical-load"),
         (&["--throttle-control-replicas", "db2:0"], "--throttle-control-replicas"),
         (&["--throttle-http", "https://lb/throttle"], "--throttle-http"),
+        (&["--throttle-http", "http://lb/throttle", "--throttle-http-timeout-millis", "0"], "--throttle-http-timeout-millis"),
         (&["--hooks-path", "/nonexistent/revenant-hooks"], "--hooks-path"),
         (&["--metrics-addr", "localhost"], "--metrics-addr"),
     ];
@@ -63,6 +64,9 @@ async fn a_run_with_the_new_flags_completes_and_hooks_see_no_password() {
             .args([hooks_arg.as_str(), "-hooks-hint=ticket-7", "--hooks-status-interval", "1", "--hook-timeout-seconds", "10"])
             .args(["--max-load", "Threads_running=100000", "--critical-load", "Threads_running=200000", "--critical-load-interval-millis", "100"])
             .args(["--metrics-addr", "127.0.0.1:0", "--nice-ratio", "0.1"])
+            // Nothing listens on port 1: without --ignore-http-errors this run would stay throttled.
+            .args(["--throttle-http", "http://127.0.0.1:1/throttle", "--ignore-http-errors"])
+            .args(["--throttle-http-timeout-millis", "200", "-throttle-http-interval-millis=50"])
             .env("MYSQL_PWD", "Secr3t-hook-pw");
         let out = p.output()?;
         let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

@@ -103,6 +103,53 @@ async fn http_server(port: u16, code: Arc<AtomicU16>) -> Result<(u16, tokio::tas
     })))
 }
 
+/// gh-ost's --ignore-http-errors: a status other than 200 still throttles, an unreachable URL (or one slower than
+/// --throttle-http-timeout-millis) does not; without the flag it throttles (fail closed, tested above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ignored_http_errors_do_not_throttle_but_status_codes_do() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed(&server, "items", 3000).await?;
+        let http_code = Arc::new(AtomicU16::new(503));
+        let (http_port, mut http) = http_server(0, http_code.clone()).await?;
+        let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
+        cfg.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
+        cfg.ignore_http_errors = true;
+        cfg.throttle_http_interval = Duration::from_millis(50);
+        cfg.throttle_http_timeout = Duration::from_millis(300);
+        let (handle, join) = migration::start(cfg);
+        engaged(&handle, "http=503").await?;
+        // The server goes away: the error is ignored, the throttle lifts and the signal says why.
+        http.abort();
+        let _ = (&mut http).await;
+        released(&handle, "http").await?;
+        let s = wait_for(&handle, "the ignored error in the signals", Duration::from_secs(20), |s| {
+            s.throttle.signals.iter().any(|g| g.name == "throttle-http" && g.value.contains("ignored") && !g.throttling)
+        })
+        .await?;
+        ensure!(!s.throttle.throttled || !json_reason(&s).contains("http"), "still throttled by http: {}", json_reason(&s));
+        // A server that accepts and never answers: slower than the timeout, an error, ignored too.
+        let silent = tokio::net::TcpListener::bind(("127.0.0.1", http_port)).await?;
+        let hold = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(90)).await?;
+        ensure!(handle.send(Command::CutOver).await.ok, "cut-over refused");
+        let outcome = tokio::time::timeout(Duration::from_secs(90), join).await???;
+        ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+        hold.abort();
+        let mut c = server.conn().await?;
+        let old = table_checksum(&mut c, "app", "_items_del", COLS).await?;
+        let new = table_checksum(&mut c, "app", "items", COLS).await?;
+        ensure!(old == new && old.0 == 3000, "rows differ: old {old:?}, new {new:?}");
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_throttler_engages_and_releases_with_its_reason() {
     each_flavor(|flavor| async move {

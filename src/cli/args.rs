@@ -136,42 +136,8 @@ pub struct MigrateArgs {
     /// `panic` must name the table.
     #[arg(long)]
     pub force_named_panic: bool,
-    /// Throttle the copy while heartbeat lag exceeds this.
-    #[arg(long, default_value_t = 1500)]
-    pub max_lag_millis: u64,
-    /// Throttle while this file exists.
-    #[arg(long)]
-    pub throttle_flag_file: Option<PathBuf>,
-    /// Throttle while this file exists (a second one, shared by migrations).
-    #[arg(long)]
-    pub throttle_additional_flag_file: Option<PathBuf>,
-    /// Throttle while this query returns a value > 0 (checked every second; an error throttles).
-    #[arg(long)]
-    pub throttle_query: Option<String>,
-    /// Abort (resumably) when this file appears.
-    #[arg(long)]
-    pub panic_flag_file: Option<PathBuf>,
-    /// Sleep this fraction of each chunk's time after it.
-    #[arg(long, default_value_t = 0.0)]
-    pub nice_ratio: f64,
-    /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
-    #[arg(long)]
-    pub max_load: Option<String>,
-    /// Abort (resumably) when a global status variable reaches N: Var=N[,Var=N...].
-    #[arg(long)]
-    pub critical_load: Option<String>,
-    /// A met critical load is checked again after this many ms before acting (0: act at once).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_interval_millis: u64,
-    /// On critical load, pause copy and apply this many seconds instead of aborting (0: abort).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_hibernate_seconds: u64,
-    /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
-    #[arg(long)]
-    pub throttle_control_replicas: Option<String>,
-    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
-    #[arg(long)]
-    pub throttle_http: Option<String>,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
     /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
     #[arg(long)]
     pub hooks_path: Option<PathBuf>,
@@ -262,6 +228,57 @@ pub struct AttachArgs {
     pub theme: Option<String>,
 }
 
+/// The throttle flags of `migrate` and `move-tables` (gh-ost's names); on a move, the signals are read on the
+/// source and the lag is the heartbeat's from the source to the target.
+#[derive(Debug, Clone, Args)]
+pub struct ThrottleArgs {
+    /// Throttle the copy while heartbeat lag exceeds this.
+    #[arg(long, default_value_t = 1500)]
+    pub max_lag_millis: u64,
+    /// Throttle while this file exists.
+    #[arg(long)]
+    pub throttle_flag_file: Option<PathBuf>,
+    /// Throttle while this file exists (a second one, shared by migrations).
+    #[arg(long)]
+    pub throttle_additional_flag_file: Option<PathBuf>,
+    /// Throttle while this query returns a value > 0 (checked every second; an error throttles).
+    #[arg(long)]
+    pub throttle_query: Option<String>,
+    /// Stop (resumably) when this file appears.
+    #[arg(long)]
+    pub panic_flag_file: Option<PathBuf>,
+    /// Sleep this fraction of each chunk's time after it.
+    #[arg(long, default_value_t = 0.0)]
+    pub nice_ratio: f64,
+    /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
+    #[arg(long)]
+    pub max_load: Option<String>,
+    /// Stop (resumably) when a global status variable reaches N: Var=N[,Var=N...].
+    #[arg(long)]
+    pub critical_load: Option<String>,
+    /// A met critical load is checked again after this many ms before acting (0: act at once).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_interval_millis: u64,
+    /// On critical load, pause copy and apply this many seconds instead of stopping (0: stop).
+    #[arg(long, default_value_t = 0)]
+    pub critical_load_hibernate_seconds: u64,
+    /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
+    #[arg(long)]
+    pub throttle_control_replicas: Option<String>,
+    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
+    #[arg(long)]
+    pub throttle_http: Option<String>,
+    /// Milliseconds between two --throttle-http checks.
+    #[arg(long, default_value_t = 100)]
+    pub throttle_http_interval_millis: u64,
+    /// Milliseconds a --throttle-http check may take; a slower answer counts as an error.
+    #[arg(long, default_value_t = 1000)]
+    pub throttle_http_timeout_millis: u64,
+    /// A --throttle-http URL that cannot be reached (or times out) does not throttle; other codes than 200 still do.
+    #[arg(long)]
+    pub ignore_http_errors: bool,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct MoveTablesArgs {
     /// The source server (where the tables are now).
@@ -300,42 +317,8 @@ pub struct MoveTablesArgs {
     /// Accepted for runbooks written the gh-ost way: a move runs unless --dry-run is given.
     #[arg(long)]
     pub execute: bool,
-    /// Throttle the copy while heartbeat lag (source to target) exceeds this.
-    #[arg(long, default_value_t = 1500)]
-    pub max_lag_millis: u64,
-    /// Throttle the copy while this file exists.
-    #[arg(long)]
-    pub throttle_flag_file: Option<PathBuf>,
-    /// Throttle the copy while this file exists (a second one, shared by migrations).
-    #[arg(long)]
-    pub throttle_additional_flag_file: Option<PathBuf>,
-    /// Throttle while this query (on the source) returns a value > 0 (an error throttles).
-    #[arg(long)]
-    pub throttle_query: Option<String>,
-    /// Stop (resumably) when this file appears.
-    #[arg(long)]
-    pub panic_flag_file: Option<PathBuf>,
-    /// Sleep this fraction of each chunk's time after it.
-    #[arg(long, default_value_t = 0.0)]
-    pub nice_ratio: f64,
-    /// Throttle while a source global status variable is at or above N: Var=N[,Var=N...].
-    #[arg(long)]
-    pub max_load: Option<String>,
-    /// Stop (resumably) when a source global status variable reaches N: Var=N[,Var=N...].
-    #[arg(long)]
-    pub critical_load: Option<String>,
-    /// A met critical load is checked again after this many ms before acting (0: act at once).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_interval_millis: u64,
-    /// On critical load, pause copy and apply this many seconds instead of stopping (0: stop).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_hibernate_seconds: u64,
-    /// Replicas of the source whose heartbeat lag throttles the copy: host[:port][,...].
-    #[arg(long)]
-    pub throttle_control_replicas: Option<String>,
-    /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
-    #[arg(long)]
-    pub throttle_http: Option<String>,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
     /// On SIGINT/SIGTERM or a stop, write the state JSON here instead of stdout.
     #[arg(long)]
     pub state_file: Option<PathBuf>,

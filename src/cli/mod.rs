@@ -19,7 +19,7 @@ use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use color_eyre::Section;
 use tokio_util::sync::CancellationToken;
 
-pub use args::{Cli, Cmd, MigrateArgs};
+pub use args::{Cli, Cmd, MigrateArgs, ThrottleArgs};
 
 use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
@@ -160,9 +160,6 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     if a.dml_batch_size == 0 || a.dml_batch_size > 100_000 {
         return Err(eyre!("--dml-batch-size {} is out of range", a.dml_batch_size)).suggestion("use 1 to 100000");
     }
-    if !(0.0..=100.0).contains(&a.nice_ratio) {
-        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
-    }
     let found = credentials::resolve(a.conn.password.clone(), a.conn.ask_pass, a.conn.conf.as_ref())?;
     let user = a
         .conn
@@ -198,12 +195,6 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.postpone_cut_over = a.postpone_cut_over;
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
-    cfg.max_lag_millis = a.max_lag_millis;
-    cfg.throttle_flag_file = a.throttle_flag_file.clone();
-    cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
-    cfg.throttle_query = a.throttle_query.clone();
-    cfg.panic_flag_file = a.panic_flag_file.clone();
-    cfg.nice_ratio = a.nice_ratio;
     cfg.resume = a.resume || a.resume_state.is_some();
     cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
     cfg.resume_command = Some(resume_command(argv));
@@ -213,8 +204,25 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.hooks_hint_token = a.hooks_hint_token.clone();
     cfg.hooks_status_interval = Duration::from_secs(a.hooks_status_interval.max(1));
     cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
+    throttle_settings(&a.throttle, &mut cfg)?;
+    // A hooks directory that is not there is refused before anything happens.
+    crate::engine::hooks::Hooks::for_migration(&cfg)?;
+    Ok(cfg)
+}
+
+/// The throttle flags (shared by migrate and move-tables) into `cfg`, each checked before anything connects.
+pub(crate) fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> {
     use crate::engine::throttlers;
     let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
+    if !(0.0..=100.0).contains(&a.nice_ratio) {
+        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
+    }
+    cfg.max_lag_millis = a.max_lag_millis;
+    cfg.throttle_flag_file = a.throttle_flag_file.clone();
+    cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
+    cfg.throttle_query = a.throttle_query.clone();
+    cfg.panic_flag_file = a.panic_flag_file.clone();
+    cfg.nice_ratio = a.nice_ratio;
     if let Some(v) = &a.max_load {
         cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
     }
@@ -231,9 +239,13 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
         throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
         cfg.throttle_http = Some(u.clone());
     }
-    // A hooks directory that is not there is refused before anything happens.
-    crate::engine::hooks::Hooks::for_migration(&cfg)?;
-    Ok(cfg)
+    if a.throttle_http_timeout_millis == 0 {
+        return Err(bad("throttle-http-timeout-millis", "0 ms leaves no time for an answer".into(), "give at least 1 (gh-ost's default is 1000)"));
+    }
+    cfg.throttle_http_interval = Duration::from_millis(a.throttle_http_interval_millis);
+    cfg.throttle_http_timeout = Duration::from_millis(a.throttle_http_timeout_millis);
+    cfg.ignore_http_errors = a.ignore_http_errors;
+    Ok(())
 }
 
 /// Checks a `--resume-state` dump against the table's checkpoint; refuses when they disagree.

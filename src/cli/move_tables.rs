@@ -16,7 +16,6 @@ use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
-use crate::engine::throttlers;
 use crate::engine::move_tables::{self, MoveOutcome, MoveTablesConfig};
 use crate::engine::Phase;
 
@@ -92,37 +91,11 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
 
 /// The throttle flags, as `migrate` reads them, into the move's throttle settings (checked before connecting).
 fn throttle_flags(a: &MoveTablesArgs, cfg: &mut MoveTablesConfig) -> Result<()> {
-    if !(0.0..=100.0).contains(&a.nice_ratio) {
-        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
+    if a.throttle.max_lag_millis < 100 {
+        return Err(eyre!("--max-lag-millis {} is too small", a.throttle.max_lag_millis)).suggestion("use at least 100");
     }
-    if a.max_lag_millis < 100 {
-        return Err(eyre!("--max-lag-millis {} is too small", a.max_lag_millis)).suggestion("use at least 100");
-    }
-    let t = &mut cfg.throttle;
-    t.max_lag_millis = a.max_lag_millis;
-    t.throttle_flag_file = a.throttle_flag_file.clone();
-    t.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
-    t.throttle_query = a.throttle_query.clone();
-    t.panic_flag_file = a.panic_flag_file.clone();
-    t.nice_ratio = a.nice_ratio;
-    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
-    if let Some(v) = &a.max_load {
-        t.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
-    }
-    if let Some(v) = &a.critical_load {
-        t.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
-    }
-    t.critical_load_interval = Duration::from_millis(a.critical_load_interval_millis);
-    t.critical_load_hibernate = Duration::from_secs(a.critical_load_hibernate_seconds);
-    if let Some(v) = &a.throttle_control_replicas {
-        t.throttle_control_replicas =
-            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
-    }
-    if let Some(u) = &a.throttle_http {
-        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
-        t.throttle_http = Some(u.clone());
-    }
-    Ok(())
+    // `cfg.throttle` was made with the move's source: replicas default to its port, as before.
+    super::throttle_settings(&a.throttle, &mut cfg.throttle)
 }
 
 pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
@@ -302,7 +275,7 @@ mod tests {
         assert!(cfg.execute, "a move runs without --dry-run (the issue's command line has no --execute)");
         assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
         assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
-        assert_eq!(throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
+        assert_eq!(crate::engine::throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
         assert!(with(&["--execute"]).expect("config").execute);
         assert!(!with(&["--dry-run"]).expect("config").execute);
         let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));

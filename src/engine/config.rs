@@ -131,6 +131,12 @@ pub struct MigrationConfig {
     pub discover_replicas: bool,
     /// `--throttle-http URL`: throttle unless a HEAD request answers 200 (plain http).
     pub throttle_http: Option<String>,
+    /// `--throttle-http-interval-millis`: time between two checks of the URL.
+    pub throttle_http_interval: Duration,
+    /// `--throttle-http-timeout-millis`: a check slower than this is an error.
+    pub throttle_http_timeout: Duration,
+    /// `--ignore-http-errors`: an unreachable URL does not throttle (gh-ost's flag; by default it does: fail closed).
+    pub ignore_http_errors: bool,
 }
 
 impl MigrationConfig {
@@ -181,6 +187,9 @@ impl MigrationConfig {
             throttle_control_replicas: Vec::new(),
             discover_replicas: true,
             throttle_http: None,
+            throttle_http_interval: Duration::from_millis(100),
+            throttle_http_timeout: Duration::from_millis(1000),
+            ignore_http_errors: false,
         }
     }
 

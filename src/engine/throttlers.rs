@@ -168,6 +168,9 @@ pub struct Throttlers {
     generation: u64,
     last_discovery: Option<Instant>,
     last_slow: Option<Instant>,
+    /// When the --throttle-http URL was last asked, and its answer (on its own interval).
+    last_http: Option<Instant>,
+    http_reading: Option<Reading>,
     slow_readings: Vec<Reading>,
     critical_pending: Option<(Instant, String)>,
     hibernating_until: Option<(Instant, String)>,
@@ -191,6 +194,8 @@ impl Throttlers {
             generation: 0,
             last_discovery: None,
             last_slow: None,
+            last_http: None,
+            http_reading: None,
             slow_readings: Vec::new(),
             critical_pending: None,
             hibernating_until: None,
@@ -209,17 +214,21 @@ impl Throttlers {
             if let Some(q) = &settings.throttle_query {
                 readings.push(self.throttle_query(q).await);
             }
-            if let Some(url) = self.cfg.throttle_http.clone() {
-                readings.push(throttle_http(&url).await);
-            }
             let (critical, act) = self.critical_load(shared, &settings).await;
             readings.extend(critical);
             action = act;
             self.slow_readings = readings;
         }
+        if let Some(url) = self.cfg.throttle_http.clone() {
+            if self.last_http.is_none_or(|t| t.elapsed() >= self.cfg.throttle_http_interval) {
+                self.last_http = Some(Instant::now());
+                self.http_reading =
+                    Some(throttle_http(&url, self.cfg.throttle_http_timeout, self.cfg.ignore_http_errors).await);
+            }
+        }
         let mut signals = Vec::new();
         let mut reasons = Vec::new();
-        for r in &self.slow_readings {
+        for r in self.slow_readings.iter().chain(self.http_reading.iter()) {
             signals.push(r.signal.clone());
             reasons.extend(r.reason.clone());
         }
@@ -514,17 +523,18 @@ async fn replica_heartbeat_lag(
     Ok(now_us.saturating_sub(written_us) as f64 / 1e6)
 }
 
-async fn throttle_http(url: &str) -> Reading {
-    match http_status(url, Duration::from_secs(1)).await {
-        Ok(200) => Reading { signal: ThrottleSignal { name: "throttle-http".into(), value: "200".into(), threshold: "200".into(), throttling: false }, reason: None },
-        Ok(code) => Reading {
-            signal: ThrottleSignal { name: "throttle-http".into(), value: code.to_string(), threshold: "200".into(), throttling: true },
-            reason: Some(format!("http={code}")),
-        },
-        Err(e) => Reading {
-            signal: ThrottleSignal { name: "throttle-http".into(), value: format!("error: {e}"), threshold: "200".into(), throttling: true },
-            reason: Some(format!("http unreachable ({e})")),
-        },
+async fn throttle_http(url: &str, timeout: Duration, ignore_errors: bool) -> Reading {
+    let signal = |value: String, throttling: bool| ThrottleSignal {
+        name: "throttle-http".into(),
+        value,
+        threshold: "200".into(),
+        throttling,
+    };
+    match http_status(url, timeout).await {
+        Ok(200) => Reading { signal: signal("200".into(), false), reason: None },
+        Ok(code) => Reading { signal: signal(code.to_string(), true), reason: Some(format!("http={code}")) },
+        Err(e) if ignore_errors => Reading { signal: signal(format!("error ignored (--ignore-http-errors): {e}"), false), reason: None },
+        Err(e) => Reading { signal: signal(format!("error: {e}"), true), reason: Some(format!("http unreachable ({e})")) },
     }
 }
 
