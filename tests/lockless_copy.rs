@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
-use common::{each_flavor, exec_all, table_checksum, test_config, wait_phase, Server};
+use common::{each_flavor, exec_all, finish_after_ready, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
-use revenant::engine::migration::{self, Outcome};
-use revenant::engine::{Command, Phase};
+use revenant::engine::migration;
+use revenant::engine::Phase;
 
 const ROWS: u64 = 100_000;
 
@@ -80,14 +80,7 @@ async fn rows_deleted_during_their_chunk_stay_deleted() {
             let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(300)).await;
             stop.store(true, Ordering::Relaxed);
             writer.await??;
-            if let Err(e) = ready {
-                let r = join.await?;
-                return Err(e.wrap_err(format!("migration result: {r:?}")));
-            }
-            let reply = handle.send(Command::CutOver).await;
-            assert!(reply.ok, "cut-over refused: {}", reply.message);
-            let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
-            assert!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+            finish_after_ready(&handle, join, ready).await?;
 
             let cols = ["id", "a", "pad"];
             let old = table_checksum(&mut c, "app", "_del_del", &cols).await?;

@@ -153,6 +153,24 @@ pub async fn wait_phase(handle: &revenant::engine::EngineHandle, phase: Phase, t
     }
 }
 
+/// Once the migration was awaited to ReadyToCutOver (`ready`, the writers stopped): approves the cut-over and
+/// waits for Done; a migration that never got ready is reported with its result.
+pub async fn finish_after_ready(
+    handle: &revenant::engine::EngineHandle,
+    join: tokio::task::JoinHandle<Result<Outcome>>,
+    ready: Result<()>,
+) -> Result<()> {
+    if let Err(e) = ready {
+        let r = join.await?;
+        return Err(e.wrap_err(format!("migration result: {r:?}")));
+    }
+    let reply = handle.send(Command::CutOver).await;
+    assert!(reply.ok, "cut-over refused: {}", reply.message);
+    let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+    assert!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+    Ok(())
+}
+
 /// Runs a migration of `db.table` with `alter` while a writer runs, approves the cut-over once ready (after
 /// stopping the writer), and checks the oracle: `_<table>_del` and the new table hold identical rows over
 /// `compare` columns (old names, new names).
@@ -173,14 +191,7 @@ pub async fn migrate_with_writer(
     let (handle, join) = migration::start(cfg);
     let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await;
     let ops = writer.stop().await?;
-    if let Err(e) = ready {
-        let r = join.await?;
-        return Err(e.wrap_err(format!("migration result: {r:?}")));
-    }
-    let reply = handle.send(Command::CutOver).await;
-    assert!(reply.ok, "cut-over refused: {}", reply.message);
-    let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
-    assert!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+    finish_after_ready(&handle, join, ready).await?;
     let mut c = server.conn().await?;
     let old = table_checksum(&mut c, db, &format!("_{table}_del"), compare_old).await?;
     let new = table_checksum(&mut c, db, table, compare_new).await?;
