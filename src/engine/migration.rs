@@ -420,13 +420,46 @@ fn stop_reason(control: &Arc<Mutex<Control>>) -> Option<String> {
     control.lock().ok().and_then(|c| c.stop_reason.clone())
 }
 
-struct Running {
-    streamer: Option<JoinHandle<Result<()>>>,
-    applier: Option<JoinHandle<Result<()>>>,
-    side: Vec<JoinHandle<()>>,
-    tasks_cancel: CancellationToken,
-    applied_rx: watch::Receiver<Applied>,
-    ddl_allowed: watch::Sender<bool>,
+/// The tasks of a run (migrate and move-tables): binlog streamer, applier, and the side tasks (heartbeat writer,
+/// throttle loop), under one cancellation token.
+pub(crate) struct Running {
+    pub(crate) streamer: Option<JoinHandle<Result<()>>>,
+    pub(crate) applier: Option<JoinHandle<Result<()>>>,
+    pub(crate) side: Vec<JoinHandle<()>>,
+    pub(crate) tasks_cancel: CancellationToken,
+    pub(crate) applied_rx: watch::Receiver<Applied>,
+    pub(crate) ddl_allowed: watch::Sender<bool>,
+}
+
+/// A task's result as its join handle gives it.
+pub(crate) type TaskResult = std::result::Result<Result<()>, tokio::task::JoinError>;
+
+impl Running {
+    /// The streamer or the applier, if one of them already ended, with its result.
+    pub(crate) async fn finished(&mut self) -> Option<(&'static str, TaskResult)> {
+        let done = |h: &Option<JoinHandle<Result<()>>>| h.as_ref().is_some_and(|h| h.is_finished());
+        if done(&self.streamer) {
+            return Some(("binlog streamer", join_slot(&mut self.streamer).await));
+        }
+        if done(&self.applier) {
+            return Some(("applier", join_slot(&mut self.applier).await));
+        }
+        None
+    }
+
+    /// Stops every task and waits for it (their checkpoints are committed as they go).
+    pub(crate) async fn stop(&mut self) {
+        self.tasks_cancel.cancel();
+        if self.applier.is_some() {
+            let _ = join_slot(&mut self.applier).await;
+        }
+        if self.streamer.is_some() {
+            let _ = join_slot(&mut self.streamer).await;
+        }
+        for t in self.side.drain(..) {
+            let _ = t.await;
+        }
+    }
 }
 
 async fn run_phases(
@@ -650,7 +683,7 @@ async fn run_phases(
     }
     if copy_ran {
         if let Err(e) = hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
-            stop_tasks(&mut running).await;
+            running.stop().await;
             return Err(e.with_resume(cfg));
         }
     }
@@ -688,7 +721,7 @@ async fn run_phases(
     }
     if copy_ran {
         if let Err(e) = hooks.fire(Hook::OnRowCopyComplete, &[], &shared.snapshot(0)).await {
-            stop_tasks(&mut running).await;
+            running.stop().await;
             return Err(e.with_resume(cfg));
         }
     }
@@ -704,10 +737,8 @@ async fn run_phases(
         if cancel.is_cancelled() {
             return stop_now(cfg, &shared, &control, &mut running).await;
         }
-        let finished = |h: &Option<JoinHandle<Result<()>>>| h.as_ref().is_some_and(|h| h.is_finished());
-        if finished(&running.streamer) || finished(&running.applier) {
-            let r = if finished(&running.streamer) { join_slot(&mut running.streamer).await } else { join_slot(&mut running.applier).await };
-            return fail_or_stop(cfg, &shared, &control, &mut running, r, "binlog task").await;
+        if let Some((what, r)) = running.finished().await {
+            return fail_or_stop(cfg, &shared, &control, &mut running, r, what).await;
         }
         let lag = shared.heartbeat_lag_seconds().unwrap_or(f64::MAX);
         let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
@@ -750,7 +781,7 @@ async fn run_phases(
             if postponed && !begin_postponed_fired {
                 begin_postponed_fired = true;
                 if let Err(e) = hooks.fire(Hook::OnBeginPostponed, &[], &shared.snapshot(0)).await {
-                    stop_tasks(&mut running).await;
+                    running.stop().await;
                     return Err(e.with_resume(cfg));
                 }
             }
@@ -777,7 +808,7 @@ async fn run_phases(
     // Cut-over. A failing gh-ost-on-before-cut-over stops here: nothing was locked or renamed, the original table
     // keeps serving, and the checkpoint (phase ready) resumes.
     if let Err(e) = hooks.fire(Hook::OnBeforeCutOver, &[], &shared.snapshot(0)).await {
-        stop_tasks(&mut running).await;
+        running.stop().await;
         return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
     }
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "cut-over").await?;
@@ -1258,22 +1289,8 @@ pub(crate) async fn throttle_loop(
     }
 }
 
-/// Stops the streamer, applier and side tasks (their checkpoints are committed as they go).
-async fn stop_tasks(running: &mut Running) {
-    running.tasks_cancel.cancel();
-    if running.applier.is_some() {
-        let _ = join_slot(&mut running.applier).await;
-    }
-    if running.streamer.is_some() {
-        let _ = join_slot(&mut running.streamer).await;
-    }
-    for t in running.side.drain(..) {
-        let _ = t.await;
-    }
-}
-
 async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Control>>, running: &mut Running) -> Result<Outcome> {
-    stop_tasks(running).await;
+    running.stop().await;
     let reason = stop_reason(control).unwrap_or_else(|| "stopped".into());
     let state = dump_state(cfg, shared, &reason).await;
     Ok(Outcome::Stopped { state })
@@ -1284,7 +1301,7 @@ async fn fail_or_stop(
     shared: &Shared,
     control: &Arc<Mutex<Control>>,
     running: &mut Running,
-    r: std::result::Result<Result<()>, tokio::task::JoinError>,
+    r: TaskResult,
     what: &str,
 ) -> Result<Outcome> {
     // The applier ends quietly when the streamer's channel closes: the streamer's own result says why.

@@ -28,7 +28,7 @@ use super::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
 use super::failpoint;
 use super::gtid::GtidSet;
 use super::hooks::{Hook, HookHints, HookIdentity, Hooks};
-use super::migration::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, TOOL_VERSION};
+use super::migration::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, Running, TOOL_VERSION};
 use super::phase::Phase;
 use super::preflight::{self, refuse, Plan};
 use super::schema::{self, ColumnMapping};
@@ -784,7 +784,7 @@ async fn run_steps(
                 }
                 Ok(false) => {
                     let out = stop(&mut running);
-                    running.join().await;
+                    running.stop().await;
                     return Ok(out);
                 }
                 Err(e) => {
@@ -810,7 +810,7 @@ async fn run_steps(
         loop {
             if cancel.is_cancelled() {
                 let out = stop(&mut running);
-                running.join().await;
+                running.stop().await;
                 return Ok(out);
             }
             if let Some(r) = running.finished().await {
@@ -848,7 +848,7 @@ async fn run_steps(
         shared.with(|i| i.status.cutover.step = "before-hook".into());
         if let Err(e) = run_hook(cfg, &hooks, Hook::OnBeforeCutOver, &shared, None).await {
             running.tasks_cancel.cancel();
-            running.join().await;
+            running.stop().await;
             return Err(with_resume(e.wrap_err("the before-cut-over hook refused the cut-over; the source tables keep serving"), cfg));
         }
         failpoint::hit("move-after-before-hook")?;
@@ -903,7 +903,7 @@ async fn run_steps(
     failpoint::hit("move-after-drain").map_err(|e| after_fence(e, cfg))?;
     // T4: stop the stream.
     running.tasks_cancel.cancel();
-    running.join().await;
+    running.stop().await;
     // T5.
     let done = announce(cfg, &hooks, &mut tgt, &shared, &drain_text).await.map_err(|e| after_fence(e, cfg))?;
     drop_changelog(&mut src, cfg).await;
@@ -1109,7 +1109,7 @@ async fn wait_applied(
     loop {
         if cancel.is_cancelled() {
             running.tasks_cancel.cancel();
-            running.join().await;
+            running.stop().await;
             let reason = stop_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "stopped".into());
             return Ok(Some(MoveOutcome::Stopped { state: MoveStateDump::stopped(cfg, reason) }));
         }
@@ -1236,42 +1236,6 @@ async fn record_start(
     Ok(())
 }
 
-struct Running {
-    streamer: Option<JoinHandle<Result<()>>>,
-    applier: Option<JoinHandle<Result<()>>>,
-    /// The heartbeat writer and the throttle loop (migrate's).
-    side: Vec<JoinHandle<()>>,
-    tasks_cancel: CancellationToken,
-    applied_rx: watch::Receiver<Applied>,
-    ddl_allowed: watch::Sender<bool>,
-}
-
-impl Running {
-    /// A task that already ended, with its result.
-    async fn finished(&mut self) -> Option<(&'static str, std::result::Result<Result<()>, tokio::task::JoinError>)> {
-        let done = |h: &Option<JoinHandle<Result<()>>>| h.as_ref().is_some_and(|h| h.is_finished());
-        if done(&self.streamer) {
-            return Some(("binlog streamer", join_slot(&mut self.streamer).await));
-        }
-        if done(&self.applier) {
-            return Some(("applier", join_slot(&mut self.applier).await));
-        }
-        None
-    }
-
-    async fn join(&mut self) {
-        self.tasks_cancel.cancel();
-        if self.applier.is_some() {
-            let _ = join_slot(&mut self.applier).await;
-        }
-        if self.streamer.is_some() {
-            let _ = join_slot(&mut self.streamer).await;
-        }
-        for t in self.side.drain(..) {
-            let _ = t.await;
-        }
-    }
-}
 
 /// Streams the source's binary log for every moved table (and the heartbeat table) and applies it to the target
 /// tables; writes heartbeats on the source and runs migrate's throttle loop over the copy.
