@@ -349,37 +349,64 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
     };
     // Signals: stop cleanly with a checkpoint.
     let signal_task = stop_on_signals(handle.clone());
-    let printer_stop = CancellationToken::new();
-    let mut printer = None;
-    if let Some(theme) = theme {
-        let opts = ConsoleOptions { theme, read_only: false, refresh_hz: 2.0, table_name_for_confirm: cfg.table.clone() };
-        match console::run_console(handle.clone(), opts).await {
-            Ok(ConsoleExit::Detached) => {
-                tracing::info!("console detached: the migration continues headless; attach with `revenant attach {}`", socket.display());
-                printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), false, printer_stop.clone())));
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!("console failed: {e:#}; continuing headless");
-                printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), false, printer_stop.clone())));
-            }
-        }
-    } else {
-        printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), a.status_json, printer_stop.clone())));
-    }
+    let front = FrontEnd::run(&handle, theme, &cfg.table, a.status_json, &socket).await;
     let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
-    // Let the printer show the final snapshot.
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    printer_stop.cancel();
-    if let Some(p) = printer {
-        let _ = p.await;
-    }
+    front.stop().await;
     shutdown.cancel();
     signal_task.abort();
     if let Some(t) = control_task {
         let _ = t.await;
     }
     finish(result, &handle, &a, &cfg)
+}
+
+/// The front end of a run: the console until it ends, or the headless status printer (also after the console
+/// was detached or failed, so the run keeps reporting).
+pub(crate) struct FrontEnd {
+    printer: Option<tokio::task::JoinHandle<()>>,
+    printer_stop: CancellationToken,
+}
+
+impl FrontEnd {
+    /// `theme` set: the console (the cut-over confirmation asks for `confirm_name`); otherwise the printer, in
+    /// gh-ost's lines or `status_json`.
+    pub(crate) async fn run(
+        handle: &EngineHandle,
+        theme: Option<Theme>,
+        confirm_name: &str,
+        status_json: bool,
+        socket: &std::path::Path,
+    ) -> FrontEnd {
+        let printer_stop = CancellationToken::new();
+        let printer = |json: bool| Some(tokio::spawn(headless::print_status(handle.status.clone(), json, printer_stop.clone())));
+        let printer = match theme {
+            Some(theme) => {
+                let opts = ConsoleOptions { theme, read_only: false, refresh_hz: 2.0, table_name_for_confirm: confirm_name.to_string() };
+                match console::run_console(handle.clone(), opts).await {
+                    Ok(ConsoleExit::Detached) => {
+                        tracing::info!("console detached: the run continues headless; attach with `revenant attach {}`", socket.display());
+                        printer(false)
+                    }
+                    Ok(_) => None,
+                    Err(e) => {
+                        tracing::error!("console failed: {e:#}; continuing headless");
+                        printer(false)
+                    }
+                }
+            }
+            None => printer(status_json),
+        };
+        FrontEnd { printer, printer_stop }
+    }
+
+    /// After the engine finished: lets the printer show the final snapshot, then ends it.
+    pub(crate) async fn stop(self) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        self.printer_stop.cancel();
+        if let Some(p) = self.printer {
+            let _ = p.await;
+        }
+    }
 }
 
 /// Prints a line on stdout; a closed stdout (a dropped SSH session, a closed pipe) is not an error.

@@ -11,8 +11,8 @@ use color_eyre::Section;
 use tokio_util::sync::CancellationToken;
 
 use super::args::MoveTablesArgs;
-use super::{credentials, exit, headless, init_tracing, resume_command, say};
-use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
+use super::{credentials, exit, init_tracing, resume_command, say};
+use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
@@ -149,25 +149,9 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         })
     };
     let signal_task = super::stop_on_signals(handle.clone());
-    let printer_stop = CancellationToken::new();
-    let mut printer = None;
-    if let Some(theme) = theme {
-        let opts = ConsoleOptions { theme, read_only: false, refresh_hz: 2.0, table_name_for_confirm: first.clone() };
-        match console::run_console(handle.clone(), opts).await {
-            Ok(ConsoleExit::Detached) | Err(_) => {
-                printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), false, printer_stop.clone())));
-            }
-            Ok(_) => {}
-        }
-    } else {
-        printer = Some(tokio::spawn(headless::print_status(handle.status.clone(), a.status_json, printer_stop.clone())));
-    }
+    let front = super::FrontEnd::run(&handle, theme, &first, a.status_json, &socket).await;
     let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    printer_stop.cancel();
-    if let Some(p) = printer {
-        let _ = p.await;
-    }
+    front.stop().await;
     shutdown.cancel();
     signal_task.abort();
     let _ = control_task.await;
