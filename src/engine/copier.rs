@@ -291,9 +291,9 @@ impl CopyJob {
             if self.deletes.is_some() { "" } else { " LOCK IN SHARE MODE" }
         );
         let started = Instant::now();
-        let lower_text = lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into());
         let end_text = checkpoint::encode_key(&end);
-        failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
+        let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
+        failpoint::trace(&format!("chunk-begin {span}"));
         let mut opts = TxOpts::default();
         if let Some(log) = &self.deletes {
             // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
@@ -313,12 +313,7 @@ impl CopyJob {
                 tracing::debug!("chunk up to {end_text}: {checked} deleted key(s) checked, {removed} row(s) removed");
             }
         }
-        tx.exec_drop(update_sql, (checkpoint::encode_key(&end), rows, u8::from(last), self.checkpoint_row.as_str()))
-            .await
-            .wrap_err("recording the copy watermark")?;
-        failpoint::hit("copy-before-commit")?;
-        tx.commit().await.wrap_err("committing a chunk")?;
-        failpoint::trace(&format!("chunk-commit {lower_text} {end_text}"));
+        self.commit_chunk(tx, update_sql, &end_text, rows, last, &span).await.wrap_err("committing a chunk")?;
         Ok((end, last, rows, started))
     }
 
@@ -344,9 +339,9 @@ impl CopyJob {
         let (cond, params) = self.range_where(lower, &end);
         let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", source_cols.join(", "), self.source());
         let started = Instant::now();
-        let lower_text = lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into());
         let end_text = checkpoint::encode_key(&end);
-        failpoint::trace(&format!("chunk-begin {lower_text} {end_text}"));
+        let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
+        failpoint::trace(&format!("chunk-begin {span}"));
         let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
         let rows: Vec<mysql_async::Row> = stx.exec(&select, params).await.wrap_err_with(|| {
             format!("reading a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
@@ -379,15 +374,30 @@ impl CopyJob {
             })?;
             written += ttx.affected_rows();
         }
-        ttx.exec_drop(update_sql, (checkpoint::encode_key(&end), written, u8::from(last), self.checkpoint_row.as_str()))
-            .await
-            .wrap_err("recording the copy watermark")?;
-        failpoint::hit("copy-before-commit")?;
-        ttx.commit().await.wrap_err("committing a chunk on the target")?;
-        failpoint::trace(&format!("chunk-commit {lower_text} {end_text}"));
+        self.commit_chunk(ttx, update_sql, &end_text, written, last, &span).await.wrap_err("committing a chunk on the target")?;
         // Only now may writers touch the rows read: their changes reach the binary log after the copy landed.
         stx.rollback().await.wrap_err("releasing the chunk's locks on the source")?;
         Ok((end, last, written, started))
+    }
+
+    /// Moves the watermark to `end` (encoded) in the chunk's transaction and commits it; `span` names the chunk in
+    /// the test trace.
+    async fn commit_chunk(
+        &self,
+        mut tx: mysql_async::Transaction<'_>,
+        update_sql: &str,
+        end: &str,
+        rows: u64,
+        last: bool,
+        span: &str,
+    ) -> Result<()> {
+        tx.exec_drop(update_sql, (end, rows, u8::from(last), self.checkpoint_row.as_str()))
+            .await
+            .wrap_err("recording the copy watermark")?;
+        failpoint::hit("copy-before-commit")?;
+        tx.commit().await?;
+        failpoint::trace(&format!("chunk-commit {span}"));
+        Ok(())
     }
 
     async fn mark_complete(&self, conn: &mut mysql_async::Conn, range: &CopyRange) -> Result<()> {
