@@ -52,7 +52,7 @@ pub struct RowChange {
     pub before: Option<Vec<Value>>,
     pub after: Option<Vec<Value>>,
     /// Columns of `after` (by index) that only SQL can write exactly (MySQL JSON with opaque values); `after`
-    /// holds their JSON text as a fallback.
+    /// holds NULL for them.
     pub after_sql: Vec<(usize, values::SqlValue)>,
 }
 

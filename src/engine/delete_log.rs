@@ -14,10 +14,10 @@
 //! 1. Before a chunk's transaction starts, the keys recorded so far are read from the original with a locking read
 //!    (`LOCK IN SHARE MODE`, autocommit, so no lock outlives the statement): it returns only once those deletes
 //!    are committed, so the chunk's read, taken after, cannot see those rows. Those keys are then forgotten.
-//! 2. Before the chunk commits, each key recorded since is checked: the ghost row is locked (`FOR UPDATE`), the
-//!    original is read with a locking read (which waits for the delete's commit), and the ghost row is deleted when
-//!    the original no longer holds the key. Locking the ghost row first closes the window in which the row could
-//!    be inserted again: a later insert's event waits for the lock. Keys recorded after this check was read are
+//! 2. Before the chunk commits, the keys recorded since are checked, a batch at a time: their ghost rows are locked
+//!    (`FOR UPDATE`), the original is read with a locking read (which waits for the deletes' commit), and the ghost
+//!    rows whose key the original no longer holds are deleted. Locking the ghost rows first closes the window in
+//!    which a row could be inserted again: a later insert's event waits for the lock. Keys recorded after this check was read are
 //!    deletes executed after the INSERT finished: they wait for the chunk's locks, or do not concern it.
 //!
 //! Everything in 2. happens in the chunk's transaction with its watermark, so a crash redoes the chunk, the check
@@ -32,8 +32,8 @@ use mysql_async::Value;
 use super::applier::ApplyTarget;
 use super::sql::{qualified, quote_ident};
 
-/// At most this many keys in one locking read of step 1.
-const PROBE_BATCH: usize = 500;
+/// At most this many keys in one statement of either step.
+const BATCH: usize = 500;
 
 #[derive(Debug, Default)]
 struct Entries {
@@ -47,36 +47,36 @@ struct Entries {
 #[derive(Debug)]
 pub struct DeleteLog {
     entries: Mutex<Entries>,
-    /// `SELECT 1 FROM ghost WHERE key = ... FOR UPDATE`.
-    lock_ghost_sql: String,
-    /// `SELECT 1 FROM original WHERE key = ... LOCK IN SHARE MODE`.
-    probe_original_sql: String,
-    /// `DELETE FROM ghost WHERE key = ...` (the applier's own statement).
-    delete_ghost_sql: String,
-    /// `original`, the key's column names and their placeholders, for the batched locking read of step 1.
+    /// `db.ghost` and `db.original`, qualified.
+    ghost: String,
     original: String,
-    key_names: Vec<String>,
-    key_placeholders: Vec<String>,
+    /// The key as the ghost and the original name it, `a` or `(a, b)`.
+    ghost_key: String,
+    original_key: String,
+    /// The original's key columns as a select list, `a, b`.
+    original_columns: String,
+    /// One key's placeholders, as the applier's DELETE binds them: `?` or `(?, ?)`.
+    key_placeholders: String,
 }
 
 impl DeleteLog {
     /// The log for the applier's `target` (the ghost table) whose rows come from `database.table`.
     pub fn new(target: &ApplyTarget, database: &str, table: &str, active: bool) -> DeleteLog {
-        let ghost_conds: Vec<String> =
-            target.key.iter().map(|(_, c, n)| format!("{} = {}", quote_ident(n), c.key_placeholder())).collect();
-        let original_conds: Vec<String> =
-            target.key.iter().map(|(_, c, _)| format!("{} = {}", quote_ident(&c.name), c.key_placeholder())).collect();
-        let ghost = qualified(&target.database, &target.table);
-        let original = qualified(database, table);
+        let tuple = |items: Vec<String>| if items.len() == 1 { items.concat() } else { format!("({})", items.join(", ")) };
         DeleteLog {
             entries: Mutex::new(Entries { active, ..Entries::default() }),
-            lock_ghost_sql: format!("SELECT 1 FROM {ghost} WHERE {} FOR UPDATE", ghost_conds.join(" AND ")),
-            probe_original_sql: format!("SELECT 1 FROM {original} WHERE {} LOCK IN SHARE MODE", original_conds.join(" AND ")),
-            delete_ghost_sql: format!("DELETE FROM {ghost} WHERE {}", ghost_conds.join(" AND ")),
-            original,
-            key_names: target.key.iter().map(|(_, c, _)| quote_ident(&c.name)).collect(),
-            key_placeholders: target.key.iter().map(|(_, c, _)| c.key_placeholder()).collect(),
+            ghost: qualified(&target.database, &target.table),
+            original: qualified(database, table),
+            ghost_key: tuple(target.key.iter().map(|(_, _, n)| quote_ident(n)).collect()),
+            original_key: tuple(target.key.iter().map(|(_, c, _)| quote_ident(&c.name)).collect()),
+            original_columns: target.key.iter().map(|(_, c, _)| quote_ident(&c.name)).collect::<Vec<_>>().join(", "),
+            key_placeholders: tuple(target.key.iter().map(|(_, c, _)| c.key_placeholder()).collect()),
         }
+    }
+
+    /// `<key> IN (<placeholders> x n)`.
+    fn key_in(&self, key: &str, n: usize) -> String {
+        format!("{key} IN ({})", vec![self.key_placeholders.as_str(); n].join(", "))
     }
 
     /// The applier is about to delete `key` from the ghost table.
@@ -104,17 +104,10 @@ impl DeleteLog {
     /// waits until every delete recorded so far is committed on the original, then forgets those keys.
     pub async fn settle(&self, conn: &mut mysql_async::Conn) -> Result<usize> {
         let keys = self.snapshot();
-        if keys.is_empty() {
-            return Ok(0);
-        }
-        let tuple = |phs: &[String]| if phs.len() == 1 { phs[0].clone() } else { format!("({})", phs.join(", ")) };
-        let lhs = tuple(&self.key_names);
-        for batch in keys.chunks(PROBE_BATCH) {
-            let list = vec![tuple(&self.key_placeholders); batch.len()].join(", ");
-            let sql = format!("SELECT COUNT(*) FROM {} WHERE {lhs} IN ({list}) LOCK IN SHARE MODE", self.original);
-            let params: Vec<Value> = batch.iter().flatten().cloned().collect();
+        for batch in keys.chunks(BATCH) {
+            let sql = format!("SELECT COUNT(*) FROM {} WHERE {} LOCK IN SHARE MODE", self.original, self.key_in(&self.original_key, batch.len()));
             let _: Option<u64> = conn
-                .exec_first(sql, params)
+                .exec_first(sql, batch.concat())
                 .await
                 .wrap_err("waiting for the commit of rows the applier deleted (a locking read of the original)")?;
         }
@@ -126,24 +119,39 @@ impl DeleteLog {
     }
 
     /// Step 2, in the chunk's transaction after its INSERT: removes from the ghost table every row whose key the
-    /// applier deleted since step 1 and that the original no longer holds. Returns (keys checked, rows removed).
+    /// applier deleted since step 1 and that the original no longer holds. Per batch of keys: lock the ghost rows,
+    /// read which keys the original still holds (a locking read: it waits for the deletes' commit), delete the
+    /// others from the ghost. The keys the original holds are bound back as it returned them, with the same
+    /// placeholders as the applier's DELETE. Returns (keys checked, rows removed).
     pub async fn recheck(&self, tx: &mut mysql_async::Transaction<'_>) -> Result<(usize, u64)> {
         let keys = self.snapshot();
         let mut removed = 0u64;
-        for key in &keys {
-            let in_ghost: Option<u8> =
-                tx.exec_first(&self.lock_ghost_sql, key.clone()).await.wrap_err("locking a ghost row the applier deleted")?;
-            if in_ghost.is_none() {
-                continue;
-            }
-            let in_original: Option<u8> = tx
-                .exec_first(&self.probe_original_sql, key.clone())
+        for batch in keys.chunks(BATCH) {
+            let params = batch.concat();
+            let in_ghost = self.key_in(&self.ghost_key, batch.len());
+            let _: Vec<u8> = tx
+                .exec(format!("SELECT 1 FROM {} WHERE {in_ghost} FOR UPDATE", self.ghost), params.clone())
                 .await
-                .wrap_err("reading whether the original still holds a deleted row")?;
-            if in_original.is_some() {
-                continue;
+                .wrap_err("locking ghost rows the applier deleted")?;
+            let held: Vec<mysql_async::Row> = tx
+                .exec(
+                    format!(
+                        "SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE",
+                        self.original_columns,
+                        self.original,
+                        self.key_in(&self.original_key, batch.len())
+                    ),
+                    params.clone(),
+                )
+                .await
+                .wrap_err("reading which deleted rows the original still holds")?;
+            let mut sql = format!("DELETE FROM {} WHERE {in_ghost}", self.ghost);
+            let mut delete_params = params;
+            if !held.is_empty() {
+                sql.push_str(&format!(" AND NOT {}", self.key_in(&self.ghost_key, held.len())));
+                delete_params.extend(held.into_iter().flat_map(mysql_async::Row::unwrap));
             }
-            tx.exec_drop(&self.delete_ghost_sql, key.clone()).await.wrap_err("removing a deleted row the chunk copied")?;
+            tx.exec_drop(sql, delete_params).await.wrap_err("removing deleted rows the chunk copied")?;
             removed += tx.affected_rows();
         }
         Ok((keys.len(), removed))
@@ -157,13 +165,18 @@ mod tests {
     fn log() -> DeleteLog {
         DeleteLog {
             entries: Mutex::new(Entries { active: true, ..Entries::default() }),
-            lock_ghost_sql: String::new(),
-            probe_original_sql: String::new(),
-            delete_ghost_sql: String::new(),
-            original: String::new(),
-            key_names: vec!["`id`".into()],
-            key_placeholders: vec!["?".into()],
+            ghost: "`d`.`_t_gho`".into(),
+            original: "`d`.`t`".into(),
+            ghost_key: "(`a`, `b`)".into(),
+            original_key: "(`a`, `b`)".into(),
+            original_columns: "`a`, `b`".into(),
+            key_placeholders: "(?, ?)".into(),
         }
+    }
+
+    #[test]
+    fn a_composite_key_goes_in_as_a_row_constructor() {
+        assert_eq!(log().key_in("(`a`, `b`)", 2), "(`a`, `b`) IN ((?, ?), (?, ?))");
     }
 
     #[test]

@@ -53,6 +53,10 @@ pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<(Value, Option<Sq
             } else {
                 None
             };
+            if rebuilt.is_some() {
+                // The SQL takes the placeholder's place: no parameter is bound for the column itself.
+                return Ok((Value::NULL, rebuilt));
+            }
             let json: serde_json::Value = match serde_json::Value::try_from(j.clone()) {
                 Ok(v) => v,
                 Err(_) => {
@@ -60,7 +64,7 @@ pub fn convert(value: BinlogValue<'_>, col: &Column) -> Result<(Value, Option<Sq
                     serde_json::Value::from(dom)
                 }
             };
-            Ok((Value::Bytes(json.to_string().into_bytes()), rebuilt))
+            Ok((Value::Bytes(json.to_string().into_bytes()), None))
         }
         BinlogValue::JsonDiff(_) => Err(eyre!(
             "column {} arrived as a partial JSON update; set binlog_row_value_options='' on the server",
