@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use color_eyre::eyre::{bail, ensure, Result};
-use common::{each_flavor, exec_all, table_checksum, test_config, wait_phase, Server};
+use common::{each_flavor, exec_all, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::cli::headless::status_line;
 use revenant::control::{self, ControlOptions};
@@ -46,13 +46,8 @@ async fn socket(path: &Path, line: &str) -> Result<String> {
 async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
+        seed_app_table(&server, "items", 1500).await?;
         let mut c = server.conn().await?;
-        exec_all(&mut c, "CREATE DATABASE app;\nCREATE TABLE app.items (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))").await?;
-        c.query_drop(
-            "INSERT INTO app.items (a, b) SELECT seq % 97, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
-             information_schema.COLUMNS a, information_schema.COLUMNS b, (SELECT @n := 0) z LIMIT 1500) s",
-        )
-        .await?;
         let base = std::env::var("REVENANT_SANDBOX_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
         let dir = base.join(format!("gate-{}-{}", std::process::id(), flavor.name()));
         std::fs::create_dir_all(&dir)?;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use color_eyre::eyre::{ensure, Result, WrapErr};
-use common::{each_flavor, exec_all, table_checksum, test_config, wait_phase, Server};
+use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::config::Secret;
 use revenant::engine::hooks::Hook;
@@ -62,13 +62,8 @@ fn read_order(out: &Path, file: &str) -> Vec<String> {
 }
 
 async fn seed(server: &Server, rows: u32) -> Result<()> {
+    seed_app_table(server, "items", rows).await?;
     let mut c = server.conn().await?;
-    exec_all(&mut c, "CREATE DATABASE app;\nCREATE TABLE app.items (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))").await?;
-    c.query_drop(format!(
-        "INSERT INTO app.items (a, b) SELECT seq % 97, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
-         information_schema.COLUMNS a, information_schema.COLUMNS b, (SELECT @n := 0) z LIMIT {rows}) s"
-    ))
-    .await?;
     // A user with a password: the migration connects as it, and the hooks must never see the password.
     for host in ["%", "localhost", "127.0.0.1"] {
         c.query_drop(format!("CREATE USER 'hooker'@'{host}' IDENTIFIED BY '{PASSWORD}'")).await?;

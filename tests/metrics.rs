@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use color_eyre::eyre::{bail, ensure, Result};
-use common::{each_flavor, exec_all, test_config, wait_phase, Server};
-use mysql_async::prelude::Queryable;
+use common::{each_flavor, seed_app_table, test_config, wait_phase, Server};
 use revenant::control::metrics;
 use revenant::engine::migration::{self, Outcome};
 use revenant::engine::{Command, Phase};
@@ -64,13 +63,7 @@ async fn scrape_until(addr: SocketAddr, what: &str, pred: impl Fn(&HashMap<Strin
 async fn metrics_are_scraped_during_a_migration() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
-        let mut c = server.conn().await?;
-        exec_all(&mut c, "CREATE DATABASE app;\nCREATE TABLE app.items (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))").await?;
-        c.query_drop(
-            "INSERT INTO app.items (a, b) SELECT seq % 97, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
-             information_schema.COLUMNS a, information_schema.COLUMNS b, (SELECT @n := 0) z LIMIT 2000) s",
-        )
-        .await?;
+        seed_app_table(&server, "items", 2000).await?;
         let base = std::env::var("REVENANT_SANDBOX_DIR").map(std::path::PathBuf::from).unwrap_or_else(|_| std::env::temp_dir());
         let hold = base.join(format!("metrics-hold-{}-{}", std::process::id(), flavor.name()));
         std::fs::write(&hold, b"")?;

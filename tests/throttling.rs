@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use color_eyre::eyre::{bail, ensure, Result};
-use common::{each_flavor, exec_all, table_checksum, test_config, wait_phase, Server};
+use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::migration::{self, Outcome};
 use revenant::engine::{Command, EngineHandle, Phase, Status};
@@ -20,18 +20,6 @@ use revenant::sandbox::Flavor;
 use revenant::sandbox as topology;
 
 const COLS: &[&str] = &["id", "a", "b"];
-
-async fn seed(server: &Server, table: &str, rows: u32) -> Result<()> {
-    let mut c = server.conn().await?;
-    c.query_drop("CREATE DATABASE IF NOT EXISTS app").await?;
-    exec_all(&mut c, &format!("CREATE TABLE app.{table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))")).await?;
-    c.query_drop(format!(
-        "INSERT INTO app.{table} (a, b) SELECT seq % 97, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
-         information_schema.COLUMNS a, information_schema.COLUMNS b, (SELECT @n := 0) z LIMIT {rows}) s"
-    ))
-    .await?;
-    Ok(())
-}
 
 /// The throttle reason as the JSON status carries it.
 fn json_reason(s: &Status) -> String {
@@ -109,7 +97,7 @@ async fn http_server(port: u16, code: Arc<AtomicU16>) -> Result<(u16, tokio::tas
 async fn ignored_http_errors_do_not_throttle_but_status_codes_do() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
-        seed(&server, "items", 3000).await?;
+        seed_app_table(&server, "items", 3000).await?;
         let http_code = Arc::new(AtomicU16::new(503));
         let (http_port, mut http) = http_server(0, http_code.clone()).await?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
@@ -154,7 +142,7 @@ async fn ignored_http_errors_do_not_throttle_but_status_codes_do() {
 async fn each_throttler_engages_and_releases_with_its_reason() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
-        seed(&server, "items", 3000).await?;
+        seed_app_table(&server, "items", 3000).await?;
         let dir = tempdir("throttle")?;
         let hold = dir.join("throttle.flag");
         std::fs::write(&hold, b"")?;
@@ -236,7 +224,7 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         http.abort();
 
         // critical-load met twice (interval 200 ms): a resumable stop, which --resume completes.
-        seed(&server, "orders", 2000).await?;
+        seed_app_table(&server, "orders", 2000).await?;
         let mut cfg = test_config(&server, "app", "orders", "ADD COLUMN c INT NOT NULL DEFAULT 3");
         cfg.critical_load = revenant::engine::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
         cfg.critical_load_interval = Duration::from_millis(200);
@@ -260,7 +248,7 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
 
         // critical-load with --critical-load-hibernate-seconds: copy and apply pause instead of an abort; cleared
         // live, the migration continues once the hibernation is over.
-        seed(&server, "events", 1000).await?;
+        seed_app_table(&server, "events", 1000).await?;
         let mut cfg = test_config(&server, "app", "events", "ADD COLUMN c INT NOT NULL DEFAULT 3");
         cfg.critical_load = revenant::engine::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
         cfg.critical_load_hibernate = Duration::from_secs(2);
@@ -307,7 +295,7 @@ async fn replica_lag_throttles_blocks_the_cut_over_and_a_lost_replica_fails_clos
         let (primary, mut replicas) = topology::primary_with_replicas(flavor, 2).await?;
         let mut doomed = replicas.remove(1);
         let lagging = replicas.remove(0);
-        seed(&primary, "items", 2000).await?;
+        seed_app_table(&primary, "items", 2000).await?;
         topology::wait_caught_up(&lagging, &primary, Duration::from_secs(30)).await?;
         topology::wait_caught_up(&doomed, &primary, Duration::from_secs(30)).await?;
         let dir = tempdir("lag")?;

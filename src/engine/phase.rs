@@ -44,17 +44,9 @@ impl Phase {
         Phase::Failed,
     ];
 
-    /// The phases shown on the console's phase strip, in order.
-    pub const STRIP: [Phase; 8] = [
-        Phase::Preflight,
-        Phase::Setup,
-        Phase::Copy,
-        Phase::Catchup,
-        Phase::ReadyToCutOver,
-        Phase::CutOver,
-        Phase::Cleanup,
-        Phase::Done,
-    ];
+    /// The phases shown on the console's phase strip, in order: every one up to Done (Stopped and Failed are
+    /// shown as badges instead).
+    pub const STRIP: &'static [Phase] = Phase::ALL.split_at(8).0;
 
     /// A short label for badges and the strip.
     pub fn label(self) -> &'static str {

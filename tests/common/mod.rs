@@ -54,6 +54,20 @@ use revenant::engine::config::{ConnectionConfig, MigrationConfig, Secret};
 use revenant::engine::migration::{self, Outcome};
 use revenant::engine::{Command, Phase};
 
+/// Creates `app.<table>` (`id` AUTO_INCREMENT key, `a INT`, `b VARCHAR(64)`) with `rows` rows; the database is
+/// created when missing.
+pub async fn seed_app_table(server: &Server, table: &str, rows: u32) -> Result<()> {
+    let mut c = server.conn().await?;
+    c.query_drop("CREATE DATABASE IF NOT EXISTS app").await?;
+    c.query_drop(format!("CREATE TABLE app.{table} (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64))")).await?;
+    c.query_drop(format!(
+        "INSERT INTO app.{table} (a, b) SELECT seq % 97, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
+         information_schema.COLUMNS a, information_schema.COLUMNS b, (SELECT @n := 0) z LIMIT {rows}) s"
+    ))
+    .await?;
+    Ok(())
+}
+
 /// Engine connection settings for root on a sandbox server.
 pub fn conn_config(server: &Server) -> ConnectionConfig {
     ConnectionConfig { host: "127.0.0.1".into(), port: server.port, user: "root".into(), password: Secret::new(None), socket: None }
