@@ -15,7 +15,7 @@ use color_eyre::eyre::{bail, eyre, Result};
 use common::{each_flavor, exec_all, table_checksum, Server, Writer};
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use revenant::engine::gtid::GtidSet;
+use revenant::engine::stream::gtid::GtidSet;
 
 const ALTER: &str = "ADD COLUMN f INT NOT NULL DEFAULT 1";
 
@@ -449,7 +449,7 @@ async fn bad_resumes_are_refused_and_drop_nothing() {
         c.query_drop("FLUSH BINARY LOGS").await?;
         c.query_drop("INSERT INTO bad.t (a, b, c, d) VALUES (1, 'after', NOW(), 1)").await?;
         c.query_drop("FLUSH BINARY LOGS").await?;
-        let (file, _) = revenant::engine::binlog::binlog_file_pos(&mut c).await?;
+        let (file, _) = revenant::engine::stream::binlog::binlog_file_pos(&mut c).await?;
         c.query_drop(format!("PURGE BINARY LOGS TO '{file}'")).await?;
         let out = revenant(&server, "bad", &fx, &["--resume", "--retry-seconds", "3"]).output()?;
         assert!(!out.status.success(), "resume past purged binlogs must fail");

@@ -13,7 +13,7 @@ use common::{each_flavor, exec_all, seed_app_table, table_checksum, test_config,
 use mysql_async::prelude::Queryable;
 use revenant::cli::headless::status_line;
 use revenant::control::{self, ControlOptions};
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, EngineHandle, Phase, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -57,7 +57,7 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         cfg.postpone_cut_over = false;
         cfg.postpone_cut_over_flag_file = Some(first_flag.clone());
         cfg.max_lag_millis = 1000;
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         let shutdown = CancellationToken::new();
         let server_task = tokio::spawn(control::serve_with(handle.clone(), sock.clone(), None, ControlOptions::new("items"), shutdown.clone()));
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(90)).await?;
@@ -108,7 +108,7 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         cfg.throttle_flag_file = Some(hold.clone());
         cfg.panic_flag_file = Some(panic_flag.clone());
         cfg.postpone_cut_over = false;
-        let (handle, join) = migration::start(cfg.clone());
+        let (handle, join) = migrate::start(cfg.clone());
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
         std::fs::write(&panic_flag, b"")?;
         let outcome = tokio::time::timeout(Duration::from_secs(60), join).await???;
@@ -119,7 +119,7 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         std::fs::remove_file(&panic_flag)?;
         std::fs::remove_file(&hold)?;
         cfg.resume = true;
-        let outcome = tokio::time::timeout(Duration::from_secs(90), migration::start(cfg).1).await???;
+        let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume after the panic flag: {outcome:?}");
         let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;
         let new = table_checksum(&mut c, "app", "orders", COLS).await?;

@@ -10,9 +10,9 @@ use color_eyre::eyre::eyre;
 use common::{each_flavor, Flavor, Server};
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
-use revenant::engine::binlog::{self, StreamConfig, StreamItem, StreamerState, WatchedTable};
-use revenant::engine::gtid::Gtid;
-use revenant::engine::schema;
+use revenant::engine::stream::binlog::{self, StreamConfig, StreamItem, StreamerState, WatchedTable};
+use revenant::engine::stream::gtid::Gtid;
+use revenant::engine::plan::schema;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

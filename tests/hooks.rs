@@ -15,7 +15,7 @@ use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phas
 use mysql_async::prelude::Queryable;
 use revenant::engine::config::Secret;
 use revenant::engine::hooks::Hook;
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, Phase};
 
 const PASSWORD: &str = "hook-test-Secret-4711";
@@ -97,7 +97,7 @@ async fn hooks_fire_in_order_with_gh_ost_environment_and_no_password() {
         };
 
         // Dry run: startup, validated, success, with GH_OST_DRY_RUN=true.
-        let outcome = migration::start(configure(false)).1.await??;
+        let outcome = migrate::start(configure(false)).1.await??;
         ensure!(matches!(outcome, Outcome::DryRun { .. }), "dry run outcome {outcome:?}");
         let order = read_order(&out, "order");
         ensure!(order == ["gh-ost-on-startup", "gh-ost-on-validated", "gh-ost-on-success"], "dry-run hooks: {order:?}");
@@ -106,7 +106,7 @@ async fn hooks_fire_in_order_with_gh_ost_environment_and_no_password() {
 
         let mut c = server.conn().await?;
         let before = table_checksum(&mut c, "app", "items", COLS).await?;
-        let (handle, join) = migration::start(configure(true));
+        let (handle, join) = migrate::start(configure(true));
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(90)).await?;
         // Wait (bounded) for one on-status run before approving, so it is part of the record.
         for _ in 0..100 {
@@ -213,7 +213,7 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         std::fs::write(&hold, "")?;
         let mut first = configure();
         first.throttle_flag_file = Some(hold.clone());
-        let (handle, join) = migration::start(first);
+        let (handle, join) = migrate::start(first);
         let mut locker = server.conn().await?;
         let mut locked = false;
         for _ in 0..300 {
@@ -267,7 +267,7 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         std::fs::write(&allow, b"")?;
         let mut cfg = configure();
         cfg.resume = true;
-        let outcome = tokio::time::timeout(Duration::from_secs(90), migration::start(cfg).1).await???;
+        let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume outcome {outcome:?}");
         let old = table_checksum(&mut c, "app", "_items_del", COLS).await?;
         let new = table_checksum(&mut c, "app", "items", COLS).await?;

@@ -12,7 +12,7 @@ use std::time::Duration;
 use color_eyre::eyre::Result;
 use common::{each_flavor, exec_all, finish_after_ready, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
-use revenant::engine::migration;
+use revenant::engine::pipeline::migrate;
 use revenant::engine::Phase;
 
 const ROWS: u64 = 100_000;
@@ -76,7 +76,7 @@ async fn rows_deleted_during_their_chunk_stay_deleted() {
             tokio::time::sleep(Duration::from_millis(200)).await;
 
             let cfg = test_config(&server, "app", "del", "ADD COLUMN extra INT NOT NULL DEFAULT 1");
-            let (handle, join) = migration::start(cfg);
+            let (handle, join) = migrate::start(cfg);
             let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(300)).await;
             stop.store(true, Ordering::Relaxed);
             writer.await??;

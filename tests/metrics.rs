@@ -11,7 +11,7 @@ use std::time::Duration;
 use color_eyre::eyre::{bail, ensure, Result};
 use common::{each_flavor, seed_app_table, test_config, wait_phase, Server};
 use revenant::control::metrics;
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, Phase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -71,7 +71,7 @@ async fn metrics_are_scraped_during_a_migration() {
         cfg.throttle_flag_file = Some(hold.clone());
         cfg.exact_rowcount = true;
         let listener = metrics::bind("127.0.0.1:0".parse()?).await?;
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         let shutdown = CancellationToken::new();
         let (addr, server_task) = metrics::serve(listener, handle.status.clone(), shutdown.clone())?;
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{bail, Result, WrapErr};
 use common::{table_checksum, test_config, wait_phase, Flavor, Server};
 use mysql_async::prelude::Queryable;
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, Phase};
 
 const DB: &str = "types";
@@ -275,7 +275,7 @@ async fn run_case(server: &Server, case: &Case) -> Result<CaseReport> {
     // Small chunks with pauses in between, so that the writer's changes interleave with the copy.
     cfg.chunk_target = Duration::from_millis(1);
     cfg.nice_ratio = 0.5;
-    let (handle, join) = migration::start(cfg);
+    let (handle, join) = migrate::start(cfg);
     // Hold the copy back for a moment: the binlog then carries changes to rows the copy has not reached yet.
     let throttled = handle.send(Command::Throttle).await;
     let mut ready = wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await;

@@ -14,10 +14,10 @@ use common::{each_flavor, wait_phase};
 use move_support::{hook_lines, hooks_dir, move_config, scratch, seed, verify_moved, AppWriter};
 use common::Server;
 use color_eyre::eyre::Result;
-use revenant::engine::move_tables::MoveTablesConfig;
+use revenant::engine::pipeline::move_tables::MoveTablesConfig;
 use mysql_async::prelude::Queryable;
-use revenant::engine::gtid::GtidSet;
-use revenant::engine::move_tables::{self, MoveOutcome, CHANGELOG_TABLE, CHECKPOINT_TABLE};
+use revenant::engine::stream::gtid::GtidSet;
+use revenant::engine::pipeline::move_tables::{self, MoveOutcome, CHANGELOG_TABLE, CHECKPOINT_TABLE};
 use revenant::engine::{Command, Phase};
 use revenant::sandbox::two_servers;
 

@@ -17,7 +17,7 @@ use color_eyre::eyre::{bail, Result};
 use common::{each_flavor, Server};
 use move_support::{hook_lines, scratch, seed, verify_moved, AppWriter};
 use mysql_async::prelude::Queryable;
-use revenant::engine::move_tables::{MoveStateDump, CHECKPOINT_TABLE};
+use revenant::engine::pipeline::move_tables::{MoveStateDump, CHECKPOINT_TABLE};
 use revenant::sandbox::two_servers;
 
 /// The hooks of the crash tests: on-before-cut-over appends its run to hooks.log; on-success appends its run and
@@ -276,7 +276,7 @@ async fn refusing_hook_keeps_the_source_serving_and_rollback_undoes_the_fence() 
         let out = revenant(&source, &target, db, &dir, &["--rollback"]).output()?;
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let t = tables_on(&source, db).await?;
-        assert!(!t.contains(&revenant::engine::move_tables::CHANGELOG_TABLE.to_string()), "the heartbeat table is left after the rollback: {t:?}");
+        assert!(!t.contains(&revenant::engine::pipeline::move_tables::CHANGELOG_TABLE.to_string()), "the heartbeat table is left after the rollback: {t:?}");
         for (t, sum) in ["orders", "items"].iter().zip(&before) {
             assert_eq!(&common::table_checksum(&mut s, db, t, &move_support::COLS).await?, sum, "{t} after the rollback");
         }

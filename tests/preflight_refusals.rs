@@ -15,7 +15,7 @@ use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use common::{conn_config, table_checksum, test_config, wait_phase, Flavor, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::config::{MigrationConfig, Secret};
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, Phase};
 use revenant::sandbox::ServerOptions;
 
@@ -96,7 +96,7 @@ async fn binlog_position(c: &mut mysql_async::Conn, flavor: Flavor) -> Result<St
 /// Runs a migration to its end (with a time limit; a migration still running then is stopped, so that it cannot
 /// disturb the next case).
 async fn run_migration(cfg: MigrationConfig) -> Result<Result<Outcome>> {
-    let (handle, mut join) = migration::start(cfg);
+    let (handle, mut join) = migrate::start(cfg);
     match tokio::time::timeout(Duration::from_secs(60), &mut join).await {
         Ok(r) => Ok(r?),
         Err(_) => {
@@ -448,7 +448,7 @@ async fn dry_run_artifacts_and_concurrency() {
 
         res.case(flavor, "a second concurrent migration of the same table", async {
             exec(s, &["CREATE TABLE {db}.conc (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT)", "INSERT INTO {db}.conc (a) VALUES (1), (2), (3)"]).await?;
-            let (first, first_join) = migration::start(cfg(s, "conc", "ADD COLUMN x INT"));
+            let (first, first_join) = migrate::start(cfg(s, "conc", "ADD COLUMN x INT"));
             wait_phase(&first, Phase::ReadyToCutOver, Duration::from_secs(60)).await?;
             let mut c = s.conn().await?;
             let before = snapshot(&mut c).await?;

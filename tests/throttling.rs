@@ -14,7 +14,7 @@ use std::time::Duration;
 use color_eyre::eyre::{bail, ensure, Result};
 use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, EngineHandle, Phase, Status};
 use revenant::sandbox::Flavor;
 use revenant::sandbox as topology;
@@ -105,7 +105,7 @@ async fn ignored_http_errors_do_not_throttle_but_status_codes_do() {
         cfg.ignore_http_errors = true;
         cfg.throttle_http_interval = Duration::from_millis(50);
         cfg.throttle_http_timeout = Duration::from_millis(300);
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         engaged(&handle, "http=503").await?;
         // The server goes away: the error is ignored, the throttle lifts and the signal says why.
         http.abort();
@@ -151,7 +151,7 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
         cfg.throttle_flag_file = Some(hold.clone());
         cfg.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
 
         // Flag file: the copy waits from the start, while the applier keeps applying.
@@ -226,9 +226,9 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         // critical-load met twice (interval 200 ms): a resumable stop, which --resume completes.
         seed_app_table(&server, "orders", 2000).await?;
         let mut cfg = test_config(&server, "app", "orders", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.critical_load = revenant::engine::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
+        cfg.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
         cfg.critical_load_interval = Duration::from_millis(200);
-        let outcome = tokio::time::timeout(Duration::from_secs(60), migration::start(cfg.clone()).1).await???;
+        let outcome = tokio::time::timeout(Duration::from_secs(60), migrate::start(cfg.clone()).1).await???;
         match &outcome {
             Outcome::Stopped { state } => ensure!(
                 state.reason.starts_with("critical-load met: Threads_connected=") && state.reason.ends_with(", >=1"),
@@ -240,7 +240,7 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         cfg.critical_load.clear();
         cfg.resume = true;
         cfg.postpone_cut_over = false;
-        let outcome = tokio::time::timeout(Duration::from_secs(90), migration::start(cfg).1).await???;
+        let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume after critical-load: {outcome:?}");
         let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;
         let new = table_checksum(&mut c, "app", "orders", COLS).await?;
@@ -250,10 +250,10 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         // live, the migration continues once the hibernation is over.
         seed_app_table(&server, "events", 1000).await?;
         let mut cfg = test_config(&server, "app", "events", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.critical_load = revenant::engine::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
+        cfg.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
         cfg.critical_load_hibernate = Duration::from_secs(2);
         cfg.postpone_cut_over = false;
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         let s = wait_for(&handle, "critical-load hibernation", Duration::from_secs(30), |s| json_reason(s).contains("critical-load hibernation (critical-load met: Threads_connected=")).await?;
         ensure!(s.paused, "hibernation did not pause copy and apply");
         set(&handle, "critical-load", "").await?;
@@ -304,7 +304,7 @@ async fn replica_lag_throttles_blocks_the_cut_over_and_a_lost_replica_fails_clos
         let mut cfg = test_config(&primary, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
         cfg.throttle_flag_file = Some(hold.clone());
         cfg.max_lag_millis = 1000;
-        let (handle, join) = migration::start(cfg);
+        let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
 
         // Both discovered from the primary (no --throttle-control-replicas), readable and under the threshold.

@@ -240,7 +240,7 @@ async fn oracle(t: &mut mysql_async::Conn, dir: &Path) -> Result<()> {
     let order_by = match read_opt(dir, "order_by") {
         Some(o) => o.trim().to_string(),
         None => {
-            let info = crate::engine::schema::read_table(t, "test", "_gh_ost_test_del")
+            let info = crate::engine::plan::schema::read_table(t, "test", "_gh_ost_test_del")
                 .await?
                 .ok_or_else(|| eyre!("_gh_ost_test_del does not exist after the migration"))?;
             let key = info.unique_keys.first().ok_or_else(|| eyre!("the old table has no unique key"))?;

@@ -16,7 +16,7 @@ use super::{exit, headless, init_tracing};
 use crate::console::{self, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, MigrationConfig, Secret};
-use crate::engine::migration::{self, Outcome};
+use crate::engine::pipeline::migrate::{self, Outcome};
 use crate::engine::{Command, Phase};
 use crate::sandbox::{Flavor, Server};
 
@@ -46,7 +46,7 @@ pub async fn run(a: DemoArgs) -> Result<i32> {
     cfg.exact_rowcount = false;
     let socket = a.serve_socket_file.clone().unwrap_or_else(|| std::path::PathBuf::from("/tmp/gh-ost.demo.orders.sock"));
     init_tracing(theme.is_some(), false, false);
-    let (handle, join) = migration::start(cfg);
+    let (handle, join) = migrate::start(cfg);
     let shutdown = CancellationToken::new();
     let control_task = {
         let (h, sd, p) = (handle.clone(), shutdown.clone(), socket.clone());

@@ -24,7 +24,7 @@ pub use args::{Cli, Cmd, MigrateArgs, ThrottleArgs};
 use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, CutOverMode, MigrationConfig, Secret};
-use crate::engine::migration::{self, Outcome, StateDump};
+use crate::engine::pipeline::migrate::{self, Outcome, StateDump};
 use crate::engine::{Command, EngineHandle, Phase};
 
 /// Process exit codes (documented in README and docs/checkpoints.md).
@@ -212,7 +212,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
 
 /// The throttle flags (shared by migrate and move-tables) into `cfg`, each checked before anything connects.
 pub(crate) fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> {
-    use crate::engine::throttlers;
+    use crate::engine::throttle::throttlers;
     let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
     if !(0.0..=100.0).contains(&a.nice_ratio) {
         return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
@@ -317,7 +317,7 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         }
     };
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
-    let (handle, join) = migration::start(cfg.clone());
+    let (handle, join) = migrate::start(cfg.clone());
     let shutdown = CancellationToken::new();
     // Metrics (read-only): the snapshot as Prometheus text.
     let _metrics = match metrics_listener {

@@ -16,7 +16,7 @@ use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
-use crate::engine::move_tables::{self, MoveOutcome, MoveTablesConfig};
+use crate::engine::pipeline::move_tables::{self, MoveOutcome, MoveTablesConfig};
 use crate::engine::Phase;
 
 /// Builds the move's settings; checks what can be checked before connecting.
@@ -259,7 +259,7 @@ mod tests {
         assert!(cfg.execute, "a move runs without --dry-run (the issue's command line has no --execute)");
         assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
         assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
-        assert_eq!(crate::engine::throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
+        assert_eq!(crate::engine::throttle::throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
         assert!(with(&["--execute"]).expect("config").execute);
         assert!(!with(&["--dry-run"]).expect("config").execute);
         let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));

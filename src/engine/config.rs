@@ -118,15 +118,15 @@ pub struct MigrationConfig {
     /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
     pub hook_timeout: Duration,
     /// `--max-load Var=N,...`: throttle while a global status variable is at or above N.
-    pub max_load: Vec<super::throttlers::LoadThreshold>,
+    pub max_load: Vec<crate::engine::throttle::throttlers::LoadThreshold>,
     /// `--critical-load Var=N,...`: abort (resumably) or hibernate when one is reached.
-    pub critical_load: Vec<super::throttlers::LoadThreshold>,
+    pub critical_load: Vec<crate::engine::throttle::throttlers::LoadThreshold>,
     /// `--critical-load-interval-millis`: a met critical load is checked again after this before acting (0: at once).
     pub critical_load_interval: Duration,
     /// `--critical-load-hibernate-seconds`: instead of aborting, pause copy and apply this long (0: abort).
     pub critical_load_hibernate: Duration,
     /// `--throttle-control-replicas`: replicas whose heartbeat lag throttles the copy.
-    pub throttle_control_replicas: Vec<super::throttlers::ReplicaAddr>,
+    pub throttle_control_replicas: Vec<crate::engine::throttle::throttlers::ReplicaAddr>,
     /// Also check the replicas the primary lists (SHOW REPLICAS / SHOW SLAVE HOSTS).
     pub discover_replicas: bool,
     /// `--throttle-http URL`: throttle unless a HEAD request answers 200 (plain http).

@@ -14,7 +14,7 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
 
-use super::status::{Eta, Status};
+use crate::engine::status::{Eta, Status};
 
 /// gh-ost's hooks, in the order a migration reaches them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -296,7 +296,7 @@ impl Hooks {
 
 impl Hooks {
     /// The hooks of an in-place migration, from its settings.
-    pub fn for_migration(cfg: &super::config::MigrationConfig) -> Result<Hooks> {
+    pub fn for_migration(cfg: &crate::engine::config::MigrationConfig) -> Result<Hooks> {
         let identity = HookIdentity {
             database: cfg.database.clone(),
             table: cfg.table.clone(),
@@ -329,7 +329,7 @@ pub fn executing_host() -> String {
 /// `cancel`. Failures only log.
 pub async fn background_hooks(
     hooks: std::sync::Arc<Hooks>,
-    shared: std::sync::Arc<super::shared::Shared>,
+    shared: std::sync::Arc<crate::engine::shared::Shared>,
     interval: Duration,
     cancel: tokio_util::sync::CancellationToken,
 ) {

@@ -1,28 +1,26 @@
 //! The migration engine: preflight, ghost table, chunked copy, binlog apply, checkpoints and cut-over.
 //! It has no terminal dependencies; front ends reach it through [`status::EngineHandle`].
+//!
+//! One folder per piece of the pipeline (docs/architecture.md draws them):
+//! `plan` (what to do: preflight, ALTER, schema), `stream` (the binary log in), `copy` (rows in chunks),
+//! `apply` (row events onto the target), `checkpoint` (the rows that make a run resumable), `throttle` (when the
+//! copy waits), `cutover` (the swap or the fence), and `pipeline` (the ordered steps that drive them all).
 
-pub mod alter;
-pub mod applier;
-pub mod binlog;
+pub mod apply;
 pub mod checkpoint;
 pub mod config;
-pub mod copier;
+pub mod copy;
 pub mod cutover;
-pub mod delete_log;
 pub mod failpoint;
-pub mod gtid;
 pub mod hooks;
-pub mod migration;
-pub mod move_tables;
-pub mod phase;
+pub mod pipeline;
+pub mod plan;
 pub mod retry;
-pub mod preflight;
-pub mod schema;
 pub mod shared;
 pub mod sql;
 pub mod status;
-pub mod throttlers;
-pub mod values;
+pub mod stream;
+pub mod throttle;
 
-pub use phase::Phase;
+pub use pipeline::phase::Phase;
 pub use status::{Command, CommandReply, CommandRequest, EngineHandle, Status};

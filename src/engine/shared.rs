@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::phase::Phase;
-use super::status::{Eta, Status, ThrottleSignal};
+use crate::engine::pipeline::phase::Phase;
+use crate::engine::status::{Eta, Status, ThrottleSignal};
 
 /// Rolling rate over the last few seconds.
 #[derive(Debug, Default)]
@@ -59,7 +59,7 @@ pub struct Shared {
     /// Set once the throttle loop has read the manual switch and the flag files: the copy does not start before.
     pub throttle_checked: AtomicBool,
     /// Throttle thresholds the operator may change live.
-    pub throttle_settings: Mutex<super::throttlers::ThrottleSettings>,
+    pub throttle_settings: Mutex<crate::engine::throttle::throttlers::ThrottleSettings>,
     pub inner: Mutex<SharedInner>,
 }
 
@@ -180,7 +180,7 @@ impl Shared {
     }
 
     /// A copy of the live throttle thresholds.
-    pub fn throttle_settings(&self) -> super::throttlers::ThrottleSettings {
+    pub fn throttle_settings(&self) -> crate::engine::throttle::throttlers::ThrottleSettings {
         match self.throttle_settings.lock() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -188,7 +188,7 @@ impl Shared {
     }
 
     /// Changes the live throttle thresholds.
-    pub fn update_throttle_settings<R>(&self, f: impl FnOnce(&mut super::throttlers::ThrottleSettings) -> R) -> R {
+    pub fn update_throttle_settings<R>(&self, f: impl FnOnce(&mut crate::engine::throttle::throttlers::ThrottleSettings) -> R) -> R {
         match self.throttle_settings.lock() {
             Ok(mut g) => f(&mut g),
             Err(p) => f(&mut p.into_inner()),

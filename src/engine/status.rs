@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::phase::Phase;
+use crate::engine::pipeline::phase::Phase;
 
 /// One complete, owned picture of a migration at an instant. Renderers keep a copy and never reach into the engine.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

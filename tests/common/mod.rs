@@ -51,7 +51,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use revenant::engine::config::{ConnectionConfig, MigrationConfig, Secret};
-use revenant::engine::migration::{self, Outcome};
+use revenant::engine::pipeline::migrate::{self, Outcome};
 use revenant::engine::{Command, Phase};
 
 /// Creates `app.<table>` (`id` AUTO_INCREMENT key, `a INT`, `b VARCHAR(64)`) with `rows` rows; the database is
@@ -202,7 +202,7 @@ pub async fn migrate_with_writer(
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut cfg = test_config(server, db, table, alter);
     adjust(&mut cfg);
-    let (handle, join) = migration::start(cfg);
+    let (handle, join) = migrate::start(cfg);
     let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await;
     let ops = writer.stop().await?;
     finish_after_ready(&handle, join, ready).await?;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use color_eyre::eyre::{bail, Result};
 use mysql_async::prelude::Queryable;
-use revenant::engine::move_tables::MoveTablesConfig;
+use revenant::engine::pipeline::move_tables::MoveTablesConfig;
 
 use crate::common::{conn_config, exec_all, table_checksum, Server};
 

@@ -9,7 +9,7 @@ use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType;
 use mysql_common::binlog::time::MysqlTime;
 
-use super::schema::Column;
+use crate::engine::plan::schema::Column;
 
 /// A value only SQL can rebuild exactly: `sql` takes the column's placeholder's place in the statement, `params`
 /// bind its `?`s in order.
@@ -313,7 +313,7 @@ mod tests {
             collation: None,
             octet_length: Some(4),
             generated: false,
-            labels: super::super::schema::parse_labels(column_type),
+            labels: crate::engine::plan::schema::parse_labels(column_type),
             enum_as_index: false,
         }
     }

@@ -29,8 +29,8 @@ use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use mysql_async::Value;
 
-use super::applier::ApplyTarget;
-use super::sql::{qualified, quote_ident};
+use crate::engine::apply::applier::ApplyTarget;
+use crate::engine::sql::{qualified, quote_ident};
 
 /// At most this many keys in one statement of either step.
 const BATCH: usize = 500;

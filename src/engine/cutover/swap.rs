@@ -13,10 +13,10 @@ use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use tokio::sync::watch;
 
-use super::applier::Applied;
-use super::config::MigrationConfig;
-use super::failpoint;
-use super::sql::{qualified, quote_ident};
+use crate::engine::apply::applier::Applied;
+use crate::engine::config::MigrationConfig;
+use crate::engine::failpoint;
+use crate::engine::sql::{qualified, quote_ident};
 
 pub const SENTRY_COMMENT: &str = "revenant cut-over sentry";
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
 
-use super::config::{ConnectionConfig, MigrationConfig};
-use super::shared::Shared;
-use super::sql::qualified;
-use super::status::ThrottleSignal;
+use crate::engine::config::{ConnectionConfig, MigrationConfig};
+use crate::engine::shared::Shared;
+use crate::engine::sql::qualified;
+use crate::engine::status::ThrottleSignal;
 
 /// `Var=N`: throttle (max-load) or act (critical-load) when the global status variable reaches N.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
-use super::sql::{qualified, quote_ident};
+use crate::engine::sql::{qualified, quote_ident};
 
 /// One column as information_schema describes it.
 #[derive(Debug, Clone, PartialEq)]

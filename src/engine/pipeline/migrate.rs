@@ -14,21 +14,21 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::applier::{Applied, Applier, ApplyTarget, ChangelogWatch, CheckpointTarget};
-use super::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
-use super::checkpoint::{self, CheckpointState};
-use super::config::{CutOverMode, MigrationConfig};
-use super::copier::{estimate_rows, CopyJob, CopyRange};
-use super::cutover;
-use super::delete_log::DeleteLog;
-use super::failpoint;
-use super::hooks::{self, Hook, Hooks};
-use super::phase::Phase;
-use super::preflight::{self, refuse, Plan};
-use super::shared::Shared;
-use super::sql::qualified;
-use super::throttlers::{self, CriticalAction, ThrottleSettings, Throttlers};
-use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
+use crate::engine::apply::applier::{Applied, Applier, ApplyTarget, ChangelogWatch, CheckpointTarget};
+use crate::engine::stream::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use crate::engine::checkpoint::{self, CheckpointState};
+use crate::engine::config::{CutOverMode, MigrationConfig};
+use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange};
+use crate::engine::cutover::swap;
+use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::failpoint;
+use crate::engine::hooks::{self, Hook, Hooks};
+use crate::engine::pipeline::phase::Phase;
+use crate::engine::plan::preflight::{self, refuse, Plan};
+use crate::engine::shared::Shared;
+use crate::engine::sql::qualified;
+use crate::engine::throttle::throttlers::{self, CriticalAction, ThrottleSettings, Throttlers};
+use crate::engine::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -287,8 +287,8 @@ pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandRepl
     let parse_u64 = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a whole number"));
     let r: std::result::Result<String, String> = match name {
         "chunk-size" => parse_u64(value).and_then(|n| {
-            if !(super::copier::MIN_CHUNK..=super::copier::MAX_CHUNK).contains(&n) {
-                return Err(format!("chunk-size must be between {} and {}", super::copier::MIN_CHUNK, super::copier::MAX_CHUNK));
+            if !(crate::engine::copy::copier::MIN_CHUNK..=crate::engine::copy::copier::MAX_CHUNK).contains(&n) {
+                return Err(format!("chunk-size must be between {} and {}", crate::engine::copy::copier::MIN_CHUNK, crate::engine::copy::copier::MAX_CHUNK));
             }
             shared.chunk_size.store(n, Ordering::Relaxed);
             Ok(format!("chunk-size={n}"))
@@ -479,9 +479,9 @@ async fn run_phases(
         // A cut-over that renamed the tables before the interruption: only the clean-up is left (the preflight's
         // ALTER check would fail on the already migrated table).
         if let Some(st) = checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table()).await? {
-            let ghost = super::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
-            let old = super::schema::read_table(&mut conn, &cfg.database, &cfg.old_table()).await?.is_some();
-            if st.cutover_started && !ghost && old && !cutover::is_sentry(&mut conn, &cfg.database, &cfg.old_table()).await? {
+            let ghost = crate::engine::plan::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
+            let old = crate::engine::plan::schema::read_table(&mut conn, &cfg.database, &cfg.old_table()).await?.is_some();
+            if st.cutover_started && !ghost && old && !swap::is_sentry(&mut conn, &cfg.database, &cfg.old_table()).await? {
                 tracing::info!("the tables were swapped before the interruption: finishing the clean-up");
                 shared.enter(Phase::Setup);
                 return cleanup(cfg, &mut conn, &shared, 0).await;
@@ -559,13 +559,13 @@ async fn run_phases(
         setup_tables(&mut conn, cfg, &plan).await?;
     }
     failpoint::hit("after-setup")?;
-    let ghost = super::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table())
+    let ghost = crate::engine::plan::schema::read_table(&mut conn, &cfg.database, &cfg.ghost_table())
         .await?
         .ok_or_else(|| eyre!("the ghost table {} is missing", cfg.ghost_table()))?;
-    let changelog = super::schema::read_table(&mut conn, &cfg.database, &cfg.changelog_table())
+    let changelog = crate::engine::plan::schema::read_table(&mut conn, &cfg.database, &cfg.changelog_table())
         .await?
         .ok_or_else(|| eyre!("the changelog table {} is missing", cfg.changelog_table()))?;
-    let mapping = super::schema::map_columns(&plan.original, &ghost, &plan.renames, &plan.alter.dropped_columns)?;
+    let mapping = crate::engine::plan::schema::map_columns(&plan.original, &ghost, &plan.renames, &plan.alter.dropped_columns)?;
 
     // The copy reads the original without locks; the applier's deletes are checked by each chunk (delete_log).
     let delete_log = Arc::new(DeleteLog::new(
@@ -616,7 +616,7 @@ async fn run_phases(
             // The position is taken before the copy range: every row change after it is streamed.
             let start = binlog::current_position(&mut conn, plan.mariadb).await?;
             // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
-            let mut raw = super::applier::writer_conn(&opts).await?;
+            let mut raw = crate::engine::apply::applier::writer_conn(&opts).await?;
             let bounds = job.key_bounds(&mut raw).await?;
             let _ = raw.disconnect().await;
             let estimate = estimate_rows(&mut conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
@@ -829,8 +829,8 @@ async fn run_phases(
             i.status.cutover.step = "lock and rename".into();
         });
         let r = match cfg.cut_over {
-            CutOverMode::Atomic => cutover::atomic_attempt(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
-            CutOverMode::TwoStep => cutover::two_step(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::Atomic => swap::atomic_attempt(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::TwoStep => swap::two_step(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
         };
         match r {
             Ok(rep) => break rep,
@@ -1013,8 +1013,8 @@ async fn validate_resume(
             "resume with the same --database and --table",
         ));
     }
-    let ghost_exists = super::schema::read_table(conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
-    let old_exists = super::schema::read_table(conn, &cfg.database, &cfg.old_table()).await?.is_some();
+    let ghost_exists = crate::engine::plan::schema::read_table(conn, &cfg.database, &cfg.ghost_table()).await?.is_some();
+    let old_exists = crate::engine::plan::schema::read_table(conn, &cfg.database, &cfg.old_table()).await?.is_some();
     if st.cutover_started && !ghost_exists && old_exists {
         // The rename happened; only the clean-up is left.
         return Ok(ResumePoint::AlreadySwapped);
@@ -1038,7 +1038,7 @@ async fn validate_resume(
         ));
     }
     if old_exists {
-        if cutover::is_sentry(conn, &cfg.database, &cfg.old_table()).await? {
+        if swap::is_sentry(conn, &cfg.database, &cfg.old_table()).await? {
             conn.query_drop(format!("DROP TABLE {}", qualified(&cfg.database, &cfg.old_table()))).await?;
             tracing::info!("removed the sentry table left by an interrupted cut-over");
         } else {
@@ -1052,9 +1052,9 @@ async fn validate_resume(
     if !plan.mariadb && !st.applied_gtid_set.is_empty() {
         let executed: String = conn.query_first("SELECT @@GLOBAL.gtid_executed").await?.unwrap_or_default();
         let purged: String = conn.query_first("SELECT @@GLOBAL.gtid_purged").await?.unwrap_or_default();
-        let stored = super::gtid::GtidSet::parse_mysql(&st.applied_gtid_set)?;
-        let executed = super::gtid::GtidSet::parse_mysql(&executed)?;
-        let purged = super::gtid::GtidSet::parse_mysql(&purged)?;
+        let stored = crate::engine::stream::gtid::GtidSet::parse_mysql(&st.applied_gtid_set)?;
+        let executed = crate::engine::stream::gtid::GtidSet::parse_mysql(&executed)?;
+        let purged = crate::engine::stream::gtid::GtidSet::parse_mysql(&purged)?;
         if !executed.contains(&stored) {
             return Err(refuse(
                 format!("this server has not executed the checkpoint's position {}", st.applied_gtid_set),
@@ -1090,7 +1090,7 @@ async fn validate_resume(
 
 /// The original table's columns as the streamer decodes them: ENUM/SET columns whose definition the ALTER keeps are
 /// written by index (exact for any label).
-pub(crate) fn watched_columns(plan: &Plan, mapping: &super::schema::ColumnMapping) -> Vec<super::schema::Column> {
+pub(crate) fn watched_columns(plan: &Plan, mapping: &crate::engine::plan::schema::ColumnMapping) -> Vec<crate::engine::plan::schema::Column> {
     let mut original_columns = plan.original.columns.clone();
     for col in original_columns.iter_mut().filter(|c| c.is_enum() || c.is_set()) {
         if let Some((_, gname)) = mapping.shared.iter().find(|(c, _)| c.name == col.name) {
@@ -1103,7 +1103,7 @@ pub(crate) fn watched_columns(plan: &Plan, mapping: &super::schema::ColumnMappin
 }
 
 /// How the applier writes the original table's row events to `database.table` (the ghost, or a moved table).
-pub(crate) fn apply_target(plan: &Plan, mapping: &super::schema::ColumnMapping, database: &str, table: &str) -> ApplyTarget {
+pub(crate) fn apply_target(plan: &Plan, mapping: &crate::engine::plan::schema::ColumnMapping, database: &str, table: &str) -> ApplyTarget {
     ApplyTarget {
         database: database.to_string(),
         table: table.to_string(),
@@ -1125,8 +1125,8 @@ pub(crate) fn apply_target(plan: &Plan, mapping: &super::schema::ColumnMapping, 
 async fn start_tasks(
     cfg: &MigrationConfig,
     plan: &Plan,
-    mapping: &super::schema::ColumnMapping,
-    changelog: &super::schema::TableInfo,
+    mapping: &crate::engine::plan::schema::ColumnMapping,
+    changelog: &crate::engine::plan::schema::TableInfo,
     shared: &Arc<Shared>,
     start: BinlogPosition,
     cancel: &CancellationToken,

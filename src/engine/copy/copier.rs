@@ -16,13 +16,13 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{IsolationLevel, TxOpts, Value};
 use tokio_util::sync::CancellationToken;
 
-use super::checkpoint;
-use super::delete_log::DeleteLog;
-use super::failpoint;
-use super::retry::{self, Retry};
-use super::schema::Column;
-use super::shared::Shared;
-use super::sql::{qualified, quote_ident, tuple_compare};
+use crate::engine::checkpoint;
+use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::failpoint;
+use crate::engine::retry::{self, Retry};
+use crate::engine::plan::schema::Column;
+use crate::engine::shared::Shared;
+use crate::engine::sql::{qualified, quote_ident, tuple_compare};
 
 pub const MIN_CHUNK: u64 = 100;
 pub const MAX_CHUNK: u64 = 100_000;
@@ -183,9 +183,9 @@ impl CopyJob {
         retry_for: Duration,
         cancel: CancellationToken,
     ) -> Result<bool> {
-        let mut conn = super::applier::writer_conn(conn_opts).await?;
+        let mut conn = crate::engine::apply::applier::writer_conn(conn_opts).await?;
         let mut target_conn = match &across {
-            Some(a) => Some(super::applier::writer_conn(&a.target_opts).await.wrap_err("connecting to the target server")?),
+            Some(a) => Some(crate::engine::apply::applier::writer_conn(&a.target_opts).await.wrap_err("connecting to the target server")?),
             None => None,
         };
         let Some(range_end) = range.range_end.clone() else {
@@ -231,12 +231,12 @@ impl CopyJob {
                         shared.copy_retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(retry::backoff(attempt)).await;
                         if kind == Retry::Reconnect {
-                            match super::applier::writer_conn(conn_opts).await {
+                            match crate::engine::apply::applier::writer_conn(conn_opts).await {
                                 Ok(c) => conn = c,
                                 Err(e) => tracing::warn!("copier reconnect failed: {e:#}"),
                             }
                             if let Some(a) = &across {
-                                match super::applier::writer_conn(&a.target_opts).await {
+                                match crate::engine::apply::applier::writer_conn(&a.target_opts).await {
                                     Ok(c) => target_conn = Some(c),
                                     Err(e) => tracing::warn!("copier reconnect to the target failed: {e:#}"),
                                 }

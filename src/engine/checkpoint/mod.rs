@@ -10,7 +10,7 @@ use mysql_async::Value;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::sql::qualified;
+use crate::engine::sql::qualified;
 
 pub const SUMMARY: &str = "summary";
 pub const COPY: &str = "copy";

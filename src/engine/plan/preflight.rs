@@ -8,10 +8,10 @@ use color_eyre::eyre::{eyre, Report, Result, WrapErr};
 use color_eyre::Section;
 use mysql_async::prelude::Queryable;
 
-use super::alter::{parse_alter, AlterPlan};
-use super::config::MigrationConfig;
-use super::schema::{map_columns, read_table, ColumnMapping, TableInfo};
-use super::sql::{qualified, quote_ident};
+use crate::engine::plan::alter::{parse_alter, AlterPlan};
+use crate::engine::config::MigrationConfig;
+use crate::engine::plan::schema::{map_columns, read_table, ColumnMapping, TableInfo};
+use crate::engine::sql::{qualified, quote_ident};
 
 /// What preflight learned; the migration runs from it.
 #[derive(Debug, Clone)]

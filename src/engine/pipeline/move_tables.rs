@@ -20,22 +20,22 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::applier::{Applied, Applier, ChangelogWatch, CheckpointTarget};
-use super::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
-use super::checkpoint;
-use super::config::{ConnectionConfig, MigrationConfig};
-use super::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
-use super::failpoint;
-use super::gtid::GtidSet;
-use super::hooks::{Hook, HookHints, HookIdentity, Hooks};
-use super::migration::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, Running, TOOL_VERSION};
-use super::phase::Phase;
-use super::preflight::{self, refuse, Plan};
-use super::schema::{self, ColumnMapping};
-use super::shared::Shared;
-use super::sql::{qualified, quote_ident};
-use super::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TableProgress, TargetInfo};
-use super::throttlers::ThrottleSettings;
+use crate::engine::apply::applier::{Applied, Applier, ChangelogWatch, CheckpointTarget};
+use crate::engine::stream::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use crate::engine::checkpoint;
+use crate::engine::config::{ConnectionConfig, MigrationConfig};
+use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
+use crate::engine::failpoint;
+use crate::engine::stream::gtid::GtidSet;
+use crate::engine::hooks::{Hook, HookHints, HookIdentity, Hooks};
+use crate::engine::pipeline::migrate::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, Running, TOOL_VERSION};
+use crate::engine::pipeline::phase::Phase;
+use crate::engine::plan::preflight::{self, refuse, Plan};
+use crate::engine::plan::schema::{self, ColumnMapping};
+use crate::engine::shared::Shared;
+use crate::engine::sql::{qualified, quote_ident};
+use crate::engine::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TableProgress, TargetInfo};
+use crate::engine::throttle::throttlers::ThrottleSettings;
 
 /// The checkpoint table of a move, in the target database.
 pub const CHECKPOINT_TABLE: &str = "_revenant_move_ghk";
@@ -385,7 +385,7 @@ async fn command_loop(
                 CommandReply::ok("stopping at the next safe point; the move stays resumable")
             }
             Command::Throttle | Command::NoThrottle | Command::Pause | Command::Resume => {
-                super::migration::operator_switch(&req.command, &shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
+                crate::engine::pipeline::migrate::operator_switch(&req.command, &shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
             }
             // The postpone flag file of a move is fixed at start (the gate reads the configured path).
             Command::Set { name, .. } if name == "postpone-cut-over-flag-file" => {
@@ -1205,7 +1205,7 @@ async fn record_start(
     copy_rows: &mut HashMap<String, CopyRow>,
 ) -> Result<()> {
     let start = binlog::current_position(src, mariadb).await?;
-    let mut raw = super::applier::writer_conn(&cfg.source.opts()).await?;
+    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts()).await?;
     let ck = qualified(&cfg.target_database, CHECKPOINT_TABLE);
     let mut tx = tgt.start_transaction(mysql_async::TxOpts::default()).await?;
     let mut estimate_total = 0;

@@ -15,14 +15,14 @@ use mysql_async::{TxOpts, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
-use super::checkpoint;
-use super::delete_log::DeleteLog;
-use super::retry::{self, Retry};
-use super::schema::Column;
-use super::shared::Shared;
-use super::values::SqlValue;
-use super::sql::{qualified, quote_ident};
+use crate::engine::stream::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
+use crate::engine::checkpoint;
+use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::retry::{self, Retry};
+use crate::engine::plan::schema::Column;
+use crate::engine::shared::Shared;
+use crate::engine::apply::values::SqlValue;
+use crate::engine::sql::{qualified, quote_ident};
 
 /// How one watched table's changes are written.
 #[derive(Debug, Clone)]
@@ -296,10 +296,10 @@ impl Applier {
             .await
             .wrap_err("recording the applied position")?;
         }
-        super::failpoint::hit("apply-before-commit")?;
+        crate::engine::failpoint::hit("apply-before-commit")?;
         tx.commit().await.wrap_err("committing an apply batch")?;
         if let Some(pos) = last_position {
-            super::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
+            crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
         }
         self.shared.events_applied.fetch_add(events, Ordering::Relaxed);
         if let Some(hb) = heartbeat {

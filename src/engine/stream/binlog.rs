@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::gtid::{Gtid, GtidSet};
-use super::schema::Column;
-use super::values;
+use crate::engine::stream::gtid::{Gtid, GtidSet};
+use crate::engine::plan::schema::Column;
+use crate::engine::apply::values;
 
 /// A position in the source's binary log: the GTID set executed up to here, with file:pos for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,0 +1,5 @@
+//! Copy: the original's rows copied to the target in chunks by the shared unique key, each chunk in one
+//! transaction with its watermark; the delete log keeps a lock-free copy exact.
+
+pub mod copier;
+pub mod delete_log;

@@ -1,0 +1,6 @@
+//! Pipeline: the ordered phases of a run and the orchestration of the pieces (stream, copy, apply, throttle,
+//! cut-over) under one cancellation token, for migrate and move-tables.
+
+pub mod migrate;
+pub mod move_tables;
+pub mod phase;

@@ -1,0 +1,5 @@
+//! Stream: the binary log read from a GTID position, whole transactions of the watched tables out; GTID sets of
+//! both flavours.
+
+pub mod binlog;
+pub mod gtid;

@@ -1,0 +1,3 @@
+//! Throttle: the signals that make the copy wait (lag, load, flag files, queries, HTTP), failing closed.
+
+pub mod throttlers;
