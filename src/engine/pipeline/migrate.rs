@@ -3,32 +3,34 @@
 //! status snapshot, and answers the operator's commands. Every stop leaves a state `--resume` continues.
 
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
-use color_eyre::Section;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::apply::applier::{Applied, Applier, ApplyTarget, ChangelogWatch, CheckpointTarget};
-use crate::engine::stream::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use crate::engine::apply::applier::CheckpointTarget;
+use crate::engine::pipeline::commands::{watermark_text, CheckpointLocation};
+use crate::engine::pipeline::runtime::{self, Ending, Frame, RunContext, RunOutcome};
+use crate::engine::pipeline::report::WithResume;
+use crate::engine::pipeline::tasks::{applied_table, join_slot, start_tasks, watched_changelog, Running, StopReason, TaskPlan, TaskResult};
+use crate::engine::plan::schema::{ColumnMapping, TableInfo};
+use crate::engine::stream::binlog::{self, BinlogPosition};
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::{CutOverMode, MigrationConfig};
 use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange};
 use crate::engine::cutover::swap;
 use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::failpoint;
-use crate::engine::hooks::{self, Hook, Hooks};
+use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::plan::preflight::{self, refuse, Plan};
 use crate::engine::shared::Shared;
 use crate::engine::sql::qualified;
-use crate::engine::throttle::throttlers::{self, CriticalAction, ThrottleSettings, Throttlers};
-use crate::engine::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TargetInfo, ThrottleSignal};
+use crate::engine::status::{EngineHandle, TargetInfo};
 
 pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -67,26 +69,7 @@ pub struct StateDump {
 
 /// Starts a migration in the background.
 pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>) {
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (status_tx, status_rx) = watch::channel(Status::default());
-    let handle = EngineHandle { commands: cmd_tx, status: status_rx };
-    let join = tokio::spawn(run(cfg, cmd_rx, status_tx));
-    (handle, join)
-}
-
-/// Control state the command task changes.
-#[derive(Debug, Default)]
-struct Control {
-    stop_reason: Option<String>,
-}
-
-async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, status_tx: watch::Sender<Status>) -> Result<Outcome> {
-    let shared = Arc::new(Shared::new());
-    shared.chunk_size.store(cfg.chunk_size.max(1), Ordering::Relaxed);
-    shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
-    shared.max_lag_millis.store(cfg.max_lag_millis, Ordering::Relaxed);
-    shared.nice_ratio_bits.store(cfg.nice_ratio.to_bits(), Ordering::Relaxed);
-    shared.update_throttle_settings(|t| *t = ThrottleSettings::from_config(&cfg));
+    let shared = runtime::shared_for(cfg.chunk_size, cfg.dml_batch_size, &cfg);
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -98,366 +81,26 @@ async fn run(cfg: MigrationConfig, cmd_rx: mpsc::Receiver<CommandRequest>, statu
             dry_run: !cfg.execute,
             ..Default::default()
         };
-        i.status.cutover.postponed = cfg.postpone_cut_over || cfg.postpone_cut_over_flag_file.is_some();
     });
-    let cancel = CancellationToken::new();
-    let control = Arc::new(Mutex::new(Control::default()));
-
-    // Status publisher.
-    let status_task = {
-        let shared = shared.clone();
-        let done = cancel.child_token();
-        let status_tx = status_tx.clone();
-        tokio::spawn(async move {
-            let mut seq = 0u64;
-            loop {
-                seq += 1;
-                let snap = shared.snapshot(seq);
-                status_tx.send_replace(snap);
-                tokio::select! {
-                    _ = done.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            }
-        })
+    let frame = Frame {
+        shared,
+        hooks: Hooks::for_migration(&cfg),
+        checkpoint: CheckpointLocation { opts: cfg.source.opts(), database: cfg.database.clone(), table: cfg.checkpoint_table() },
+        waits_for: "the copy is done",
+        status_hook_interval: cfg.hooks_status_interval,
+        resume_command: cfg.resume_command.clone(),
+        closing_hooks: true,
     };
-    let publisher_stop = CancellationToken::new();
-    let hooks = Hooks::for_migration(&cfg).map(Arc::new);
-    let hooks_for_commands = hooks.as_ref().map(|h| h.clone()).unwrap_or_else(|_| Arc::new(Hooks::disabled()));
-    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), control.clone(), cancel.clone(), publisher_stop.clone(), hooks_for_commands.clone()));
-    let hooks_task = tokio::spawn(hooks::background_hooks(hooks_for_commands.clone(), shared.clone(), cfg.hooks_status_interval, cancel.child_token()));
-
-    let result = match &hooks {
-        Ok(h) => run_phases(&cfg, shared.clone(), cancel.clone(), control.clone(), h).await,
-        Err(e) => Err(refuse(format!("{e}"), "check --hooks-path; nothing was changed")),
-    };
-    // Final status.
-    match &result {
-        Ok(Outcome::Done { .. }) => shared.enter(Phase::Done),
-        Ok(Outcome::DryRun { .. }) => shared.enter(Phase::Done),
-        Ok(Outcome::Stopped { state }) => shared.end(Phase::Stopped, format!("stopped: {}", state.reason), state.resume_command.clone()),
-        Err(e) => shared.end(Phase::Failed, plain_report(e), cfg.resume_command.clone()),
-    }
-    // The closing hooks see the final status; their failures only log (gh-ost's on-failure; on-success runs after
-    // the swap, when nothing is left to undo).
-    let final_snapshot = shared.snapshot(0);
-    match &result {
-        Ok(Outcome::Done { .. }) | Ok(Outcome::DryRun { .. }) => hooks_for_commands.fire_logged(Hook::OnSuccess, &[], &final_snapshot).await,
-        Err(_) => hooks_for_commands.fire_logged(Hook::OnFailure, &[], &final_snapshot).await,
-        Ok(Outcome::Stopped { .. }) => {}
-    }
-    cancel.cancel();
-    let _ = hooks_task.await;
-    let _ = status_task.await;
-    status_tx.send_replace(shared.snapshot(u64::MAX / 2));
-    publisher_stop.cancel();
-    cmd_task.abort();
-    result
-}
-
-async fn command_loop(
-    mut rx: mpsc::Receiver<CommandRequest>,
-    shared: Arc<Shared>,
-    cfg: MigrationConfig,
-    control: Arc<Mutex<Control>>,
-    cancel: CancellationToken,
-    _stop: CancellationToken,
-    hooks: Arc<Hooks>,
-) {
-    while let Some(req) = rx.recv().await {
-        // gh-ost-on-interactive-command runs before a command that changes something; its failure refuses it.
-        if !matches!(req.command, Command::Get { .. }) && hooks.enabled() {
-            let extra = [("COMMAND".to_string(), command_text(&req.command))];
-            if let Err(e) = hooks.fire(Hook::OnInteractiveCommand, &extra, &shared.snapshot(0)).await {
-                let reply = CommandReply::refused(format!("refused by the hook: {e:#}"));
-                tracing::warn!("command {:?}: {}", req.command, reply.message);
-                let _ = req.reply.send(reply);
-                continue;
-            }
-        }
-        let reply = handle_command(&req.command, &shared, &cfg, &control, &cancel).await;
-        tracing::info!("command {:?}: {}", req.command, reply.message);
-        let _ = req.reply.send(reply);
-    }
-}
-
-/// A command as gh-ost's text protocol spells it (GH_OST_COMMAND).
-fn command_text(cmd: &Command) -> String {
-    match cmd {
-        Command::Throttle => "throttle".into(),
-        Command::NoThrottle => "no-throttle".into(),
-        Command::Pause => "pause".into(),
-        Command::Resume => "resume".into(),
-        Command::Checkpoint => "checkpoint".into(),
-        Command::CutOver => "unpostpone".into(),
-        Command::Stop => "stop".into(),
-        Command::Abort => "panic".into(),
-        Command::Set { name, value } => format!("{name}={value}"),
-        Command::Get { name } => format!("{name}=?"),
-    }
-}
-
-fn set_stop(control: &Arc<Mutex<Control>>, reason: &str) {
-    if let Ok(mut c) = control.lock() {
-        c.stop_reason.get_or_insert_with(|| reason.to_string());
-    }
-}
-
-async fn handle_command(
-    cmd: &Command,
-    shared: &Arc<Shared>,
-    cfg: &MigrationConfig,
-    control: &Arc<Mutex<Control>>,
-    cancel: &CancellationToken,
-) -> CommandReply {
-    let phase = shared.phase();
-    match cmd {
-        Command::Throttle | Command::NoThrottle | Command::Pause | Command::Resume => {
-            operator_switch(cmd, shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
-        }
-        Command::CutOver => {
-            if phase.is_some_and(|p| p > Phase::ReadyToCutOver) {
-                return CommandReply::refused(format!("the cut-over is already past ({})", phase.map(|p| p.label()).unwrap_or("")));
-            }
-            shared.cutover_approved.store(true, Ordering::Relaxed);
-            if let Some(f) = &shared.throttle_settings().postpone_flag_file {
-                let _ = std::fs::remove_file(f);
-            }
-            if phase == Some(Phase::ReadyToCutOver) {
-                let postponed_reason = "postponed: waiting for approval";
-                match shared.with(|i| i.status.cutover.blocked_reason.clone()).filter(|r| r != postponed_reason) {
-                    Some(why) => CommandReply::ok(format!("cut-over approved, but it waits: {why}")),
-                    None => CommandReply::ok("cut-over approved: starting"),
-                }
-            } else {
-                CommandReply::ok(format!(
-                    "cut-over approved: it starts once the copy is done and the backlog applied (now: {})",
-                    phase.map(|p| p.label()).unwrap_or("starting")
-                ))
-            }
-        }
-        Command::Stop => {
-            set_stop(control, "stop requested");
-            cancel.cancel();
-            CommandReply::ok("stopping at the next safe point; a checkpoint will be written")
-        }
-        Command::Abort => {
-            set_stop(control, "aborted (panic)");
-            cancel.cancel();
-            CommandReply::ok("aborting now; the migration stays resumable and nothing is dropped")
-        }
-        Command::Checkpoint => match checkpoint_now(shared, cfg).await {
-            Ok(msg) => CommandReply::ok(msg),
-            Err(e) => CommandReply::refused(format!("checkpoint failed: {e:#}")),
-        },
-        Command::Set { name, value } => set_value(shared, name, value),
-        Command::Get { name } => get_value(shared, name),
-    }
-}
-
-/// The operator's switches, the same for a migration and a move: throttle (the copy waits at once; the throttle
-/// loop keeps the reason, so lifting the manual switch never clears another throttler's reason), pause, resume.
-pub(crate) fn operator_switch(cmd: &Command, shared: &Shared) -> Option<CommandReply> {
-    Some(match cmd {
-        Command::Throttle => {
-            shared.manual_throttle.store(true, Ordering::Relaxed);
-            shared.with(|i| {
-                i.throttle_reason.get_or_insert_with(|| "commanded by user".into());
-            });
-            CommandReply::ok("throttled (commanded by user): the copy waits; the binlog is still applied")
-        }
-        Command::NoThrottle => {
-            shared.manual_throttle.store(false, Ordering::Relaxed);
-            CommandReply::ok("manual throttle lifted")
-        }
-        Command::Pause => {
-            shared.paused.store(true, Ordering::Relaxed);
-            CommandReply::ok("paused: copy and apply wait (the backlog grows)")
-        }
-        Command::Resume => {
-            shared.paused.store(false, Ordering::Relaxed);
-            CommandReply::ok("resumed")
-        }
-        _ => return None,
+    runtime::spawn(frame, move |ctx: RunContext| async move {
+        run_phases(&cfg, ctx.shared.clone(), ctx.cancel.clone(), ctx.stop.clone(), &ctx.hooks).await
     })
 }
 
-/// A live `name=value` setting from the console or socket (also for move-tables).
-pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandReply {
-    let parse_u64 = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{name}: '{v}' is not a whole number"));
-    let r: std::result::Result<String, String> = match name {
-        "chunk-size" => parse_u64(value).and_then(|n| {
-            if !(crate::engine::copy::copier::MIN_CHUNK..=crate::engine::copy::copier::MAX_CHUNK).contains(&n) {
-                return Err(format!("chunk-size must be between {} and {}", crate::engine::copy::copier::MIN_CHUNK, crate::engine::copy::copier::MAX_CHUNK));
-            }
-            shared.chunk_size.store(n, Ordering::Relaxed);
-            Ok(format!("chunk-size={n}"))
-        }),
-        "dml-batch-size" => parse_u64(value).and_then(|n| {
-            if n == 0 || n > 100_000 {
-                return Err("dml-batch-size must be between 1 and 100000".into());
-            }
-            shared.dml_batch_size.store(n, Ordering::Relaxed);
-            Ok(format!("dml-batch-size={n}"))
-        }),
-        "max-lag-millis" => parse_u64(value).and_then(|n| {
-            if n < 100 {
-                return Err("max-lag-millis must be at least 100".into());
-            }
-            shared.max_lag_millis.store(n, Ordering::Relaxed);
-            Ok(format!("max-lag-millis={n}"))
-        }),
-        "nice-ratio" => value
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("nice-ratio: '{value}' is not a number"))
-            .and_then(|f| {
-                if !(0.0..=100.0).contains(&f) {
-                    return Err("nice-ratio must be between 0 and 100".into());
-                }
-                shared.nice_ratio_bits.store(f.to_bits(), Ordering::Relaxed);
-                Ok(format!("nice-ratio={f}"))
-            }),
-        "max-load" | "critical-load" => throttlers::parse_load(value).map_err(|e| format!("{name}: {e}")).map(|l| {
-            let text = throttlers::format_load(&l);
-            shared.update_throttle_settings(|t| if name == "max-load" { t.max_load = l } else { t.critical_load = l });
-            format!("{name}={text}")
-        }),
-        "throttle-query" => {
-            let q = value.trim().to_string();
-            if q.contains('\n') {
-                Err("throttle-query must be a single line".into())
-            } else {
-                shared.update_throttle_settings(|t| t.throttle_query = (!q.is_empty()).then(|| q.clone()));
-                Ok(format!("throttle-query={q}"))
-            }
-        }
-        "throttle-control-replicas" => {
-            let port = shared.with(|i| i.status.target.host.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())).unwrap_or(3306);
-            throttlers::parse_replicas(value, port).map_err(|e| format!("{name}: {e}")).map(|r| {
-                let text = throttlers::format_replicas(&r);
-                shared.update_throttle_settings(|t| {
-                    t.control_replicas = r;
-                    t.replicas_generation += 1;
-                });
-                format!("throttle-control-replicas={text} (replicas discovered from the primary are looked up again)")
-            })
-        }
-        "postpone-cut-over-flag-file" => {
-            let v = value.trim();
-            if v.is_empty() {
-                shared.update_throttle_settings(|t| t.postpone_flag_file = None);
-                Ok("postpone-cut-over-flag-file cleared".into())
-            } else {
-                let path = std::path::PathBuf::from(v);
-                // Like at start: created when missing, so setting it postpones the cut-over.
-                let created = if path.exists() { Ok(()) } else { std::fs::write(&path, b"").map_err(|e| format!("cannot create {v}: {e}")) };
-                created.map(|_| {
-                    shared.update_throttle_settings(|t| t.postpone_flag_file = Some(path));
-                    format!("postpone-cut-over-flag-file={v}")
-                })
-            }
-        }
-        other => Err(format!("'{other}' cannot be set on this migration")),
-    };
-    match r {
-        Ok(m) => CommandReply::ok(m),
-        Err(m) => CommandReply::refused(m),
-    }
-}
-
-pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
-    match name {
-        "chunk-size" => CommandReply::ok(shared.chunk_size.load(Ordering::Relaxed).to_string()),
-        "dml-batch-size" => CommandReply::ok(shared.dml_batch_size.load(Ordering::Relaxed).to_string()),
-        "max-lag-millis" => CommandReply::ok(shared.max_lag_millis.load(Ordering::Relaxed).to_string()),
-        "nice-ratio" => CommandReply::ok(shared.nice_ratio().to_string()),
-        "max-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().max_load)),
-        "critical-load" => CommandReply::ok(throttlers::format_load(&shared.throttle_settings().critical_load)),
-        "throttle-query" => CommandReply::ok(shared.throttle_settings().throttle_query.unwrap_or_default()),
-        "throttle-control-replicas" => CommandReply::ok(throttlers::format_replicas(&shared.throttle_settings().control_replicas)),
-        "postpone-cut-over-flag-file" => CommandReply::ok(
-            shared.throttle_settings().postpone_flag_file.map(|p| p.display().to_string()).unwrap_or_default(),
-        ),
-        other => CommandReply::refused(format!("unknown setting '{other}'")),
-    }
-}
-
-/// Forces a summary write and reports the recorded position.
-async fn checkpoint_now(shared: &Shared, cfg: &MigrationConfig) -> Result<String> {
-    let mut c = mysql_async::Conn::new(cfg.source.opts()).await?;
-    let phase = shared.phase().map(|p| p.label()).unwrap_or("preflight");
-    c.exec_drop(
-        format!(
-            "UPDATE {} SET phase = ?, rows_estimate = ?, updated_at = CURRENT_TIMESTAMP(6) WHERE id = ?",
-            qualified(&cfg.database, &cfg.checkpoint_table())
-        ),
-        (phase, shared.rows_estimate.load(Ordering::Relaxed), checkpoint::SUMMARY),
-    )
-    .await?;
-    let st = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table())
-        .await?
-        .ok_or_else(|| eyre!("no checkpoint table yet (the migration has not been set up)"))?;
-    let _ = c.disconnect().await;
-    shared.checkpoint_committed(Some(&st.applied_gtid_set), st.copy_watermark.as_deref().map(watermark_text));
-    Ok(format!(
-        "checkpoint recorded: applied GTID set {} ({}:{}), copy watermark {}, {} rows copied, {} events applied",
-        if st.applied_gtid_set.is_empty() { "(none yet)" } else { &st.applied_gtid_set },
-        st.applied_file,
-        st.applied_pos,
-        st.copy_watermark.as_deref().map(watermark_text).unwrap_or_else(|| "(start)".to_string()),
-        st.rows_copied,
-        st.events_applied
-    ))
-}
-
-fn watermark_text(json: &str) -> String {
-    checkpoint::decode_key(json).map(|v| checkpoint::describe_key(&v)).unwrap_or_else(|_| json.to_string())
-}
-
-/// The stop reason, if a stop was requested.
-fn stop_reason(control: &Arc<Mutex<Control>>) -> Option<String> {
-    control.lock().ok().and_then(|c| c.stop_reason.clone())
-}
-
-/// The tasks of a run (migrate and move-tables): binlog streamer, applier, and the side tasks (heartbeat writer,
-/// throttle loop), under one cancellation token.
-pub(crate) struct Running {
-    pub(crate) streamer: Option<JoinHandle<Result<()>>>,
-    pub(crate) applier: Option<JoinHandle<Result<()>>>,
-    pub(crate) side: Vec<JoinHandle<()>>,
-    pub(crate) tasks_cancel: CancellationToken,
-    pub(crate) applied_rx: watch::Receiver<Applied>,
-    pub(crate) ddl_allowed: watch::Sender<bool>,
-}
-
-/// A task's result as its join handle gives it.
-pub(crate) type TaskResult = std::result::Result<Result<()>, tokio::task::JoinError>;
-
-impl Running {
-    /// The streamer or the applier, if one of them already ended, with its result.
-    pub(crate) async fn finished(&mut self) -> Option<(&'static str, TaskResult)> {
-        let done = |h: &Option<JoinHandle<Result<()>>>| h.as_ref().is_some_and(|h| h.is_finished());
-        if done(&self.streamer) {
-            return Some(("binlog streamer", join_slot(&mut self.streamer).await));
-        }
-        if done(&self.applier) {
-            return Some(("applier", join_slot(&mut self.applier).await));
-        }
-        None
-    }
-
-    /// Stops every task and waits for it (their checkpoints are committed as they go).
-    pub(crate) async fn stop(&mut self) {
-        self.tasks_cancel.cancel();
-        if self.applier.is_some() {
-            let _ = join_slot(&mut self.applier).await;
-        }
-        if self.streamer.is_some() {
-            let _ = join_slot(&mut self.streamer).await;
-        }
-        for t in self.side.drain(..) {
-            let _ = t.await;
+impl RunOutcome for Outcome {
+    fn ending(&self) -> Ending {
+        match self {
+            Outcome::Done { .. } | Outcome::DryRun { .. } => Ending::Done,
+            Outcome::Stopped { state } => Ending::Stopped { reason: state.reason.clone(), resume_command: state.resume_command.clone() },
         }
     }
 }
@@ -466,7 +109,7 @@ async fn run_phases(
     cfg: &MigrationConfig,
     shared: Arc<Shared>,
     cancel: CancellationToken,
-    control: Arc<Mutex<Control>>,
+    control: StopReason,
     hooks: &Hooks,
 ) -> Result<Outcome> {
     shared.enter(Phase::Preflight);
@@ -569,7 +212,7 @@ async fn run_phases(
 
     // The copy reads the original without locks; the applier's deletes are checked by each chunk (delete_log).
     let delete_log = Arc::new(DeleteLog::new(
-        &apply_target(&plan, &mapping, &cfg.database, &cfg.ghost_table()),
+        &applied_table(&plan, &mapping, &cfg.table, &cfg.database, &cfg.ghost_table()).target,
         &cfg.database,
         &cfg.table,
         true,
@@ -668,7 +311,7 @@ async fn run_phases(
     if shared.copy_complete.load(Ordering::Relaxed) {
         delete_log.deactivate();
     }
-    let mut running = start_tasks(cfg, &plan, &mapping, &changelog, &shared, start, &cancel, &control, delete_log).await?;
+    let mut running = start_tasks(task_plan(cfg, &plan, &mapping, &changelog, start, delete_log), &shared, &cancel, &control)?;
 
     // Copy.
     checkpoint::set_phase(&mut conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
@@ -861,59 +504,6 @@ async fn run_phases(
     cleanup(cfg, &mut conn, &shared, report.stall_ms).await
 }
 
-/// A report as plain text with its suggestions (for the status snapshot: no colours, no backtrace).
-pub(crate) fn plain_report(e: &color_eyre::Report) -> String {
-    let mut text = format!("{e:#}");
-    for section in format!("{e:?}").lines() {
-        let clean: String = strip_ansi(section);
-        if let Some(s) = clean.trim().strip_prefix("Suggestion:") {
-            text.push_str(&format!("\nSuggestion: {}", s.trim()));
-        }
-    }
-    text
-}
-
-fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for n in chars.by_ref() {
-                if n.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-/// Awaits a task once; afterwards the slot is empty and awaiting it again never completes.
-pub(crate) async fn join_slot<T>(slot: &mut Option<JoinHandle<T>>) -> std::result::Result<T, tokio::task::JoinError> {
-    match slot.as_mut() {
-        Some(h) => {
-            let r = h.await;
-            *slot = None;
-            r
-        }
-        None => std::future::pending().await,
-    }
-}
-
-trait WithResume {
-    fn with_resume(self, cfg: &MigrationConfig) -> Self;
-}
-
-impl WithResume for color_eyre::Report {
-    fn with_resume(self, cfg: &MigrationConfig) -> Self {
-        match &cfg.resume_command {
-            Some(c) => self.suggestion(format!("the migration is resumable: {c}")),
-            None => self.suggestion("the migration is resumable: run the same command with --resume"),
-        }
-    }
-}
 
 /// Drops the changelog and checkpoint tables (ours) and, when asked, the old table.
 async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn, shared: &Shared, stall_ms: u64) -> Result<Outcome> {
@@ -1088,210 +678,30 @@ async fn validate_resume(
     Ok(ResumePoint::Continue(st))
 }
 
-/// The original table's columns as the streamer decodes them: ENUM/SET columns whose definition the ALTER keeps are
-/// written by index (exact for any label).
-pub(crate) fn watched_columns(plan: &Plan, mapping: &crate::engine::plan::schema::ColumnMapping) -> Vec<crate::engine::plan::schema::Column> {
-    let mut original_columns = plan.original.columns.clone();
-    for col in original_columns.iter_mut().filter(|c| c.is_enum() || c.is_set()) {
-        if let Some((_, gname)) = mapping.shared.iter().find(|(c, _)| c.name == col.name) {
-            if plan.new_structure.column(gname).is_some_and(|g| g.column_type == col.column_type && g.data_type == col.data_type) {
-                col.enum_as_index = true;
-            }
-        }
-    }
-    original_columns
-}
-
-/// How the applier writes the original table's row events to `database.table` (the ghost, or a moved table).
-pub(crate) fn apply_target(plan: &Plan, mapping: &crate::engine::plan::schema::ColumnMapping, database: &str, table: &str) -> ApplyTarget {
-    ApplyTarget {
-        database: database.to_string(),
-        table: table.to_string(),
-        columns: mapping
-            .shared
-            .iter()
-            .map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone()))
-            .collect(),
-        key: mapping
-            .apply_key_source_columns
-            .iter()
-            .zip(&mapping.ghost_key_columns)
-            .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
-            .collect(),
-        deletes: None,
-    }
-}
-
-async fn start_tasks(
-    cfg: &MigrationConfig,
-    plan: &Plan,
-    mapping: &crate::engine::plan::schema::ColumnMapping,
-    changelog: &crate::engine::plan::schema::TableInfo,
-    shared: &Arc<Shared>,
-    start: BinlogPosition,
-    cancel: &CancellationToken,
-    control: &Arc<Mutex<Control>>,
-    delete_log: Arc<DeleteLog>,
-) -> Result<Running> {
-    let tasks_cancel = cancel.child_token();
-    let opts = cfg.source.opts();
-    let watched = vec![
-        WatchedTable { database: cfg.database.clone(), table: cfg.table.clone(), columns: watched_columns(plan, mapping) },
-        WatchedTable { database: cfg.database.clone(), table: cfg.changelog_table(), columns: changelog.columns.clone() },
-    ];
-    let idx = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
-    let target = ApplyTarget { deletes: Some(delete_log), ..apply_target(plan, mapping, &cfg.database, &cfg.ghost_table()) };
-    let (tx, rx) = mpsc::channel(1000);
-    let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
-    let client_id = 1_000_000 + (std::process::id() % 1_000_000) + SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).unwrap_or(0);
-    let stream_cfg = StreamConfig {
-        opts: opts.clone(),
+/// What migrate streams and applies: the original's row events onto the ghost (checking deletes against the
+/// copy), the changelog's heartbeats and markers; the checkpoint next to the ghost.
+fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, changelog: &TableInfo, start: BinlogPosition, delete_log: Arc<DeleteLog>) -> TaskPlan {
+    let mut table = applied_table(plan, mapping, &cfg.table, &cfg.database, &cfg.ghost_table());
+    table.target.deletes = Some(delete_log);
+    TaskPlan {
+        source: cfg.source.opts(),
+        target: cfg.source.opts(),
         mariadb: plan.mariadb,
-        client_server_id: client_id,
         start,
-        watched,
-        retry_for: cfg.retry_for,
-    };
-    shared.with(|i| i.status.binlog.backlog_capacity = 1000);
-    let streamer = tokio::spawn(binlog::run(stream_cfg, tx, streamer_state.clone(), tasks_cancel.clone()));
-    let (applied_tx, applied_rx) = watch::channel(Applied::default());
-    let (ddl_tx, ddl_rx) = watch::channel(false);
-    let applier = Applier {
-        conn_opts: opts.clone(),
-        targets: vec![Some(target), None],
-        changelog: Some(ChangelogWatch { index: 1, hint_col: idx("hint"), value_col: idx("value") }),
+        tables: vec![table],
+        changelog: watched_changelog(changelog),
         checkpoint: CheckpointTarget { database: cfg.database.clone(), table: cfg.checkpoint_table() },
-        shared: shared.clone(),
-        applied_tx,
         guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
-        ddl_allowed: ddl_rx,
+        ddl_allowed: false,
         retry_for: cfg.retry_for,
-    };
-    let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
-    let mut side = Vec::new();
-    side.push(tokio::spawn(heartbeat_loop(cfg.clone(), shared.clone(), tasks_cancel.clone())));
-    let stop_control = control.clone();
-    side.push(tokio::spawn(throttle_loop(
-        cfg.clone(),
-        shared.clone(),
-        streamer_state,
-        tasks_cancel.clone(),
-        cancel.clone(),
-        Arc::new(move |why: &str| set_stop(&stop_control, why)),
-    )));
-    Ok(Running { streamer: Some(streamer), applier: Some(applier), side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
-}
-
-/// Writes a heartbeat (microseconds since the epoch) into `cfg.changelog_table()` on the source every
-/// `heartbeat_interval`; the applier reads them back from the binary log to measure lag. Also used by move-tables.
-pub(crate) async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, cancel: CancellationToken) {
-    let sql = format!(
-        "INSERT INTO {} (hint, value) VALUES ('heartbeat', ?) ON DUPLICATE KEY UPDATE value = VALUES(value)",
-        qualified(&cfg.database, &cfg.changelog_table())
-    );
-    let mut conn: Option<mysql_async::Conn> = None;
-    loop {
-        if conn.is_none() {
-            conn = mysql_async::Conn::new(cfg.source.opts()).await.ok();
-        }
-        if let Some(c) = conn.as_mut() {
-            let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);
-            if c.exec_drop(&sql, (now.to_string(),)).await.is_err() {
-                conn = None;
-            }
-        }
-        let _ = &shared;
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
-        }
+        client_id_base: 1_000_000,
+        throttle: cfg.clone(),
     }
 }
 
-/// Decides whether the copy is throttled, and why (gh-ost's wording). Fails closed: a signal that cannot be read
-/// throttles. `request_stop` records why the run must stop (critical load, panic flag file) before `engine_cancel`
-/// is cancelled. Also drives move-tables' cross-server copy.
-pub(crate) async fn throttle_loop(
-    cfg: MigrationConfig,
-    shared: Arc<Shared>,
-    streamer: Arc<Mutex<StreamerState>>,
-    cancel: CancellationToken,
-    engine_cancel: CancellationToken,
-    request_stop: Arc<dyn Fn(&str) + Send + Sync>,
-) {
-    let mut throttlers = Throttlers::new(cfg.clone());
-    loop {
-        let mut reasons: Vec<String> = Vec::new();
-        let mut signals = Vec::new();
-        let manual = shared.manual_throttle.load(Ordering::Relaxed);
-        signals.push(ThrottleSignal { name: "manual".into(), value: if manual { "on" } else { "off" }.into(), threshold: "-".into(), throttling: manual });
-        if manual {
-            reasons.push("commanded by user".into());
-        }
-        for f in [&cfg.throttle_flag_file, &cfg.throttle_additional_flag_file].into_iter().flatten() {
-            let on = f.exists();
-            signals.push(ThrottleSignal { name: "flag-file".into(), value: f.display().to_string(), threshold: "exists".into(), throttling: on });
-            if on {
-                reasons.push("flag-file".into());
-            }
-        }
-        let max_lag = shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0;
-        match shared.heartbeat_lag_seconds() {
-            Some(lag) => {
-                let over = lag > max_lag;
-                signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: format!("{lag:.1}s"), threshold: format!("{max_lag:.1}s"), throttling: over });
-                if over {
-                    reasons.push(format!("lag={lag:.1}s"));
-                }
-            }
-            None => signals.push(ThrottleSignal { name: "heartbeat lag".into(), value: "?".into(), threshold: format!("{max_lag:.1}s"), throttling: false }),
-        }
-        // The switch and the flag files hold before the first chunk (the copy waits for this first publication); the
-        // database and HTTP signals below may take a moment to read.
-        if !shared.throttle_checked.load(Ordering::Relaxed) {
-            shared.with(|i| {
-                i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
-                i.signals = signals.clone();
-            });
-            shared.throttle_checked.store(true, Ordering::Relaxed);
-        }
-        // Replica lag, max-load, critical-load, throttle-query, throttle-http (throttlers.rs); fail closed.
-        let (more_signals, more_reasons, action) = throttlers.check(&shared).await;
-        signals.extend(more_signals);
-        reasons.extend(more_reasons);
-        if let Some(CriticalAction::Abort(why)) = action {
-            request_stop(&why);
-            engine_cancel.cancel();
-        }
-        if let Some(p) = &cfg.panic_flag_file {
-            if p.exists() {
-                tracing::error!("panic flag file {} exists: aborting (the migration stays resumable)", p.display());
-                request_stop(&format!("panic flag file {}", p.display()));
-                engine_cancel.cancel();
-            }
-        }
-        let connected = streamer.lock().map(|s| s.connected).unwrap_or(false);
-        if let Ok(s) = streamer.lock() {
-            shared.with(|i| {
-                i.status.binlog.read_file = s.file.clone();
-                i.status.binlog.read_pos = s.pos;
-                i.status.binlog.streaming = connected;
-            });
-        }
-        shared.with(|i| {
-            i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
-            i.signals = signals;
-        });
-        tokio::select! {
-            _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-        }
-    }
-}
-
-async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Control>>, running: &mut Running) -> Result<Outcome> {
+async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &StopReason, running: &mut Running) -> Result<Outcome> {
     running.stop().await;
-    let reason = stop_reason(control).unwrap_or_else(|| "stopped".into());
+    let reason = control.get().unwrap_or_else(|| "stopped".into());
     let state = dump_state(cfg, shared, &reason).await;
     Ok(Outcome::Stopped { state })
 }
@@ -1299,14 +709,14 @@ async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &Arc<Mutex<Co
 async fn fail_or_stop(
     cfg: &MigrationConfig,
     shared: &Shared,
-    control: &Arc<Mutex<Control>>,
+    control: &StopReason,
     running: &mut Running,
     r: TaskResult,
     what: &str,
 ) -> Result<Outcome> {
     // The applier ends quietly when the streamer's channel closes: the streamer's own result says why.
     let streamer_result = match (&r, running.streamer.is_some()) {
-        (Ok(Ok(())), true) if stop_reason(control).is_none() => {
+        (Ok(Ok(())), true) if control.get().is_none() => {
             tokio::time::timeout(Duration::from_secs(10), join_slot(&mut running.streamer)).await.ok()
         }
         _ => None,
@@ -1316,7 +726,7 @@ async fn fail_or_stop(
         return Err(e.wrap_err("the binlog streamer failed").with_resume(cfg));
     }
     match r {
-        Ok(Ok(())) if stop_reason(control).is_some() => stop_now(cfg, shared, control, running).await,
+        Ok(Ok(())) if control.get().is_some() => stop_now(cfg, shared, control, running).await,
         Ok(Ok(())) => Err(eyre!("the {what} ended unexpectedly")).map_err(|e| e.with_resume(cfg)),
         Ok(Err(e)) => Err(e.wrap_err(format!("the {what} failed")).with_resume(cfg)),
         Err(e) => Err(eyre!("the {what} panicked: {e}").with_resume(cfg)),

@@ -2,5 +2,10 @@
 //! cut-over) under one cancellation token, for migrate and move-tables.
 
 pub mod migrate;
+pub mod commands;
 pub mod move_tables;
 pub mod phase;
+pub mod report;
+pub mod resume;
+pub mod runtime;
+pub mod tasks;

@@ -9,33 +9,34 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
 use mysql_async::prelude::Queryable;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::apply::applier::{Applied, Applier, ChangelogWatch, CheckpointTarget};
-use crate::engine::stream::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use crate::engine::apply::applier::CheckpointTarget;
+use crate::engine::stream::binlog::{self, BinlogPosition};
 use crate::engine::checkpoint;
 use crate::engine::config::{ConnectionConfig, MigrationConfig};
 use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange, CrossServer};
 use crate::engine::failpoint;
 use crate::engine::stream::gtid::GtidSet;
 use crate::engine::hooks::{Hook, HookHints, HookIdentity, Hooks};
-use crate::engine::pipeline::migrate::{apply_target, get_value, heartbeat_loop, join_slot, plain_report, set_value, throttle_loop, watched_columns, Running, TOOL_VERSION};
+use crate::engine::pipeline::commands::CheckpointLocation;
+use crate::engine::pipeline::migrate::TOOL_VERSION;
+use crate::engine::pipeline::runtime::{self, Ending, Frame, RunContext, RunOutcome};
+use crate::engine::pipeline::tasks::{applied_table, join_slot, start_tasks, watched_changelog, Running, StopReason, TaskPlan};
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::plan::preflight::{self, refuse, Plan};
 use crate::engine::plan::schema::{self, ColumnMapping};
 use crate::engine::shared::Shared;
 use crate::engine::sql::{qualified, quote_ident};
-use crate::engine::status::{Command, CommandReply, CommandRequest, EngineHandle, Status, TableProgress, TargetInfo};
-use crate::engine::throttle::throttlers::ThrottleSettings;
+use crate::engine::status::{EngineHandle, TableProgress, TargetInfo};
 
 /// The checkpoint table of a move, in the target database.
 pub const CHECKPOINT_TABLE: &str = "_revenant_move_ghk";
@@ -291,21 +292,8 @@ fn with_resume(e: color_eyre::Report, cfg: &MoveTablesConfig) -> color_eyre::Rep
 
 /// Starts a move in the background.
 pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutcome>>) {
-    let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (status_tx, status_rx) = watch::channel(Status::default());
-    let handle = EngineHandle { commands: cmd_tx, status: status_rx };
-    let join = tokio::spawn(run(cfg, cmd_rx, status_tx));
-    (handle, join)
-}
-
-async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, status_tx: watch::Sender<Status>) -> Result<MoveOutcome> {
-    let shared = Arc::new(Shared::new());
-    shared.chunk_size.store(cfg.chunk_size.max(1), Ordering::Relaxed);
-    shared.dml_batch_size.store(cfg.dml_batch_size.max(1), Ordering::Relaxed);
     let throttle_cfg = cfg.throttle_config();
-    shared.max_lag_millis.store(throttle_cfg.max_lag_millis, Ordering::Relaxed);
-    shared.nice_ratio_bits.store(throttle_cfg.nice_ratio.to_bits(), Ordering::Relaxed);
-    shared.update_throttle_settings(|t| *t = ThrottleSettings::from_config(&throttle_cfg));
+    let shared = runtime::shared_for(cfg.chunk_size, cfg.dml_batch_size, &throttle_cfg);
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -319,85 +307,31 @@ async fn run(cfg: MoveTablesConfig, cmd_rx: mpsc::Receiver<CommandRequest>, stat
             ..Default::default()
         };
         i.status.tables = cfg.tables.iter().map(|t| TableProgress { table: t.clone(), ..Default::default() }).collect();
-        i.status.cutover.postponed = cfg.postpone_cut_over || cfg.postpone_cut_over_flag_file.is_some();
     });
-    let cancel = CancellationToken::new();
-    let stop_reason = Arc::new(Mutex::new(None::<String>));
-    let status_task = {
-        let shared = shared.clone();
-        let done = cancel.child_token();
-        let status_tx = status_tx.clone();
-        tokio::spawn(async move {
-            let mut seq = 0u64;
-            loop {
-                seq += 1;
-                status_tx.send_replace(shared.snapshot(seq));
-                tokio::select! {
-                    _ = done.cancelled() => break,
-                    _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-                }
-            }
-        })
+    let frame = Frame {
+        shared,
+        hooks: hooks_for(&cfg),
+        checkpoint: CheckpointLocation { opts: cfg.target.opts(), database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
+        waits_for: "the tables are copied",
+        status_hook_interval: throttle_cfg.hooks_status_interval,
+        resume_command: cfg.resume_command.clone(),
+        closing_hooks: false,
     };
-    let cmd_task = tokio::spawn(command_loop(cmd_rx, shared.clone(), cfg.clone(), stop_reason.clone(), cancel.clone()));
-    let mut result = run_steps(&cfg, shared.clone(), cancel.clone(), stop_reason.clone()).await;
-    if let Ok(MoveOutcome::Stopped { state }) = &mut result {
-        state.complete(&cfg, &shared).await;
-    }
-    match &result {
-        Ok(MoveOutcome::Done { .. }) | Ok(MoveOutcome::DryRun { .. }) => shared.enter(Phase::Done),
-        Ok(MoveOutcome::Stopped { state }) => shared.end(Phase::Stopped, format!("stopped: {}", state.reason), state.resume_command.clone()),
-        Err(e) => shared.end(Phase::Failed, plain_report(e), cfg.resume_command.clone()),
-    }
-    cancel.cancel();
-    let _ = status_task.await;
-    status_tx.send_replace(shared.snapshot(u64::MAX / 2));
-    cmd_task.abort();
-    result
+    runtime::spawn(frame, move |ctx: RunContext| async move {
+        let mut result = run_steps(&cfg, &ctx).await;
+        if let Ok(MoveOutcome::Stopped { state }) = &mut result {
+            state.complete(&cfg, &ctx.shared).await;
+        }
+        result
+    })
 }
 
-async fn command_loop(
-    mut rx: mpsc::Receiver<CommandRequest>,
-    shared: Arc<Shared>,
-    cfg: MoveTablesConfig,
-    stop_reason: Arc<Mutex<Option<String>>>,
-    cancel: CancellationToken,
-) {
-    while let Some(req) = rx.recv().await {
-        let phase = shared.phase();
-        let reply = match &req.command {
-            Command::CutOver => {
-                if phase.is_some_and(|p| p > Phase::ReadyToCutOver) {
-                    CommandReply::refused(format!("the cut-over is already past ({})", phase.map(|p| p.label()).unwrap_or("")))
-                } else {
-                    shared.cutover_approved.store(true, Ordering::Relaxed);
-                    if let Some(f) = &cfg.postpone_cut_over_flag_file {
-                        let _ = std::fs::remove_file(f);
-                    }
-                    CommandReply::ok("cut-over approved: it starts once the tables are copied and the backlog applied")
-                }
-            }
-            Command::Stop | Command::Abort => {
-                if let Ok(mut r) = stop_reason.lock() {
-                    r.get_or_insert_with(|| if req.command == Command::Stop { "stop requested".into() } else { "aborted (panic)".into() });
-                }
-                cancel.cancel();
-                CommandReply::ok("stopping at the next safe point; the move stays resumable")
-            }
-            Command::Throttle | Command::NoThrottle | Command::Pause | Command::Resume => {
-                crate::engine::pipeline::migrate::operator_switch(&req.command, &shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
-            }
-            // The postpone flag file of a move is fixed at start (the gate reads the configured path).
-            Command::Set { name, .. } if name == "postpone-cut-over-flag-file" => {
-                CommandReply::refused("postpone-cut-over-flag-file cannot be changed on a running move")
-            }
-            // migrate's live settings: chunk and batch sizes, max-lag, nice-ratio and the throttlers' thresholds.
-            Command::Set { name, value } => set_value(&shared, name, value),
-            Command::Get { name } => get_value(&shared, name),
-            other => CommandReply::refused(format!("{other:?} is not available for move-tables")),
-        };
-        tracing::info!("command {:?}: {}", req.command, reply.message);
-        let _ = req.reply.send(reply);
+impl RunOutcome for MoveOutcome {
+    fn ending(&self) -> Ending {
+        match self {
+            MoveOutcome::Done { .. } | MoveOutcome::DryRun { .. } => Ending::Done,
+            MoveOutcome::Stopped { state } => Ending::Stopped { reason: state.reason.clone(), resume_command: state.resume_command.clone() },
+        }
     }
 }
 
@@ -513,17 +447,15 @@ async fn check_gtids(conn: &mut mysql_async::Conn, which: &str) -> Result<bool> 
     Ok(mariadb)
 }
 
-async fn run_steps(
-    cfg: &MoveTablesConfig,
-    shared: Arc<Shared>,
-    cancel: CancellationToken,
-    stop_reason: Arc<Mutex<Option<String>>>,
-) -> Result<MoveOutcome> {
+async fn run_steps(cfg: &MoveTablesConfig, ctx: &RunContext) -> Result<MoveOutcome> {
+    let shared = ctx.shared.clone();
+    let cancel = ctx.cancel.clone();
+    let stop_reason = ctx.stop.clone();
     shared.enter(Phase::Preflight);
     if cfg.tables.is_empty() {
         return Err(refuse("no tables to move", "name them with --tables t1,t2"));
     }
-    let hooks = hooks_for(cfg)?;
+    let hooks = ctx.hooks.clone();
     let source_opts = cfg.source.opts();
     let target_opts = cfg.target.opts();
     let mut src = mysql_async::Conn::new(source_opts.clone())
@@ -713,10 +645,10 @@ async fn run_steps(
         drop_changelog(&mut src, cfg).await;
         return Ok(done);
     }
-    let mut running = start_tasks(cfg, &tables, &changelog, &shared, start, mariadb, &cancel, &stop_reason, fenced_already)?;
+    let mut running = start_tasks(task_plan(cfg, &tables, &changelog, start, mariadb, fenced_already), &shared, &cancel, &stop_reason)?;
     let stop = |running: &mut Running| {
         running.tasks_cancel.cancel();
-        let reason = stop_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "stopped".into());
+        let reason = stop_reason.get().unwrap_or_else(|| "stopped".into());
         MoveOutcome::Stopped { state: MoveStateDump::stopped(cfg, reason) }
     };
 
@@ -816,7 +748,7 @@ async fn run_steps(
             if let Some(r) = running.finished().await {
                 return task_ended(r.1, r.0, cfg, &stop_reason).map(|_| stop(&mut running));
             }
-            let flag = cfg.postpone_cut_over_flag_file.as_ref().is_some_and(|f| f.exists());
+            let flag = shared.throttle_settings().postpone_flag_file.as_ref().is_some_and(|f| f.exists());
             let approved = shared.cutover_approved.load(Ordering::Relaxed);
             let postponed = flag || (cfg.postpone_cut_over && !approved);
             // As migrate: no fence while the target lags (the source tables would refuse writes for the whole
@@ -1081,9 +1013,9 @@ fn task_ended(
     r: std::result::Result<Result<()>, tokio::task::JoinError>,
     what: &str,
     cfg: &MoveTablesConfig,
-    stop_reason: &Arc<Mutex<Option<String>>>,
+    stop_reason: &StopReason,
 ) -> Result<()> {
-    let stopping = stop_reason.lock().ok().is_some_and(|r| r.is_some());
+    let stopping = stop_reason.requested();
     match r {
         Ok(Ok(())) if stopping => Ok(()),
         Ok(Ok(())) => Err(with_resume(eyre!("the {what} ended unexpectedly"), cfg)),
@@ -1102,7 +1034,7 @@ async fn wait_applied(
     mariadb: bool,
     cancel: &CancellationToken,
     cfg: &MoveTablesConfig,
-    stop_reason: &Arc<Mutex<Option<String>>>,
+    stop_reason: &StopReason,
     draining: bool,
 ) -> Result<Option<MoveOutcome>> {
     let mut first = true;
@@ -1110,7 +1042,7 @@ async fn wait_applied(
         if cancel.is_cancelled() {
             running.tasks_cancel.cancel();
             running.stop().await;
-            let reason = stop_reason.lock().ok().and_then(|r| r.clone()).unwrap_or_else(|| "stopped".into());
+            let reason = stop_reason.get().unwrap_or_else(|| "stopped".into());
             return Ok(Some(MoveOutcome::Stopped { state: MoveStateDump::stopped(cfg, reason) }));
         }
         if let Some((what, r)) = running.finished().await {
@@ -1237,71 +1169,23 @@ async fn record_start(
 }
 
 
-/// Streams the source's binary log for every moved table (and the heartbeat table) and applies it to the target
-/// tables; writes heartbeats on the source and runs migrate's throttle loop over the copy.
-#[allow(clippy::too_many_arguments)]
-fn start_tasks(
-    cfg: &MoveTablesConfig,
-    tables: &[MovedTable],
-    changelog: &schema::TableInfo,
-    shared: &Arc<Shared>,
-    start: BinlogPosition,
-    mariadb: bool,
-    cancel: &CancellationToken,
-    stop_reason: &Arc<Mutex<Option<String>>>,
-    ddl_allowed: bool,
-) -> Result<Running> {
-    let tasks_cancel = cancel.child_token();
-    let mut watched: Vec<WatchedTable> = tables
-        .iter()
-        .map(|t| WatchedTable { database: cfg.database.clone(), table: t.name.clone(), columns: watched_columns(&t.plan, &t.mapping) })
-        .collect();
-    watched.push(WatchedTable { database: cfg.database.clone(), table: CHANGELOG_TABLE.to_string(), columns: changelog.columns.clone() });
-    let mut targets: Vec<_> = tables.iter().map(|t| Some(apply_target(&t.plan, &t.mapping, &cfg.target_database, &t.name))).collect();
-    targets.push(None);
-    let column = |name: &str| changelog.columns.iter().position(|c| c.name == name).unwrap_or(0);
-    let changelog_watch = ChangelogWatch { index: tables.len(), hint_col: column("hint"), value_col: column("value") };
-    let (tx, rx) = mpsc::channel(1000);
-    let client_id = 2_000_000
-        + (std::process::id() % 1_000_000)
-        + SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos() % 1000).unwrap_or(0);
-    let stream_cfg = StreamConfig {
-        opts: cfg.source.opts(),
+/// What a move streams and applies: every moved table's row events (named as on the source before the fence) onto
+/// the target table, the source's heartbeat table; the checkpoint on the target.
+fn task_plan(cfg: &MoveTablesConfig, tables: &[MovedTable], changelog: &schema::TableInfo, start: BinlogPosition, mariadb: bool, ddl_allowed: bool) -> TaskPlan {
+    TaskPlan {
+        source: cfg.source.opts(),
+        target: cfg.target.opts(),
         mariadb,
-        client_server_id: client_id,
         start,
-        watched,
-        retry_for: cfg.retry_for,
-    };
-    shared.with(|i| i.status.binlog.backlog_capacity = 1000);
-    let streamer_state = Arc::new(Mutex::new(StreamerState::default()));
-    let streamer = tokio::spawn(binlog::run(stream_cfg, tx, streamer_state.clone(), tasks_cancel.clone()));
-    let (applied_tx, applied_rx) = watch::channel(Applied::default());
-    let (ddl_tx, ddl_rx) = watch::channel(ddl_allowed);
-    let applier = Applier {
-        conn_opts: cfg.target.opts(),
-        targets,
-        changelog: Some(changelog_watch),
+        tables: tables.iter().map(|t| applied_table(&t.plan, &t.mapping, &t.name, &cfg.target_database, &t.name)).collect(),
+        changelog: watched_changelog(changelog),
         checkpoint: CheckpointTarget { database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
-        shared: shared.clone(),
-        applied_tx,
         guarded_tables: cfg.tables.iter().map(|t| (cfg.database.clone(), t.clone())).collect(),
-        ddl_allowed: ddl_rx,
+        ddl_allowed,
         retry_for: cfg.retry_for,
-    };
-    let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
-    let throttle_cfg = cfg.throttle_config();
-    let stop_reason = stop_reason.clone();
-    let request_stop: Arc<dyn Fn(&str) + Send + Sync> = Arc::new(move |why: &str| {
-        if let Ok(mut r) = stop_reason.lock() {
-            r.get_or_insert_with(|| why.to_string());
-        }
-    });
-    let side = vec![
-        tokio::spawn(heartbeat_loop(throttle_cfg.clone(), shared.clone(), tasks_cancel.clone())),
-        tokio::spawn(throttle_loop(throttle_cfg, shared.clone(), streamer_state, tasks_cancel.clone(), cancel.clone(), request_stop)),
-    ];
-    Ok(Running { streamer: Some(streamer), applier: Some(applier), side, tasks_cancel, applied_rx, ddl_allowed: ddl_tx })
+        client_id_base: 2_000_000,
+        throttle: cfg.throttle_config(),
+    }
 }
 
 /// The hooks of this move: gh-ost's identity variables name every table (comma separated), the source as the
