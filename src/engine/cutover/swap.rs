@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::engine::apply::applier::Applied;
 use crate::engine::config::MigrationConfig;
 use crate::engine::failpoint;
-use crate::engine::sql::{qualified, quote_ident};
+use crate::engine::sql::qualified;
 
 pub const SENTRY_COMMENT: &str = "revenant cut-over sentry";
 
@@ -168,7 +168,25 @@ pub async fn atomic_attempt(
     }
 }
 
-/// Two-step: rename the original away, drain to a marker, rename the ghost in.
+/// A two-step cut-over that stopped between its renames: the original is `_<t>_del`, the ghost still `_<t>_gho`,
+/// and no table has the original's name. Never retried as if the original were serving; `--resume` finishes it.
+#[derive(Debug)]
+pub struct HalfSwapped {
+    pub old: String,
+    pub ghost: String,
+}
+
+impl std::fmt::Display for HalfSwapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the original table is now {} and the ghost is still {}: no table has the original's name", self.old, self.ghost)
+    }
+}
+
+impl std::error::Error for HalfSwapped {}
+
+/// Two-step: rename the original away, drain to a marker, rename the ghost in. A failure before the first rename,
+/// or one after it that could put the original back, leaves the original serving; otherwise the error carries
+/// [`HalfSwapped`].
 pub async fn two_step(
     opts: &mysql_async::Opts,
     cfg: &MigrationConfig,
@@ -183,17 +201,33 @@ pub async fn two_step(
     catch_up(cfg, marker_conn, applied).await?;
     a.query_drop(format!("RENAME TABLE {orig} TO {old}")).await.wrap_err("renaming the original away")?;
     let started = Instant::now();
-    let token = write_marker(marker_conn, cfg).await?;
-    if let Err(e) = await_marker(applied, &token, Duration::from_secs(30)).await {
-        // Put the original back.
-        a.query_drop(format!("RENAME TABLE {old} TO {orig}")).await.wrap_err("restoring the original table")?;
-        return Err(e);
+    let second = async {
+        failpoint::hit("cutover-two-step-after-first-rename")?;
+        let token = write_marker(marker_conn, cfg).await?;
+        await_marker(applied, &token, Duration::from_secs(30)).await?;
+        failpoint::hit("cutover-two-step-second-rename")?;
+        a.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err("renaming the ghost in")
     }
-    a.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err_with(|| {
-        format!(
-            "renaming the ghost in; the original is {old}: restore it with RENAME TABLE {old} TO {}",
-            quote_ident(&cfg.table)
-        )
-    })?;
+    .await;
+    if let Err(e) = second {
+        // Put the original back; only if that fails too is the table missing (and --resume finishes the swap).
+        return match a.query_drop(format!("RENAME TABLE {old} TO {orig}")).await {
+            Ok(()) => Err(e.wrap_err("the two-step cut-over did not complete; the original table was renamed back and serves")),
+            Err(back) => Err(eyre!(HalfSwapped { old: old.clone(), ghost: ghost.clone() })
+                .wrap_err(format!("renaming the ghost in failed ({e:#}), and so did renaming the original back ({back})"))),
+        };
+    }
     Ok(SwapReport { stall_ms: started.elapsed().as_millis() as u64 })
+}
+
+/// Finishes a two-step cut-over interrupted between its renames: the ghost takes the original's name.
+pub async fn finish_two_step(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<()> {
+    let orig = qualified(&cfg.database, &cfg.table);
+    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    conn.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err_with(|| format!("renaming {ghost} to {orig}"))
+}
+
+/// Is this error a two-step cut-over stopped between its renames?
+pub fn is_half_swapped(e: &color_eyre::Report) -> bool {
+    e.chain().any(|c| c.downcast_ref::<HalfSwapped>().is_some())
 }

@@ -3,6 +3,8 @@
 
 pub mod migrate;
 pub mod commands;
+pub mod gate;
+pub mod lock;
 pub mod move_tables;
 pub mod phase;
 pub mod report;

@@ -43,6 +43,11 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
 
 /// Runs every check; returns the plan or the first refusal.
 pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<Plan> {
+    run_on(conn, cfg, &cfg.table).await
+}
+
+/// [`run`] on the original table under another name (`_<t>_del` once a cut-over renamed it away).
+pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<Plan> {
     let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
     let comment: String = conn.query_first("SELECT @@version_comment").await?.unwrap_or_default();
     let mariadb = version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb");
@@ -109,15 +114,15 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
         ));
     }
     // The table.
-    let original = read_table(conn, &cfg.database, &cfg.table).await?.ok_or_else(|| {
+    let original = read_table(conn, &cfg.database, original_name).await?.ok_or_else(|| {
         refuse(
-            format!("table {}.{} does not exist", cfg.database, cfg.table),
+            format!("table {}.{} does not exist", cfg.database, original_name),
             "check --database and --table",
         )
     })?;
     if !original.engine.eq_ignore_ascii_case("InnoDB") {
         return Err(refuse(
-            format!("{}.{} uses the {} engine", cfg.database, cfg.table, original.engine),
+            format!("{}.{} uses the {} engine", cfg.database, original_name, original.engine),
             "only InnoDB tables can be migrated online",
         ));
     }
@@ -152,12 +157,12 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
     let child: Option<String> = conn
         .exec_first(
             "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=? AND TABLE_NAME=? LIMIT 1",
-            (&cfg.database, &cfg.table),
+            (&cfg.database, original_name),
         )
         .await?;
     if let Some(fk) = child {
         return Err(refuse(
-            format!("Child-side foreign keys are not supported. Bailing out ({}.{} has foreign key {fk})", cfg.database, cfg.table),
+            format!("Child-side foreign keys are not supported. Bailing out ({}.{} has foreign key {fk})", cfg.database, original_name),
             "drop the foreign key first, or migrate with a blocking ALTER",
         ));
     }
@@ -165,24 +170,24 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
         .exec_first(
             "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS \
              WHERE UNIQUE_CONSTRAINT_SCHEMA=? AND REFERENCED_TABLE_NAME=? LIMIT 1",
-            (&cfg.database, &cfg.table),
+            (&cfg.database, original_name),
         )
         .await?;
     if let Some((t, fk)) = parent {
         return Err(refuse(
-            format!("Parent-side foreign keys are not supported. Bailing out ({t} references {}.{} through {fk})", cfg.database, cfg.table),
+            format!("Parent-side foreign keys are not supported. Bailing out ({t} references {}.{} through {fk})", cfg.database, original_name),
             "drop the referencing foreign key first",
         ));
     }
     let trigger: Option<String> = conn
         .exec_first(
             "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=? LIMIT 1",
-            (&cfg.database, &cfg.table),
+            (&cfg.database, original_name),
         )
         .await?;
     if let Some(t) = trigger {
         return Err(refuse(
-            format!("{}.{} has trigger {t}", cfg.database, cfg.table),
+            format!("{}.{} has trigger {t}", cfg.database, original_name),
             "triggers would not fire on the ghost table; drop them, migrate, and re-create them",
         ));
     }
@@ -203,10 +208,10 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
         }
     }
     // Validate the ALTER on a temporary table with the same definition (private to this session; not logged).
-    let tmp = format!("_{}_rvn_preflight", cfg.table);
+    let tmp = format!("_{}_rvn_preflight", original_name);
     let tmpq = qualified(&cfg.database, &tmp);
     conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
-    conn.query_drop(format!("CREATE TEMPORARY TABLE {tmpq} LIKE {}", qualified(&cfg.database, &cfg.table)))
+    conn.query_drop(format!("CREATE TEMPORARY TABLE {tmpq} LIKE {}", qualified(&cfg.database, original_name)))
         .await
         .wrap_err("creating a temporary copy of the table's definition to validate the ALTER")?;
     let altered = conn.query_drop(format!("ALTER TABLE {tmpq} {}", alter.clause)).await;

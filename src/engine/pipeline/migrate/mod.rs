@@ -1,0 +1,393 @@
+//! migrate: one table changed in place. Its steps, in [`Phase`] order: preflight (checks, the single-run lock,
+//! the resume decision), setup (ghost, changelog and checkpoint tables; start position and copy range), copy (with
+//! the stream applied), catch-up, ready (the gate), cut-over (the swap), clean-up. Each step is a function of its
+//! own module: `setup`, `resume`, `finish`; the frame (status, commands, hooks) is `runtime`.
+
+mod finish;
+mod resume;
+mod setup;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use color_eyre::eyre::{eyre, Result};
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use crate::engine::apply::applier::CheckpointTarget;
+use crate::engine::checkpoint;
+use crate::engine::config::MigrationConfig;
+use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::failpoint;
+use crate::engine::hooks::{Hook, Hooks};
+use crate::engine::pipeline::commands::CheckpointLocation;
+use crate::engine::pipeline::gate::{self, Interrupted};
+use crate::engine::pipeline::lock::{LockPurpose, RunLock};
+use crate::engine::pipeline::phase::Phase;
+use crate::engine::pipeline::report::WithResume;
+use crate::engine::pipeline::resume::Resume;
+use crate::engine::pipeline::runtime::{self, Ending, Frame, RunContext, RunOutcome};
+use crate::engine::pipeline::tasks::{applied_table, join_slot, start_tasks, watched_changelog, Running, StopReason, TaskPlan, TaskResult};
+use crate::engine::plan::preflight::{self, refuse, Plan};
+use crate::engine::plan::schema::{ColumnMapping, TableInfo};
+use crate::engine::shared::Shared;
+use crate::engine::status::{EngineHandle, TargetInfo};
+use crate::engine::stream::binlog::BinlogPosition;
+
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How a migration ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "kebab-case", tag = "outcome")]
+pub enum Outcome {
+    /// Swapped; the original is kept as `old_table` (or dropped with --ok-to-drop-table).
+    Done { old_table: String, stall_ms: u64, old_table_dropped: bool },
+    /// Dry run: validated, nothing changed; what would be done.
+    DryRun { plan: Vec<String> },
+    /// Stopped on request (Stop/Abort/signal/panic flag) with a checkpoint; resumable.
+    Stopped { state: StateDump },
+}
+
+/// The state printed on SIGINT/SIGTERM (and `--state-file`): where the migration stands, and how to resume.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct StateDump {
+    pub tool_version: String,
+    pub host: String,
+    pub database: String,
+    pub table: String,
+    pub alter: String,
+    pub alter_fingerprint: String,
+    pub phase: String,
+    pub reason: String,
+    pub applied_gtid_set: String,
+    pub applied_file: String,
+    pub applied_pos: u64,
+    pub copy_watermark: Option<String>,
+    pub copy_complete: bool,
+    pub rows_copied: u64,
+    pub events_applied: u64,
+    pub resume_command: Option<String>,
+}
+
+/// Starts a migration in the background.
+pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>) {
+    let shared = runtime::shared_for(cfg.chunk_size, cfg.dml_batch_size, &cfg);
+    shared.with(|i| {
+        i.status.target = TargetInfo {
+            host: cfg.source.display(),
+            database: cfg.database.clone(),
+            table: cfg.table.clone(),
+            alter: cfg.alter.clone(),
+            ghost_table: cfg.ghost_table(),
+            old_table: cfg.old_table(),
+            dry_run: !cfg.execute,
+            ..Default::default()
+        };
+    });
+    let frame = Frame {
+        shared,
+        hooks: Hooks::for_migration(&cfg),
+        checkpoint: CheckpointLocation { opts: cfg.source.opts(), database: cfg.database.clone(), table: cfg.checkpoint_table() },
+        waits_for: "the copy is done",
+        status_hook_interval: cfg.hooks_status_interval,
+        resume_command: cfg.resume_command.clone(),
+        closing_hooks: true,
+    };
+    runtime::spawn(frame, move |ctx: RunContext| async move { run_phases(&cfg, &ctx).await })
+}
+
+impl RunOutcome for Outcome {
+    fn ending(&self) -> Ending {
+        match self {
+            Outcome::Done { .. } | Outcome::DryRun { .. } => Ending::Done,
+            Outcome::Stopped { state } => Ending::Stopped { reason: state.reason.clone(), resume_command: state.resume_command.clone() },
+        }
+    }
+}
+
+/// The steps in order. Each returns early with the outcome when the run stops, fails or is a dry run.
+async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> {
+    let shared = &ctx.shared;
+    shared.enter(Phase::Preflight);
+    fire_refusable(&ctx.hooks, Hook::OnStartup, shared, "the on-startup hook refused the migration; nothing was changed").await?;
+    let mut conn = mysql_async::Conn::new(cfg.source.opts())
+        .await
+        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
+    // One migration per table, kept for the whole run (taken before anything is changed).
+    let purpose = LockPurpose { name: format!("revenant.{}.{}", cfg.database, cfg.table), what: format!("migration of {}.{}", cfg.database, cfg.table) };
+    let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
+    let (decision, resumed) = match cfg.resume {
+        true => resume::decide(&mut conn, cfg).await?,
+        false => (Resume::SetupAgain, None),
+    };
+    match (&decision, &resumed, cfg.execute) {
+        (Resume::Cleanup, _, true) => {
+            tracing::info!("the tables were swapped before the interruption: finishing the clean-up");
+            return finish::cleanup(cfg, &mut conn, shared, 0).await;
+        }
+        (Resume::FinishRename, Some(st), true) => return finish::finish_rename(&mut conn, cfg, ctx, st).await,
+        (Resume::Cleanup | Resume::FinishRename, _, _) => return Ok(dry_run_of_resume(cfg, &decision)),
+        _ => {}
+    }
+    let plan = preflight::run(&mut conn, cfg).await?;
+    fire_refusable(&ctx.hooks, Hook::OnValidated, shared, "the on-validated hook refused the migration; nothing was changed").await?;
+    shared.with(|i| {
+        i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
+        i.status.target.version = plan.version.clone();
+    });
+    for n in &plan.notes {
+        tracing::info!("{n}");
+    }
+    let artifact_actions = preflight::check_artifacts(&mut conn, cfg).await?;
+    let resumed = match (&decision, resumed) {
+        (Resume::Continue { drop_sentry, .. }, Some(st)) => {
+            // A dry run checks the same and removes nothing.
+            resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.execute).await?;
+            Some(st)
+        }
+        _ => None,
+    };
+    if !cfg.execute {
+        return Ok(dry_run(cfg, &plan, &artifact_actions));
+    }
+    if cfg.resume && resumed.is_none() {
+        resume::drop_partial_setup(&mut conn, cfg).await?;
+    }
+    shared.enter(Phase::Setup);
+    let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;
+    run_from_copy(cfg, ctx, &mut conn, &plan, prepared).await
+}
+
+/// Copy, catch-up, ready, cut-over and clean-up, with the stream and applier running.
+async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql_async::Conn, plan: &Plan, prepared: setup::Prepared) -> Result<Outcome> {
+    let shared = &ctx.shared;
+    let setup::Prepared { mapping, changelog, job, delete_log, start, mut range } = prepared;
+    failpoint::trace(&format!(
+        "run-start {} {}",
+        range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()),
+        start.gtid_set
+    ));
+    shared.with(|i| {
+        i.status.binlog.applied_gtid_set = start.gtid_set.clone();
+        i.status.binlog.applied_file = start.file.clone();
+        i.status.binlog.applied_pos = start.pos;
+    });
+    // The start position and copy range committed (or were read back on a resume): that is a checkpoint.
+    shared.checkpoint_committed(Some(&start.gtid_set), range.watermark.as_deref().map(checkpoint::describe_key));
+    let mut running = start_tasks(task_plan(cfg, plan, &mapping, &changelog, start, delete_log), shared, &ctx.cancel, &ctx.stop)?;
+    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
+    shared.enter(Phase::Copy);
+    if let Some(out) = copy(cfg, ctx, &mut running, &job, &mut range).await? {
+        return Ok(out);
+    }
+    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "catchup").await?;
+    shared.enter(Phase::Catchup);
+    if let Err(i) = gate::catch_up(ctx, &mut running).await? {
+        return interrupted(cfg, ctx, &mut running, i).await;
+    }
+    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "ready").await?;
+    shared.enter(Phase::ReadyToCutOver);
+    match gate::ready(ctx, &mut running, cfg.postpone_cut_over).await {
+        Ok(Ok(())) => {}
+        Ok(Err(i)) => return interrupted(cfg, ctx, &mut running, i).await,
+        Err(e) => {
+            running.stop().await;
+            return Err(e.with_resume(cfg));
+        }
+    }
+    finish::begin(conn, cfg, ctx, &mut running).await?;
+    let report = finish::cut_over(cfg, ctx, &mut running).await?;
+    finish::swapped(conn, cfg, shared, &mut running, report).await
+}
+
+/// The copy step, with its hooks; `Some(outcome)` when the run stopped or a task ended meanwhile.
+async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, range: &mut crate::engine::copy::copier::CopyRange) -> Result<Option<Outcome>> {
+    let shared = &ctx.shared;
+    let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
+    wait_first_throttle_check(shared).await;
+    if copy_ran {
+        if let Err(e) = ctx.hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
+            running.stop().await;
+            return Err(e.with_resume(cfg));
+        }
+        let opts = cfg.source.opts();
+        let copy_fut = job.run(&opts, range, shared.clone(), cfg.chunk_target, cfg.retry_for, running.tasks_cancel.clone());
+        tokio::pin!(copy_fut);
+        let result = loop {
+            tokio::select! {
+                r = &mut copy_fut => break r,
+                r = join_slot(&mut running.streamer) => return fail_or_stop(cfg, shared, &ctx.stop, running, r, "binlog streamer").await.map(Some),
+                r = join_slot(&mut running.applier) => return fail_or_stop(cfg, shared, &ctx.stop, running, r, "applier").await.map(Some),
+                _ = ctx.cancel.cancelled() => running.tasks_cancel.cancel(),
+            }
+        };
+        match result {
+            Ok(true) => {}
+            Ok(false) => return stop_now(cfg, shared, &ctx.stop, running).await.map(Some),
+            Err(e) => {
+                running.tasks_cancel.cancel();
+                return Err(e.wrap_err("the row copy failed").with_resume(cfg));
+            }
+        }
+    }
+    if cfg.exact_rowcount {
+        shared.rows_estimate.store(shared.rows_copied.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    if copy_ran {
+        if let Err(e) = ctx.hooks.fire(Hook::OnRowCopyComplete, &[], &shared.snapshot(0)).await {
+            running.stop().await;
+            return Err(e.with_resume(cfg));
+        }
+    }
+    failpoint::hit("after-copy")?;
+    Ok(None)
+}
+
+/// A throttle that holds at start (the manual switch, a flag file) holds before the first chunk (at most 5 s).
+pub(crate) async fn wait_first_throttle_check(shared: &Shared) {
+    for _ in 0..100 {
+        if shared.throttle_checked.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn fire_refusable(hooks: &Hooks, hook: Hook, shared: &Shared, todo: &str) -> Result<()> {
+    hooks.fire(hook, &[], &shared.snapshot(0)).await.map_err(|e| refuse(format!("{e:#}"), todo))
+}
+
+/// A wait that ended early: a stop (with the state dump) or a task that ended (its error).
+async fn interrupted(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, i: Interrupted) -> Result<Outcome> {
+    match i {
+        Interrupted::Stopped => stop_now(cfg, &ctx.shared, &ctx.stop, running).await,
+        Interrupted::TaskEnded(what, r) => fail_or_stop(cfg, &ctx.shared, &ctx.stop, running, r, what).await,
+    }
+}
+
+/// A dry run of a resume that only has the end left.
+fn dry_run_of_resume(cfg: &MigrationConfig, decision: &Resume) -> Outcome {
+    let what = match decision {
+        Resume::Cleanup => format!("the tables were swapped: would clean up ({} stays as the original)", cfg.old_table()),
+        _ => format!("the two-step cut-over stopped between its renames: would apply the binary log and rename {} to {}", cfg.ghost_table(), cfg.table),
+    };
+    let plan = vec![what, "dry run: nothing was changed; add --execute to resume".to_string()];
+    for s in &plan {
+        tracing::info!("{s}");
+    }
+    Outcome::DryRun { plan }
+}
+
+/// What a dry run validated and what `--execute` would do.
+fn dry_run(cfg: &MigrationConfig, plan: &Plan, artifact_actions: &[String]) -> Outcome {
+    let mut steps = vec![
+        format!("validated: {} {} on {}", plan.original.name, plan.alter.clause, cfg.source.display()),
+        format!(
+            "shared key: {} ({}); {} columns copied",
+            plan.mapping.key.name,
+            plan.mapping.key.columns.join(", "),
+            plan.mapping.shared.len()
+        ),
+    ];
+    steps.extend(plan.notes.iter().cloned());
+    steps.extend(artifact_actions.iter().map(|a| format!("would run: {a}")));
+    steps.push(format!(
+        "would create {}, {} and {}; copy rows in chunks of {}; apply the binlog; cut over ({:?})",
+        cfg.ghost_table(),
+        cfg.changelog_table(),
+        cfg.checkpoint_table(),
+        cfg.chunk_size,
+        cfg.cut_over
+    ));
+    steps.push("dry run: nothing was changed; add --execute to migrate".into());
+    for s in &steps {
+        tracing::info!("{s}");
+    }
+    Outcome::DryRun { plan: steps }
+}
+
+/// What migrate streams and applies: the original's row events onto the ghost (checking deletes against the
+/// copy), the changelog's heartbeats and markers; the checkpoint next to the ghost.
+fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, changelog: &TableInfo, start: BinlogPosition, delete_log: Arc<DeleteLog>) -> TaskPlan {
+    let mut table = applied_table(plan, mapping, &cfg.table, &cfg.database, &cfg.ghost_table());
+    table.target.deletes = Some(delete_log);
+    TaskPlan {
+        source: cfg.source.opts(),
+        target: cfg.source.opts(),
+        mariadb: plan.mariadb,
+        start,
+        tables: vec![table],
+        changelog: watched_changelog(changelog),
+        checkpoint: CheckpointTarget { database: cfg.database.clone(), table: cfg.checkpoint_table() },
+        guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
+        ddl_allowed: false,
+        retry_for: cfg.retry_for,
+        client_id_base: 1_000_000,
+        throttle: cfg.clone(),
+    }
+}
+
+async fn stop_now(cfg: &MigrationConfig, shared: &Shared, control: &StopReason, running: &mut Running) -> Result<Outcome> {
+    running.stop().await;
+    let reason = control.get().unwrap_or_else(|| "stopped".into());
+    let state = dump_state(cfg, shared, &reason).await;
+    Ok(Outcome::Stopped { state })
+}
+
+async fn fail_or_stop(
+    cfg: &MigrationConfig,
+    shared: &Shared,
+    control: &StopReason,
+    running: &mut Running,
+    r: TaskResult,
+    what: &str,
+) -> Result<Outcome> {
+    // The applier ends quietly when the streamer's channel closes: the streamer's own result says why.
+    let streamer_result = match (&r, running.streamer.is_some()) {
+        (Ok(Ok(())), true) if control.get().is_none() => {
+            tokio::time::timeout(Duration::from_secs(10), join_slot(&mut running.streamer)).await.ok()
+        }
+        _ => None,
+    };
+    running.tasks_cancel.cancel();
+    if let Some(Ok(Err(e))) = streamer_result {
+        return Err(e.wrap_err("the binlog streamer failed").with_resume(cfg));
+    }
+    match r {
+        Ok(Ok(())) if control.get().is_some() => stop_now(cfg, shared, control, running).await,
+        Ok(Ok(())) => Err(eyre!("the {what} ended unexpectedly")).map_err(|e| e.with_resume(cfg)),
+        Ok(Err(e)) => Err(e.wrap_err(format!("the {what} failed")).with_resume(cfg)),
+        Err(e) => Err(eyre!("the {what} panicked: {e}").with_resume(cfg)),
+    }
+}
+
+/// Writes the summary and builds the state dump.
+pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) -> StateDump {
+    let mut dump = StateDump {
+        tool_version: TOOL_VERSION.into(),
+        host: cfg.source.display(),
+        database: cfg.database.clone(),
+        table: cfg.table.clone(),
+        alter: cfg.alter.clone(),
+        phase: shared.phase().map(|p| p.label().to_string()).unwrap_or_default(),
+        reason: reason.to_string(),
+        resume_command: cfg.resume_command.clone(),
+        ..Default::default()
+    };
+    if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {
+        let _ = checkpoint::set_phase(&mut c, &cfg.database, &cfg.checkpoint_table(), &format!("stopped:{}", dump.phase)).await;
+        if let Ok(Some(st)) = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table()).await {
+            dump.alter_fingerprint = st.alter_fingerprint;
+            dump.applied_gtid_set = st.applied_gtid_set;
+            dump.applied_file = st.applied_file;
+            dump.applied_pos = st.applied_pos;
+            dump.copy_watermark = st.copy_watermark;
+            dump.copy_complete = st.copy_complete;
+            dump.rows_copied = st.rows_copied;
+            dump.events_applied = st.events_applied;
+        }
+        let _ = c.disconnect().await;
+    }
+    dump
+}
