@@ -1,7 +1,8 @@
 //! Crash safety, proven with real processes and real servers on every selected flavour (needs the `failpoints`
 //! feature, as scripts/test builds it): kill -9 of revenant at seeded random moments under a concurrent writer
 //! (copy, catch-up, postponed cut-over), resuming after each; kill -9 of the database server mid-copy; fail points
-//! at every cut-over step; SIGTERM with a state dump and --resume-state; bad resumes refused.
+//! at every cut-over step (atomic, and two-step between its renames); SIGTERM with a state dump and --resume-state;
+//! bad resumes refused; the single-run lock kept when its connection is killed.
 
 mod common;
 
@@ -557,6 +558,117 @@ async fn resume_on_a_promoted_replica_after_failover() {
         let new = table_checksum(&mut c, "fo", "t", &cols).await?;
         assert_eq!(old, new, "rows differ after failover and resume ({ops_before} + {ops_after} writer ops)");
         assert!(old.0 >= 60_000 / 2, "the migrated table holds the rows: {old:?}");
+        Ok(())
+    })
+    .await;
+}
+
+/// The tables of `db`, sorted.
+async fn tables_of(c: &mut mysql_async::Conn, db: &str) -> Result<Vec<String>> {
+    Ok(c.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1", (db,)).await?)
+}
+
+/// A two-step cut-over stopped at `failpoint` under a writer; `half` says whether it must have stopped between its
+/// renames (no `t`: the original is `_t_del`). Either way `--resume` completes it with nothing lost.
+async fn two_step_case(server: &Server, db: &str, failpoint: &str, half: bool) -> Result<()> {
+    seed(server, db, 3000).await?;
+    let fx = Fixture::new(&format!("two-{db}"), server.port)?;
+    let writer = Writer::start(server, db, "t", &["a", "b", "c", "d"], true).await?;
+    let mut cmd = revenant(server, db, &fx, &["--default-retries", "1", "--cut-over", "two-step"]);
+    cmd.env("REVENANT_FAILPOINTS", failpoint);
+    let mut child = cmd.spawn()?;
+    let ready = wait_for_line(&mut child, Duration::from_secs(120), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+    let ops = writer.stop().await?;
+    ready?;
+    std::fs::remove_file(&fx.flag)?;
+    let status = child.wait()?;
+    let err = stderr_of(&mut child);
+    assert!(!status.success(), "{failpoint}: the fail point did not stop the run: {err}");
+    let mut c = server.conn().await?;
+    let tables = tables_of(&mut c, db).await?;
+    assert_eq!(!tables.contains(&"t".to_string()), half, "{failpoint}: tables after the crash: {tables:?}; {err}");
+    if !half {
+        assert!(err.contains("renamed back and serves") || err.contains("fail point"), "{failpoint}: {err}");
+    }
+    let out = revenant_unpostponed(server, db, &fx, &["--resume", "--cut-over", "two-step"]).output()?;
+    assert!(out.status.success(), "{failpoint}: resume failed: {}", String::from_utf8_lossy(&out.stderr));
+    let cols = ["id", "a", "b", "c", "d"];
+    let old = table_checksum(&mut c, db, "_t_del", &cols).await?;
+    let new = table_checksum(&mut c, db, "t", &cols).await?;
+    assert_eq!(old, new, "{failpoint}: rows differ after crash + resume ({ops} writer ops)");
+    let mut tables = tables_of(&mut c, db).await?;
+    tables.sort();
+    assert_eq!(tables, vec!["_t_del".to_string(), "t".to_string()], "{failpoint}: tables after the resume");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_step_cut_over_stopped_between_its_renames_is_finished_by_resume() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        // A crash right after `RENAME t TO _t_del` (before the fix: --resume refused, "table t does not exist").
+        two_step_case(&server, "two0", "cutover-two-step-after-first-rename=exit", true).await?;
+        // The second rename fails: the original is renamed back and serves (the old message claimed so without it).
+        two_step_case(&server, "two1", "cutover-two-step-second-rename", false).await?;
+        // A crash in the resumed run right before its rename: the next resume still finishes it.
+        seed(&server, "two2", 2000).await?;
+        let fx = Fixture::new("two2", server.port)?;
+        let mut first = revenant_unpostponed(&server, "two2", &fx, &["--cut-over", "two-step"]);
+        first.env("REVENANT_FAILPOINTS", "cutover-two-step-after-first-rename=exit");
+        assert!(!first.output()?.status.success());
+        let mut again = revenant_unpostponed(&server, "two2", &fx, &["--resume", "--cut-over", "two-step"]);
+        again.env("REVENANT_FAILPOINTS", "before-finish-rename=exit");
+        assert!(!again.output()?.status.success());
+        let out = revenant_unpostponed(&server, "two2", &fx, &["--resume", "--cut-over", "two-step"]).output()?;
+        assert!(out.status.success(), "second resume: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = server.conn().await?;
+        let cols = ["id", "a", "b", "c", "d"];
+        assert_eq!(table_checksum(&mut c, "two2", "_t_del", &cols).await?, table_checksum(&mut c, "two2", "t", &cols).await?);
+        Ok(())
+    })
+    .await;
+}
+
+/// Who holds the named lock now (connection id), if anyone.
+async fn lock_holder(c: &mut mysql_async::Conn, name: &str) -> Result<Option<u64>> {
+    let v: Option<Option<u64>> = c.exec_first("SELECT IS_USED_LOCK(?)", (name,)).await?;
+    Ok(v.flatten())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_single_run_lock_survives_a_kill_of_its_connection() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed(&server, "lk", 3000).await?;
+        let fx = Fixture::new("lk", server.port)?;
+        let mut child = revenant(&server, "lk", &fx, &[]).spawn()?;
+        let ready = wait_for_line(&mut child, Duration::from_secs(120), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+        ready?;
+        let mut c = server.conn().await?;
+        let name = "revenant.lk.t";
+        let first = lock_holder(&mut c, name).await?.ok_or_else(|| eyre!("nobody holds {name}"))?;
+        c.query_drop(format!("KILL {first}")).await?;
+        // Before the fix nobody held the lock again, and a second run could take it.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let again = loop {
+            match lock_holder(&mut c, name).await? {
+                Some(id) if id != first => break id,
+                _ if Instant::now() > deadline => bail!("the lock was not taken again after its connection was killed"),
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        };
+        let fx2 = Fixture::new("lk2", server.port)?;
+        let second = revenant_unpostponed(&server, "lk", &fx2, &["--resume"]).output()?;
+        let err = String::from_utf8_lossy(&second.stderr);
+        assert_eq!(second.status.code(), Some(2), "a second run must be refused: {err}");
+        assert!(err.contains("another migration of lk.t is running"), "{err}");
+        assert_eq!(lock_holder(&mut c, name).await?, Some(again), "the refused run took nothing");
+        // The first run still owns the migration and completes it.
+        std::fs::remove_file(&fx.flag)?;
+        let status = child.wait()?;
+        assert!(status.success(), "the first run: {}", stderr_of(&mut child));
+        let cols = ["id", "a", "b", "c", "d"];
+        assert_eq!(table_checksum(&mut c, "lk", "_t_del", &cols).await?, table_checksum(&mut c, "lk", "t", &cols).await?);
         Ok(())
     })
     .await;
