@@ -357,7 +357,7 @@ async fn dry_run_then_sigint_mid_copy(source: &Server, target: &Server) -> Resul
     assert!(!json.to_ascii_lowercase().contains("password"), "{json}");
     let mut t = target.conn().await?;
     let applied: Option<String> = t.query_first(format!("SELECT applied_gtid_set FROM {db}.{CHECKPOINT_TABLE} WHERE id = 'apply'")).await?;
-    assert!(!state.applied_gtid_set.is_empty() && applied.as_deref() == Some(state.applied_gtid_set.as_str()), "{json} vs {applied:?}");
+    assert!(!state.applied.applied_gtid_set.is_empty() && applied.as_deref() == Some(state.applied.applied_gtid_set.as_str()), "{json} vs {applied:?}");
     let on_source = tables_on(source, db).await?;
     assert!(!on_source.iter().any(|n| n.ends_with("_del")), "nothing fenced: {on_source:?}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -432,7 +432,7 @@ async fn sigkill_mid_copy_sigint_and_sigterm_print_state_then_resume() {
         let state: MoveStateDump = serde_json::from_str(&std::fs::read_to_string(&state_file)?)?;
         assert_eq!((state.phase.as_str(), state.step.as_str(), state.checkpoint_phase.as_str()), ("ready", "gate", "ready"), "{state:?}");
         assert!(state.tables_copied.iter().all(|t| t.copy_complete && t.watermark.is_some()) && state.tables_copied.len() == 2, "{state:?}");
-        assert!(!state.applied_gtid_set.is_empty() && state.drain_gtid.is_none(), "{state:?}");
+        assert!(!state.applied.applied_gtid_set.is_empty() && state.drain_gtid.is_none(), "{state:?}");
         assert!(state.resume_command.as_deref().is_some_and(|c| c.contains("move-tables") && c.ends_with("--resume")), "{state:?}");
         let t = tables_on(&source, db).await?;
         assert!(t.contains(&"orders".to_string()) && !t.iter().any(|n| n.ends_with("_del")), "nothing fenced: {t:?}");

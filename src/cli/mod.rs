@@ -265,10 +265,10 @@ async fn check_state_dump(path: &PathBuf, cfg: &MigrationConfig) -> Result<()> {
     if dump.alter_fingerprint != st.alter_fingerprint {
         problems.push("its ALTER differs from the checkpoint's".to_string());
     }
-    if dump.applied_gtid_set != st.applied_gtid_set {
+    if dump.applied.applied_gtid_set != st.applied_gtid_set {
         problems.push(format!(
             "its applied position ({}) is not the checkpoint's ({})",
-            dump.applied_gtid_set, st.applied_gtid_set
+            dump.applied.applied_gtid_set, st.applied_gtid_set
         ));
     }
     if dump.copy_watermark != st.copy_watermark || dump.rows_copied != st.rows_copied {

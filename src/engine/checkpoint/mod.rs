@@ -165,6 +165,36 @@ pub struct CheckpointState {
     pub cutover_complete: bool,
 }
 
+/// Where the applier stands, as the checkpoint's `apply` row records it (flattened into the state dumps).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct AppliedPosition {
+    pub applied_gtid_set: String,
+    pub applied_file: String,
+    pub applied_pos: u64,
+    pub events_applied: u64,
+}
+
+impl CheckpointState {
+    pub fn applied(&self) -> AppliedPosition {
+        AppliedPosition {
+            applied_gtid_set: self.applied_gtid_set.clone(),
+            applied_file: self.applied_file.clone(),
+            applied_pos: self.applied_pos,
+            events_applied: self.events_applied,
+        }
+    }
+}
+
+/// Records the start position and the estimate in the transaction that also records the copy range(s): the
+/// setup's end commits at once, so a resume finds both or neither.
+pub async fn record_start(tx: &mut mysql_async::Transaction<'_>, db: &str, table: &str, start: (&str, &str, u64), rows_estimate: u64) -> Result<()> {
+    let ck = qualified(db, table);
+    tx.exec_drop(format!("UPDATE {ck} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?"), (start.0, start.1, start.2, APPLY))
+        .await?;
+    tx.exec_drop(format!("UPDATE {ck} SET rows_estimate = ?, phase = 'copy' WHERE id = ?"), (rows_estimate, SUMMARY)).await?;
+    Ok(())
+}
+
 /// Reads the checkpoint rows (`None` when the table or the summary row is missing).
 pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<Option<CheckpointState>> {
     let q = qualified(db, table);

@@ -268,6 +268,16 @@ impl CopyJob {
         }
     }
 
+    /// The next chunk after `lower` (its end, whether it is the last, its WHERE with parameters), traced as begun.
+    async fn bounds(&self, conn: &mut mysql_async::Conn, lower: Option<&[Value]>, range_end: &[Value], size: u64) -> Result<ChunkBounds> {
+        let (end, last) = self.next_chunk(conn, lower, range_end, size).await?;
+        let (cond, params) = self.range_where(lower, &end);
+        let end_text = checkpoint::encode_key(&end);
+        let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
+        failpoint::trace(&format!("chunk-begin {span}"));
+        Ok(ChunkBounds { end, last, cond, params, end_text, span })
+    }
+
     /// Copies one chunk after `lower` in one transaction with its watermark; returns (end key, last?, rows, start).
     #[allow(clippy::too_many_arguments)]
     async fn copy_chunk(
@@ -280,8 +290,7 @@ impl CopyJob {
         orig_cols: &[String],
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
-        let (end, last) = self.next_chunk(conn, lower, range_end, size).await?;
-        let (cond, params) = self.range_where(lower, &end);
+        let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(conn, lower, range_end, size).await?;
         let insert = format!(
             "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond}{}",
             qualified(&self.target_db, &self.target_table),
@@ -291,9 +300,6 @@ impl CopyJob {
             if self.deletes.is_some() { "" } else { " LOCK IN SHARE MODE" }
         );
         let started = Instant::now();
-        let end_text = checkpoint::encode_key(&end);
-        let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
-        failpoint::trace(&format!("chunk-begin {span}"));
         let mut opts = TxOpts::default();
         if let Some(log) = &self.deletes {
             // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
@@ -335,13 +341,9 @@ impl CopyJob {
         source_cols: &[String],
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
-        let (end, last) = self.next_chunk(source, lower, range_end, size).await?;
-        let (cond, params) = self.range_where(lower, &end);
+        let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(source, lower, range_end, size).await?;
         let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", source_cols.join(", "), self.source());
         let started = Instant::now();
-        let end_text = checkpoint::encode_key(&end);
-        let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
-        failpoint::trace(&format!("chunk-begin {span}"));
         let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
         let rows: Vec<mysql_async::Row> = stx.exec(&select, params).await.wrap_err_with(|| {
             format!("reading a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
@@ -438,4 +440,15 @@ pub async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, 
         }
     }
     Ok(find(&value).unwrap_or(0))
+}
+
+/// One chunk's key range, as both chunk copies (same server, across servers) begin it.
+struct ChunkBounds {
+    end: Vec<Value>,
+    last: bool,
+    cond: String,
+    params: Vec<Value>,
+    end_text: String,
+    /// "<lower> <end>" for the trace.
+    span: String,
 }

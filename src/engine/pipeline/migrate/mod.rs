@@ -60,13 +60,11 @@ pub struct StateDump {
     pub alter_fingerprint: String,
     pub phase: String,
     pub reason: String,
-    pub applied_gtid_set: String,
-    pub applied_file: String,
-    pub applied_pos: u64,
+    #[serde(flatten)]
+    pub applied: checkpoint::AppliedPosition,
     pub copy_watermark: Option<String>,
     pub copy_complete: bool,
     pub rows_copied: u64,
-    pub events_applied: u64,
     pub resume_command: Option<String>,
 }
 
@@ -378,14 +376,11 @@ pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) ->
     if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {
         let _ = checkpoint::set_phase(&mut c, &cfg.database, &cfg.checkpoint_table(), &format!("stopped:{}", dump.phase)).await;
         if let Ok(Some(st)) = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table()).await {
+            dump.applied = st.applied();
             dump.alter_fingerprint = st.alter_fingerprint;
-            dump.applied_gtid_set = st.applied_gtid_set;
-            dump.applied_file = st.applied_file;
-            dump.applied_pos = st.applied_pos;
             dump.copy_watermark = st.copy_watermark;
             dump.copy_complete = st.copy_complete;
             dump.rows_copied = st.rows_copied;
-            dump.events_applied = st.events_applied;
         }
         let _ = c.disconnect().await;
     }

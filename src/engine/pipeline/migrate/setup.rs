@@ -136,12 +136,7 @@ async fn record_start(
         ),
     )
     .await?;
-    tx.exec_drop(
-        format!("UPDATE {ck} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?"),
-        (start.gtid_set.clone(), start.file.clone(), start.pos, checkpoint::APPLY),
-    )
-    .await?;
-    tx.exec_drop(format!("UPDATE {ck} SET rows_estimate = ?, phase = 'copy' WHERE id = ?"), (estimate, checkpoint::SUMMARY)).await?;
+    checkpoint::record_start(&mut tx, &cfg.database, &cfg.checkpoint_table(), (&start.gtid_set, &start.file, start.pos), estimate).await?;
     tx.commit().await.wrap_err("recording the copy range and start position")?;
     hooks.fire(Hook::OnRowcountComplete, &[], &shared.snapshot(0)).await.map_err(|e| e.with_resume(cfg))?;
     if bounds.is_none() {

@@ -205,10 +205,8 @@ pub struct MoveStateDump {
     /// The phase recorded in the target's checkpoint (what `--resume` continues from).
     pub checkpoint_phase: String,
     pub reason: String,
-    pub applied_gtid_set: String,
-    pub applied_file: String,
-    pub applied_pos: u64,
-    pub events_applied: u64,
+    #[serde(flatten)]
+    pub applied: checkpoint::AppliedPosition,
     /// The GTID set the drain waits for, once the source tables are fenced.
     pub drain_gtid: Option<String>,
     pub tables_copied: Vec<TableWatermark>,
@@ -249,12 +247,9 @@ impl MoveStateDump {
         self.step = shared.with(|i| i.status.cutover.step.clone());
         let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await else { return };
         if let Ok(Some(st)) = checkpoint::read(&mut tgt, &cfg.target_database, CHECKPOINT_TABLE).await {
+            self.applied = st.applied();
             self.checkpoint_phase = st.phase;
             self.alter_fingerprint = st.alter_fingerprint;
-            self.applied_gtid_set = st.applied_gtid_set;
-            self.applied_file = st.applied_file;
-            self.applied_pos = st.applied_pos;
-            self.events_applied = st.events_applied;
             self.drain_gtid = st.drain_gtid;
         }
         if let Ok(rows) = setup::read_copy_rows(&mut tgt, &cfg.target_database).await {

@@ -173,12 +173,7 @@ pub(super) async fn record_start(
             CopyRow { range_end: end, watermark: None, complete: bounds.is_none(), rows_copied: 0, rows_estimate: estimate },
         );
     }
-    tx.exec_drop(
-        format!("UPDATE {ck} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ? WHERE id = ?"),
-        (start.gtid_set.clone(), start.file.clone(), start.pos, checkpoint::APPLY),
-    )
-    .await?;
-    tx.exec_drop(format!("UPDATE {ck} SET rows_estimate = ?, phase = 'copy' WHERE id = ?"), (estimate_total, checkpoint::SUMMARY)).await?;
+    checkpoint::record_start(&mut tx, &cfg.target_database, CHECKPOINT_TABLE, (&start.gtid_set, &start.file, start.pos), estimate_total).await?;
     tx.commit().await.wrap_err("recording the start position and the copy ranges on the target")?;
     let _ = raw.disconnect().await;
     Ok(())
