@@ -1,257 +1,20 @@
-//! Drawing one frame from an owned snapshot. Pure: the same state, snapshot and theme give the same cells.
+//! The body of the console: its panes (copy, tables, lag, binlog, cut-over, result, log), stacked to fit.
 
-use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Sparkline, SparklineBar, Table, Wrap};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row, Sparkline, SparklineBar, Table, Wrap};
 use ratatui::Frame;
 
-use crate::engine::status::{format_duration, Eta, Status};
+use crate::engine::status::{format_duration, Status};
 use crate::engine::Phase;
 
-use super::keymap::{footer_hints, usable, KEYMAP};
-use super::log::render_log;
-use super::state::{fmt_hz, ConfirmKind, ConsoleState, Focus, Popup};
-use super::theme::Theme;
+use super::super::log::render_log;
+use super::super::state::{ConsoleState, Focus};
+use super::super::theme::Theme;
+use super::*;
 
-/// Below this the console shows only a notice.
-pub const MIN_WIDTH: u16 = 60;
-pub const MIN_HEIGHT: u16 = 16;
-/// From this width on, the panes sit in two columns.
-pub const WIDE_WIDTH: u16 = 120;
-
-/// `1,234,567`.
-pub fn fmt_int(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::with_capacity(s.len() + s.len() / 3);
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// Cuts `s` to `width` characters, ending with `…` when cut.
-pub fn shorten(s: &str, width: usize) -> String {
-    let n = s.chars().count();
-    if n <= width {
-        return s.to_string();
-    }
-    if width == 0 {
-        return String::new();
-    }
-    let mut out: String = s.chars().take(width - 1).collect();
-    out.push('…');
-    out
-}
-
-fn width_of(spans: &[Span<'_>]) -> usize {
-    spans.iter().map(|s| s.width()).sum()
-}
-
-/// Draws the whole console.
-pub fn render(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
-    frame.render_widget(Block::default().style(theme.base), area);
-    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
-        let y = area.y + area.height / 2;
-        let line = Rect::new(area.x, y, area.width, 1.min(area.height));
-        frame.render_widget(
-            Paragraph::new(format!("terminal too small: need {MIN_WIDTH}x{MIN_HEIGHT}"))
-                .style(theme.error)
-                .alignment(Alignment::Center),
-            line,
-        );
-        return;
-    }
-    let notice_h = u16::from(state.notice.is_some() || state.disconnected);
-    let [header, strip, body, notice, footer] = Layout::vertical([
-        Constraint::Length(2),
-        Constraint::Length(1),
-        Constraint::Min(0),
-        Constraint::Length(notice_h),
-        Constraint::Length(1),
-    ])
-    .areas(area);
-    render_header(frame, header, state, status, theme);
-    render_strip(frame, strip, status, theme);
-    render_body(frame, body, state, status, theme);
-    if notice_h > 0 {
-        render_notice(frame, notice, state, theme);
-    }
-    render_footer(frame, footer, state, status, theme);
-    match &state.popup {
-        Popup::None | Popup::Prompt { .. } | Popup::Filter { .. } => {}
-        Popup::Help => render_help(frame, area, state, status, theme),
-        Popup::Quit => render_quit(frame, area, state, status, theme),
-        Popup::Confirm { kind, input } => render_confirm(frame, area, state, status, theme, *kind, input),
-    }
-}
-
-fn phase_badge(status: &Status, theme: &Theme) -> Span<'static> {
-    match status.phase {
-        None => Span::styled(" STARTING ", theme.badge_phase),
-        Some(Phase::Failed) => Span::styled(" FAILED ", theme.badge_error),
-        Some(Phase::Stopped) => Span::styled(" STOPPED ", theme.badge_warn),
-        Some(Phase::Done) => Span::styled(" DONE ", theme.badge_ok),
-        Some(Phase::ReadyToCutOver) if status.cutover.postponed => {
-            Span::styled(" READY (postponed) ", theme.badge_warn)
-        }
-        Some(p) => Span::styled(format!(" {} ", p.label().to_uppercase()), theme.badge_phase),
-    }
-}
-
-fn throttle_badge(status: &Status, theme: &Theme) -> Option<Span<'static>> {
-    let running = status.phase.is_some_and(Phase::is_running);
-    if status.paused {
-        return Some(Span::styled(" PAUSED ", theme.badge_warn));
-    }
-    if !running {
-        return None;
-    }
-    if status.throttle.throttled {
-        let reason = if status.throttle.reason.is_empty() { "throttled".to_string() } else { status.throttle.reason.clone() };
-        Some(Span::styled(format!(" THROTTLED: {reason} "), theme.badge_warn))
-    } else {
-        Some(Span::styled(" not throttled ", theme.badge_ok))
-    }
-}
-
-fn render_header(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
-    let w = area.width as usize;
-    let t = &status.target;
-    // Row 0: where, what server; badges on the right.
-    let mut right: Vec<Span> = Vec::new();
-    if state.read_only {
-        right.push(Span::styled("[RO]", theme.badge_ro));
-        right.push(Span::raw(" "));
-    }
-    if state.frozen {
-        right.push(Span::styled("[FROZEN]", theme.frozen));
-        right.push(Span::raw(" "));
-    }
-    if t.dry_run {
-        right.push(Span::styled("[DRY RUN]", theme.badge_warn));
-        right.push(Span::raw(" "));
-    }
-    right.push(phase_badge(status, theme));
-    let table = if t.database.is_empty() { t.table.clone() } else { format!("{}.{}", t.database, t.table) };
-    let server = format!("{} {}", t.flavor, t.version).trim().to_string();
-    let mut left = vec![
-        Span::styled(" revenant ", theme.title),
-        Span::styled(table, theme.accent),
-        Span::styled(format!("  {}", t.host), theme.value),
-    ];
-    if !server.is_empty() {
-        left.push(Span::styled(format!("  {server}"), theme.dim));
-    }
-    if !t.applier_host.is_empty() {
-        left.push(Span::styled(format!("  → {}", t.applier_host), theme.value));
-    }
-    frame.render_widget(Paragraph::new(fit_row(left, right, w)), Rect { height: 1, ..area });
-
-    // Row 1: the ALTER, elapsed, ETA, throttle.
-    let mut right: Vec<Span> = vec![
-        Span::styled("elapsed ", theme.label),
-        Span::styled(format_duration(status.elapsed_seconds), theme.value),
-        Span::styled("  ETA ", theme.label),
-        Span::styled(
-            match status.eta {
-                Eta::Measuring => "measuring".to_string(),
-                Eta::Due => "due".to_string(),
-                Eta::Time(s) => format_duration(s),
-            },
-            theme.value,
-        ),
-        Span::raw(" "),
-    ];
-    if let Some(b) = throttle_badge(status, theme) {
-        right.push(Span::raw(" "));
-        right.push(b);
-    }
-    let room = w.saturating_sub(width_of(&right) + 8);
-    let left = vec![Span::styled(" ALTER ", theme.label), Span::styled(shorten(&t.alter, room), theme.value)];
-    if area.height > 1 {
-        frame.render_widget(Paragraph::new(fit_row(left, right, w)), Rect { y: area.y + 1, height: 1, ..area });
-    }
-}
-
-/// One row: `left` (cut to fit) then padding then `right`.
-fn fit_row<'a>(left: Vec<Span<'a>>, right: Vec<Span<'a>>, width: usize) -> Line<'a> {
-    let rw = width_of(&right);
-    let room = width.saturating_sub(rw + 1);
-    let mut spans = Vec::new();
-    let mut used = 0;
-    for s in left {
-        let sw = s.width();
-        if used + sw <= room {
-            used += sw;
-            spans.push(s);
-        } else {
-            let cut = shorten(&s.content, room.saturating_sub(used));
-            used += cut.chars().count();
-            spans.push(Span::styled(cut, s.style));
-            break;
-        }
-    }
-    spans.push(Span::raw(" ".repeat(width.saturating_sub(used + rw))));
-    spans.extend(right);
-    Line::from(spans)
-}
-
-fn render_strip(frame: &mut Frame, area: Rect, status: &Status, theme: &Theme) {
-    let w = area.width as usize;
-    let current = status.phase;
-    // Where a terminal failure/stop happened: the last phase with a recorded time.
-    let reached = match current {
-        Some(p) if p.strip_index().is_some() => p.strip_index(),
-        _ => status.phase_seconds.iter().filter_map(|(p, _)| p.strip_index()).max(),
-    };
-    let seconds = |p: Phase| status.phase_seconds.iter().rev().find(|(q, _)| *q == p).map(|(_, s)| *s);
-    let build = |times: bool, sep: &'static str, abbreviate: bool| -> Vec<Span<'static>> {
-        let mut spans = vec![Span::raw(" ")];
-        for (i, p) in Phase::STRIP.iter().enumerate() {
-            if i > 0 {
-                spans.push(Span::styled(sep, theme.dim));
-            }
-            let is_current = current == Some(*p);
-            let mut label = if abbreviate && !is_current { p.label().chars().take(4).collect() } else { p.label().to_string() };
-            if let Some(s) = seconds(*p).filter(|_| times || is_current) {
-                label.push(' ');
-                label.push_str(&format_duration(s));
-            }
-            let style = if is_current {
-                theme.strip_current
-            } else if reached.is_some_and(|r| i < r) || (reached == Some(i) && current.is_some_and(Phase::is_terminal)) {
-                theme.strip_done
-            } else {
-                theme.strip_pending
-            };
-            if is_current {
-                spans.push(Span::styled(format!(" {label} "), style));
-            } else {
-                spans.push(Span::styled(label, style));
-            }
-        }
-        match current {
-            Some(Phase::Failed) => spans.push(Span::styled("  ✗ failed ", theme.badge_error)),
-            Some(Phase::Stopped) => spans.push(Span::styled("  ■ stopped ", theme.badge_warn)),
-            _ => {}
-        }
-        spans
-    };
-    let mut spans = build(true, " › ", false);
-    for (times, sep, abbreviate) in [(false, " › ", false), (false, "›", false), (false, "›", true)] {
-        if width_of(&spans) <= w {
-            break;
-        }
-        spans = build(times, sep, abbreviate);
-    }
-    frame.render_widget(Paragraph::new(Line::from(spans)), area);
-}
-
-fn pane_block<'a>(title: &'a str, focus: Focus, state: &ConsoleState, theme: &Theme) -> Block<'a> {
+pub(super) fn pane_block<'a>(title: &'a str, focus: Focus, state: &ConsoleState, theme: &Theme) -> Block<'a> {
     let focused = state.focus == focus;
     Block::default()
         .borders(Borders::ALL)
@@ -260,14 +23,14 @@ fn pane_block<'a>(title: &'a str, focus: Focus, state: &ConsoleState, theme: &Th
 }
 
 /// What the body shows, with heights wanted and minimal.
-struct PaneSpec {
+pub(super) struct PaneSpec {
     kind: PaneKind,
     want: u16,
     min: u16,
 }
 
 #[derive(Clone, Copy, PartialEq)]
-enum PaneKind {
+pub(super) enum PaneKind {
     Result,
     Copy,
     Tables,
@@ -276,7 +39,7 @@ enum PaneKind {
     Log,
 }
 
-fn fit_heights(specs: &mut [PaneSpec], avail: u16) {
+pub(super) fn fit_heights(specs: &mut [PaneSpec], avail: u16) {
     loop {
         let total: u16 = specs.iter().map(|s| s.want).sum();
         if total <= avail {
@@ -291,12 +54,12 @@ fn fit_heights(specs: &mut [PaneSpec], avail: u16) {
 }
 
 /// Rows a paragraph of `lines` needs when wrapped at `width`.
-fn wrapped_height(lines: &[Line<'_>], width: u16) -> u16 {
+pub(super) fn wrapped_height(lines: &[Line<'_>], width: u16) -> u16 {
     let w = usize::from(width.max(1));
     lines.iter().map(|l| l.width().max(1).div_ceil(w) as u16).sum()
 }
 
-fn render_body(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
+pub(super) fn render_body(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
     if state.log_maximised {
         render_pane(frame, area, PaneKind::Log, state, status, theme);
         return;
@@ -350,7 +113,7 @@ fn render_body(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Sta
 }
 
 /// Stacks panes vertically; the last one takes what is left when `last_fills`, else the log does.
-fn stack(
+pub(super) fn stack(
     frame: &mut Frame,
     area: Rect,
     mut specs: Vec<PaneSpec>,
@@ -378,7 +141,7 @@ fn stack(
     }
 }
 
-fn render_pane(frame: &mut Frame, area: Rect, kind: PaneKind, state: &ConsoleState, status: &Status, theme: &Theme) {
+pub(super) fn render_pane(frame: &mut Frame, area: Rect, kind: PaneKind, state: &ConsoleState, status: &Status, theme: &Theme) {
     match kind {
         PaneKind::Result => {
             let title = match status.phase {
@@ -423,7 +186,7 @@ fn render_pane(frame: &mut Frame, area: Rect, kind: PaneKind, state: &ConsoleSta
     }
 }
 
-fn result_lines(status: &Status, theme: &Theme) -> Vec<Line<'static>> {
+pub(super) fn result_lines(status: &Status, theme: &Theme) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     match status.phase {
         Some(Phase::Done) => {
@@ -447,7 +210,7 @@ fn result_lines(status: &Status, theme: &Theme) -> Vec<Line<'static>> {
     lines
 }
 
-fn bar(fraction: f64, width: usize, theme: &Theme) -> Vec<Span<'static>> {
+pub(super) fn bar(fraction: f64, width: usize, theme: &Theme) -> Vec<Span<'static>> {
     let fraction = fraction.clamp(0.0, 1.0);
     let filled = ((width as f64) * fraction).round() as usize;
     vec![
@@ -456,7 +219,7 @@ fn bar(fraction: f64, width: usize, theme: &Theme) -> Vec<Span<'static>> {
     ]
 }
 
-fn copy_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'static>> {
+pub(super) fn copy_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'static>> {
     let c = &status.copy;
     let pct = c.percent();
     let est = if c.rows_estimate_exact { fmt_int(c.rows_estimate) } else { format!("~{}", fmt_int(c.rows_estimate)) };
@@ -478,7 +241,7 @@ fn copy_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'static>
     vec![Line::from(first), Line::from(second)]
 }
 
-fn table_lines(status: &Status, theme: &Theme, width: usize, height: usize) -> Vec<Line<'static>> {
+pub(super) fn table_lines(status: &Status, theme: &Theme, width: usize, height: usize) -> Vec<Line<'static>> {
     let name_w = status.tables.iter().map(|t| t.table.chars().count()).max().unwrap_or(5).clamp(5, 24);
     let done = status.tables.iter().filter(|t| t.complete).count();
     let mut lines = Vec::new();
@@ -506,7 +269,7 @@ fn table_lines(status: &Status, theme: &Theme, width: usize, height: usize) -> V
     lines
 }
 
-fn render_lag(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
+pub(super) fn render_lag(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
     let block = pane_block("Lag & throttle", Focus::Lag, state, theme);
     let inner = block.inner(area);
     frame.render_widget(block, area);
@@ -581,7 +344,7 @@ fn render_lag(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Stat
     }
 }
 
-fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'static>> {
+pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'static>> {
     let b = &status.binlog;
     let label_w = 11;
     let val_w = width.saturating_sub(label_w);
@@ -626,7 +389,7 @@ fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Line<'stati
 }
 
 /// The cut-over and drain lines: they head the binlog pane, since they matter most when they exist.
-fn cutover_lines(
+pub(super) fn cutover_lines(
     status: &Status,
     theme: &Theme,
     kv: &dyn Fn(&str, String, Style) -> Line<'static>,
@@ -670,153 +433,3 @@ fn cutover_lines(
     lines
 }
 
-fn render_notice(frame: &mut Frame, area: Rect, state: &ConsoleState, theme: &Theme) {
-    let line = match (&state.notice, state.disconnected) {
-        (Some(n), _) => {
-            let (mark, style) = if n.ok { ("✓ ", theme.success) } else { ("✗ ", theme.error) };
-            Line::from(vec![Span::styled(format!(" {mark}"), style), Span::styled(shorten(&n.text, area.width as usize - 3), style)])
-        }
-        (None, true) => Line::styled(" ✗ connection to the migration lost; showing the last snapshot (q quits)", theme.error),
-        (None, false) => Line::default(),
-    };
-    frame.render_widget(Paragraph::new(line), area);
-}
-
-fn render_footer(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
-    let w = area.width as usize;
-    let line = match &state.popup {
-        Popup::Prompt { input } => Line::from(vec![
-            Span::styled(" :", theme.key),
-            Span::styled(format!("{input}▏"), theme.input),
-            Span::styled("   Enter sends · Esc cancels · e.g. chunk-size=500, max-lag-millis=2000, throttle", theme.dim),
-        ]),
-        Popup::Filter { input } => Line::from(vec![
-            Span::styled(" /", theme.key),
-            Span::styled(format!("{input}▏"), theme.input),
-            Span::styled("   Enter keeps · Esc clears", theme.dim),
-        ]),
-        _ => {
-            let rate = format!("{} Hz ", fmt_hz(state.refresh_hz));
-            let mut spans = vec![Span::raw(" ")];
-            for (key, hint) in footer_hints(status, state.read_only, w.saturating_sub(rate.len() + 2)) {
-                spans.push(Span::styled(key, theme.key));
-                spans.push(Span::styled(format!(" {hint}  "), theme.hint));
-            }
-            let used = width_of(&spans);
-            spans.push(Span::raw(" ".repeat(w.saturating_sub(used + rate.len()))));
-            spans.push(Span::styled(rate, theme.dim));
-            Line::from(spans)
-        }
-    };
-    frame.render_widget(Paragraph::new(line), area);
-}
-
-fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let w = width.min(area.width);
-    let h = height.min(area.height);
-    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
-}
-
-fn popup_block<'a>(title: String, theme: &Theme) -> Block<'a> {
-    Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.popup_border)
-        .style(theme.popup)
-        .title(Span::styled(format!(" {title} "), theme.popup_border))
-}
-
-fn render_help(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
-    let width = area.width.saturating_sub(4).min(92);
-    let height = (KEYMAP.len() as u16 + 4).min(area.height.saturating_sub(2));
-    let rect = centered(area, width, height);
-    frame.render_widget(Clear, rect);
-    let block = popup_block("Keys (Esc closes)".into(), theme);
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let desc_w = inner.width.saturating_sub(8) as usize;
-    let mut lines = Vec::new();
-    for b in KEYMAP {
-        let ok = usable(b, status, state.read_only);
-        let note = if ok {
-            String::new()
-        } else if b.sends && state.read_only {
-            " (read-only)".to_string()
-        } else {
-            " (not now)".to_string()
-        };
-        let (kstyle, dstyle) = if ok { (theme.key, theme.popup) } else { (theme.key_disabled, theme.dim) };
-        lines.push(Line::from(vec![
-            Span::styled(format!(" {:<6} ", b.label), kstyle),
-            Span::styled(shorten(&format!("{}{note}", b.help), desc_w), dstyle),
-        ]));
-    }
-    lines.push(Line::styled(" In popups: Esc cancels. Confirmations need the table name typed exactly.", theme.dim));
-    frame.render_widget(Paragraph::new(lines), inner);
-}
-
-fn render_quit(frame: &mut Frame, area: Rect, state: &ConsoleState, status: &Status, theme: &Theme) {
-    let rect = centered(area, 64, 8);
-    frame.render_widget(Clear, rect);
-    let block = popup_block("Quit".into(), theme);
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let phase = status.phase.map(|p| p.label()).unwrap_or("starting");
-    let (skey, stext) = if state.read_only {
-        (theme.key_disabled, Span::styled("stop with a checkpoint (disabled: read-only)", theme.dim))
-    } else {
-        (theme.key, Span::styled("stop at a safe point, write a checkpoint (resumable)", theme.popup))
-    };
-    let lines = vec![
-        Line::styled(format!(" The migration is in phase {phase}."), theme.popup),
-        Line::default(),
-        Line::from(vec![
-            Span::styled("  d    ", theme.key),
-            Span::styled("detach: close the console, the migration keeps running", theme.popup),
-        ]),
-        Line::from(vec![Span::styled("  s    ", skey), stext]),
-        Line::from(vec![Span::styled("  Esc  ", theme.key), Span::styled("cancel", theme.popup)]),
-    ];
-    frame.render_widget(Paragraph::new(lines), inner);
-}
-
-fn render_confirm(
-    frame: &mut Frame,
-    area: Rect,
-    state: &ConsoleState,
-    status: &Status,
-    theme: &Theme,
-    kind: ConfirmKind,
-    input: &str,
-) {
-    let rect = centered(area, 66, 9);
-    frame.render_widget(Clear, rect);
-    let title = match kind {
-        ConfirmKind::CutOver => "Confirm cut-over",
-        ConfirmKind::Abort => "Confirm ABORT",
-    };
-    let block = popup_block(title.into(), theme);
-    let inner = block.inner(rect);
-    frame.render_widget(block, rect);
-    let t = &status.target;
-    let what = match kind {
-        ConfirmKind::CutOver => format!(
-            " This swaps `{}` with its ghost table `{}`.",
-            t.table,
-            if t.ghost_table.is_empty() { "(ghost)" } else { &t.ghost_table }
-        ),
-        ConfirmKind::Abort => " This aborts the migration now. Nothing is dropped; --resume continues.".to_string(),
-    };
-    let lines = vec![
-        Line::styled(shorten(&what, inner.width as usize), theme.popup),
-        Line::default(),
-        Line::from(vec![
-            Span::styled(" Type the table name ", theme.popup),
-            Span::styled(state.table_name_for_confirm.clone(), theme.accent),
-            Span::styled(" and press Enter:", theme.popup),
-        ]),
-        Line::from(vec![Span::styled(" > ", theme.key), Span::styled(format!("{input}▏"), theme.input)]),
-        Line::default(),
-        Line::styled(" Esc cancels; any other text + Enter cancels too.", theme.dim),
-    ];
-    frame.render_widget(Paragraph::new(lines), inner);
-}
