@@ -3,3 +3,4 @@
 
 pub mod binlog;
 pub mod gtid;
+pub mod start;

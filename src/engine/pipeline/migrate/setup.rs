@@ -19,7 +19,8 @@ use crate::engine::plan::preflight::Plan;
 use crate::engine::plan::schema::{self, ColumnMapping, TableInfo};
 use crate::engine::shared::Shared;
 use crate::engine::sql::qualified;
-use crate::engine::stream::binlog::{self, BinlogPosition};
+use crate::engine::stream::binlog::BinlogPosition;
+use crate::engine::stream::start::start_position;
 
 /// What the setup step hands to the copy: the tables as they are now, the copy job and where the run starts.
 pub(super) struct Prepared {
@@ -117,7 +118,7 @@ async fn record_start(
     shared: &Shared,
     hooks: &Hooks,
 ) -> Result<(BinlogPosition, CopyRange)> {
-    let start = binlog::current_position(conn, mariadb).await?;
+    let start = start_position(conn, mariadb, (&cfg.database, &cfg.changelog_table())).await?;
     // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts()).await?;
     let bounds = job.key_bounds(&mut raw).await?;

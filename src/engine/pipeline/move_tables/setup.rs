@@ -12,7 +12,7 @@ use crate::engine::pipeline::migrate::TOOL_VERSION;
 use crate::engine::plan::preflight::Plan;
 use crate::engine::plan::schema;
 use crate::engine::sql::{qualified, quote_ident};
-use crate::engine::stream::binlog;
+use crate::engine::stream::start::start_position;
 
 use super::preflight::changelog_comment;
 use super::{MoveTablesConfig, MovedTable, CHANGELOG_COMMENT, CHANGELOG_TABLE, CHECKPOINT_TABLE};
@@ -152,7 +152,7 @@ pub(super) async fn record_start(
     mariadb: bool,
     copy_rows: &mut HashMap<String, CopyRow>,
 ) -> Result<()> {
-    let start = binlog::current_position(src, mariadb).await?;
+    let start = start_position(src, mariadb, (&cfg.database, CHANGELOG_TABLE)).await?;
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts()).await?;
     let ck = qualified(&cfg.target_database, CHECKPOINT_TABLE);
     let mut tx = tgt.start_transaction(mysql_async::TxOpts::default()).await?;
