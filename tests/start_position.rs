@@ -7,7 +7,6 @@ mod common;
 
 use std::time::Duration;
 
-use color_eyre::eyre::Result;
 use common::{each_flavor, finish_after_ready, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::pipeline::migrate;

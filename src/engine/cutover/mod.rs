@@ -1,3 +1,5 @@
-//! Cut-over: the last step of a run. `swap` renames the ghost into place (atomic or two-step) for migrate.
+//! Cut-over: the last step of a run. `swap` renames the ghost into place (atomic or two-step) for migrate;
+//! `blockers` finds the sessions whose locks would make a RENAME queue (and block every writer behind it).
 
+pub mod blockers;
 pub mod swap;

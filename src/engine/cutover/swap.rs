@@ -90,6 +90,26 @@ async fn drop_sentry_if_ours(opts: &mysql_async::Opts, cfg: &MigrationConfig) {
     }
 }
 
+/// Kills B's RENAME while it is still queued and waits until connection `b_id` runs no RENAME any more.
+async fn stop_queued_rename(opts: &mysql_async::Opts, b_id: u32) -> Result<()> {
+    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to stop the queued RENAME")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info: Option<Option<String>> =
+            c.exec_first("SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = ?", (b_id,)).await.wrap_err("looking for the queued RENAME")?;
+        let renaming = info.flatten().is_some_and(|q| q.trim_start().to_ascii_uppercase().starts_with("RENAME"));
+        if !renaming {
+            let _ = c.disconnect().await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the cut-over's RENAME (connection {b_id}) is still queued after 10 s");
+        }
+        let _ = c.query_drop(format!("KILL QUERY {b_id}")).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// One atomic attempt. On error, the original table is still in place and serving.
 pub async fn atomic_attempt(
     opts: &mysql_async::Opts,
@@ -159,10 +179,13 @@ pub async fn atomic_attempt(
             Ok(r)
         }
         Err(e) => {
-            // Dropping A releases the lock; the sentry makes the queued RENAME fail. Then remove the sentry.
+            // Dropping A releases the lock; the sentry makes the queued RENAME fail. The sentry goes only once B's
+            // RENAME is no longer queued (a late RENAME would swap without the marker).
             drop(a);
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            drop_sentry_if_ours(opts, cfg).await;
+            match stop_queued_rename(opts, b_id).await {
+                Ok(()) => drop_sentry_if_ours(opts, cfg).await,
+                Err(why) => tracing::error!("{why:#}; the sentry {} stays (drop it once no RENAME is queued)", cfg.old_table()),
+            }
             Err(e)
         }
     }

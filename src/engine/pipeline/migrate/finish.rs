@@ -8,6 +8,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::{CutOverMode, MigrationConfig};
+use crate::engine::cutover::blockers;
 use crate::engine::cutover::swap::{self, SwapReport};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
@@ -44,13 +45,15 @@ pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, c
 
 /// Cut-over attempts until one swaps, with backoff, up to `--default-retries`. Every failed attempt leaves the
 /// original serving, except a two-step cut-over stopped between its renames, which is never retried.
-pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running) -> Result<SwapReport> {
+pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool) -> Result<SwapReport> {
     let opts = cfg.source.opts();
     let mut marker_conn = mysql_async::Conn::new(opts.clone()).await?;
+    let mut blockers_waited = Duration::ZERO;
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
+        blockers_waited += wait_for_blockers(&mut marker_conn, cfg, ctx, mariadb, blockers_waited).await?;
         ctx.shared.with(|i| {
             i.status.cutover.attempts = attempt;
             i.status.cutover.step = "lock and rename".into();
@@ -75,6 +78,41 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Waits while another session holds a lock on the original table (a RENAME would queue behind it and block every
+/// writer for the whole lock wait), showing who in the status, for at most `--cut-over-lock-timeout-seconds` times
+/// `--default-retries` over the whole cut-over; then attempts anyway. Returns how long it waited.
+async fn wait_for_blockers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, mariadb: bool, waited_before: Duration) -> Result<Duration> {
+    let bound = cfg.cut_over_lock_timeout * cfg.default_retries.max(1);
+    let started = std::time::Instant::now();
+    let mut logged = false;
+    let ours = [conn.id()];
+    loop {
+        let found = blockers::find(conn, mariadb, &cfg.database, &cfg.table, 1, &ours).await?;
+        let certain: Vec<String> = found.iter().filter(|b| b.certain).map(|b| b.describe(&cfg.table)).collect();
+        if certain.is_empty() {
+            let maybe: Vec<String> = found.iter().map(|b| b.describe(&cfg.table)).collect();
+            if !maybe.is_empty() {
+                tracing::warn!("cut-over: long transactions that may block it: {}", maybe.join("; "));
+            }
+            return Ok(started.elapsed());
+        }
+        let why = format!("waiting for {}", certain.join("; "));
+        ctx.shared.with(|i| {
+            i.status.cutover.step = "waiting for blockers".into();
+            i.status.cutover.blocked_reason = Some(why.clone());
+        });
+        if !logged {
+            tracing::warn!("cut-over {why} (not queueing a RENAME behind it: that would block every writer)");
+            logged = true;
+        }
+        if waited_before + started.elapsed() > bound || ctx.cancel.is_cancelled() {
+            tracing::warn!("cut-over: still blocked after {:?}; attempting anyway", waited_before + started.elapsed());
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

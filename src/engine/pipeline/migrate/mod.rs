@@ -195,7 +195,7 @@ async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql
         }
     }
     finish::begin(conn, cfg, ctx, &mut running).await?;
-    let report = finish::cut_over(cfg, ctx, &mut running).await?;
+    let report = finish::cut_over(cfg, ctx, &mut running, plan.mariadb).await?;
     finish::swapped(conn, cfg, shared, &mut running, report).await
 }
 

@@ -1,0 +1,118 @@
+//! Who would block the cut-over's RENAME: sessions that have held a metadata lock on a table for a while (a
+//! transaction left open after touching it, a long query). A cut-over attempt queues an exclusive metadata lock
+//! that blocks every later reader and writer of the table until it is granted or times out, so revenant looks
+//! first and waits instead of queueing, showing who blocks.
+//!
+//! MySQL: `performance_schema.metadata_locks` (on by default) names the holders exactly. MariaDB:
+//! `information_schema.METADATA_LOCK_INFO` when the metadata_lock_info plugin is loaded; without it only the
+//! transactions open longer than the threshold can be named, as sessions that may block (not waited for).
+
+use color_eyre::eyre::{Result, WrapErr};
+use mysql_async::prelude::Queryable;
+
+/// A session that holds (or may hold) a lock the RENAME needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Blocker {
+    pub connection_id: u64,
+    pub user: String,
+    /// How long its transaction (or statement) has been open, in seconds.
+    pub seconds: u64,
+    /// What it runs now (`idle in transaction` when nothing).
+    pub doing: String,
+    /// Known to hold a lock on the table (false: only a long transaction, on MariaDB without the plugin).
+    pub certain: bool,
+}
+
+impl Blocker {
+    pub fn describe(&self, table: &str) -> String {
+        format!(
+            "connection {} ({}) {} {table} for {} s ({})",
+            self.connection_id,
+            self.user,
+            if self.certain { "has held a lock on" } else { "has had a transaction open (it may lock)" },
+            self.seconds,
+            self.doing
+        )
+    }
+}
+
+/// Sessions other than `ours` that have held a lock on `db.table` (or, see the module doc, a transaction) for at
+/// least `min_seconds`.
+pub async fn find(conn: &mut mysql_async::Conn, mariadb: bool, db: &str, table: &str, min_seconds: u64, ours: &[u32]) -> Result<Vec<Blocker>> {
+    let found = if !mariadb {
+        mysql_holders(conn, db, table, min_seconds).await?
+    } else if has_lock_info(conn).await? {
+        mariadb_holders(conn, db, table, min_seconds).await?
+    } else {
+        long_transactions(conn, min_seconds).await?
+    };
+    Ok(found.into_iter().filter(|b| !ours.iter().any(|o| u64::from(*o) == b.connection_id)).collect())
+}
+
+type Row = (u64, Option<String>, Option<u64>, Option<String>);
+
+fn blockers(rows: Vec<Row>, certain: bool) -> Vec<Blocker> {
+    let mut out: Vec<Blocker> = Vec::new();
+    for (id, user, seconds, info) in rows {
+        if out.iter().any(|b| b.connection_id == id) {
+            continue;
+        }
+        let doing = info.filter(|q| !q.trim().is_empty()).map(|q| q.chars().take(80).collect()).unwrap_or_else(|| "idle in transaction".into());
+        out.push(Blocker { connection_id: id, user: user.unwrap_or_default(), seconds: seconds.unwrap_or(0), doing, certain });
+    }
+    out
+}
+
+async fn mysql_holders(conn: &mut mysql_async::Conn, db: &str, table: &str, min_seconds: u64) -> Result<Vec<Blocker>> {
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT t.PROCESSLIST_ID, CONCAT(t.PROCESSLIST_USER, '@', t.PROCESSLIST_HOST), \
+             GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(t.PROCESSLIST_TIME, 0)), t.PROCESSLIST_INFO \
+             FROM performance_schema.metadata_locks ml \
+             JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID \
+             LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID \
+             WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = ? AND ml.OBJECT_NAME = ? AND ml.LOCK_STATUS = 'GRANTED' \
+             AND t.PROCESSLIST_ID IS NOT NULL AND t.PROCESSLIST_ID <> CONNECTION_ID()",
+            (db, table),
+        )
+        .await
+        .wrap_err("reading performance_schema.metadata_locks")?;
+    Ok(blockers(rows.into_iter().filter(|r| r.2.unwrap_or(0) >= min_seconds).collect(), true))
+}
+
+async fn has_lock_info(conn: &mut mysql_async::Conn) -> Result<bool> {
+    let n: Option<u64> = conn
+        .query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'information_schema' AND TABLE_NAME = 'METADATA_LOCK_INFO'")
+        .await
+        .wrap_err("looking for METADATA_LOCK_INFO")?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+async fn mariadb_holders(conn: &mut mysql_async::Conn, db: &str, table: &str, min_seconds: u64) -> Result<Vec<Blocker>> {
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT m.THREAD_ID, CONCAT(p.USER, '@', p.HOST), \
+             GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(p.TIME, 0)), p.INFO \
+             FROM information_schema.METADATA_LOCK_INFO m \
+             JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
+             LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID \
+             WHERE m.TABLE_SCHEMA = ? AND m.TABLE_NAME = ? AND m.THREAD_ID <> CONNECTION_ID()",
+            (db, table),
+        )
+        .await
+        .wrap_err("reading information_schema.METADATA_LOCK_INFO")?;
+    Ok(blockers(rows.into_iter().filter(|r| r.2.unwrap_or(0) >= min_seconds).collect(), true))
+}
+
+async fn long_transactions(conn: &mut mysql_async::Conn, min_seconds: u64) -> Result<Vec<Blocker>> {
+    let rows: Vec<Row> = conn
+        .exec(
+            "SELECT x.trx_mysql_thread_id, CONCAT(p.USER, '@', p.HOST), TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), p.INFO \
+             FROM information_schema.INNODB_TRX x JOIN information_schema.PROCESSLIST p ON p.ID = x.trx_mysql_thread_id \
+             WHERE x.trx_mysql_thread_id <> CONNECTION_ID() AND x.trx_started <= NOW() - INTERVAL ? SECOND",
+            (min_seconds,),
+        )
+        .await
+        .wrap_err("reading information_schema.INNODB_TRX")?;
+    Ok(blockers(rows, false))
+}
