@@ -372,7 +372,7 @@ async fn command_loop(
                 } else {
                     shared.cutover_approved.store(true, Ordering::Relaxed);
                     if let Some(f) = &cfg.postpone_cut_over_flag_file {
-                        let _ = std::fs::remove_file(f);
+                        let _ = crate::engine::throttle::flag_file::remove_own(f);
                     }
                     CommandReply::ok("cut-over approved: it starts once the tables are copied and the backlog applied")
                 }

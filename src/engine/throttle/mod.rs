@@ -1,3 +1,6 @@
 //! Throttle: the signals that make the copy wait (lag, load, flag files, queries, HTTP), failing closed.
 
+pub mod flag_file;
+pub mod live;
+pub mod query;
 pub mod throttlers;
