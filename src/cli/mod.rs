@@ -130,6 +130,24 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Colours only on a terminal, and never with `NO_COLOR` set (non-empty, as no-color.org says).
+pub fn colour_allowed(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The error-report hook: color_eyre's colours on a terminal, plain text everywhere else (files, pipes, NO_COLOR).
+pub fn install_error_hook() {
+    let mut hook = color_eyre::config::HookBuilder::default()
+        .display_location_section(std::env::var_os("REVENANT_DEBUG_ERRORS").is_some())
+        .display_env_section(false);
+    if !colour_allowed(std::io::stderr().is_terminal()) {
+        hook = hook.theme(color_eyre::config::Theme::new());
+    }
+    if let Err(e) = hook.install() {
+        eprintln!("error: {e}");
+    }
+}
+
 pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
     use tracing_subscriber::prelude::*;
     let level = if debug { "debug" } else if verbose { "info" } else { "info" };
@@ -141,7 +159,12 @@ pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
     } else {
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(colour_allowed(std::io::stderr().is_terminal())),
+            )
             .try_init();
     }
 }
