@@ -98,3 +98,161 @@ async fn a_second_statement_on_a_revenant_connection_fails_and_drops_nothing() {
     })
     .await;
 }
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn chown_nobody(p: &std::path::Path) {
+    std::os::unix::fs::chown(p, Some(65534), Some(65534)).expect("chown to nobody");
+}
+
+fn scratch(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("rvn-safety-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("scratch dir");
+    d
+}
+
+/// `--execute` with a socket path another user made, a flag file of another user, or a throttle query that is not
+/// one read-only SELECT: refused with exit 2 before anything changes (no ghost, changelog or checkpoint table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn squatted_socket_foreign_flag_file_and_bad_throttle_query_are_refused_before_anything_changes() {
+    if !is_root() {
+        eprintln!("skipped: needs root to make files of another user");
+        return;
+    }
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        let mut c = shop(&server).await?;
+        let before = tables(&mut c, "shop").await?;
+        let d = scratch(&format!("refusals-{flavor}"));
+        let base = ["--database", "shop", "--table", "orders", "--alter", "ADD COLUMN c INT", "--execute"];
+
+        // A squatted socket: a socket of nobody's at the path.
+        let sock = d.join("ctl.sock");
+        let squatter = std::os::unix::net::UnixListener::bind(&sock)?;
+        chown_nobody(&sock);
+        let sock_arg = format!("--serve-socket-file={}", sock.display());
+        let out = revenant(&server, &[&base[..], &[sock_arg.as_str()]].concat()).output()?;
+        let (stdout, stderr) = output_text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+        assert!(stderr.contains("belongs to another user (uid 65534)"), "{stderr}");
+        assert_eq!(tables(&mut c, "shop").await?, before, "squatted socket: nothing changed");
+        drop(squatter);
+
+        // A flag file of another user, for each flag-file flag.
+        let theirs = d.join("theirs.flag");
+        std::fs::write(&theirs, b"theirs")?;
+        chown_nobody(&theirs);
+        let own_sock = format!("--serve-socket-file={}", d.join("own.sock").display());
+        for flag in ["--postpone-cut-over-flag-file", "--throttle-flag-file", "--throttle-additional-flag-file", "--panic-flag-file"] {
+            let arg = format!("{flag}={}", theirs.display());
+            let out = revenant(&server, &[&base[..], &[arg.as_str(), own_sock.as_str()]].concat()).output()?;
+            let (stdout, stderr) = output_text(&out);
+            assert_eq!(out.status.code(), Some(2), "{flag}: {stdout}{stderr}");
+            assert!(stderr.contains("belongs to another user (uid 65534"), "{flag}: {stderr}");
+            assert_eq!(tables(&mut c, "shop").await?, before, "{flag}: nothing changed");
+        }
+        // A symlink as the postpone flag file is not followed.
+        let link = d.join("link.flag");
+        std::os::unix::fs::symlink(d.join("nowhere"), &link)?;
+        let arg = format!("--postpone-cut-over-flag-file={}", link.display());
+        let out = revenant(&server, &[&base[..], &[arg.as_str(), own_sock.as_str()]].concat()).output()?;
+        assert_eq!(out.status.code(), Some(2), "{:?}", output_text(&out));
+        assert!(!d.join("nowhere").exists(), "nothing created through the symlink");
+        assert_eq!(std::fs::read(&theirs)?, b"theirs", "their file is untouched");
+
+        // A throttle query that writes, or holds a second statement.
+        for q in ["DELETE FROM shop.victim", "SELECT 1; DROP TABLE shop.victim", "SELECT * FROM shop.orders INTO OUTFILE '/tmp/x'"] {
+            let arg = format!("--throttle-query={q}");
+            let out = revenant(&server, &[&base[..], &[arg.as_str(), own_sock.as_str()]].concat()).output()?;
+            let (stdout, stderr) = output_text(&out);
+            assert_eq!(out.status.code(), Some(2), "{q}: {stdout}{stderr}");
+            assert!(stderr.contains("single read-only SELECT"), "{q}: {stderr}");
+            assert_eq!(tables(&mut c, "shop").await?, before, "{q}: nothing changed");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+        Ok(())
+    })
+    .await;
+}
+
+/// NO_COLOR, and output into pipes: no escape codes in the error report, the log lines or the status lines; logs
+/// go to stderr and status lines to stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_pipes_and_with_no_color_has_no_escape_codes() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        let _c = shop(&server).await?;
+        for no_color in [false, true] {
+            // A refusal (error report + log lines) and a dry run (status lines + plan).
+            for alter in ["ADD COLUMN c NOSUCHTYPE", "ADD COLUMN c INT"] {
+                let mut p = revenant(&server, &["--database", "shop", "--table", "orders", "--alter", alter]);
+                if no_color {
+                    p.env("NO_COLOR", "1");
+                }
+                let out = p.output()?;
+                let (stdout, stderr) = output_text(&out);
+                assert!(!stdout.contains('\u{1b}') && !stderr.contains('\u{1b}'), "no_color={no_color} {alter}: {stdout:?} {stderr:?}");
+                assert!(stderr.contains("phase: preflight"), "log lines on stderr: {stderr}");
+                assert!(!stdout.contains("phase: preflight"), "no log lines on stdout: {stdout}");
+                if alter.ends_with("INT") {
+                    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+                } else {
+                    assert!(stderr.contains("rejects the ALTER"), "{stderr}");
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// A stop's `--state-file` is written 0600 and never through a symlink or over another user's file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_file_is_private_and_never_follows_a_symlink() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        common::seed_app_table(&server, "big", 20_000).await?;
+        let d = scratch(&format!("state-{flavor}"));
+        let run = |state: std::path::PathBuf| {
+            let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+            p.args(["migrate", "--host", "127.0.0.1", "--port", &server.port.to_string(), "--user", "root", "--headless"])
+                .args(["--database", "app", "--table", "big", "--alter", "ADD COLUMN c INT", "--execute", "--postpone-cut-over"])
+                .args(["--chunk-size", "100", "--nice-ratio", "5"])
+                .arg(format!("--serve-socket-file={}", d.join("s.sock").display()))
+                .arg(format!("--state-file={}", state.display()))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            p
+        };
+        let stop_after = |mut child: std::process::Child| async move {
+            tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+            // SAFETY: a plain kill(2) of our own child.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+            Ok::<_, color_eyre::Report>(out)
+        };
+        let state = d.join("state.json");
+        let out = stop_after(run(state.clone()).spawn()?).await?;
+        assert_eq!(out.status.code(), Some(3), "{:?}", output_text(&out));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&state)?.permissions().mode() & 0o777, 0o600);
+        assert!(std::fs::read_to_string(&state)?.contains("resume_command"));
+
+        // Resumed with the state file replaced by a symlink: the stop refuses to write through it.
+        let target = d.join("elsewhere");
+        std::fs::remove_file(&state)?;
+        std::os::unix::fs::symlink(&target, &state)?;
+        let mut p = run(state.clone());
+        p.arg("--resume");
+        let out = stop_after(p.spawn()?).await?;
+        let (_, stderr) = output_text(&out);
+        assert!(stderr.contains("--state-file") && !target.exists(), "{stderr}");
+        let _ = std::fs::remove_dir_all(&d);
+        Ok(())
+    })
+    .await;
+}
