@@ -141,14 +141,22 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     }
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
     let first = cfg.tables.first().cloned().unwrap_or_default();
+    let socket = a.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
+    // Bound before the engine starts: a squatted socket path is refused before anything changes.
+    let listener = match control::bind(socket.clone(), None).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    };
     let (handle, join) = move_tables::start(cfg.clone());
     let shutdown = CancellationToken::new();
-    let socket = a.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
     let control_task = {
         let opts = ControlOptions { table: first.clone(), ..ControlOptions::default() };
-        let (h, sd, path) = (handle.clone(), shutdown.clone(), socket.clone());
+        let (h, sd) = (handle.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = control::serve_with(h, path, None, opts, sd).await {
+            if let Err(e) = control::serve_listener(listener, h, opts, sd).await {
                 tracing::error!("control socket: {e:#}");
             }
         })
