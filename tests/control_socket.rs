@@ -361,15 +361,24 @@ async fn a_squatted_socket_is_refused_and_attach_checks_the_owner() {
     }
     let engine = fake_engine();
     let path = socket_path("squat");
-    let squatter = std::os::unix::net::UnixListener::bind(&path).expect("bind");
-    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
-    let r = control::serve(engine.handle.clone(), path.clone(), None, "orders".into(), CancellationToken::new()).await;
-    let err = format!("{:?}", r.expect_err("a squatted path is refused"));
-    assert!(err.contains("belongs to another user (uid 65534)"), "{err}");
+    // Squatted while nobody listens (a stale socket of ours would be replaced) and while someone listens.
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::symlink_metadata(&path).expect("still there").uid(), 65534, "left as it was");
-    drop(squatter);
-    let _ = std::fs::remove_file(&path);
+    for listening in [false, true] {
+        let squatter = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+        let squatter = listening.then_some(squatter);
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            control::serve(engine.handle.clone(), path.clone(), None, "orders".into(), CancellationToken::new()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("listening={listening}: the squatted path was adopted (serve is running on it)"));
+        let err = format!("{:?}", r.expect_err("a squatted path is refused"));
+        assert!(err.contains("belongs to another user (uid 65534)"), "listening={listening}: {err}");
+        assert_eq!(std::fs::symlink_metadata(&path).expect("still there").uid(), 65534, "left as it was");
+        drop(squatter);
+        let _ = std::fs::remove_file(&path);
+    }
 
     // A symlink at the path is not followed.
     let target = socket_path("squat-target");
