@@ -256,3 +256,31 @@ async fn the_state_file_is_private_and_never_follows_a_symlink() {
     })
     .await;
 }
+
+/// The throttle query runs in a read-only transaction: a stored function that writes (which the word check cannot
+/// see) fails there and writes nothing; the same call outside such a transaction does write (the control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttle_query_cannot_write_even_through_a_function() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        let mut c = shop(&server).await?;
+        c.query_drop(
+            "CREATE FUNCTION shop.sneaky() RETURNS INT DETERMINISTIC BEGIN INSERT INTO shop.victim VALUES (7); RETURN 1; END",
+        )
+        .await?;
+        let q = revenant::engine::throttle::query::check_throttle_query("SELECT shop.sneaky()").map_err(color_eyre::eyre::Report::msg)?;
+        let mut rc = mysql_async::Conn::new(conn_config(&server).opts()).await?;
+        let e = revenant::engine::throttle::query::read_only_first(&mut rc, &q).await.expect_err("the write is refused");
+        assert!(e.to_ascii_lowercase().contains("read only") || e.to_ascii_lowercase().contains("read-only"), "{e}");
+        let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM shop.victim").await?;
+        assert_eq!(n, Some(0), "nothing was written");
+        // The connection is usable afterwards (the transaction ended).
+        assert_eq!(revenant::engine::throttle::query::read_only_first(&mut rc, "SELECT 5").await.map_err(color_eyre::eyre::Report::msg)?, Some("5".into()));
+        let v: Option<i64> = rc.query_first("SELECT shop.sneaky()").await?;
+        assert_eq!(v, Some(1));
+        let n: Option<u64> = c.query_first("SELECT COUNT(*) FROM shop.victim").await?;
+        assert_eq!(n, Some(1), "outside a read-only transaction the function writes");
+        Ok(())
+    })
+    .await;
+}
