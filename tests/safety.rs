@@ -284,3 +284,53 @@ async fn the_throttle_query_cannot_write_even_through_a_function() {
     })
     .await;
 }
+
+/// A throttle or panic flag file that another user creates while the migration runs neither throttles nor stops
+/// it (they could otherwise hold or abort any migration); the same files of our own do (the control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_files_of_another_user_neither_throttle_nor_stop_a_running_migration() {
+    if !is_root() {
+        eprintln!("skipped: needs root to make files of another user");
+        return;
+    }
+    each_flavor(|flavor| async move {
+        use revenant::engine::pipeline::migrate::{self, Outcome};
+        use revenant::engine::Phase;
+        use std::time::Duration;
+        let server = Server::start(flavor).await?;
+        common::seed_app_table(&server, "items", 3_000).await?;
+        let d = scratch(&format!("running-flags-{flavor}"));
+        let (hold, panic) = (d.join("throttle.flag"), d.join("panic.flag"));
+        let mut cfg = common::test_config(&server, "app", "items", "ADD COLUMN c INT");
+        cfg.throttle_flag_file = Some(hold.clone());
+        cfg.panic_flag_file = Some(panic.clone());
+        cfg.nice_ratio = 20.0;
+        let (handle, join) = migrate::start(cfg);
+        common::wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
+        for f in [&hold, &panic] {
+            std::fs::write(f, b"")?;
+            chown_nobody(f);
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let s = handle.snapshot();
+        assert!(!s.throttle.throttled, "another user's throttle flag throttled: {:?}", s.throttle);
+        assert!(s.phase.is_some_and(|p| !p.is_terminal()), "another user's panic flag stopped it: {:?}", s.phase);
+        // Our own throttle flag file throttles.
+        std::fs::remove_file(&hold)?;
+        std::fs::write(&hold, b"")?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !handle.snapshot().throttle.throttled {
+            assert!(std::time::Instant::now() < deadline, "our own flag file did not throttle");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(handle.snapshot().throttle.reason.contains("flag-file"));
+        // Our own panic flag file stops it (resumably).
+        std::fs::remove_file(&panic)?;
+        std::fs::write(&panic, b"")?;
+        let r = tokio::time::timeout(Duration::from_secs(30), join).await??;
+        assert!(!matches!(r, Ok(Outcome::Done { .. })), "our panic flag stopped it: {r:?}");
+        let _ = std::fs::remove_dir_all(&d);
+        Ok(())
+    })
+    .await;
+}

@@ -24,6 +24,32 @@ pub fn my_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Whether a throttle or panic flag file is set: a regular file (not followed through a symlink) of this user or
+/// root. One of another user's is ignored (with one warning per path), so no other user can throttle or stop the
+/// migration by creating the file after it started.
+pub fn is_set(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() && (m.uid() == my_uid() || m.uid() == 0) => true,
+        Ok(m) => {
+            static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+            if let Ok(mut w) = WARNED.lock() {
+                if !w.iter().any(|p| p == path) {
+                    w.push(path.to_path_buf());
+                    tracing::warn!(
+                        "ignoring flag file {}: not a regular file of uid {} or root (uid {}, {:?})",
+                        path.display(),
+                        my_uid(),
+                        m.uid(),
+                        m.file_type()
+                    );
+                }
+            }
+            false
+        }
+        Err(_) => false,
+    }
+}
+
 /// Refuses a flag file that exists but is not a regular file of this user (another user could otherwise throttle,
 /// postpone or stop the migration, or have revenant delete their file). A missing path is fine.
 pub fn check_not_foreign(flag: &str, path: &Path) -> Result<(), String> {
@@ -127,6 +153,12 @@ mod tests {
         assert!(remove_own(&f).is_err() && f.exists(), "another user's file is never removed");
         assert!(write_private(&f, b"x").is_err());
         assert_eq!(std::fs::read(&f).expect("read"), b"theirs");
+        assert!(!is_set(&f), "another user's flag file neither throttles nor stops the migration");
+        std::os::unix::fs::chown(&f, Some(0), Some(0)).expect("chown");
+        assert!(is_set(&f), "root's does");
+        let link = d.join("link");
+        std::os::unix::fs::symlink(&f, &link).expect("symlink");
+        assert!(!is_set(&link), "a symlink is not followed");
         let _ = std::fs::remove_dir_all(&d);
     }
 }
