@@ -228,7 +228,7 @@ async fn the_state_file_is_private_and_never_follows_a_symlink() {
                 .stderr(std::process::Stdio::piped());
             p
         };
-        let stop_after = |mut child: std::process::Child| async move {
+        let stop_after = |child: std::process::Child| async move {
             tokio::time::sleep(std::time::Duration::from_secs(3)).await;
             // SAFETY: a plain kill(2) of our own child.
             unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
@@ -249,8 +249,11 @@ async fn the_state_file_is_private_and_never_follows_a_symlink() {
         let mut p = run(state.clone());
         p.arg("--resume");
         let out = stop_after(p.spawn()?).await?;
-        let (_, stderr) = output_text(&out);
-        assert!(stderr.contains("--state-file") && !target.exists(), "{stderr}");
+        let (stdout, stderr) = output_text(&out);
+        assert_eq!(out.status.code(), Some(3), "still a stop with a checkpoint: {stdout}{stderr}");
+        assert!(stderr.contains("not writing --state-file") && stderr.contains("symbolic link"), "{stderr}");
+        assert!(!target.exists(), "nothing written through the symlink");
+        assert!(stdout.contains("resume_command"), "the state went to stdout instead: {stdout}");
         let _ = std::fs::remove_dir_all(&d);
         Ok(())
     })

@@ -614,12 +614,15 @@ mod tests {
 pub(crate) fn write_state(state: &impl serde::Serialize, state_file: Option<&std::path::Path>) -> Result<()> {
     let json = serde_json::to_string_pretty(state)?;
     match state_file {
-        Some(p) => {
-            crate::engine::throttle::flag_file::write_private(p, json.as_bytes())
-                .map_err(|e| eyre!("writing --state-file: {e}"))
-                .suggestion("give --state-file a path of your own (written 0600, never through a symlink)")?;
-            eprintln!("state written to {}", p.display());
-        }
+        Some(p) => match crate::engine::throttle::flag_file::write_private(p, json.as_bytes()) {
+            Ok(()) => eprintln!("state written to {}", p.display()),
+            Err(e) => {
+                // The state is not lost: it goes to stdout instead (the checkpoint table holds it too).
+                eprintln!("Error: not writing --state-file: {e}; the state follows on stdout instead");
+                eprintln!("  give --state-file a path of your own (written 0600, never through a symlink)");
+                say(&json);
+            }
+        },
         None => say(&json),
     }
     Ok(())
