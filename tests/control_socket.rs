@@ -392,7 +392,7 @@ async fn a_squatted_socket_is_refused_and_attach_checks_the_owner() {
     let srv = start(&engine, ControlOptions::new("orders"), "attach-owner").await;
     assert!(control::attach(srv.path.clone()).await.is_ok(), "our own socket attaches");
     std::os::unix::fs::chown(&srv.path, Some(65534), Some(65534)).expect("chown");
-    let err = format!("{:?}", control::attach(srv.path.clone()).await.err().expect("refused"));
+    let err = format!("{:?}", control::attach(srv.path.clone()).await.map(|_| ()).expect_err("refused"));
     assert!(err.contains("not to you") && err.contains("refusing to attach"), "{err}");
     srv.cancel.cancel();
 }

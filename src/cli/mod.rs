@@ -132,7 +132,7 @@ fn shell_quote(s: &str) -> String {
 
 /// Colours only on a terminal, and never with `NO_COLOR` set (non-empty, as no-color.org says).
 pub fn colour_allowed(stream_is_terminal: bool) -> bool {
-    stream_is_terminal && !std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// The error-report hook: color_eyre's colours on a terminal, plain text everywhere else (files, pipes, NO_COLOR).

@@ -23,7 +23,7 @@ pub fn check_throttle_query(q: &str) -> Result<String, String> {
     }
     let q = q.trim_end_matches(';').trim_end().to_string();
     let words = words_outside_quotes(&q);
-    if !words.first().is_some_and(|w| w == "select") {
+    if words.first().is_none_or(|w| w != "select") {
         return Err(format!(
             "throttle-query must be a single read-only SELECT (e.g. SELECT COUNT(*) > 100 FROM information_schema.processlist), got `{q}`"
         ));
