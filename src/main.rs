@@ -6,12 +6,8 @@ fn main() {
         // SAFETY: set before any other thread exists.
         unsafe { std::env::set_var("RUST_LIB_BACKTRACE", "0") };
     }
-    let hook = color_eyre::config::HookBuilder::default()
-        .display_location_section(std::env::var_os("REVENANT_DEBUG_ERRORS").is_some())
-        .display_env_section(false);
-    if let Err(e) = hook.install() {
-        eprintln!("error: {e}");
-    }
+    // Colours only on a terminal and without NO_COLOR (files and pipes get plain text).
+    revenant::cli::install_error_hook();
     let code = match revenant::cli::main_with_args(std::env::args().collect()) {
         Ok(code) => code,
         Err(e) => {

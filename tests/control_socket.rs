@@ -235,7 +235,7 @@ async fn named_cut_over_and_panic() {
     srv.cancel.cancel();
 
     let engine = fake_engine();
-    let opts = ControlOptions { table: "orders".into(), force_named_cut_over: true, force_named_panic: true };
+    let opts = ControlOptions { table: "orders".into(), force_named_cut_over: true, force_named_panic: true, ..ControlOptions::default() };
     let srv = start(&engine, opts, "named2").await;
     let bare = text(&srv.path, "unpostpone").await;
     assert!(bare.starts_with("ERROR: refused") && bare.contains("--force-named-cut-over"), "{bare}");
@@ -308,21 +308,148 @@ async fn stale_socket_is_replaced_but_a_live_one_is_refused() {
     let _ = std::fs::remove_file(&path);
 }
 
+/// `--serve-tcp-port`: without the token (from the 0600 file next to the socket) a command is refused and never
+/// reaches the engine; with it the same text protocol works, and `status` names the token file.
 #[tokio::test]
-async fn tcp_listener_speaks_the_same_protocol() {
+async fn tcp_listener_needs_the_token_then_speaks_the_same_protocol() {
     let engine = fake_engine();
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
     let path = socket_path("tcp");
     let cancel = CancellationToken::new();
     tokio::spawn(control::serve(engine.handle.clone(), path.clone(), Some(port), "orders".into(), cancel.clone()));
     wait_for_socket(&path).await;
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("tcp connect");
-    s.write_all(b"throttle\n").await.expect("write");
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.expect("read");
-    assert_eq!(out, "Throttle done\n");
+    let tcp = |lines: String| async move {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("tcp connect");
+        s.write_all(lines.as_bytes()).await.expect("write");
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.expect("read");
+        out
+    };
+    let token_file = PathBuf::from(format!("{}.token", path.display()));
+    for attempt in ["throttle\n".to_string(), "token=wrong\nthrottle\n".to_string(), "token=\nthrottle\n".to_string()] {
+        let out = tcp(attempt.clone()).await;
+        assert!(out.starts_with("ERROR: refused: this TCP control port needs the token"), "{attempt:?}: {out}");
+        assert!(out.contains(&token_file.display().to_string()), "the refusal names the token file: {out}");
+    }
+    assert_eq!(engine.received(), vec![], "nothing reached the engine without the token");
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(&token_file).expect("token file");
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only the owner can read the token");
+    let token = std::fs::read_to_string(&token_file).expect("read token");
+    assert_eq!(token.trim().len(), 64);
+    assert_eq!(tcp(format!("token={}\nthrottle\n", token.trim())).await, "Throttle done\n");
     assert_eq!(engine.received(), vec![Command::Throttle]);
+    let status = tcp(format!("token={}\nstatus\n", token.trim())).await;
+    assert!(status.contains(&format!("its token is in {}", token_file.display())), "{status}");
     cancel.cancel();
+    for _ in 0..100 {
+        if !token_file.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!token_file.exists(), "the token file is removed at the end");
+}
+
+/// A socket path that another user made (here: a socket chowned to nobody) is refused and left alone; a socket
+/// whose file is not ours is refused by `attach`.
+#[tokio::test]
+async fn a_squatted_socket_is_refused_and_attach_checks_the_owner() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to make a file of another user");
+        return;
+    }
+    let engine = fake_engine();
+    let path = socket_path("squat");
+    // Squatted while nobody listens (a stale socket of ours would be replaced) and while someone listens.
+    use std::os::unix::fs::MetadataExt;
+    for listening in [false, true] {
+        let squatter = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown");
+        let squatter = listening.then_some(squatter);
+        let r = tokio::time::timeout(
+            Duration::from_secs(5),
+            control::serve(engine.handle.clone(), path.clone(), None, "orders".into(), CancellationToken::new()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("listening={listening}: the squatted path was adopted (serve is running on it)"));
+        let err = format!("{:?}", r.expect_err("a squatted path is refused"));
+        assert!(err.contains("belongs to another user (uid 65534)"), "listening={listening}: {err}");
+        assert_eq!(std::fs::symlink_metadata(&path).expect("still there").uid(), 65534, "left as it was");
+        drop(squatter);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    // A symlink at the path is not followed.
+    let target = socket_path("squat-target");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    let r = control::serve(engine.handle.clone(), path.clone(), None, "orders".into(), CancellationToken::new()).await;
+    assert!(format!("{:?}", r.expect_err("symlink")).contains("not a socket"));
+    assert!(!target.exists(), "nothing was created through the symlink");
+    let _ = std::fs::remove_file(&path);
+
+    // attach: our server, but the socket file belongs to someone else.
+    let srv = start(&engine, ControlOptions::new("orders"), "attach-owner").await;
+    assert!(control::attach(srv.path.clone()).await.is_ok(), "our own socket attaches");
+    std::os::unix::fs::chown(&srv.path, Some(65534), Some(65534)).expect("chown");
+    let err = format!("{:?}", control::attach(srv.path.clone()).await.map(|_| ()).expect_err("refused"));
+    assert!(err.contains("not to you") && err.contains("refusing to attach"), "{err}");
+    srv.cancel.cancel();
+}
+
+/// The JSON protocol: `--force-named-cut-over` / `--force-named-panic` hold (the line's `table` must name the
+/// table), and live values are checked as strictly as the flags.
+#[tokio::test]
+async fn json_commands_are_checked_like_text_ones() {
+    let engine = fake_engine();
+    let opts = ControlOptions { force_named_cut_over: true, force_named_panic: true, ..ControlOptions::new("orders") };
+    let srv = start(&engine, opts, "json-named").await;
+    let stream = UnixStream::connect(&srv.path).await.expect("connect");
+    let (read, mut write) = stream.into_split();
+    let mut reader = BufReader::new(read);
+    write.write_all(b"{\"hello\":\"revenant-jsonl\",\"version\":1}\n").await.expect("hello");
+    let _hello = read_json(&mut reader).await;
+    let _status = read_json(&mut reader).await;
+    let send = |line: String| line + "\n";
+    let foreign = std::env::temp_dir().join(format!("rvn-foreign-flag-{}", std::process::id()));
+    std::fs::write(&foreign, b"theirs").expect("write");
+    let is_root = unsafe { libc::geteuid() } == 0;
+    if is_root {
+        std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+    }
+    let lines = [
+        (1, r#"{"id":1,"command":{"command":"cut-over"}}"#.to_string(), false, "--force-named-cut-over"),
+        (2, r#"{"id":2,"command":{"command":"abort"}}"#.to_string(), false, "--force-named-panic"),
+        (3, r#"{"id":3,"command":{"command":"cut-over"},"table":"other"}"#.to_string(), false, "migrated table is `orders`"),
+        (4, r#"{"id":4,"command":{"command":"set","name":"throttle-query","value":"DELETE FROM shop.orders"}}"#.to_string(), false, "single read-only SELECT"),
+        (5, r#"{"id":5,"command":{"command":"set","name":"throttle-query","value":"SELECT 1; DROP TABLE shop.orders"}}"#.to_string(), false, "second statement"),
+        (6, format!(r#"{{"id":6,"command":{{"command":"set","name":"postpone-cut-over-flag-file","value":"{}"}}}}"#, foreign.display()), !is_root, "another user"),
+        (7, r#"{"id":7,"command":{"command":"set","name":"postpone-cut-over-flag-file","value":"relative/path"}}"#.to_string(), false, "absolute path"),
+        (8, r#"{"id":8,"command":{"command":"cut-over"},"table":"orders"}"#.to_string(), false, "not ready"),
+    ];
+    for (_, line, _, _) in &lines {
+        write.write_all(send(line.clone()).as_bytes()).await.expect("write");
+    }
+    let mut replies = std::collections::HashMap::new();
+    while replies.len() < lines.len() {
+        let v = read_json(&mut reader).await;
+        if let Some(r) = v.get("reply") {
+            replies.insert(r["id"].as_u64().expect("id"), (r["ok"].as_bool().expect("ok"), r["message"].as_str().unwrap_or("").to_string()));
+        }
+    }
+    for (id, _, ok, needle) in &lines {
+        if *id == 6 && !is_root {
+            continue;
+        }
+        let (got_ok, msg) = &replies[id];
+        assert_eq!(*got_ok, *ok, "line {id}: {msg}");
+        assert!(msg.contains(needle), "line {id}: {msg}");
+    }
+    // Only the named cut-over reached the engine (which refused it: not ready).
+    assert_eq!(engine.received(), vec![Command::CutOver]);
+    assert_eq!(std::fs::read(&foreign).expect("read"), b"theirs");
+    let _ = std::fs::remove_file(&foreign);
+    srv.cancel.cancel();
 }
 
 async fn read_json(reader: &mut BufReader<tokio::net::unix::OwnedReadHalf>) -> serde_json::Value {

@@ -130,6 +130,24 @@ fn shell_quote(s: &str) -> String {
     }
 }
 
+/// Colours only on a terminal, and never with `NO_COLOR` set (non-empty, as no-color.org says).
+pub fn colour_allowed(stream_is_terminal: bool) -> bool {
+    stream_is_terminal && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// The error-report hook: color_eyre's colours on a terminal, plain text everywhere else (files, pipes, NO_COLOR).
+pub fn install_error_hook() {
+    let mut hook = color_eyre::config::HookBuilder::default()
+        .display_location_section(std::env::var_os("REVENANT_DEBUG_ERRORS").is_some())
+        .display_env_section(false);
+    if !colour_allowed(std::io::stderr().is_terminal()) {
+        hook = hook.theme(color_eyre::config::Theme::new());
+    }
+    if let Err(e) = hook.install() {
+        eprintln!("error: {e}");
+    }
+}
+
 pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
     use tracing_subscriber::prelude::*;
     let level = if debug { "debug" } else if verbose { "info" } else { "info" };
@@ -141,7 +159,12 @@ pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
     } else {
         let _ = tracing_subscriber::registry()
             .with(filter)
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_target(false))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_target(false)
+                    .with_ansi(colour_allowed(std::io::stderr().is_terminal())),
+            )
             .try_init();
     }
 }
@@ -151,6 +174,8 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     let database = a.database.clone().ok_or_else(|| eyre!("--database is required")).suggestion("name the table's database with --database")?;
     let table = a.table.clone().ok_or_else(|| eyre!("--table is required")).suggestion("name the table with --table")?;
     let alter = a.alter.clone().ok_or_else(|| eyre!("--alter is required")).suggestion("give the change, e.g. --alter \"ADD COLUMN c INT\"")?;
+    // One ALTER clause list, nothing else: refused here, before anything connects.
+    crate::engine::plan::alter::parse_alter(&alter).suggestion("give --alter one ALTER clause list, e.g. \"ADD COLUMN c INT, DROP KEY k\"; nothing was changed")?;
     if a.approve_renamed_columns && a.skip_renamed_columns {
         bail!("--approve-renamed-columns and --skip-renamed-columns exclude each other");
     }
@@ -192,6 +217,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
     cfg.initially_drop_old_table = a.initially_drop_old_table;
     cfg.postpone_cut_over_flag_file = a.postpone_cut_over_flag_file.clone();
+    refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.postpone_cut_over = a.postpone_cut_over;
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
@@ -220,8 +246,14 @@ pub(crate) fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> 
     cfg.max_lag_millis = a.max_lag_millis;
     cfg.throttle_flag_file = a.throttle_flag_file.clone();
     cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
-    cfg.throttle_query = a.throttle_query.clone();
+    cfg.throttle_query = match a.throttle_query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => Some(crate::engine::throttle::query::check_throttle_query(q).map_err(|e| bad("throttle-query", e, "give one SELECT whose first column > 0 throttles"))?),
+        None => None,
+    };
     cfg.panic_flag_file = a.panic_flag_file.clone();
+    refuse_foreign_flag("--throttle-flag-file", cfg.throttle_flag_file.as_deref())?;
+    refuse_foreign_flag("--throttle-additional-flag-file", cfg.throttle_additional_flag_file.as_deref())?;
+    refuse_foreign_flag("--panic-flag-file", cfg.panic_flag_file.as_deref())?;
     cfg.nice_ratio = a.nice_ratio;
     if let Some(v) = &a.max_load {
         cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
@@ -246,6 +278,22 @@ pub(crate) fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> 
     cfg.throttle_http_timeout = Duration::from_millis(a.throttle_http_timeout_millis);
     cfg.ignore_http_errors = a.ignore_http_errors;
     Ok(())
+}
+
+/// Refuses a flag file that exists but is not a regular file of this user (a symlink, another user's file).
+pub(crate) fn refuse_foreign_flag(flag: &str, path: Option<&std::path::Path>) -> Result<()> {
+    match path.map(|p| crate::engine::throttle::flag_file::check_not_foreign(flag, p)) {
+        Some(Err(e)) => Err(eyre!("{e}")).suggestion("use a path of your own (a new one is created when needed); nothing was changed"),
+        _ => Ok(()),
+    }
+}
+
+/// Creates the postpone flag file exclusively (or adopts one of this user's) before the run starts.
+pub(crate) fn create_postpone_flag(path: Option<&std::path::Path>) -> Result<()> {
+    match path.map(|p| crate::engine::throttle::flag_file::create_or_adopt("--postpone-cut-over-flag-file", p)) {
+        Some(Err(e)) => Err(eyre!("{e}")).suggestion("use a path of your own; nothing was changed"),
+        _ => Ok(()),
+    }
 }
 
 /// Checks a `--resume-state` dump against the table's checkpoint; refuses when they disagree.
@@ -291,9 +339,10 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             return Ok(exit::REFUSED);
         }
     };
-    if let Some(f) = &cfg.postpone_cut_over_flag_file {
-        if cfg.execute && !f.exists() {
-            std::fs::write(f, b"").wrap_err_with(|| format!("creating the postpone flag file {}", f.display()))?;
+    if cfg.execute {
+        if let Err(e) = create_postpone_flag(cfg.postpone_cut_over_flag_file.as_deref()) {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
         }
     }
     if let Some(p) = &a.resume_state {
@@ -317,6 +366,28 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         }
     };
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
+    // Control socket (gh-ost's default path), when executing: bound before the engine starts, so a squatted path
+    // is refused before anything changes.
+    let socket = a
+        .serve_socket_file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
+    let listener = if cfg.execute {
+        match control::bind(socket.clone(), a.serve_tcp_port).await {
+            Ok(l) => {
+                if let Some(f) = l.token_file() {
+                    eprintln!("control TCP port 127.0.0.1:{}: send `token=<contents of {}>` first", a.serve_tcp_port.unwrap_or(0), f.display());
+                }
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("Error: {e:?}");
+                return Ok(exit::REFUSED);
+            }
+        }
+    } else {
+        None
+    };
     let (handle, join) = migrate::start(cfg.clone());
     let shutdown = CancellationToken::new();
     // Metrics (read-only): the snapshot as Prometheus text.
@@ -324,29 +395,21 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         Some(l) => Some(control::metrics::serve(l, handle.status.clone(), shutdown.clone())?),
         None => None,
     };
-    // Control socket (gh-ost's default path), when executing.
-    let socket = a
-        .serve_socket_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
-    let control_task = if cfg.execute {
+    let control_task = listener.map(|listener| {
         let opts = ControlOptions {
             table: cfg.table.clone(),
             force_named_cut_over: a.force_named_cut_over,
             force_named_panic: a.force_named_panic,
+            tcp_token_file: None,
         };
         let h = handle.clone();
         let sd = shutdown.clone();
-        let path = socket.clone();
-        let tcp = a.serve_tcp_port;
-        Some(tokio::spawn(async move {
-            if let Err(e) = control::serve_with(h, path, tcp, opts, sd).await {
+        tokio::spawn(async move {
+            if let Err(e) = control::serve_listener(listener, h, opts, sd).await {
                 tracing::error!("control socket: {e:#}");
             }
-        }))
-    } else {
-        None
-    };
+        })
+    });
     // Signals: stop cleanly with a checkpoint.
     let signal_task = stop_on_signals(handle.clone());
     let front = FrontEnd::run(&handle, theme, &cfg.table, a.status_json, &socket).await;
@@ -551,10 +614,15 @@ mod tests {
 pub(crate) fn write_state(state: &impl serde::Serialize, state_file: Option<&std::path::Path>) -> Result<()> {
     let json = serde_json::to_string_pretty(state)?;
     match state_file {
-        Some(p) => {
-            std::fs::write(p, json.as_bytes()).wrap_err_with(|| format!("writing --state-file {}", p.display()))?;
-            eprintln!("state written to {}", p.display());
-        }
+        Some(p) => match crate::engine::throttle::flag_file::write_private(p, json.as_bytes()) {
+            Ok(()) => eprintln!("state written to {}", p.display()),
+            Err(e) => {
+                // The state is not lost: it goes to stdout instead (the checkpoint table holds it too).
+                eprintln!("Error: not writing --state-file: {e}; the state follows on stdout instead");
+                eprintln!("  give --state-file a path of your own (written 0600, never through a symlink)");
+                say(&json);
+            }
+        },
         None => say(&json),
     }
     Ok(())

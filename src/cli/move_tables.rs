@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use color_eyre::eyre::{eyre, Result, WrapErr};
+use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
 use tokio_util::sync::CancellationToken;
 
@@ -66,6 +66,10 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     let target_database = a.target_database.clone().unwrap_or_else(|| database.clone());
     let mut cfg = MoveTablesConfig::new(source, target, &database, &target_database, &table_refs);
     cfg.alter = a.alter.clone().filter(|s| !s.trim().is_empty());
+    if let Some(alter) = &cfg.alter {
+        crate::engine::plan::alter::parse_alter(alter).suggestion("give --alter one ALTER clause list, e.g. \"ADD COLUMN c INT\"; nothing was changed")?;
+    }
+    super::refuse_foreign_flag("--postpone-cut-over-flag-file", a.postpone_cut_over_flag_file.as_deref())?;
     cfg.chunk_size = a.chunk_size;
     cfg.chunk_target = Duration::from_millis(a.chunk_time_millis.max(10));
     cfg.dml_batch_size = a.dml_batch_size;
@@ -129,21 +133,30 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             }
         };
     }
-    if let Some(f) = &cfg.postpone_cut_over_flag_file {
-        if cfg.execute && !f.exists() && !cfg.resume {
-            std::fs::write(f, b"").wrap_err_with(|| format!("creating the postpone flag file {}", f.display()))?;
+    if cfg.execute && !cfg.resume {
+        if let Err(e) = super::create_postpone_flag(cfg.postpone_cut_over_flag_file.as_deref()) {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
         }
     }
     let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
     let first = cfg.tables.first().cloned().unwrap_or_default();
+    let socket = a.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
+    // Bound before the engine starts: a squatted socket path is refused before anything changes.
+    let listener = match control::bind(socket.clone(), None).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            return Ok(exit::REFUSED);
+        }
+    };
     let (handle, join) = move_tables::start(cfg.clone());
     let shutdown = CancellationToken::new();
-    let socket = a.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
     let control_task = {
-        let opts = ControlOptions { table: first.clone(), force_named_cut_over: false, force_named_panic: false };
-        let (h, sd, path) = (handle.clone(), shutdown.clone(), socket.clone());
+        let opts = ControlOptions { table: first.clone(), ..ControlOptions::default() };
+        let (h, sd) = (handle.clone(), shutdown.clone());
         tokio::spawn(async move {
-            if let Err(e) = control::serve_with(h, path, None, opts, sd).await {
+            if let Err(e) = control::serve_listener(listener, h, opts, sd).await {
                 tracing::error!("control socket: {e:#}");
             }
         })

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::engine::status::{CommandReply, CommandRequest, EngineHandle};
+use crate::engine::status::{Command, CommandReply, CommandRequest, EngineHandle};
 
 use super::{CommandLine, Hello, ServerLine, JSONL_HELLO, JSONL_VERSION};
 
@@ -29,6 +29,7 @@ pub async fn attach_with(socket: PathBuf, read_only: bool) -> color_eyre::Result
     let stream = UnixStream::connect(&socket)
         .await
         .wrap_err_with(|| format!("cannot connect to control socket {}", socket.display()))?;
+    super::security::check_socket_owner(&socket, &stream)?;
     let (read, mut write) = stream.into_split();
     let mut reader = BufReader::new(read);
 
@@ -61,6 +62,7 @@ pub async fn attach_with(socket: PathBuf, read_only: bool) -> color_eyre::Result
     .await
     .map_err(|_| eyre!("the control socket {} did not answer the handshake", socket.display()))??;
     tracing::info!(table = ?answer.table, "attached to {}", socket.display());
+    let table = answer.table.clone();
 
     let (status_tx, status_rx) = watch::channel(first_status);
     let (cmd_tx, mut cmd_rx) = mpsc::channel::<CommandRequest>(16);
@@ -99,7 +101,10 @@ pub async fn attach_with(socket: PathBuf, read_only: bool) -> color_eyre::Result
         while let Some(req) = cmd_rx.recv().await {
             let id = next_id;
             next_id += 1;
-            let mut line = match serde_json::to_string(&CommandLine { id, command: req.command }) {
+            // The console asks for the table's name before a cut-over or panic; the server checks it against
+            // --force-named-cut-over / --force-named-panic.
+            let named = matches!(req.command, Command::CutOver | Command::Abort).then(|| table.clone()).flatten();
+            let mut line = match serde_json::to_string(&CommandLine { id, command: req.command, table: named }) {
                 Ok(l) => l,
                 Err(e) => {
                     let _ = req.reply.send(CommandReply::refused(format!("cannot encode the command: {e}")));

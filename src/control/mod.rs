@@ -3,6 +3,9 @@
 //! One listener (a Unix socket with mode 0600, and optionally TCP on 127.0.0.1) speaks two protocols, chosen by
 //! the first line a client sends:
 //!
+//! Over TCP (`--serve-tcp-port`, 127.0.0.1 only) the first line must be `token=<token>`, the token being the
+//! contents of the 0600 file `<socket>.token` (see [`security`]).
+//!
 //! * **gh-ost's text protocol** (anything but the handshake): one command, one answer, then the server closes the
 //!   connection, so `echo status | nc -U /tmp/revenant.sock` works as with gh-ost. See [`parse_text_command`].
 //! * **JSON lines** (`revenant attach`): the client's first line is the handshake
@@ -14,6 +17,7 @@
 
 mod client;
 pub mod metrics;
+pub mod security;
 mod server;
 mod text;
 
@@ -22,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::engine::status::{Command, Status};
 
 pub use client::{attach, attach_with};
-pub use server::{serve, serve_with};
+pub use server::{bind, serve, serve_listener, serve_with, ControlListener};
 pub use text::{help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand, SETTINGS};
 
 /// The handshake word of the JSON-lines protocol.
@@ -39,6 +43,8 @@ pub struct ControlOptions {
     pub force_named_cut_over: bool,
     /// gh-ost's `--force-named-panic`: `panic` must name the table.
     pub force_named_panic: bool,
+    /// The TCP port and the file holding its token, shown in `status` (set by the server).
+    pub tcp_token_file: Option<(u16, std::path::PathBuf)>,
 }
 
 impl ControlOptions {
@@ -66,6 +72,9 @@ pub struct Hello {
 pub struct CommandLine {
     pub id: u64,
     pub command: Command,
+    /// The table a `cut_over` or `abort` names (required by `--force-named-cut-over` / `--force-named-panic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<String>,
 }
 
 /// The answer to one [`CommandLine`].

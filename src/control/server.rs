@@ -1,17 +1,19 @@
 //! The listener side of the control socket.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use color_eyre::eyre::{bail, eyre, WrapErr};
+use color_eyre::eyre::WrapErr;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::status::{Command, EngineHandle};
 
-use super::text::{help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand};
+use super::security::{self, TcpToken};
+use super::text::{check_named, help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand};
 use super::{parse_hello, CommandLine, ControlOptions, Hello, ReplyLine, ServerLine, JSONL_HELLO, JSONL_VERSION};
 
 /// Longest accepted line (a command, or a JSON command line).
@@ -31,7 +33,7 @@ pub async fn serve(
     serve_with(handle, socket_path, tcp_port, ControlOptions::new(table), shutdown).await
 }
 
-/// [`serve`] with every option.
+/// [`serve`] with every option: [`bind`], then [`serve_listener`].
 pub async fn serve_with(
     handle: EngineHandle,
     socket_path: PathBuf,
@@ -39,37 +41,85 @@ pub async fn serve_with(
     opts: ControlOptions,
     shutdown: CancellationToken,
 ) -> color_eyre::Result<()> {
-    prepare_socket_path(&socket_path).await?;
-    let unix = UnixListener::bind(&socket_path)
-        .wrap_err_with(|| format!("cannot listen on control socket {}", socket_path.display()))?;
-    set_owner_only(&socket_path)?;
+    let listener = bind(socket_path, tcp_port).await?;
+    serve_listener(listener, handle, opts, shutdown).await
+}
+
+/// The control socket (and TCP port) bound before the engine starts, so a refusal changes nothing.
+pub struct ControlListener {
+    unix: UnixListener,
+    path: PathBuf,
+    tcp: Option<(TcpListener, Arc<TcpToken>)>,
+}
+
+impl ControlListener {
+    /// The socket's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+    /// The file holding the TCP port's token, when `--serve-tcp-port` is on.
+    pub fn token_file(&self) -> Option<&Path> {
+        self.tcp.as_ref().map(|(_, t)| t.file.as_path())
+    }
+}
+
+/// Binds the Unix socket (mode 0600 from the start: see [`security::bind_private`]) and the TCP port on 127.0.0.1,
+/// whose clients must first send `token=<the token>`, read from a new 0600 file next to the socket.
+pub async fn bind(socket_path: PathBuf, tcp_port: Option<u16>) -> color_eyre::Result<ControlListener> {
+    security::refuse_squatted(&socket_path).await?;
+    let unix = security::bind_private(&socket_path)?;
     let tcp = match tcp_port {
-        Some(port) => Some(
-            TcpListener::bind(("127.0.0.1", port))
-                .await
-                .wrap_err_with(|| format!("cannot listen on 127.0.0.1:{port}"))?,
-        ),
+        Some(port) => {
+            let l = TcpListener::bind(("127.0.0.1", port)).await.wrap_err_with(|| format!("cannot listen on 127.0.0.1:{port}"));
+            let token = l.and_then(|l| Ok((l, Arc::new(TcpToken::create(&socket_path)?))));
+            match token {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&socket_path);
+                    return Err(e);
+                }
+            }
+        }
         None => None,
     };
-    tracing::info!(socket = %socket_path.display(), tcp = ?tcp_port, "control socket listening");
+    Ok(ControlListener { unix, path: socket_path, tcp })
+}
 
+/// Serves a bound [`ControlListener`] until `shutdown` is cancelled; removes the socket and token file at the end.
+pub async fn serve_listener(
+    listener: ControlListener,
+    handle: EngineHandle,
+    mut opts: ControlOptions,
+    shutdown: CancellationToken,
+) -> color_eyre::Result<()> {
+    let ControlListener { unix, path: socket_path, tcp } = listener;
+    opts.tcp_token_file = tcp.as_ref().map(|(l, t)| (l.local_addr().map(|a| a.port()).unwrap_or(0), t.file.clone()));
+    tracing::info!(socket = %socket_path.display(), "control socket listening");
+    if let Some((port, file)) = &opts.tcp_token_file {
+        tracing::info!("control TCP port 127.0.0.1:{port}: clients send `token=<contents of {}>` first", file.display());
+    }
     let result = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             accepted = unix.accept() => match accepted {
-                Ok((stream, _)) => spawn_connection(stream, &handle, &opts, &shutdown),
+                Ok((stream, _)) => match security::peer_allowed(&stream) {
+                    Ok(()) => spawn_connection(stream, None, &handle, &opts, &shutdown),
+                    Err(e) => tracing::warn!("control socket: {e}"),
+                },
                 Err(e) => tracing::warn!("control socket accept failed: {e}"),
             },
-            accepted = accept_tcp(tcp.as_ref()) => match accepted {
-                Ok(stream) => spawn_connection(stream, &handle, &opts, &shutdown),
+            accepted = accept_tcp(tcp.as_ref().map(|(l, _)| l)) => match accepted {
+                Ok(stream) => spawn_connection(stream, tcp.as_ref().map(|(_, t)| t.clone()), &handle, &opts, &shutdown),
                 Err(e) => tracing::warn!("control tcp accept failed: {e}"),
             },
         }
     };
     drop(unix);
-    if let Err(e) = std::fs::remove_file(&socket_path) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!("cannot remove control socket {}: {e}", socket_path.display());
+    for p in std::iter::once(&socket_path).chain(tcp.as_ref().map(|(_, t)| &t.file)) {
+        if let Err(e) = std::fs::remove_file(p) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!("cannot remove {}: {e}", p.display());
+            }
         }
     }
     result
@@ -82,38 +132,7 @@ async fn accept_tcp(tcp: Option<&TcpListener>) -> std::io::Result<tokio::net::Tc
     }
 }
 
-/// Removes a stale socket file (nothing listens on it); refuses when something listens or the path is not a socket.
-async fn prepare_socket_path(path: &Path) -> color_eyre::Result<()> {
-    let meta = match std::fs::symlink_metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(eyre!("cannot inspect control socket path {}: {e}", path.display())),
-    };
-    use std::os::unix::fs::FileTypeExt;
-    if !meta.file_type().is_socket() {
-        bail!("control socket path {} exists and is not a socket; refusing to replace it", path.display());
-    }
-    match tokio::time::timeout(Duration::from_secs(2), UnixStream::connect(path)).await {
-        Ok(Ok(_)) => bail!(
-            "another process is listening on control socket {} (is another migration of this table running?)",
-            path.display()
-        ),
-        Ok(Err(_)) | Err(_) => {
-            tracing::info!("removing stale control socket {}", path.display());
-            std::fs::remove_file(path)
-                .wrap_err_with(|| format!("cannot remove stale control socket {}", path.display()))?;
-            Ok(())
-        }
-    }
-}
-
-fn set_owner_only(path: &Path) -> color_eyre::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .wrap_err_with(|| format!("cannot set mode 0600 on {}", path.display()))
-}
-
-fn spawn_connection<S>(stream: S, handle: &EngineHandle, opts: &ControlOptions, shutdown: &CancellationToken)
+fn spawn_connection<S>(stream: S, token: Option<Arc<TcpToken>>, handle: &EngineHandle, opts: &ControlOptions, shutdown: &CancellationToken)
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -123,7 +142,7 @@ where
     tokio::spawn(async move {
         tokio::select! {
             _ = cancel.cancelled() => {}
-            r = handle_connection(stream, handle, opts) => {
+            r = handle_connection(stream, token, handle, opts) => {
                 if let Err(e) = r {
                     tracing::debug!("control connection ended: {e}");
                 }
@@ -138,7 +157,7 @@ async fn read_line_limited<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R, b
     limited.read_line(buf).await
 }
 
-async fn handle_connection<S>(stream: S, handle: EngineHandle, opts: ControlOptions) -> std::io::Result<()>
+async fn handle_connection<S>(stream: S, token: Option<Arc<TcpToken>>, handle: EngineHandle, opts: ControlOptions) -> std::io::Result<()>
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
@@ -147,6 +166,19 @@ where
     let mut first = String::new();
     if read_line_limited(&mut reader, &mut first).await? == 0 {
         return Ok(());
+    }
+    if let Some(token) = token {
+        if !token.matches(&first) {
+            let answer = format!(
+                "ERROR: refused: this TCP control port needs the token first: send `token=<contents of {}>` as the first line\n",
+                token.file.display()
+            );
+            write.write_all(answer.as_bytes()).await?;
+            return write.shutdown().await;
+        }
+        if read_line_limited(&mut reader, &mut first).await? == 0 {
+            return Ok(());
+        }
     }
     if let Some(hello) = parse_hello(&first) {
         return serve_jsonl(reader, write, handle, opts, hello).await;
@@ -162,7 +194,13 @@ pub(crate) async fn answer_text(line: &str, handle: &EngineHandle, opts: &Contro
     let mut out = match parse_text_command(line, opts) {
         Err(e) => format!("ERROR: {e}"),
         Ok(TextCommand::Help) => help_text(),
-        Ok(TextCommand::Status) => status_text(&handle.snapshot()),
+        Ok(TextCommand::Status) => {
+            let mut text = status_text(&handle.snapshot());
+            if let Some((port, file)) = &opts.tcp_token_file {
+                text.push_str(&format!("# Control TCP port 127.0.0.1:{port}; its token is in {}\n", file.display()));
+            }
+            text
+        }
         Ok(TextCommand::Sup) => sup_line(&handle.snapshot()),
         Ok(TextCommand::Engine(cmd)) => {
             let reply = handle.send(cmd).await;
@@ -240,12 +278,13 @@ where
                 let reply = ReplyLine { id, ok: false, message: format!("invalid command line: {e}") };
                 let _ = tx.send(to_line(&ServerLine::Reply(reply))).await;
             }
-            Ok(CommandLine { id, command }) => {
+            Ok(CommandLine { id, command, table }) => {
                 let handle = handle.clone();
+                let opts = opts.clone();
                 tokio::spawn(async move {
                     let reply = if read_only {
                         ReplyLine { id, ok: false, message: "this connection is read-only".into() }
-                    } else if let Err(e) = check_command(&command) {
+                    } else if let Err(e) = check_command(&command, table.as_deref(), &opts) {
                         ReplyLine { id, ok: false, message: e }
                     } else {
                         let r = handle.send(command).await;
@@ -272,9 +311,12 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Validates a structured command the same way the text protocol does.
-fn check_command(cmd: &Command) -> Result<(), String> {
+/// Validates a structured command the same way the text protocol does (`--force-named-cut-over` and
+/// `--force-named-panic` included: the command line's `table` must name the migrated table).
+fn check_command(cmd: &Command, table: Option<&str>, opts: &ControlOptions) -> Result<(), String> {
     match cmd {
+        Command::CutOver => check_named("unpostpone", table, opts.force_named_cut_over, "--force-named-cut-over", &opts.table),
+        Command::Abort => check_named("panic", table, opts.force_named_panic, "--force-named-panic", &opts.table),
         Command::Set { name, value } => validate_setting(name, value),
         Command::Get { name } => {
             if super::SETTINGS.iter().any(|(s, _)| s == name) {

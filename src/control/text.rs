@@ -103,7 +103,7 @@ pub fn parse_text_command(line: &str, opts: &ControlOptions) -> Result<TextComma
     }
 }
 
-fn check_named(cmd: &str, arg: Option<&str>, forced: bool, flag: &str, table: &str) -> Result<(), String> {
+pub(crate) fn check_named(cmd: &str, arg: Option<&str>, forced: bool, flag: &str, table: &str) -> Result<(), String> {
     match arg.filter(|a| !a.is_empty()) {
         None if forced => Err(format!(
             "refused: `{cmd}` without a table name, but {flag} is set; use `{cmd} {}`",
@@ -175,13 +175,12 @@ pub fn validate_setting(name: &str, value: &str) -> Result<(), String> {
         },
         "max-load" | "critical-load" => validate_load_map(name, v),
         "throttle-control-replicas" => validate_replicas(name, v),
-        "throttle-query" | "postpone-cut-over-flag-file" => {
-            if v.contains('\n') {
-                Err(format!("invalid value for {name}: must be a single line"))
-            } else {
-                Ok(())
-            }
-        }
+        "throttle-query" if v.is_empty() => Ok(()),
+        "throttle-query" => crate::engine::throttle::query::check_throttle_query(v).map(|_| ()).map_err(|e| format!("invalid value for {name}: {e}")),
+        "postpone-cut-over-flag-file" if v.is_empty() => Ok(()),
+        "postpone-cut-over-flag-file" => crate::engine::throttle::live::check_flag_path(v)
+            .and_then(|p| crate::engine::throttle::flag_file::check_not_foreign(name, &p))
+            .map_err(|e| format!("invalid value for {name}: {e}")),
         _ => Err(format!("unknown setting `{name}`")),
     }
 }

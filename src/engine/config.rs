@@ -34,9 +34,11 @@ pub struct ConnectionConfig {
 }
 
 impl ConnectionConfig {
-    /// mysql_async options for this server (no default database).
+    /// mysql_async options for this server (no default database). Multi-statements are off (the server refuses a
+    /// text query holding a second statement; vendor/mysql_async/VENDORED.md), and LOAD DATA LOCAL has no handler.
     pub fn opts(&self) -> mysql_async::Opts {
         let mut b = mysql_async::OptsBuilder::default()
+            .multi_statements(false)
             .ip_or_hostname(self.host.clone())
             .tcp_port(self.port)
             .user(Some(self.user.clone()))

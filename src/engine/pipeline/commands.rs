@@ -99,7 +99,9 @@ fn approve_cut_over(shared: &Shared, waits_for: &str) -> CommandReply {
     }
     shared.cutover_approved.store(true, Ordering::Relaxed);
     if let Some(f) = &shared.throttle_settings().postpone_flag_file {
-        let _ = std::fs::remove_file(f);
+        if let Err(e) = crate::engine::throttle::flag_file::remove_own(f) {
+            tracing::warn!("postpone flag file: {e}");
+        }
     }
     if phase != Some(Phase::ReadyToCutOver) {
         return CommandReply::ok(format!(
@@ -199,15 +201,7 @@ pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandRepl
             shared.update_throttle_settings(|t| if name == "max-load" { t.max_load = l } else { t.critical_load = l });
             format!("{name}={text}")
         }),
-        "throttle-query" => {
-            let q = value.trim().to_string();
-            if q.contains('\n') {
-                Err("throttle-query must be a single line".into())
-            } else {
-                shared.update_throttle_settings(|t| t.throttle_query = (!q.is_empty()).then(|| q.clone()));
-                Ok(format!("throttle-query={q}"))
-            }
-        }
+        "throttle-query" | "postpone-cut-over-flag-file" => crate::engine::throttle::live::set(shared, name, value),
         "throttle-control-replicas" => {
             let port = shared.with(|i| i.status.target.host.rsplit(':').next().and_then(|p| p.parse::<u16>().ok())).unwrap_or(3306);
             throttlers::parse_replicas(value, port).map_err(|e| format!("{name}: {e}")).map(|r| {
@@ -218,21 +212,6 @@ pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandRepl
                 });
                 format!("throttle-control-replicas={text} (replicas discovered from the primary are looked up again)")
             })
-        }
-        "postpone-cut-over-flag-file" => {
-            let v = value.trim();
-            if v.is_empty() {
-                shared.update_throttle_settings(|t| t.postpone_flag_file = None);
-                Ok("postpone-cut-over-flag-file cleared".into())
-            } else {
-                let path = std::path::PathBuf::from(v);
-                // Like at start: created when missing, so setting it postpones the cut-over.
-                let created = if path.exists() { Ok(()) } else { std::fs::write(&path, b"").map_err(|e| format!("cannot create {v}: {e}")) };
-                created.map(|_| {
-                    shared.update_throttle_settings(|t| t.postpone_flag_file = Some(path));
-                    format!("postpone-cut-over-flag-file={v}")
-                })
-            }
         }
         other => Err(format!("'{other}' cannot be set on this migration")),
     };

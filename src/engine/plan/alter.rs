@@ -85,8 +85,95 @@ fn is_kw(tok: Option<&String>, kw: &str) -> bool {
     tok.is_some_and(|t| t.eq_ignore_ascii_case(kw))
 }
 
+/// Words an ALTER TABLE specification may begin with (MySQL 8.0+ and MariaDB 10.6+), lower case. Table options
+/// may follow each other without commas (`ENGINE=InnoDB ROW_FORMAT=DYNAMIC`): only a specification's first word
+/// is checked here; the server checks the rest on a private temporary table.
+const SPEC_WORDS: &[&str] = &[
+    "add", "algorithm", "alter", "analyze", "auto_increment", "autoextend_size", "avg_row_length", "change",
+    "character", "charset", "check", "checksum", "coalesce", "collate", "comment", "compression", "connection",
+    "convert", "data", "default", "delay_key_write", "disable", "drop", "enable", "encrypted", "encryption",
+    "encryption_key_id", "engine", "engine_attribute", "force", "ietf_quotes", "index", "insert_method",
+    "key_block_size", "lock", "max_rows", "min_rows", "modify", "nowait", "optimize", "order", "pack_keys",
+    "page_checksum", "page_compressed", "page_compression_level", "partition", "password", "rebuild", "remove",
+    "rename", "reorganize", "repair", "row_format", "secondary_engine", "secondary_engine_attribute",
+    "stats_auto_recalc", "stats_persistent", "stats_sample_pages", "storage", "tablespace", "transactional",
+    "truncate", "union", "upgrade", "wait", "with", "without",
+];
+
+/// Finds what makes `text` more (or other) than one statement: a `;` followed by more text, a comment (text the
+/// server reads but a person does not: `/*! ... */` even runs), an unterminated quote. `None` when it is one
+/// statement (a trailing `;` is allowed). Quotes follow MySQL's rules (doubled quotes, backslash escapes).
+pub fn single_statement_problem(text: &str) -> Option<String> {
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let mut quote: Option<char> = None;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if let Some(q) = quote {
+            if c == '\\' && q != '`' {
+                i += 2;
+                continue;
+            }
+            if c == q {
+                if next == Some(q) {
+                    i += 2;
+                    continue;
+                }
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            '`' | '\'' | '"' => quote = Some(c),
+            ';' if chars[i + 1..].iter().all(|c| c.is_whitespace()) => {}
+            ';' => return Some("holds a `;` followed by more text (a second statement)".into()),
+            '#' => return Some("holds a `#` comment".into()),
+            '/' if next == Some('*') => return Some("holds a `/*` comment".into()),
+            '-' if next == Some('-') && chars.get(i + 2).is_none_or(|c| c.is_whitespace() || c.is_control()) => {
+                return Some("holds a `-- ` comment".into())
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    quote.map(|q| format!("has a {q} quote that is never closed"))
+}
+
+/// Refuses what is not one ALTER clause list (see [`single_statement_problem`]). Checked before anything connects.
+pub fn check_one_alter(text: &str) -> Result<()> {
+    match single_statement_problem(text) {
+        Some(p) => bail!("--alter must be one ALTER clause list, but it {p}: `{}`", text.trim()),
+        None => Ok(()),
+    }
+}
+
+/// Refuses a top-level specification that does not begin like an ALTER TABLE specification (`next` is the word
+/// after it: `DROP TABLE x` and `TRUNCATE TABLE x` are statements, not specifications).
+fn check_spec_word(word: &str, next: Option<&String>, clause: &str) -> Result<()> {
+    let w = word.to_ascii_lowercase();
+    let n = next.map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    let statement_objects = ["table", "tables", "database", "schema", "user", "view", "procedure", "function", "trigger", "event", "server", "role", "temporary"];
+    if (w == "drop" && statement_objects.contains(&n.as_str())) || (w == "truncate" && n != "partition") {
+        bail!("--alter must be one ALTER clause list, but `{word} {}` is a statement, not an ALTER TABLE specification", next.map(String::as_str).unwrap_or(""));
+    }
+    if w == "exchange" {
+        bail!("--alter: EXCHANGE PARTITION changes another table; revenant does not run it");
+    }
+    if !SPEC_WORDS.contains(&w.as_str()) {
+        bail!(
+            "--alter must be one ALTER clause list, but `{word}` does not begin an ALTER TABLE specification \
+             (in `{clause}`); give e.g. ADD COLUMN c INT, DROP KEY k"
+        );
+    }
+    Ok(())
+}
+
 /// Parses `--alter` text: either a clause (`ADD COLUMN x INT`) or a full `ALTER TABLE [db.]t clause`.
+/// Anything else (a second statement, a comment, a specification ALTER TABLE does not have) is refused.
 pub fn parse_alter(text: &str) -> Result<AlterPlan> {
+    check_one_alter(text)?;
     let trimmed = text.trim().trim_end_matches(';').trim();
     if trimmed.is_empty() {
         bail!("the ALTER is empty");
@@ -144,6 +231,7 @@ pub fn parse_alter(text: &str) -> Result<AlterPlan> {
         }
         if spec_start {
             spec_start = false;
+            check_spec_word(t, ct.get(i + 1), &clause)?;
             let kw = t.to_ascii_lowercase();
             if kw == "rename" {
                 let next = ct.get(i + 1).map(|s| s.to_ascii_lowercase());
@@ -232,6 +320,54 @@ mod tests {
         assert!(!parse_alter("rename index a to b").unwrap().renames_table);
         assert!(parse_alter("add constraint fk foreign key (a) references p(id)").unwrap().adds_foreign_key);
         assert!(parse_alter("add column x enum('a,b','c') , add key (x)").unwrap().renames.is_empty());
+    }
+
+    #[test]
+    fn a_second_statement_or_a_comment_is_refused() {
+        for bad in [
+            "ADD COLUMN c INT; DROP TABLE shop.victim",
+            "ADD COLUMN c INT;DROP TABLE shop.victim;",
+            "ADD COLUMN c INT ; ; ",
+            "ADD COLUMN c INT -- hidden\n; DROP TABLE x",
+            "ADD COLUMN c INT /*!; DROP TABLE x */",
+            "ADD COLUMN c INT # x",
+            "ADD COLUMN c VARCHAR(3) DEFAULT 'a",
+            "ALTER TABLE t ADD COLUMN c INT; DROP TABLE x",
+        ] {
+            let e = parse_alter(bad).expect_err(bad).to_string();
+            assert!(e.contains("one ALTER clause list"), "{bad:?}: {e}");
+        }
+        // Inside quotes a `;`, `#` or `--` is data.
+        for good in [
+            "ADD COLUMN c VARCHAR(9) DEFAULT 'a;b'",
+            "ADD COLUMN `we;ird` INT COMMENT 'x -- y # z /* w */'",
+            "ADD COLUMN c VARCHAR(9) DEFAULT 'it''s; ok'",
+            "ADD COLUMN c VARCHAR(9) DEFAULT 'back\\'slash;'",
+            "ADD COLUMN c INT;",
+            "ADD COLUMN c INT DEFAULT -1",
+        ] {
+            parse_alter(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn only_alter_specifications_are_accepted() {
+        for bad in ["SELECT 1", "DROP TABLE x", "ADD COLUMN c INT, DELETE FROM t", "TRUNCATE TABLE x", "GRANT ALL ON *.* TO x"] {
+            let e = parse_alter(bad).expect_err(bad).to_string();
+            assert!(e.contains("one ALTER clause list") || e.contains("revenant does not run"), "{bad:?}: {e}");
+        }
+        let e = parse_alter("EXCHANGE PARTITION p WITH TABLE shop.victim").expect_err("exchange").to_string();
+        assert!(e.contains("another table"), "{e}");
+        for good in [
+            "ENGINE=InnoDB ROW_FORMAT=DYNAMIC",
+            "MODIFY c BIGINT, ALGORITHM=INPLACE, LOCK=NONE",
+            "CONVERT TO CHARACTER SET utf8mb4",
+            "FORCE",
+            "add index (a), add unique key u (b)",
+            "ALTER TABLE shop.orders ADD COLUMN c INT",
+        ] {
+            parse_alter(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
     }
 
     #[test]

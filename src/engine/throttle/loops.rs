@@ -63,7 +63,7 @@ pub(crate) async fn throttle_loop(
             reasons.push("commanded by user".into());
         }
         for f in [&cfg.throttle_flag_file, &cfg.throttle_additional_flag_file].into_iter().flatten() {
-            let on = f.exists();
+            let on = crate::engine::throttle::flag_file::is_set(f);
             signals.push(ThrottleSignal { name: "flag-file".into(), value: f.display().to_string(), threshold: "exists".into(), throttling: on });
             if on {
                 reasons.push("flag-file".into());
@@ -98,7 +98,7 @@ pub(crate) async fn throttle_loop(
             engine_cancel.cancel();
         }
         if let Some(p) = &cfg.panic_flag_file {
-            if p.exists() {
+            if crate::engine::throttle::flag_file::is_set(p) {
                 tracing::error!("panic flag file {} exists: aborting (the migration stays resumable)", p.display());
                 request_stop(&format!("panic flag file {}", p.display()));
                 engine_cancel.cancel();

@@ -368,11 +368,11 @@ impl Throttlers {
                 self.query_conn = Some(connect(&self.cfg.source).await?);
             }
             let c = self.query_conn.as_mut().ok_or("no connection")?;
-            match tokio::time::timeout(READ_TIMEOUT, c.query_first::<Option<String>, _>(q)).await {
-                Ok(Ok(v)) => Ok(v.flatten().and_then(|s| s.trim().parse::<f64>().ok()).map(|f| f as i64).unwrap_or(0)),
+            match tokio::time::timeout(READ_TIMEOUT, super::query::read_only_first(c, q)).await {
+                Ok(Ok(v)) => Ok(v.and_then(|s| s.trim().parse::<f64>().ok()).map(|f| f as i64).unwrap_or(0)),
                 Ok(Err(e)) => {
                     self.query_conn = None;
-                    Err(e.to_string())
+                    Err(e)
                 }
                 Err(_) => {
                     self.query_conn = None;
