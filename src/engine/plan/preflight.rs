@@ -41,6 +41,31 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
     }
 }
 
+/// A server that replicates from another is refused: revenant migrates on the primary (replica mode, gh-ost's
+/// `--migrate-on-replica` / `--test-on-replica`, is not built), unless `allow_master_master` says the two are
+/// primaries replicating from each other.
+async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &MigrationConfig) -> Result<()> {
+    let q = if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" };
+    let rows: Vec<mysql_async::Row> = conn
+        .query(q)
+        .await
+        .wrap_err_with(|| format!("{q}: revenant needs REPLICATION CLIENT to tell a replica from a primary"))?;
+    let Some(row) = rows.first() else { return Ok(()) };
+    let get = |names: [&str; 2]| names.iter().find_map(|n| row.get_opt::<String, _>(*n).and_then(|r| r.ok())).unwrap_or_else(|| "?".into());
+    let primary = format!("{}:{}", get(["Source_Host", "Master_Host"]), get(["Source_Port", "Master_Port"]));
+    if cfg.allow_master_master {
+        tracing::info!("{} replicates from {primary}; going on as --allow-master-master says", cfg.source.display());
+        return Ok(());
+    }
+    Err(refuse(
+        format!("{} is a replica (it replicates from {primary}); migrating on a replica is not built yet", cfg.source.display()),
+        format!(
+            "point --host at the primary {primary} (gh-ost's runbooks add --allow-on-master); if the two servers are \
+             primaries replicating from each other, add --allow-master-master"
+        ),
+    ))
+}
+
 /// Runs every check; returns the plan or the first refusal.
 pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<Plan> {
     let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
@@ -54,6 +79,7 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
             "revenant supports MariaDB 10.6+ and MySQL 8.0+",
         ));
     }
+    refuse_replica(conn, mariadb, cfg).await?;
     // Binary log settings.
     let log_bin = var(conn, "log_bin").await?.unwrap_or_default();
     if log_bin != "1" && !log_bin.eq_ignore_ascii_case("on") {
