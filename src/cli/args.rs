@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use super::ghost_compat::GhostCompatArgs;
 
 #[derive(Debug, Parser)]
-#[command(name = "revenant", version, about = "Online schema migrations for MySQL and MariaDB, with a terminal console")]
+#[command(name = "revenant", version, propagate_version = true, about = "Online schema migrations for MySQL and MariaDB, with a terminal console")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,

@@ -59,7 +59,7 @@ pub struct GhostCompatArgs {
     /// Accepted: with --exact-rowcount the rows are counted before the copy, and the total set to the rows copied.
     #[arg(long)]
     pub concurrent_rowcount: bool,
-    /// Honoured: a --host that replicates from another server is refused unless this says it is one of two primaries.
+    /// Honoured: a writable --host that replicates from another server is taken for one of two primaries (else refused).
     #[arg(long)]
     pub allow_master_master: bool,
     /// Accepted: the cut-over does not rely on performance_schema's metadata locks (it waits for a marker instead).

@@ -42,8 +42,8 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
 }
 
 /// A server that replicates from another is refused: revenant migrates on the primary (replica mode, gh-ost's
-/// `--migrate-on-replica` / `--test-on-replica`, is not built), unless `allow_master_master` says the two are
-/// primaries replicating from each other.
+/// `--migrate-on-replica` / `--test-on-replica`, is not built). A read-only one always; a writable one unless
+/// `allow_master_master` says it is one of two primaries that replicate from each other.
 async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &MigrationConfig) -> Result<()> {
     let q = if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" };
     let rows: Vec<mysql_async::Row> = conn
@@ -53,16 +53,19 @@ async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &Migra
     let Some(row) = rows.first() else { return Ok(()) };
     let get = |names: [&str; 2]| names.iter().find_map(|n| row.get_opt::<String, _>(*n).and_then(|r| r.ok())).unwrap_or_else(|| "?".into());
     let primary = format!("{}:{}", get(["Source_Host", "Master_Host"]), get(["Source_Port", "Master_Port"]));
-    if cfg.allow_master_master {
-        tracing::info!("{} replicates from {primary}; going on as --allow-master-master says", cfg.source.display());
+    let read_only = var(conn, "read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
+    let server = cfg.source.display();
+    if cfg.allow_master_master && !read_only {
+        tracing::info!("{server} replicates from {primary}; taken for one of two primaries, as --allow-master-master says");
         return Ok(());
     }
+    let todo = format!("point --host at the primary {primary} (gh-ost's runbooks add --allow-on-master)");
+    if read_only {
+        return Err(refuse(format!("{server} is a replica (it replicates from {primary}, read_only=ON); migrating on a replica is not built yet"), todo));
+    }
     Err(refuse(
-        format!("{} is a replica (it replicates from {primary}); migrating on a replica is not built yet", cfg.source.display()),
-        format!(
-            "point --host at the primary {primary} (gh-ost's runbooks add --allow-on-master); if the two servers are \
-             primaries replicating from each other, add --allow-master-master"
-        ),
+        format!("{server} is a replica (it replicates from {primary}); migrating on a replica is not built yet"),
+        format!("{todo}; if the two servers are writable primaries replicating from each other, add --allow-master-master"),
     ))
 }
 
