@@ -307,3 +307,35 @@ async fn the_runbook_line_parses_and_a_replica_is_refused_naming_its_primary() {
     })
     .await;
 }
+
+#[test]
+fn a_flag_of_neither_revenant_nor_gh_ost_is_named_with_the_closest_one() {
+    // Port 1: nothing listens, and nothing is tried: the flags are refused first.
+    let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
+        .args(["migrate", "--port", "1", "--database", "shop", "--tabel", "orders", "--alter", "ADD COLUMN w INT"])
+        .output()
+        .expect("run revenant");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--tabel is not a flag of `revenant migrate`, nor one of gh-ost's"), "{stderr}");
+    assert!(stderr.contains("did you mean --table?") && !stderr.contains("unexpected argument"), "{stderr}");
+    // gh-ost's flags are refused by name on move-tables as well.
+    let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
+        .args(["move-tables", "--port", "1", "--database", "shop", "--tables", "a", "--target-host", "h", "-revert"])
+        .output()
+        .expect("run revenant");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--revert is a gh-ost flag that revenant does not implement"), "{stderr}");
+}
+
+#[test]
+fn a_migrate_flag_given_to_move_tables_is_named_as_such() {
+    let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
+        .args(["move-tables", "--port", "1", "--database", "shop", "--tables", "a", "--target-host", "h", "--cut-over=default"])
+        .output()
+        .expect("run revenant");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--cut-over is a flag of `revenant migrate`, not of `revenant move-tables`"), "{stderr}");
+}

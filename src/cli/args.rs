@@ -1,7 +1,8 @@
 //! The command line: subcommands and their flags (gh-ost's names where they share a meaning). The flag groups
 //! that `migrate` and `move-tables` share (connection, copy, throttle, cut-over, hooks, output and run) are one
 //! clap struct each, flattened into both commands under their own `--help` heading; src/cli/settings.rs turns them
-//! into the engine's settings in one place.
+//! into the engine's settings in one place. Each field stands on one line with its clap attribute, so that a group
+//! reads as a table.
 
 use std::path::PathBuf;
 
@@ -52,23 +53,17 @@ pub enum CutOverArg {
 #[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
     /// Server host (the primary: a replica is refused, naming its primary).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    #[arg(long, default_value = "127.0.0.1")] pub host: String,
     /// Server port.
-    #[arg(long, default_value_t = 3306)]
-    pub port: u16,
+    #[arg(long, default_value_t = 3306)] pub port: u16,
     /// User (default: from --conf / ~/.my.cnf, else the login name).
-    #[arg(long)]
-    pub user: Option<String>,
+    #[arg(long)] pub user: Option<String>,
     /// Password on the command line: visible in the process list; prefer --conf, MYSQL_PWD or --ask-pass.
-    #[arg(long)]
-    pub password: Option<String>,
+    #[arg(long)] pub password: Option<String>,
     /// Prompt for the password.
-    #[arg(long)]
-    pub ask_pass: bool,
+    #[arg(long)] pub ask_pass: bool,
     /// A my.cnf-style file with a [client] section (user, password, host, port).
-    #[arg(long)]
-    pub conf: Option<PathBuf>,
+    #[arg(long)] pub conf: Option<PathBuf>,
 }
 
 /// How the rows are copied and the binary log applied.
@@ -76,14 +71,11 @@ pub struct ConnectionArgs {
 #[command(next_help_heading = "Copy")]
 pub struct CopyArgs {
     /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
-    #[arg(long, default_value_t = 1000)]
-    pub chunk_size: u64,
+    #[arg(long, default_value_t = 1000)] pub chunk_size: u64,
     /// Target duration of one copy chunk.
-    #[arg(long, default_value_t = 500)]
-    pub chunk_time_millis: u64,
+    #[arg(long, default_value_t = 500)] pub chunk_time_millis: u64,
     /// Row events applied per transaction (at most).
-    #[arg(long, default_value_t = 1000)]
-    pub dml_batch_size: u64,
+    #[arg(long, default_value_t = 1000)] pub dml_batch_size: u64,
 }
 
 /// When and how the cut-over runs (on a move: the fencing rename on the source).
@@ -91,17 +83,13 @@ pub struct CopyArgs {
 #[command(next_help_heading = "Cut-over")]
 pub struct CutOverArgs {
     /// Lock wait timeout of a cut-over attempt (on a move: of the fencing rename on the source).
-    #[arg(long, default_value_t = 3)]
-    pub cut_over_lock_timeout_seconds: u64,
+    #[arg(long, default_value_t = 3)] pub cut_over_lock_timeout_seconds: u64,
     /// Cut-over attempts before giving up (the original keeps serving).
-    #[arg(long, default_value_t = 60)]
-    pub default_retries: u32,
+    #[arg(long, default_value_t = 60)] pub default_retries: u32,
     /// The cut-over waits while this file exists (created at start when missing).
-    #[arg(long)]
-    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    #[arg(long)] pub postpone_cut_over_flag_file: Option<PathBuf>,
     /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
-    #[arg(long)]
-    pub postpone_cut_over: bool,
+    #[arg(long)] pub postpone_cut_over: bool,
 }
 
 /// gh-ost's hooks (docs/hooks.md).
@@ -109,20 +97,15 @@ pub struct CutOverArgs {
 #[command(next_help_heading = "Hooks")]
 pub struct HookArgs {
     /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
-    #[arg(long)]
-    pub hooks_path: Option<PathBuf>,
+    #[arg(long)] pub hooks_path: Option<PathBuf>,
     /// Free text passed to hooks as GH_OST_HOOKS_HINT.
-    #[arg(long)]
-    pub hooks_hint: Option<String>,
+    #[arg(long)] pub hooks_hint: Option<String>,
     /// Passed to hooks as GH_OST_HOOKS_HINT_OWNER.
-    #[arg(long)]
-    pub hooks_hint_owner: Option<String>,
+    #[arg(long)] pub hooks_hint_owner: Option<String>,
     /// Passed to hooks as GH_OST_HOOKS_HINT_TOKEN.
-    #[arg(long)]
-    pub hooks_hint_token: Option<String>,
+    #[arg(long)] pub hooks_hint_token: Option<String>,
     /// A hook still running after this many seconds is killed, and counts as failed.
-    #[arg(long, default_value_t = 60)]
-    pub hook_timeout_seconds: u64,
+    #[arg(long, default_value_t = 60)] pub hook_timeout_seconds: u64,
 }
 
 /// What the run shows, and where it can be reached.
@@ -130,29 +113,21 @@ pub struct HookArgs {
 #[command(next_help_heading = "Output and control")]
 pub struct OutputArgs {
     /// Print one JSON status object per line instead of gh-ost's status line.
-    #[arg(long)]
-    pub status_json: bool,
+    #[arg(long)] pub status_json: bool,
     /// No console: print status lines (also when stdout is not a terminal).
-    #[arg(long)]
-    pub headless: bool,
+    #[arg(long)] pub headless: bool,
     /// Console theme: a name in themes/ (default, dark, light, mono) or a TOML file.
-    #[arg(long)]
-    pub theme: Option<String>,
+    #[arg(long)] pub theme: Option<String>,
     /// Control socket (default /tmp/gh-ost.<db>.<table>.sock; on a move, the first table's name).
-    #[arg(long)]
-    pub serve_socket_file: Option<PathBuf>,
+    #[arg(long)] pub serve_socket_file: Option<PathBuf>,
     /// On SIGINT/SIGTERM or a stop, write the state JSON here instead of stdout.
-    #[arg(long)]
-    pub state_file: Option<PathBuf>,
+    #[arg(long)] pub state_file: Option<PathBuf>,
     /// More log output (revenant logs at info level already: the same as without it).
-    #[arg(long)]
-    pub verbose: bool,
+    #[arg(long)] pub verbose: bool,
     /// Even more log output (debug level).
-    #[arg(long)]
-    pub debug: bool,
+    #[arg(long)] pub debug: bool,
     /// Less log output: warnings and errors only (status lines and the final report are still printed).
-    #[arg(long)]
-    pub quiet: bool,
+    #[arg(long)] pub quiet: bool,
 }
 
 impl OutputArgs {
@@ -173,14 +148,11 @@ impl OutputArgs {
 #[command(next_help_heading = "Run")]
 pub struct RunArgs {
     /// Settings from a TOML file (keys are these flags' names); flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
+    #[arg(long)] pub config: Option<PathBuf>,
     /// Continue from the checkpoint table (migrate: _<table>_ghk; move-tables: on the target).
-    #[arg(long)]
-    pub resume: bool,
+    #[arg(long)] pub resume: bool,
     /// How long to retry after lost connections or server restarts before stopping resumably.
-    #[arg(long, default_value_t = 60)]
-    pub retry_seconds: u64,
+    #[arg(long, default_value_t = 60)] pub retry_seconds: u64,
 }
 
 /// The flag groups `migrate` and `move-tables` share.
@@ -205,61 +177,43 @@ pub struct MigrateArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
     /// Database of the table.
-    #[arg(long, help_heading = "Migration")]
-    pub database: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub database: Option<String>,
     /// Table to migrate.
-    #[arg(long, help_heading = "Migration")]
-    pub table: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub table: Option<String>,
     /// The ALTER clause ("ADD COLUMN c INT"), or a full "ALTER TABLE db.t ...".
-    #[arg(long, help_heading = "Migration")]
-    pub alter: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub alter: Option<String>,
     /// Do it. Without this flag: a dry run that validates everything and changes nothing.
-    #[arg(long, help_heading = "Migration")]
-    pub execute: bool,
+    #[arg(long, help_heading = "Migration")] pub execute: bool,
     /// Confirm that revenant read the ALTER's column renames right.
-    #[arg(long, help_heading = "Migration")]
-    pub approve_renamed_columns: bool,
+    #[arg(long, help_heading = "Migration")] pub approve_renamed_columns: bool,
     /// Do not copy renamed columns.
-    #[arg(long, help_heading = "Migration")]
-    pub skip_renamed_columns: bool,
+    #[arg(long, help_heading = "Migration")] pub skip_renamed_columns: bool,
     /// Accepted for gh-ost runbooks: revenant always runs on the primary.
-    #[arg(long, help_heading = "Migration")]
-    pub allow_on_master: bool,
+    #[arg(long, help_heading = "Migration")] pub allow_on_master: bool,
     /// Drop the old table (_<t>_del) after a successful cut-over.
-    #[arg(long, help_heading = "Migration")]
-    pub ok_to_drop_table: bool,
+    #[arg(long, help_heading = "Migration")] pub ok_to_drop_table: bool,
     /// Drop a leftover ghost table (_<t>_gho) before starting.
-    #[arg(long, help_heading = "Migration")]
-    pub initially_drop_ghost_table: bool,
+    #[arg(long, help_heading = "Migration")] pub initially_drop_ghost_table: bool,
     /// Drop a leftover old table (_<t>_del) before starting.
-    #[arg(long, help_heading = "Migration")]
-    pub initially_drop_old_table: bool,
+    #[arg(long, help_heading = "Migration")] pub initially_drop_old_table: bool,
     /// Count the rows exactly for progress (SELECT COUNT(*), before the copy starts).
-    #[arg(long, help_heading = "Migration")]
-    pub exact_rowcount: bool,
+    #[arg(long, help_heading = "Migration")] pub exact_rowcount: bool,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.
-    #[arg(long, help_heading = "Run")]
-    pub resume_state: Option<PathBuf>,
+    #[arg(long, help_heading = "Run")] pub resume_state: Option<PathBuf>,
     /// atomic (the table is never missing; gh-ost's `default`) or two-step.
-    #[arg(long, value_enum, default_value_t = CutOverArg::Atomic, help_heading = "Cut-over")]
-    pub cut_over: CutOverArg,
+    #[arg(long, value_enum, default_value_t = CutOverArg::Atomic, help_heading = "Cut-over")] pub cut_over: CutOverArg,
     /// Seconds between runs of gh-ost-on-status.
-    #[arg(long, default_value_t = 60, help_heading = "Hooks")]
-    pub hooks_status_interval: u64,
+    #[arg(long, default_value_t = 60, help_heading = "Hooks")] pub hooks_status_interval: u64,
     /// Also serve the control protocol on 127.0.0.1:PORT.
-    #[arg(long, help_heading = "Output and control")]
-    pub serve_tcp_port: Option<u16>,
+    #[arg(long, help_heading = "Output and control")] pub serve_tcp_port: Option<u16>,
     /// `unpostpone` must name the table.
-    #[arg(long, help_heading = "Output and control")]
-    pub force_named_cut_over: bool,
+    #[arg(long, help_heading = "Output and control")] pub force_named_cut_over: bool,
     /// `panic` must name the table.
-    #[arg(long, help_heading = "Output and control")]
-    pub force_named_panic: bool,
+    #[arg(long, help_heading = "Output and control")] pub force_named_panic: bool,
     /// Serve Prometheus metrics on plain HTTP at this address (e.g. 127.0.0.1:9187).
-    #[arg(long, help_heading = "Output and control")]
-    pub metrics_addr: Option<String>,
+    #[arg(long, help_heading = "Output and control")] pub metrics_addr: Option<String>,
     #[command(flatten)]
     pub ghost: GhostCompatArgs,
 }
@@ -267,26 +221,19 @@ pub struct MigrateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Which sandbox server.
-    #[arg(long, default_value = "mariadb")]
-    pub flavor: String,
+    #[arg(long, default_value = "mariadb")] pub flavor: String,
     /// Rows to seed.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: u64,
+    #[arg(long, default_value_t = 1_000_000)] pub rows: u64,
     /// Writes per second of the background writer.
-    #[arg(long, default_value_t = 50)]
-    pub write_rate: u64,
+    #[arg(long, default_value_t = 50)] pub write_rate: u64,
     /// The ALTER to run.
-    #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")]
-    pub alter: String,
+    #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")] pub alter: String,
     /// No console: status lines; the cut-over is approved automatically.
-    #[arg(long)]
-    pub headless: bool,
+    #[arg(long)] pub headless: bool,
     /// Console theme.
-    #[arg(long)]
-    pub theme: Option<String>,
+    #[arg(long)] pub theme: Option<String>,
     /// Control socket (default /tmp/gh-ost.demo.orders.sock).
-    #[arg(long)]
-    pub serve_socket_file: Option<PathBuf>,
+    #[arg(long)] pub serve_socket_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -294,14 +241,11 @@ pub struct AttachArgs {
     /// The migration's control socket (default: the only /tmp/gh-ost.*.sock).
     pub socket: Option<PathBuf>,
     /// Watch only: no key sends a command.
-    #[arg(long)]
-    pub read_only: bool,
+    #[arg(long)] pub read_only: bool,
     /// Screen refreshes per second at most (`+`/`-` change it live); the console redraws only on change.
-    #[arg(long, default_value_t = 2.0)]
-    pub refresh_hz: f64,
+    #[arg(long, default_value_t = 2.0)] pub refresh_hz: f64,
     /// Console theme.
-    #[arg(long)]
-    pub theme: Option<String>,
+    #[arg(long)] pub theme: Option<String>,
 }
 
 /// The throttle flags of `migrate` and `move-tables` (gh-ost's names); on a move, the signals are read on the
@@ -310,53 +254,37 @@ pub struct AttachArgs {
 #[command(next_help_heading = "Throttling")]
 pub struct ThrottleArgs {
     /// Throttle the copy while heartbeat lag exceeds this.
-    #[arg(long, default_value_t = 1500)]
-    pub max_lag_millis: u64,
+    #[arg(long, default_value_t = 1500)] pub max_lag_millis: u64,
     /// Milliseconds between two heartbeats written to the changelog table (lag is measured from them).
-    #[arg(long, default_value_t = 500)]
-    pub heartbeat_interval_millis: u64,
+    #[arg(long, default_value_t = 500)] pub heartbeat_interval_millis: u64,
     /// Throttle while this file exists.
-    #[arg(long)]
-    pub throttle_flag_file: Option<PathBuf>,
+    #[arg(long)] pub throttle_flag_file: Option<PathBuf>,
     /// Throttle while this file exists (a second one, shared by migrations).
-    #[arg(long)]
-    pub throttle_additional_flag_file: Option<PathBuf>,
+    #[arg(long)] pub throttle_additional_flag_file: Option<PathBuf>,
     /// Throttle while this query returns a value > 0 (checked every second; an error throttles).
-    #[arg(long)]
-    pub throttle_query: Option<String>,
+    #[arg(long)] pub throttle_query: Option<String>,
     /// Stop (resumably) when this file appears.
-    #[arg(long)]
-    pub panic_flag_file: Option<PathBuf>,
+    #[arg(long)] pub panic_flag_file: Option<PathBuf>,
     /// Sleep this fraction of each chunk's time after it.
-    #[arg(long, default_value_t = 0.0)]
-    pub nice_ratio: f64,
+    #[arg(long, default_value_t = 0.0)] pub nice_ratio: f64,
     /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
-    #[arg(long)]
-    pub max_load: Option<String>,
+    #[arg(long)] pub max_load: Option<String>,
     /// Stop (resumably) when a global status variable reaches N: Var=N[,Var=N...].
-    #[arg(long)]
-    pub critical_load: Option<String>,
+    #[arg(long)] pub critical_load: Option<String>,
     /// A met critical load is checked again after this many ms before acting (0: act at once).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_interval_millis: u64,
+    #[arg(long, default_value_t = 0)] pub critical_load_interval_millis: u64,
     /// On critical load, pause copy and apply this many seconds instead of stopping (0: stop).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_hibernate_seconds: u64,
+    #[arg(long, default_value_t = 0)] pub critical_load_hibernate_seconds: u64,
     /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
-    #[arg(long)]
-    pub throttle_control_replicas: Option<String>,
+    #[arg(long)] pub throttle_control_replicas: Option<String>,
     /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
-    #[arg(long)]
-    pub throttle_http: Option<String>,
+    #[arg(long)] pub throttle_http: Option<String>,
     /// Milliseconds between two --throttle-http checks.
-    #[arg(long, default_value_t = 100)]
-    pub throttle_http_interval_millis: u64,
+    #[arg(long, default_value_t = 100)] pub throttle_http_interval_millis: u64,
     /// Milliseconds a --throttle-http check may take; a slower answer counts as an error.
-    #[arg(long, default_value_t = 1000)]
-    pub throttle_http_timeout_millis: u64,
+    #[arg(long, default_value_t = 1000)] pub throttle_http_timeout_millis: u64,
     /// A --throttle-http URL that cannot be reached (or times out) does not throttle; other codes than 200 still do.
-    #[arg(long)]
-    pub ignore_http_errors: bool,
+    #[arg(long)] pub ignore_http_errors: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -365,23 +293,17 @@ pub struct MoveTablesArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
     /// Database of the tables on the source.
-    #[arg(long, help_heading = "Move")]
-    pub database: Option<String>,
+    #[arg(long, help_heading = "Move")] pub database: Option<String>,
     /// Tables to move, comma separated (t1,t2).
-    #[arg(long, value_delimiter = ',', help_heading = "Move")]
-    pub tables: Vec<String>,
+    #[arg(long, value_delimiter = ',', help_heading = "Move")] pub tables: Vec<String>,
     /// An ALTER clause applied to every table on the target ("ADD COLUMN c INT"); default: the same definition.
-    #[arg(long, help_heading = "Move")]
-    pub alter: Option<String>,
+    #[arg(long, help_heading = "Move")] pub alter: Option<String>,
     /// Check both servers and every table and say what would be done, changing nothing on either server.
-    #[arg(long, conflicts_with = "execute", help_heading = "Move")]
-    pub dry_run: bool,
+    #[arg(long, conflicts_with = "execute", help_heading = "Move")] pub dry_run: bool,
     /// Accepted for runbooks written the gh-ost way: a move runs unless --dry-run is given.
-    #[arg(long, help_heading = "Move")]
-    pub execute: bool,
+    #[arg(long, help_heading = "Move")] pub execute: bool,
     /// Give fenced tables back to the source (RENAME TABLE _<t>_del TO t) after an aborted cut-over.
-    #[arg(long, help_heading = "Move")]
-    pub rollback: bool,
+    #[arg(long, help_heading = "Move")] pub rollback: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
@@ -393,20 +315,15 @@ pub struct MoveTablesArgs {
 #[command(next_help_heading = "Target server")]
 pub struct TargetArgs {
     /// Target server host.
-    #[arg(long)]
-    pub target_host: Option<String>,
+    #[arg(long)] pub target_host: Option<String>,
     /// Target user (default: from --target-conf, else the source's user).
-    #[arg(long)]
-    pub target_user: Option<String>,
+    #[arg(long)] pub target_user: Option<String>,
     /// Database the tables are created in on the target (default: --database).
-    #[arg(long)]
-    pub target_database: Option<String>,
+    #[arg(long)] pub target_database: Option<String>,
     /// A my.cnf-style file with the target's credentials (default: the source's password sources).
-    #[arg(long)]
-    pub target_conf: Option<PathBuf>,
+    #[arg(long)] pub target_conf: Option<PathBuf>,
     /// Target server port.
-    #[arg(long, default_value_t = 3306)]
-    pub target_port: u16,
+    #[arg(long, default_value_t = 3306)] pub target_port: u16,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -414,9 +331,7 @@ pub struct RunCasesArgs {
     /// Directory of case directories.
     pub dir: PathBuf,
     /// Only cases whose name contains this.
-    #[arg(long)]
-    pub only: Option<String>,
+    #[arg(long)] pub only: Option<String>,
     /// Flavours (default: REVENANT_TEST_FLAVORS or both).
-    #[arg(long)]
-    pub flavors: Option<String>,
+    #[arg(long)] pub flavors: Option<String>,
 }

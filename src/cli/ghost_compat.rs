@@ -48,74 +48,51 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
 #[command(next_help_heading = "gh-ost compatibility (accepted; revenant already behaves this way)")]
 pub struct GhostCompatArgs {
     /// Accepted: revenant never changes binlog_format; it checks ROW and binlog_row_image=FULL and refuses otherwise.
-    #[arg(long)]
-    pub assume_rbr: bool,
+    #[arg(long)] pub assume_rbr: bool,
     /// Accepted: revenant never switches binlog_format; it checks ROW and FULL row images and refuses otherwise.
-    #[arg(long)]
-    pub switch_to_rbr: bool,
+    #[arg(long)] pub switch_to_rbr: bool,
     /// Accepted: positions and checkpoints are always GTID sets (GTIDs must be on).
-    #[arg(long)]
-    pub gtid: bool,
+    #[arg(long)] pub gtid: bool,
     /// Accepted: with --exact-rowcount the rows are counted before the copy, and the total set to the rows copied.
-    #[arg(long)]
-    pub concurrent_rowcount: bool,
+    #[arg(long)] pub concurrent_rowcount: bool,
     /// Honoured: a writable --host that replicates from another server is taken for one of two primaries (else refused).
-    #[arg(long)]
-    pub allow_master_master: bool,
+    #[arg(long)] pub allow_master_master: bool,
     /// Accepted: the cut-over does not rely on performance_schema's metadata locks (it waits for a marker instead).
-    #[arg(long)]
-    pub skip_metadata_lock_check: bool,
+    #[arg(long)] pub skip_metadata_lock_check: bool,
     /// Accepted: revenant changes no server setting; its cut-over needs no metadata-lock instrument.
-    #[arg(long)]
-    pub allow_setup_metadata_lock_instruments: bool,
+    #[arg(long)] pub allow_setup_metadata_lock_instruments: bool,
     /// Accepted: a stale control socket is always removed; one a live process listens on is refused.
-    #[arg(long)]
-    pub initially_drop_socket_file: bool,
+    #[arg(long)] pub initially_drop_socket_file: bool,
     /// Accepted: checkpoints are always on, in the same transaction as every chunk and applied batch.
-    #[arg(long)]
-    pub checkpoint: bool,
+    #[arg(long)] pub checkpoint: bool,
     /// Accepted: checkpoints commit with every chunk and batch, not every N seconds (N is checked, 1 to 86400).
-    #[arg(long, value_name = "SECONDS")]
-    pub checkpoint_seconds: Option<u64>,
+    #[arg(long, value_name = "SECONDS")] pub checkpoint_seconds: Option<u64>,
     /// Accepted: cut-over retries always back off exponentially (0.2 s doubling, up to 5 s).
-    #[arg(long)]
-    pub cut_over_exponential_backoff: bool,
+    #[arg(long)] pub cut_over_exponential_backoff: bool,
     /// Accepted: cut-over retries back off up to 5 s whatever this says (checked, 1 to 3600).
-    #[arg(long, value_name = "SECONDS")]
-    pub exponential_backoff_max_interval: Option<u64>,
+    #[arg(long, value_name = "SECONDS")] pub exponential_backoff_max_interval: Option<u64>,
     /// Accepted: revenant does not compare the server's reported port with --port.
-    #[arg(long)]
-    pub skip_port_validation: bool,
+    #[arg(long)] pub skip_port_validation: bool,
     /// Accepted: foreign keys are still checked (it is quick), and tables with them are refused.
-    #[arg(long)]
-    pub skip_foreign_key_checks: bool,
+    #[arg(long)] pub skip_foreign_key_checks: bool,
     /// Accepted: copy and apply already run without strict mode, so both convert values alike.
-    #[arg(long)]
-    pub skip_strict_mode: bool,
+    #[arg(long)] pub skip_strict_mode: bool,
     /// Accepted: copy and apply already keep zero dates (sql_mode has neither NO_ZERO_DATE nor NO_ZERO_IN_DATE).
-    #[arg(long)]
-    pub allow_zero_in_date: bool,
+    #[arg(long)] pub allow_zero_in_date: bool,
     /// Accepted: lag is measured with heartbeats (gh-ost ignores this deprecated flag too).
-    #[arg(long, value_name = "QUERY")]
-    pub replication_lag_query: Option<String>,
+    #[arg(long, value_name = "QUERY")] pub replication_lag_query: Option<String>,
     /// Accepted: a lost binlog connection is retried for --retry-seconds, then the run stops resumably.
-    #[arg(long, value_name = "N")]
-    pub binlogsyncer_max_reconnect_attempts: Option<u64>,
+    #[arg(long, value_name = "N")] pub binlogsyncer_max_reconnect_attempts: Option<u64>,
     /// Accepted: Go runtime gauges for StatsD; revenant has neither (--statsd-addr is refused).
-    #[arg(long, value_name = "SECONDS")]
-    pub runtime_metrics_interval: Option<u64>,
+    #[arg(long, value_name = "SECONDS")] pub runtime_metrics_interval: Option<u64>,
     /// Accepted when it starts with utf8mb4 (revenant's connection charset; rows are copied as raw bytes).
-    #[arg(long, value_name = "LIST")]
-    pub charset: Option<String>,
+    #[arg(long, value_name = "LIST")] pub charset: Option<String>,
     /// Accepted when innodb: only InnoDB tables are migrated.
-    #[arg(long, value_name = "ENGINE")]
-    pub storage_engine: Option<String>,
+    #[arg(long, value_name = "ENGINE")] pub storage_engine: Option<String>,
     /// Accepted: gh-ost's error traces; revenant's errors name what failed and what to do (RUST_LIB_BACKTRACE=1 adds a trace).
-    #[arg(long)]
-    pub stack: bool,
+    #[arg(long)] pub stack: bool,
     /// Exit 0 when every other flag given is honoured or accepted, 1 when one is refused or unknown (nothing runs).
-    #[arg(long)]
-    pub check_flag: bool,
+    #[arg(long)] pub check_flag: bool,
 }
 
 impl GhostCompatArgs {
@@ -221,9 +198,14 @@ pub fn check_flags(args: &[String], known: &[(String, bool)]) -> i32 {
     code
 }
 
-/// The message for a flag clap does not know: named, never clap's bare "unexpected argument".
-pub fn unknown_flag_message(command: &str, flag: &str, similar: Option<&str>) -> String {
-    let mut msg = format!("error: {flag} is not a flag of `revenant {command}`, nor one of gh-ost's\n");
+/// The message for a flag clap does not know: named, never clap's bare "unexpected argument". `migrate_has` says
+/// whether `revenant migrate` takes it (a gh-ost flag given to another command).
+pub fn unknown_flag_message(command: &str, flag: &str, similar: Option<&str>, migrate_has: bool) -> String {
+    let mut msg = if migrate_has && command != "migrate" {
+        format!("error: {flag} is a flag of `revenant migrate`, not of `revenant {command}`\n")
+    } else {
+        format!("error: {flag} is not a flag of `revenant {command}`, nor one of gh-ost's\n")
+    };
     if let Some(s) = similar {
         msg.push_str(&format!("  tip: did you mean {s}?\n"));
     }

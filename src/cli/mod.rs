@@ -50,7 +50,7 @@ pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     };
     let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(m) => m,
-        Err(e) => return Ok(clap_error(e, &argv)),
+        Err(e) => return Ok(clap_error(e, &argv, &cmd)),
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| eyre!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -96,11 +96,11 @@ fn long_flags(cmd: &clap::Command, sub: &str) -> Vec<(String, bool)> {
 
 /// Prints clap's answer (help, version, a bad value) and returns the exit code; a flag clap does not know is
 /// named in revenant's words instead of clap's "unexpected argument".
-fn clap_error(e: clap::Error, argv: &[String]) -> i32 {
+fn clap_error(e: clap::Error, argv: &[String], cmd: &clap::Command) -> i32 {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     if e.kind() == ErrorKind::UnknownArgument {
         let flag = match e.get(ContextKind::InvalidArg) {
-            Some(ContextValue::String(s)) => s.clone(),
+            Some(ContextValue::String(s)) => s.split('=').next().unwrap_or(s).to_string(),
             _ => "the flag".to_string(),
         };
         let similar = match e.get(ContextKind::SuggestedArg) {
@@ -108,7 +108,9 @@ fn clap_error(e: clap::Error, argv: &[String]) -> i32 {
             _ => None,
         };
         let command = argv.get(1).map(String::as_str).unwrap_or("migrate");
-        eprint!("{}", ghost_compat::unknown_flag_message(command, &flag, similar.as_deref()));
+        let name = flag.trim_start_matches('-').split('=').next().unwrap_or("");
+        let migrate_has = long_flags(cmd, "migrate").iter().any(|(k, _)| k == name);
+        eprint!("{}", ghost_compat::unknown_flag_message(command, &flag, similar.as_deref(), migrate_has));
         return exit::REFUSED;
     }
     let code = if e.use_stderr() { exit::REFUSED } else { exit::OK };
@@ -518,6 +520,21 @@ mod tests {
         std::fs::write(&f, "password = \"x\"\n").expect("write");
         let e = parse(argv(&["--config", f.to_str().expect("utf8")])).expect_err("password refused");
         assert!(e.contains("password"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn gh_ost_flags_in_a_config_file_are_refused_by_name_and_go_booleans_parse() {
+        let dir = std::env::temp_dir().join(format!("revenant-cfg-ghost-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("c.toml");
+        std::fs::write(&f, "table = \"a\"\ntest-on-replica = true\n").expect("write");
+        let e = prepare_argv(argv(&["--config", f.to_str().expect("utf8")]), &Cli::command()).err().expect("refused");
+        assert!(format!("{e:?}").contains("--test-on-replica is a gh-ost flag that revenant does not implement"), "{e:?}");
+        let Ok(Prepared::Run(v)) = prepare_argv(argv(&["-exact-rowcount=false", "-execute=true", "-gtid"]), &Cli::command()) else {
+            panic!("not prepared")
+        };
+        assert_eq!(v[2..], ["--execute".to_string(), "--gtid".to_string()]);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

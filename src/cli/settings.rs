@@ -98,3 +98,45 @@ fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> 
     cfg.ignore_http_errors = a.ignore_http_errors;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Cmd};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn shared(argv: &[&str]) -> SharedArgs {
+        let m = Cli::command().try_get_matches_from(argv).expect("parse");
+        match Cli::from_arg_matches(&m).expect("args").command {
+            Cmd::Migrate(a) => a.shared,
+            Cmd::MoveTables(a) => a.shared,
+            _ => panic!("not migrate or move-tables"),
+        }
+    }
+
+    fn cfg() -> MigrationConfig {
+        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None };
+        MigrationConfig::new(conn, "d", "t", "ADD COLUMN c INT")
+    }
+
+    #[test]
+    fn both_commands_share_one_conversion_and_its_ranges() {
+        for cmd in ["migrate", "move-tables"] {
+            let a = shared(&["revenant", cmd, "--chunk-size", "500", "--hooks-hint", "h1", "--cut-over-lock-timeout-seconds", "7", "--retry-seconds", "9"]);
+            let mut c = cfg();
+            apply_shared(&a, &mut c).expect("in range");
+            assert_eq!((c.chunk_size, c.hooks_hint.as_str()), (500, "h1"), "{cmd}");
+            assert_eq!((c.cut_over_lock_timeout, c.retry_for), (Duration::from_secs(7), Duration::from_secs(9)), "{cmd}");
+            for (flag, value) in [
+                ("--cut-over-lock-timeout-seconds", "4611686018427387904"),
+                ("--critical-load-hibernate-seconds", "18446744073709551615"),
+                ("--hook-timeout-seconds", "86401"),
+                ("--heartbeat-interval-millis", "5"),
+            ] {
+                let e = apply_shared(&shared(&["revenant", cmd, flag, value]), &mut cfg()).expect_err("out of range");
+                let text = format!("{e:?}");
+                assert!(text.contains(&format!("{flag} {value} is out of range")), "{cmd} {flag}: {text}");
+            }
+        }
+    }
+}
