@@ -62,7 +62,7 @@ pub struct ConnectionArgs {
     #[arg(long)] pub password: Option<String>,
     /// Prompt for the password.
     #[arg(long)] pub ask_pass: bool,
-    /// A my.cnf-style file with a [client] section (user, password, host, port).
+    /// A my.cnf-style file with a [client] section (user, password, host, port), and gh-ost's [osc] settings.
     #[arg(long)] pub conf: Option<PathBuf>,
 }
 

@@ -77,7 +77,7 @@ pub struct GhostCompatArgs {
     #[arg(long)] pub skip_foreign_key_checks: bool,
     /// Accepted: copy and apply already run without strict mode, so both convert values alike.
     #[arg(long)] pub skip_strict_mode: bool,
-    /// Accepted: copy and apply already keep zero dates (sql_mode has neither NO_ZERO_DATE nor NO_ZERO_IN_DATE).
+    /// Accepted: copy and apply already keep zero dates (their sql_mode has neither NO_ZERO_DATE nor NO_ZERO_IN_DATE).
     #[arg(long)] pub allow_zero_in_date: bool,
     /// Accepted: lag is measured with heartbeats (gh-ost ignores this deprecated flag too).
     #[arg(long, value_name = "QUERY")] pub replication_lag_query: Option<String>,
@@ -163,6 +163,39 @@ pub fn normalize(args: Vec<String>, known: &[(String, bool)]) -> Vec<String> {
         out.push(a);
     }
     out
+}
+
+/// gh-ost's `--conf` file may carry an `[osc]` section (chunk_size, max_lag_millis, max_load,
+/// replication_lag_query): its settings become flags placed before the command line's own, so flags override
+/// them. A key gh-ost does not read there is refused by name.
+pub fn expand_osc_section(argv: Vec<String>, command: &str) -> Result<Vec<String>> {
+    let mut conf = None;
+    for (i, a) in argv.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--conf=") {
+            conf = Some(std::path::PathBuf::from(v));
+        } else if a == "--conf" {
+            conf = argv.get(i + 1).map(std::path::PathBuf::from);
+        }
+    }
+    let Some(path) = conf.filter(|p| p.exists()) else { return Ok(argv) };
+    let osc = super::credentials::read_sections(&path, &["osc"])?;
+    let mut flags = Vec::new();
+    for (key, value) in osc {
+        match key.as_str() {
+            "chunk-size" | "max-lag-millis" | "max-load" => flags.push(format!("--{key}={value}")),
+            "replication-lag-query" if command == "migrate" => flags.push(format!("--{key}={value}")),
+            "replication-lag-query" => {}
+            _ => {
+                return Err(eyre!("--conf {}: [osc] key '{key}' is not one gh-ost reads", path.display()))
+                    .suggestion("[osc] takes chunk_size, max_lag_millis, max_load and replication_lag_query; give other settings as flags");
+            }
+        }
+    }
+    flags.sort();
+    let mut out = argv[..2.min(argv.len())].to_vec();
+    out.extend(flags);
+    out.extend(argv.into_iter().skip(2));
+    Ok(out)
 }
 
 /// The long flag name of an argument (`--name` or `--name=value`), if it is one.

@@ -79,7 +79,7 @@ fn prepare_argv(raw: Vec<String>, cmd: &clap::Command) -> Result<Prepared> {
     };
     let known = long_flags(cmd, &sub);
     let argv = ghost_compat::normalize(raw, &known);
-    let argv = expand_config(argv, cmd)?;
+    let argv = ghost_compat::expand_osc_section(expand_config(argv, cmd)?, &sub)?;
     if argv.iter().any(|a| a == "--check-flag") {
         return Ok(Prepared::Exit(ghost_compat::check_flags(&argv, &known)));
     }
@@ -535,6 +535,29 @@ mod tests {
             panic!("not prepared")
         };
         assert_eq!(v[2..], ["--execute".to_string(), "--gtid".to_string()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_gh_ost_conf_files_osc_section_is_read_and_flags_override_it() {
+        let dir = std::env::temp_dir().join(format!("revenant-osc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("gh-ost.conf");
+        std::fs::write(&f, "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n")
+            .expect("write");
+        let conf = format!("--conf={}", f.display());
+        let prepared = |extra: &[&str]| match prepare_argv(argv(extra), &Cli::command()) {
+            Ok(Prepared::Run(v)) => parse(v),
+            Ok(Prepared::Exit(c)) => Err(format!("exit {c}")),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let a = prepared(&[conf.as_str(), "--max-lag-millis", "900"]).expect("parse");
+        assert_eq!(a.shared.copy.chunk_size, 500, "[osc] chunk_size");
+        assert_eq!(a.shared.throttle.max_load.as_deref(), Some("Threads_running=30"), "[osc] max_load");
+        assert_eq!(a.shared.throttle.max_lag_millis, 900, "the flag wins over [osc]");
+        std::fs::write(&f, "[osc]\nchunk-size=500\nnice_ratio=2\n").expect("write");
+        let e = prepared(&[conf.as_str()]).expect_err("unknown [osc] key");
+        assert!(e.contains("[osc] key 'nice-ratio' is not one gh-ost reads"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 
