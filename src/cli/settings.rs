@@ -125,6 +125,9 @@ mod tests {
             let a = shared(&["revenant", cmd, "--chunk-size", "500", "--hooks-hint", "h1", "--cut-over-lock-timeout-seconds", "7", "--retry-seconds", "9"]);
             let mut c = cfg();
             apply_shared(&a, &mut c).expect("in range");
+            let mut h = cfg();
+            apply_shared(&shared(&["revenant", cmd, "--heartbeat-interval-millis", "100"]), &mut h).expect("in range");
+            assert_eq!(h.heartbeat_interval, Duration::from_millis(100), "{cmd}: --heartbeat-interval-millis");
             assert_eq!((c.chunk_size, c.hooks_hint.as_str()), (500, "h1"), "{cmd}");
             assert_eq!((c.cut_over_lock_timeout, c.retry_for), (Duration::from_secs(7), Duration::from_secs(9)), "{cmd}");
             for (flag, value) in [
