@@ -351,3 +351,18 @@ fn a_migrate_flag_given_to_move_tables_is_named_as_such() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--cut-over is a flag of `revenant migrate`, not of `revenant move-tables`"), "{stderr}");
 }
+
+#[test]
+fn an_unquoted_alter_is_named_as_a_stray_value_and_single_dash_unknown_flags_whole() {
+    let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
+        .args(["migrate", "--port", "1", "--database", "shop", "--table", "orders", "--alter", "ADD", "COLUMN", "w", "INT"])
+        .output()
+        .expect("run revenant");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("'COLUMN' is not a flag, and no flag before it takes a value") && stderr.contains("quote a value"), "{stderr}");
+    let out = Proc::new(env!("CARGO_BIN_EXE_revenant")).args(["migrate", "--port", "1", "-tabel=orders"]).output().expect("run revenant");
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--tabel is not a flag of `revenant migrate`"), "{stderr}");
+}

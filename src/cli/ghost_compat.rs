@@ -138,29 +138,33 @@ fn go_bool(v: &str) -> Option<bool> {
 }
 
 /// gh-ost (Go) accepts `-flag` and `--switch=false`; revenant's parser wants `--flag` and a bare `--switch`.
-/// `known` lists the command's long flags with whether each takes a value; refused gh-ost flags count as known,
-/// so that they reach [`refuse_unsupported`] by name.
+/// Every `-name[=v]` becomes `--name[=v]` (as Go reads it; unless it is the value of the flag before it), so that an
+/// unknown one is named whole. `known` lists the command's long flags with whether each takes a value; refused
+/// gh-ost flags count as known, so that their switches' `=false` is dropped too.
 pub fn normalize(args: Vec<String>, known: &[(String, bool)]) -> Vec<String> {
     let takes_value = |name: &str| known.iter().find(|(k, _)| k == name).map(|(_, v)| *v).or_else(|| unsupported(name).map(|u| u.1));
     let mut out = Vec::with_capacity(args.len());
+    let mut value_next = false;
     for a in args {
-        let a = if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
-            let name = a[1..].split('=').next().unwrap_or("");
-            if takes_value(name).is_some() { format!("-{a}") } else { a }
-        } else {
-            a
+        let is_value = std::mem::take(&mut value_next);
+        let single = a.len() > 2 && a.starts_with('-') && a.as_bytes()[1].is_ascii_lowercase();
+        let a = if single && !is_value { format!("-{a}") } else { a };
+        let Some(rest) = a.strip_prefix("--").filter(|_| !is_value) else {
+            out.push(a);
+            continue;
         };
-        if let Some((name, value)) = a.strip_prefix("--").and_then(|r| r.split_once('=')) {
-            if takes_value(name) == Some(false) {
-                match go_bool(value) {
-                    Some(true) => out.push(format!("--{name}")),
-                    Some(false) => {}
-                    None => out.push(a),
-                }
-                continue;
+        match rest.split_once('=') {
+            Some((name, value)) if takes_value(name) == Some(false) => match go_bool(value) {
+                Some(true) => out.push(format!("--{name}")),
+                Some(false) => {}
+                None => out.push(a),
+            },
+            Some(_) => out.push(a),
+            None => {
+                value_next = takes_value(rest) == Some(true);
+                out.push(a);
             }
         }
-        out.push(a);
     }
     out
 }
@@ -246,6 +250,15 @@ pub fn unknown_flag_message(command: &str, flag: &str, similar: Option<&str>, mi
     msg
 }
 
+/// The message for a word that is no flag and follows none that takes a value (an unquoted `--alter` most often).
+pub fn stray_value_message(command: &str, word: &str) -> String {
+    format!(
+        "error: '{word}' is not a flag, and no flag before it takes a value\n  \
+         tip: quote a value with spaces: --alter \"ADD COLUMN c INT\"\n  \
+         see `revenant {command} --help`; nothing was changed\n"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,9 +269,12 @@ mod tests {
 
     #[test]
     fn single_dash_and_go_booleans_become_clap_flags() {
-        let raw = ["-alter=add c int", "-execute", "-x", "--exact-rowcount=false", "-execute=true", "--alter=f=0", "-test-on-replica"];
+        let raw = ["-alter=add c int", "-execute", "-x", "--exact-rowcount=false", "-execute=true", "--alter=f=0", "-test-on-replica", "-tabel=t"];
         let out = normalize(raw.iter().map(|s| s.to_string()).collect(), &known());
-        assert_eq!(out, vec!["--alter=add c int", "--execute", "-x", "--execute", "--alter=f=0", "--test-on-replica"]);
+        assert_eq!(out, vec!["--alter=add c int", "--execute", "-x", "--execute", "--alter=f=0", "--test-on-replica", "--tabel=t"]);
+        // A value that starts with a dash stays as it is.
+        let out = normalize(["-alter", "-drop-me", "-execute"].iter().map(|s| s.to_string()).collect(), &known());
+        assert_eq!(out, vec!["--alter", "-drop-me", "--execute"]);
     }
 
     #[test]

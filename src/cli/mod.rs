@@ -108,6 +108,10 @@ fn clap_error(e: clap::Error, argv: &[String], cmd: &clap::Command) -> i32 {
             _ => None,
         };
         let command = argv.get(1).map(String::as_str).unwrap_or("migrate");
+        if !flag.starts_with('-') {
+            eprint!("{}", ghost_compat::stray_value_message(command, &flag));
+            return exit::REFUSED;
+        }
         let name = flag.trim_start_matches('-').split('=').next().unwrap_or("");
         let migrate_has = long_flags(cmd, "migrate").iter().any(|(k, _)| k == name);
         eprint!("{}", ghost_compat::unknown_flag_message(command, &flag, similar.as_deref(), migrate_has));
