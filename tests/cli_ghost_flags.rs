@@ -307,6 +307,16 @@ async fn the_runbook_line_parses_and_a_replica_is_refused_naming_its_primary() {
         let out = run(replica.port, &[])?;
         let (stdout, stderr) = text(&out);
         ensure!(out.status.success() && stdout.contains("dry run: nothing was changed"), "the runbook (allow-master-master) on a writable replica: {stdout}{stderr}");
+        // A user with only the privileges the README asks for (REPLICATION SLAVE, REPLICATION CLIENT and the
+        // schema's) may not read the replica status on MariaDB (REPLICA MONITOR): a writable server still passes.
+        for host in ["%", "localhost"] {
+            c.query_drop(format!("CREATE USER 'limited'@'{host}' IDENTIFIED BY '123456'")).await?;
+            c.query_drop(format!("GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO 'limited'@'{host}'")).await?;
+            c.query_drop(format!("GRANT ALL PRIVILEGES ON shop.* TO 'limited'@'{host}'")).await?;
+        }
+        let out = run(primary.port, &["--allow-on-master", "--user=limited"])?;
+        let (stdout, stderr) = text(&out);
+        ensure!(out.status.success() && stdout.contains("dry run: nothing was changed"), "the runbook on the primary as 'limited': {stdout}{stderr}");
         // On the primary, as gh-ost's docs give it for a primary (--allow-on-master): the dry run passes.
         let out = run(primary.port, &["--allow-on-master"])?;
         let (stdout, stderr) = text(&out);

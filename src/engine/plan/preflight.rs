@@ -46,15 +46,25 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
 /// `allow_master_master` says it is one of two primaries that replicate from each other.
 async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &MigrationConfig) -> Result<()> {
     let q = if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" };
-    let rows: Vec<mysql_async::Row> = conn
-        .query(q)
-        .await
-        .wrap_err_with(|| format!("{q}: revenant needs REPLICATION CLIENT to tell a replica from a primary"))?;
+    let read_only = var(conn, "read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
+    let server = cfg.source.display();
+    let rows: Vec<mysql_async::Row> = match conn.query(q).await {
+        Ok(rows) => rows,
+        // Not allowed to look (MariaDB wants REPLICA MONITOR for it): a writable server is taken for the primary,
+        // as before this check existed; a read-only one cannot be migrated on anyway.
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1227 | 1142 | 1044) && !read_only => {
+            tracing::warn!("{server}: cannot run {q} ({}); taking the server for the primary", e.message);
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Report::new(e).wrap_err(format!("{q} on {server}")).suggestion(
+                "revenant checks that --host is the primary: GRANT REPLICATION CLIENT (on MariaDB also REPLICA MONITOR) ON *.*",
+            ))
+        }
+    };
     let Some(row) = rows.first() else { return Ok(()) };
     let get = |names: [&str; 2]| names.iter().find_map(|n| row.get_opt::<String, _>(*n).and_then(|r| r.ok())).unwrap_or_else(|| "?".into());
     let primary = format!("{}:{}", get(["Source_Host", "Master_Host"]), get(["Source_Port", "Master_Port"]));
-    let read_only = var(conn, "read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
-    let server = cfg.source.display();
     if cfg.allow_master_master && !read_only {
         tracing::info!("{server} replicates from {primary}; taken for one of two primaries, as --allow-master-master says");
         return Ok(());
