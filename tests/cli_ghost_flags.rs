@@ -324,6 +324,45 @@ async fn the_runbook_line_parses_and_a_replica_is_refused_naming_its_primary() {
         ensure!(shop_tables(&mut c).await? == ["orders"], "a dry run changed the primary");
         ensure!(shop_tables(&mut r).await? == ["orders"], "a dry run changed the replica");
         ensure!(!postpone_flag.exists(), "a dry run created the postpone flag file");
+        // With --execute on the primary it migrates: the cut-over waits on the postpone flag file until it is removed.
+        c.query_drop("INSERT INTO shop.orders (v) SELECT CONCAT('r', seq) FROM (SELECT 1 AS seq UNION SELECT 2 UNION SELECT 3) s").await?;
+        let before = common::table_checksum(&mut c, "shop", "orders", &["id", "v"]).await?;
+        let socket = format!("--serve-socket-file={}", s.dir.join("rb.sock").display());
+        let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+        p.args(["migrate", "--headless", "--host=127.0.0.1", &format!("--port={}", primary.port)])
+            .args(runbook(replica.port, &panic_flag, &postpone_flag))
+            .args(["--allow-on-master", "--execute", "--ok-to-drop-table", socket.as_str()])
+            .env_remove("MYSQL_PWD")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = p.spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| eyre!("no stdout"))?;
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let postponed = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) if line.contains("postponing cut-over") => break true,
+                Ok(line) => seen.push(line),
+                Err(_) => break false,
+            }
+        };
+        if !postponed {
+            let _ = child.kill();
+        }
+        ensure!(postponed && postpone_flag.exists(), "the runbook's cut-over never waited on the flag file: {seen:?}");
+        std::fs::remove_file(&postpone_flag)?;
+        let status = child.wait()?;
+        let rest: Vec<String> = rx.try_iter().collect();
+        ensure!(status.success() && rest.iter().any(|l| l.contains("Done: shop.orders migrated")), "the runbook with --execute: {status:?} {rest:?}");
+        let after = common::table_checksum(&mut c, "shop", "orders", &["id", "v"]).await?;
+        ensure!(before == after && before.0 == 3, "rows before {before:?}, after {after:?}");
+        ensure!(shop_tables(&mut c).await? == ["orders"], "artifacts left on the primary");
         let _ = std::fs::remove_dir_all(&s.dir);
         Ok(())
     })

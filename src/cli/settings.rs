@@ -38,10 +38,10 @@ pub(crate) fn connection(a: &ConnectionArgs) -> Result<(ConnectionConfig, creden
 pub(crate) fn apply_shared(a: &SharedArgs, cfg: &mut MigrationConfig) -> Result<()> {
     let (copy, cut, hooks, run) = (&a.copy, &a.cut_over, &a.hooks, &a.run);
     if copy.chunk_size == 0 || copy.chunk_size > 100_000 {
-        return Err(eyre!("--chunk-size {} is out of range", copy.chunk_size)).suggestion("use 100 to 100000");
+        return Err(eyre!("--chunk-size {} is out of range", copy.chunk_size)).suggestion("use 1 to 100000 rows (gh-ost allows 10 to 100000); nothing was changed");
     }
     if copy.dml_batch_size == 0 || copy.dml_batch_size > 100_000 {
-        return Err(eyre!("--dml-batch-size {} is out of range", copy.dml_batch_size)).suggestion("use 1 to 100000");
+        return Err(eyre!("--dml-batch-size {} is out of range", copy.dml_batch_size)).suggestion("use 1 to 100000 row events; nothing was changed");
     }
     cfg.chunk_size = copy.chunk_size;
     cfg.chunk_target = Duration::from_millis(within("chunk-time-millis", copy.chunk_time_millis, 0, 3_600_000, "ms")?.max(10));

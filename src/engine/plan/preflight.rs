@@ -58,7 +58,7 @@ async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &Migra
         }
         Err(e) => {
             return Err(Report::new(e).wrap_err(format!("{q} on {server}")).suggestion(
-                "revenant checks that --host is the primary: GRANT REPLICATION CLIENT (on MariaDB also REPLICA MONITOR) ON *.*",
+                "revenant checks that --host is the primary: GRANT REPLICATION CLIENT (on MariaDB also SLAVE MONITOR) ON *.*",
             ))
         }
     };
