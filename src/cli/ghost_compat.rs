@@ -238,15 +238,15 @@ pub fn check_flags(args: &[String], known: &[(String, bool)]) -> i32 {
 /// The message for a flag clap does not know: named, never clap's bare "unexpected argument". `migrate_has` says
 /// whether `revenant migrate` takes it (a gh-ost flag given to another command).
 pub fn unknown_flag_message(command: &str, flag: &str, similar: Option<&str>, migrate_has: bool) -> String {
-    let mut msg = if migrate_has && command != "migrate" {
-        format!("error: {flag} is a flag of `revenant migrate`, not of `revenant {command}`\n")
+    let mut msg = if migrate_has && command != "revenant migrate" {
+        format!("error: {flag} is a flag of `revenant migrate`, not of `{command}`\n")
     } else {
-        format!("error: {flag} is not a flag of `revenant {command}`, nor one of gh-ost's\n")
+        format!("error: {flag} is not a flag of `{command}`, nor one of gh-ost's\n")
     };
     if let Some(s) = similar {
         msg.push_str(&format!("  tip: did you mean {s}?\n"));
     }
-    msg.push_str(&format!("  see `revenant {command} --help` (docs/gh-ost-compatibility.md lists gh-ost's flags); nothing was changed\n"));
+    msg.push_str(&format!("  see `{command} --help` (docs/gh-ost-compatibility.md lists gh-ost's flags); nothing was changed\n"));
     msg
 }
 
@@ -255,7 +255,7 @@ pub fn stray_value_message(command: &str, word: &str) -> String {
     format!(
         "error: '{word}' is not a flag, and no flag before it takes a value\n  \
          tip: quote a value with spaces: --alter \"ADD COLUMN c INT\"\n  \
-         see `revenant {command} --help`; nothing was changed\n"
+         see `{command} --help`; nothing was changed\n"
     )
 }
 

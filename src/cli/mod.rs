@@ -107,7 +107,9 @@ fn clap_error(e: clap::Error, argv: &[String], cmd: &clap::Command) -> i32 {
             Some(ContextValue::String(s)) => Some(s.clone()),
             _ => None,
         };
-        let command = argv.get(1).map(String::as_str).unwrap_or("migrate");
+        let sub = argv.get(1).filter(|s| cmd.find_subcommand(s.as_str()).is_some());
+        let command = sub.map(|s| format!("revenant {s}")).unwrap_or_else(|| "revenant".into());
+        let command = command.as_str();
         if !flag.starts_with('-') {
             eprint!("{}", ghost_compat::stray_value_message(command, &flag));
             return exit::REFUSED;
