@@ -493,6 +493,15 @@ mod tests {
         ["revenant", "migrate"].iter().chain(extra).map(|s| s.to_string()).collect()
     }
 
+    /// A file with `body` in a fresh directory of this test process (the caller removes the directory).
+    fn scratch_file(tag: &str, name: &str, body: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("revenant-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join(name);
+        std::fs::write(&f, body).expect("write");
+        (dir, f)
+    }
+
     #[test]
     fn every_sample_config_parses() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs");
@@ -512,10 +521,7 @@ mod tests {
 
     #[test]
     fn flags_override_the_config_file_and_unknown_keys_are_named() {
-        let dir = std::env::temp_dir().join(format!("revenant-cfg-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("c.toml");
-        std::fs::write(&f, "table = \"a\"\nchunk-size = 500\nexecute = true\n").expect("write");
+        let (dir, f) = scratch_file("cfg-test", "c.toml", "table = \"a\"\nchunk-size = 500\nexecute = true\n");
         let a = parse(argv(&["--config", f.to_str().expect("utf8"), "--table", "b"])).expect("parse");
         assert_eq!(a.table.as_deref(), Some("b"), "the flag wins");
         assert_eq!(a.shared.copy.chunk_size, 500, "the file's value is used");
@@ -531,10 +537,7 @@ mod tests {
 
     #[test]
     fn gh_ost_flags_in_a_config_file_are_refused_by_name_and_go_booleans_parse() {
-        let dir = std::env::temp_dir().join(format!("revenant-cfg-ghost-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("c.toml");
-        std::fs::write(&f, "table = \"a\"\ntest-on-replica = true\n").expect("write");
+        let (dir, f) = scratch_file("cfg-ghost", "c.toml", "table = \"a\"\ntest-on-replica = true\n");
         let e = prepare_argv(argv(&["--config", f.to_str().expect("utf8")]), &Cli::command()).err().expect("refused");
         assert!(format!("{e:?}").contains("--test-on-replica is a gh-ost flag that revenant does not implement"), "{e:?}");
         let Ok(Prepared::Run(v)) = prepare_argv(argv(&["-exact-rowcount=false", "-execute=true", "-gtid"]), &Cli::command()) else {
@@ -546,11 +549,8 @@ mod tests {
 
     #[test]
     fn a_gh_ost_conf_files_osc_section_is_read_and_flags_override_it() {
-        let dir = std::env::temp_dir().join(format!("revenant-osc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("gh-ost.conf");
-        std::fs::write(&f, "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n")
-            .expect("write");
+        let osc = "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n";
+        let (dir, f) = scratch_file("osc", "gh-ost.conf", osc);
         let conf = format!("--conf={}", f.display());
         let prepared = |extra: &[&str]| match prepare_argv(argv(extra), &Cli::command()) {
             Ok(Prepared::Run(v)) => parse(v),
