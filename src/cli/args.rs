@@ -1,11 +1,17 @@
-//! The command line: subcommands and the `migrate` flags (gh-ost's names where they share a meaning).
+//! The command line: subcommands and their flags (gh-ost's names where they share a meaning). The flag groups
+//! that `migrate` and `move-tables` share (connection, copy, throttle, cut-over, hooks, output and run) are one
+//! clap struct each, flattened into both commands under their own `--help` heading; src/cli/settings.rs turns them
+//! into the engine's settings in one place. Each field stands on one line with its clap attribute, so that a group
+//! reads as a table.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use super::ghost_compat::GhostCompatArgs;
+
 #[derive(Debug, Parser)]
-#[command(name = "revenant", version, about = "Online schema migrations for MySQL and MariaDB, with a terminal console")]
+#[command(name = "revenant", version, propagate_version = true, about = "Online schema migrations for MySQL and MariaDB, with a terminal console")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Cmd,
@@ -14,7 +20,11 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
     /// Change a live table's schema without blocking its writers (gh-ost style, triggerless).
-    #[command(args_override_self = true)]
+    #[command(
+        args_override_self = true,
+        after_help = "gh-ost's flags: each is honoured, accepted as a no-op that says why, or refused by name with what \
+                      to do instead; docs/gh-ost-compatibility.md has the table."
+    )]
     Migrate(MigrateArgs),
     /// A sandbox server, a seeded table, a write load, and a migration in the console.
     Demo(DemoArgs),
@@ -30,187 +40,200 @@ pub enum Cmd {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum CutOverArg {
+    /// The table is never missing (gh-ost's `default` is this).
+    #[value(alias = "default")]
     Atomic,
+    /// Rename the original away, then the ghost in: a moment without the table.
     #[value(name = "two-step")]
     TwoStep,
 }
 
+/// The server revenant connects to (on a move: the source).
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
-    /// Server host.
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Server host (the primary: a replica is refused, naming its primary).
+    #[arg(long, default_value = "127.0.0.1")] pub host: String,
     /// Server port.
-    #[arg(long, default_value_t = 3306)]
-    pub port: u16,
+    #[arg(long, default_value_t = 3306)] pub port: u16,
     /// User (default: from --conf / ~/.my.cnf, else the login name).
-    #[arg(long)]
-    pub user: Option<String>,
+    #[arg(long)] pub user: Option<String>,
     /// Password on the command line: visible in the process list; prefer --conf, MYSQL_PWD or --ask-pass.
-    #[arg(long)]
-    pub password: Option<String>,
+    #[arg(long)] pub password: Option<String>,
     /// Prompt for the password.
-    #[arg(long)]
-    pub ask_pass: bool,
-    /// A my.cnf-style file with a [client] section (user, password, host, port).
-    #[arg(long)]
-    pub conf: Option<PathBuf>,
+    #[arg(long)] pub ask_pass: bool,
+    /// A my.cnf-style file with a [client] section (user, password, host, port), and gh-ost's [osc] settings.
+    #[arg(long)] pub conf: Option<PathBuf>,
+}
+
+/// How the rows are copied and the binary log applied.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Copy")]
+pub struct CopyArgs {
+    /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
+    #[arg(long, default_value_t = 1000)] pub chunk_size: u64,
+    /// Target duration of one copy chunk.
+    #[arg(long, default_value_t = 500)] pub chunk_time_millis: u64,
+    /// Row events applied per transaction (at most).
+    #[arg(long, default_value_t = 1000)] pub dml_batch_size: u64,
+}
+
+/// When and how the cut-over runs (on a move: the fencing rename on the source).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cut-over")]
+pub struct CutOverArgs {
+    /// Lock wait timeout of a cut-over attempt (on a move: of the fencing rename on the source).
+    #[arg(long, default_value_t = 3)] pub cut_over_lock_timeout_seconds: u64,
+    /// Cut-over attempts before giving up (the original keeps serving).
+    #[arg(long, default_value_t = 60)] pub default_retries: u32,
+    /// The cut-over waits while this file exists (created at start when missing).
+    #[arg(long)] pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
+    #[arg(long)] pub postpone_cut_over: bool,
+}
+
+/// gh-ost's hooks (docs/hooks.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Hooks")]
+pub struct HookArgs {
+    /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
+    #[arg(long)] pub hooks_path: Option<PathBuf>,
+    /// Free text passed to hooks as GH_OST_HOOKS_HINT.
+    #[arg(long)] pub hooks_hint: Option<String>,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_OWNER.
+    #[arg(long)] pub hooks_hint_owner: Option<String>,
+    /// Passed to hooks as GH_OST_HOOKS_HINT_TOKEN.
+    #[arg(long)] pub hooks_hint_token: Option<String>,
+    /// A hook still running after this many seconds is killed, and counts as failed.
+    #[arg(long, default_value_t = 60)] pub hook_timeout_seconds: u64,
+}
+
+/// What the run shows, and where it can be reached.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Output and control")]
+pub struct OutputArgs {
+    /// Print one JSON status object per line instead of gh-ost's status line.
+    #[arg(long)] pub status_json: bool,
+    /// No console: print status lines (also when stdout is not a terminal).
+    #[arg(long)] pub headless: bool,
+    /// Console theme: a name in themes/ (default, dark, light, mono) or a TOML file.
+    #[arg(long)] pub theme: Option<String>,
+    /// Control socket (default /tmp/gh-ost.<db>.<table>.sock; on a move, the first table's name).
+    #[arg(long)] pub serve_socket_file: Option<PathBuf>,
+    /// On SIGINT/SIGTERM or a stop, write the state JSON here instead of stdout.
+    #[arg(long)] pub state_file: Option<PathBuf>,
+    /// More log output (revenant logs at info level already: the same as without it).
+    #[arg(long)] pub verbose: bool,
+    /// Even more log output (debug level).
+    #[arg(long)] pub debug: bool,
+    /// Less log output: warnings and errors only (status lines and the final report are still printed).
+    #[arg(long)] pub quiet: bool,
+}
+
+impl OutputArgs {
+    /// The log level these flags ask for (REVENANT_LOG overrides it).
+    pub fn log_level(&self) -> &'static str {
+        if self.debug {
+            "debug"
+        } else if self.quiet {
+            "warn"
+        } else {
+            "info"
+        }
+    }
+}
+
+/// Settings of the run as a whole.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Run")]
+pub struct RunArgs {
+    /// Settings from a TOML file (keys are these flags' names); flags override it.
+    #[arg(long)] pub config: Option<PathBuf>,
+    /// Continue from the checkpoint table (migrate: _<table>_ghk; move-tables: on the target).
+    #[arg(long)] pub resume: bool,
+    /// How long to retry after lost connections or server restarts before stopping resumably.
+    #[arg(long, default_value_t = 60)] pub retry_seconds: u64,
+}
+
+/// The flag groups `migrate` and `move-tables` share.
+#[derive(Debug, Clone, Args)]
+pub struct SharedArgs {
+    #[command(flatten)]
+    pub copy: CopyArgs,
+    #[command(flatten)]
+    pub throttle: ThrottleArgs,
+    #[command(flatten)]
+    pub cut_over: CutOverArgs,
+    #[command(flatten)]
+    pub hooks: HookArgs,
+    #[command(flatten)]
+    pub output: OutputArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct MigrateArgs {
     #[command(flatten)]
     pub conn: ConnectionArgs,
-    /// Settings from a TOML file (keys are these flags' names); flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Database of the table.
-    #[arg(long)]
-    pub database: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub database: Option<String>,
     /// Table to migrate.
-    #[arg(long)]
-    pub table: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub table: Option<String>,
     /// The ALTER clause ("ADD COLUMN c INT"), or a full "ALTER TABLE db.t ...".
-    #[arg(long)]
-    pub alter: Option<String>,
+    #[arg(long, help_heading = "Migration")] pub alter: Option<String>,
     /// Do it. Without this flag: a dry run that validates everything and changes nothing.
-    #[arg(long)]
-    pub execute: bool,
-    /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
-    #[arg(long, default_value_t = 1000)]
-    pub chunk_size: u64,
-    /// Target duration of one copy chunk.
-    #[arg(long, default_value_t = 500)]
-    pub chunk_time_millis: u64,
-    /// Row events applied per transaction (at most).
-    #[arg(long, default_value_t = 1000)]
-    pub dml_batch_size: u64,
-    /// atomic (the table is never missing) or two-step.
-    #[arg(long, value_enum, default_value_t = CutOverArg::Atomic)]
-    pub cut_over: CutOverArg,
-    /// Lock wait timeout of a cut-over attempt.
-    #[arg(long, default_value_t = 3)]
-    pub cut_over_lock_timeout_seconds: u64,
-    /// Cut-over attempts before giving up (the original keeps serving).
-    #[arg(long, default_value_t = 60)]
-    pub default_retries: u32,
+    #[arg(long, help_heading = "Migration")] pub execute: bool,
     /// Confirm that revenant read the ALTER's column renames right.
-    #[arg(long)]
-    pub approve_renamed_columns: bool,
+    #[arg(long, help_heading = "Migration")] pub approve_renamed_columns: bool,
     /// Do not copy renamed columns.
-    #[arg(long)]
-    pub skip_renamed_columns: bool,
+    #[arg(long, help_heading = "Migration")] pub skip_renamed_columns: bool,
     /// Accepted for gh-ost runbooks: revenant always runs on the primary.
-    #[arg(long)]
-    pub allow_on_master: bool,
+    #[arg(long, help_heading = "Migration")] pub allow_on_master: bool,
     /// Drop the old table (_<t>_del) after a successful cut-over.
-    #[arg(long)]
-    pub ok_to_drop_table: bool,
+    #[arg(long, help_heading = "Migration")] pub ok_to_drop_table: bool,
     /// Drop a leftover ghost table (_<t>_gho) before starting.
-    #[arg(long)]
-    pub initially_drop_ghost_table: bool,
+    #[arg(long, help_heading = "Migration")] pub initially_drop_ghost_table: bool,
     /// Drop a leftover old table (_<t>_del) before starting.
-    #[arg(long)]
-    pub initially_drop_old_table: bool,
-    /// The cut-over waits while this file exists (created at start when missing).
-    #[arg(long)]
-    pub postpone_cut_over_flag_file: Option<PathBuf>,
-    /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
-    #[arg(long)]
-    pub postpone_cut_over: bool,
-    /// Count the rows exactly for progress (SELECT COUNT(*)).
-    #[arg(long)]
-    pub exact_rowcount: bool,
-    /// Try ALTER ... ALGORITHM=INSTANT on the table first; migrate only if the server refuses.
-    #[arg(long)]
-    pub attempt_instant_ddl: bool,
-    /// Control socket (default /tmp/gh-ost.<db>.<table>.sock).
-    #[arg(long)]
-    pub serve_socket_file: Option<PathBuf>,
-    /// Also serve the control protocol on 127.0.0.1:PORT.
-    #[arg(long)]
-    pub serve_tcp_port: Option<u16>,
-    /// `unpostpone` must name the table.
-    #[arg(long)]
-    pub force_named_cut_over: bool,
-    /// `panic` must name the table.
-    #[arg(long)]
-    pub force_named_panic: bool,
+    #[arg(long, help_heading = "Migration")] pub initially_drop_old_table: bool,
+    /// Count the rows exactly for progress (SELECT COUNT(*), before the copy starts).
+    #[arg(long, help_heading = "Migration")] pub exact_rowcount: bool,
     #[command(flatten)]
-    pub throttle: ThrottleArgs,
-    /// Directory of hook executables named gh-ost-on-startup, gh-ost-on-before-cut-over, ... (docs/hooks.md).
-    #[arg(long)]
-    pub hooks_path: Option<PathBuf>,
-    /// Free text passed to hooks as GH_OST_HOOKS_HINT.
-    #[arg(long, default_value = "")]
-    pub hooks_hint: String,
-    /// Passed to hooks as GH_OST_HOOKS_HINT_OWNER.
-    #[arg(long, default_value = "")]
-    pub hooks_hint_owner: String,
-    /// Passed to hooks as GH_OST_HOOKS_HINT_TOKEN.
-    #[arg(long, default_value = "")]
-    pub hooks_hint_token: String,
-    /// Seconds between runs of gh-ost-on-status.
-    #[arg(long, default_value_t = 60)]
-    pub hooks_status_interval: u64,
-    /// A hook still running after this many seconds is killed, and counts as failed.
-    #[arg(long, default_value_t = 60)]
-    pub hook_timeout_seconds: u64,
-    /// Continue the migration from its checkpoint table.
-    #[arg(long)]
-    pub resume: bool,
+    pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.
-    #[arg(long)]
-    pub resume_state: Option<PathBuf>,
-    /// On SIGINT/SIGTERM, write the state JSON here instead of stdout.
-    #[arg(long)]
-    pub state_file: Option<PathBuf>,
-    /// How long to retry after lost connections or server restarts before stopping resumably.
-    #[arg(long, default_value_t = 60)]
-    pub retry_seconds: u64,
+    #[arg(long, help_heading = "Run")] pub resume_state: Option<PathBuf>,
+    /// atomic (the table is never missing; gh-ost's `default`) or two-step.
+    #[arg(long, value_enum, default_value_t = CutOverArg::Atomic, help_heading = "Cut-over")] pub cut_over: CutOverArg,
+    /// Seconds between runs of gh-ost-on-status.
+    #[arg(long, default_value_t = 60, help_heading = "Hooks")] pub hooks_status_interval: u64,
+    /// Also serve the control protocol on 127.0.0.1:PORT.
+    #[arg(long, help_heading = "Output and control")] pub serve_tcp_port: Option<u16>,
+    /// `unpostpone` must name the table.
+    #[arg(long, help_heading = "Output and control")] pub force_named_cut_over: bool,
+    /// `panic` must name the table.
+    #[arg(long, help_heading = "Output and control")] pub force_named_panic: bool,
     /// Serve Prometheus metrics on plain HTTP at this address (e.g. 127.0.0.1:9187).
-    #[arg(long)]
-    pub metrics_addr: Option<String>,
-    /// Print one JSON status object per line instead of gh-ost's status line.
-    #[arg(long)]
-    pub status_json: bool,
-    /// No console: print status lines (also when stdout is not a terminal).
-    #[arg(long)]
-    pub headless: bool,
-    /// Console theme: a name in themes/ (default, dark, light, mono) or a TOML file.
-    #[arg(long)]
-    pub theme: Option<String>,
-    /// More log output.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Even more log output.
-    #[arg(long)]
-    pub debug: bool,
+    #[arg(long, help_heading = "Output and control")] pub metrics_addr: Option<String>,
+    #[command(flatten)]
+    pub ghost: GhostCompatArgs,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct DemoArgs {
     /// Which sandbox server.
-    #[arg(long, default_value = "mariadb")]
-    pub flavor: String,
+    #[arg(long, default_value = "mariadb")] pub flavor: String,
     /// Rows to seed.
-    #[arg(long, default_value_t = 1_000_000)]
-    pub rows: u64,
+    #[arg(long, default_value_t = 1_000_000)] pub rows: u64,
     /// Writes per second of the background writer.
-    #[arg(long, default_value_t = 50)]
-    pub write_rate: u64,
+    #[arg(long, default_value_t = 50)] pub write_rate: u64,
     /// The ALTER to run.
-    #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")]
-    pub alter: String,
+    #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")] pub alter: String,
     /// No console: status lines; the cut-over is approved automatically.
-    #[arg(long)]
-    pub headless: bool,
+    #[arg(long)] pub headless: bool,
     /// Console theme.
-    #[arg(long)]
-    pub theme: Option<String>,
+    #[arg(long)] pub theme: Option<String>,
     /// Control socket (default /tmp/gh-ost.demo.orders.sock).
-    #[arg(long)]
-    pub serve_socket_file: Option<PathBuf>,
+    #[arg(long)] pub serve_socket_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -218,65 +241,50 @@ pub struct AttachArgs {
     /// The migration's control socket (default: the only /tmp/gh-ost.*.sock).
     pub socket: Option<PathBuf>,
     /// Watch only: no key sends a command.
-    #[arg(long)]
-    pub read_only: bool,
+    #[arg(long)] pub read_only: bool,
     /// Screen refreshes per second at most (`+`/`-` change it live); the console redraws only on change.
-    #[arg(long, default_value_t = 2.0)]
-    pub refresh_hz: f64,
+    #[arg(long, default_value_t = 2.0)] pub refresh_hz: f64,
     /// Console theme.
-    #[arg(long)]
-    pub theme: Option<String>,
+    #[arg(long)] pub theme: Option<String>,
 }
 
 /// The throttle flags of `migrate` and `move-tables` (gh-ost's names); on a move, the signals are read on the
 /// source and the lag is the heartbeat's from the source to the target.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Throttling")]
 pub struct ThrottleArgs {
     /// Throttle the copy while heartbeat lag exceeds this.
-    #[arg(long, default_value_t = 1500)]
-    pub max_lag_millis: u64,
+    #[arg(long, default_value_t = 1500)] pub max_lag_millis: u64,
+    /// Milliseconds between two heartbeats written to the changelog table (lag is measured from them).
+    #[arg(long, default_value_t = 500)] pub heartbeat_interval_millis: u64,
     /// Throttle while this file exists.
-    #[arg(long)]
-    pub throttle_flag_file: Option<PathBuf>,
+    #[arg(long)] pub throttle_flag_file: Option<PathBuf>,
     /// Throttle while this file exists (a second one, shared by migrations).
-    #[arg(long)]
-    pub throttle_additional_flag_file: Option<PathBuf>,
+    #[arg(long)] pub throttle_additional_flag_file: Option<PathBuf>,
     /// Throttle while this query returns a value > 0 (checked every second; an error throttles).
-    #[arg(long)]
-    pub throttle_query: Option<String>,
+    #[arg(long)] pub throttle_query: Option<String>,
     /// Stop (resumably) when this file appears.
-    #[arg(long)]
-    pub panic_flag_file: Option<PathBuf>,
+    #[arg(long)] pub panic_flag_file: Option<PathBuf>,
     /// Sleep this fraction of each chunk's time after it.
-    #[arg(long, default_value_t = 0.0)]
-    pub nice_ratio: f64,
+    #[arg(long, default_value_t = 0.0)] pub nice_ratio: f64,
     /// Throttle while a global status variable is at or above N: Var=N[,Var=N...] (e.g. Threads_running=25).
-    #[arg(long)]
-    pub max_load: Option<String>,
+    #[arg(long)] pub max_load: Option<String>,
     /// Stop (resumably) when a global status variable reaches N: Var=N[,Var=N...].
-    #[arg(long)]
-    pub critical_load: Option<String>,
+    #[arg(long)] pub critical_load: Option<String>,
     /// A met critical load is checked again after this many ms before acting (0: act at once).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_interval_millis: u64,
+    #[arg(long, default_value_t = 0)] pub critical_load_interval_millis: u64,
     /// On critical load, pause copy and apply this many seconds instead of stopping (0: stop).
-    #[arg(long, default_value_t = 0)]
-    pub critical_load_hibernate_seconds: u64,
+    #[arg(long, default_value_t = 0)] pub critical_load_hibernate_seconds: u64,
     /// Replicas whose heartbeat lag throttles the copy: host[:port][,...] (replicas the primary lists are checked too).
-    #[arg(long)]
-    pub throttle_control_replicas: Option<String>,
+    #[arg(long)] pub throttle_control_replicas: Option<String>,
     /// Throttle unless a HEAD request to this http:// URL answers 200 (unreachable throttles).
-    #[arg(long)]
-    pub throttle_http: Option<String>,
+    #[arg(long)] pub throttle_http: Option<String>,
     /// Milliseconds between two --throttle-http checks.
-    #[arg(long, default_value_t = 100)]
-    pub throttle_http_interval_millis: u64,
+    #[arg(long, default_value_t = 100)] pub throttle_http_interval_millis: u64,
     /// Milliseconds a --throttle-http check may take; a slower answer counts as an error.
-    #[arg(long, default_value_t = 1000)]
-    pub throttle_http_timeout_millis: u64,
+    #[arg(long, default_value_t = 1000)] pub throttle_http_timeout_millis: u64,
     /// A --throttle-http URL that cannot be reached (or times out) does not throttle; other codes than 200 still do.
-    #[arg(long)]
-    pub ignore_http_errors: bool,
+    #[arg(long)] pub ignore_http_errors: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -284,107 +292,38 @@ pub struct MoveTablesArgs {
     /// The source server (where the tables are now).
     #[command(flatten)]
     pub conn: ConnectionArgs,
-    /// Settings from a TOML file (keys are these flags' names); flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
     /// Database of the tables on the source.
-    #[arg(long)]
-    pub database: Option<String>,
+    #[arg(long, help_heading = "Move")] pub database: Option<String>,
     /// Tables to move, comma separated (t1,t2).
-    #[arg(long, value_delimiter = ',')]
-    pub tables: Vec<String>,
-    /// Target server host.
-    #[arg(long)]
-    pub target_host: Option<String>,
-    /// Target server port.
-    #[arg(long, default_value_t = 3306)]
-    pub target_port: u16,
-    /// Target user (default: from --target-conf, else the source's user).
-    #[arg(long)]
-    pub target_user: Option<String>,
-    /// Database the tables are created in on the target (default: --database).
-    #[arg(long)]
-    pub target_database: Option<String>,
-    /// A my.cnf-style file with the target's credentials (default: the source's password sources).
-    #[arg(long)]
-    pub target_conf: Option<PathBuf>,
+    #[arg(long, value_delimiter = ',', help_heading = "Move")] pub tables: Vec<String>,
     /// An ALTER clause applied to every table on the target ("ADD COLUMN c INT"); default: the same definition.
-    #[arg(long)]
-    pub alter: Option<String>,
+    #[arg(long, help_heading = "Move")] pub alter: Option<String>,
     /// Check both servers and every table and say what would be done, changing nothing on either server.
-    #[arg(long, conflicts_with = "execute")]
-    pub dry_run: bool,
+    #[arg(long, conflicts_with = "execute", help_heading = "Move")] pub dry_run: bool,
     /// Accepted for runbooks written the gh-ost way: a move runs unless --dry-run is given.
-    #[arg(long)]
-    pub execute: bool,
-    #[command(flatten)]
-    pub throttle: ThrottleArgs,
-    /// On SIGINT/SIGTERM or a stop, write the state JSON here instead of stdout.
-    #[arg(long)]
-    pub state_file: Option<PathBuf>,
-    /// Rows per copy chunk to start with (it adapts to --chunk-time-millis).
-    #[arg(long, default_value_t = 1000)]
-    pub chunk_size: u64,
-    /// Target duration of one copy chunk.
-    #[arg(long, default_value_t = 500)]
-    pub chunk_time_millis: u64,
-    /// Row events applied per transaction (at most).
-    #[arg(long, default_value_t = 1000)]
-    pub dml_batch_size: u64,
-    /// The cut-over waits while this file exists (created at start when missing).
-    #[arg(long)]
-    pub postpone_cut_over_flag_file: Option<PathBuf>,
-    /// Postpone the cut-over until approved in the console (C) or the socket (unpostpone).
-    #[arg(long)]
-    pub postpone_cut_over: bool,
-    /// Lock wait timeout of the fencing rename on the source.
-    #[arg(long, default_value_t = 3)]
-    pub cut_over_lock_timeout_seconds: u64,
-    /// Fencing attempts before giving up (the source tables keep serving).
-    #[arg(long, default_value_t = 60)]
-    pub default_retries: u32,
-    /// Directory of gh-ost hooks (gh-ost-on-before-cut-over*, gh-ost-on-success*, ...).
-    #[arg(long)]
-    pub hooks_path: Option<PathBuf>,
-    /// Free text passed to the hooks as GH_OST_HOOKS_HINT.
-    #[arg(long)]
-    pub hooks_hint: Option<String>,
-    /// GH_OST_HOOKS_HINT_OWNER for the hooks.
-    #[arg(long)]
-    pub hooks_hint_owner: Option<String>,
-    /// GH_OST_HOOKS_HINT_TOKEN for the hooks.
-    #[arg(long)]
-    pub hooks_hint_token: Option<String>,
-    /// A hook still running after this is killed (and fails).
-    #[arg(long, default_value_t = 60)]
-    pub hook_timeout_seconds: u64,
-    /// Continue the move from its checkpoint table on the target.
-    #[arg(long)]
-    pub resume: bool,
+    #[arg(long, help_heading = "Move")] pub execute: bool,
     /// Give fenced tables back to the source (RENAME TABLE _<t>_del TO t) after an aborted cut-over.
-    #[arg(long)]
-    pub rollback: bool,
-    /// How long to retry after lost connections before stopping resumably.
-    #[arg(long, default_value_t = 60)]
-    pub retry_seconds: u64,
-    /// Control socket (default /tmp/gh-ost.<db>.<first table>.sock).
-    #[arg(long)]
-    pub serve_socket_file: Option<PathBuf>,
-    /// Print one JSON status object per line instead of gh-ost's status line.
-    #[arg(long)]
-    pub status_json: bool,
-    /// No console: print status lines (also when stdout is not a terminal).
-    #[arg(long)]
-    pub headless: bool,
-    /// Console theme.
-    #[arg(long)]
-    pub theme: Option<String>,
-    /// More log output.
-    #[arg(long)]
-    pub verbose: bool,
-    /// Even more log output.
-    #[arg(long)]
-    pub debug: bool,
+    #[arg(long, help_heading = "Move")] pub rollback: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub shared: SharedArgs,
+}
+
+/// The server a move copies the tables to.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Target server")]
+pub struct TargetArgs {
+    /// Target server host.
+    #[arg(long)] pub target_host: Option<String>,
+    /// Target user (default: from --target-conf, else the source's user).
+    #[arg(long)] pub target_user: Option<String>,
+    /// Database the tables are created in on the target (default: --database).
+    #[arg(long)] pub target_database: Option<String>,
+    /// A my.cnf-style file with the target's credentials (default: the source's password sources).
+    #[arg(long)] pub target_conf: Option<PathBuf>,
+    /// Target server port.
+    #[arg(long, default_value_t = 3306)] pub target_port: u16,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -392,9 +331,7 @@ pub struct RunCasesArgs {
     /// Directory of case directories.
     pub dir: PathBuf,
     /// Only cases whose name contains this.
-    #[arg(long)]
-    pub only: Option<String>,
+    #[arg(long)] pub only: Option<String>,
     /// Flavours (default: REVENANT_TEST_FLAVORS or both).
-    #[arg(long)]
-    pub flavors: Option<String>,
+    #[arg(long)] pub flavors: Option<String>,
 }

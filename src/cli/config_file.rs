@@ -1,6 +1,6 @@
 //! `--config FILE`: the same settings as the flags, from TOML (keys are the flag names). The file's values are
-//! turned into flags placed before the command line's own, so flags override the file. Unknown keys are errors
-//! that name the key.
+//! turned into flags placed before the command line's own, so flags override the file, and are checked as the
+//! flags are (ranges, gh-ost flags that revenant refuses: by name). Unknown keys are errors that name the key.
 
 use std::path::Path;
 

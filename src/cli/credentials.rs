@@ -9,6 +9,11 @@ use color_eyre::Section;
 
 /// The `[client]` (and `[mysql]`, `[revenant]`) options of a my.cnf file.
 pub fn read_my_cnf(path: &Path) -> Result<HashMap<String, String>> {
+    read_sections(path, &["client", "mysql", "revenant"])
+}
+
+/// The options of the named sections of a my.cnf-style file (keys with `-`, lower case; later ones win).
+pub fn read_sections(path: &Path, sections: &[&str]) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading {}", path.display()))?;
     let mut out = HashMap::new();
     let mut section = String::new();
@@ -21,7 +26,7 @@ pub fn read_my_cnf(path: &Path) -> Result<HashMap<String, String>> {
             section = line[1..line.len() - 1].trim().to_ascii_lowercase();
             continue;
         }
-        if !matches!(section.as_str(), "client" | "mysql" | "revenant") {
+        if !sections.contains(&section.as_str()) {
             continue;
         }
         let (k, v) = match line.split_once('=') {

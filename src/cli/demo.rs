@@ -45,7 +45,7 @@ pub async fn run(a: DemoArgs) -> Result<i32> {
     cfg.postpone_cut_over = theme.is_some();
     cfg.exact_rowcount = false;
     let socket = a.serve_socket_file.clone().unwrap_or_else(|| std::path::PathBuf::from("/tmp/gh-ost.demo.orders.sock"));
-    init_tracing(theme.is_some(), false, false);
+    init_tracing(theme.is_some(), "info");
     let (handle, join) = migrate::start(cfg);
     let shutdown = CancellationToken::new();
     let control_task = {

@@ -1,85 +1,280 @@
-//! gh-ost compatibility of the command line: gh-ost's single-dash long flags (`-alter=...`) are accepted, and a
-//! gh-ost flag that revenant does not implement is refused by name with what to do instead, never ignored.
+//! gh-ost compatibility of the command line: gh-ost's single-dash long flags (`-alter=...`) and Go's `--switch=true`
+//! / `--switch=false` spellings are accepted; gh-ost flags where revenant already behaves as asked are accepted
+//! (GhostCompatArgs, each saying why); a gh-ost flag whose meaning revenant cannot honour is refused by name with
+//! what to do instead, never ignored; `--check-flag` answers as gh-ost's does. docs/gh-ost-compatibility.md has the
+//! table of every gh-ost flag.
 
+use clap::Args;
 use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
 
-/// gh-ost flags revenant does not implement, with the reason / what to do.
-pub const UNSUPPORTED: &[(&str, &str)] = &[
-    ("assume-rbr", "revenant never changes binlog_format; set binlog_format=ROW on the server"),
-    ("switch-to-rbr", "revenant never changes binlog_format; set binlog_format=ROW on the server"),
-    ("migrate-on-replica", "run revenant against the primary"),
-    ("test-on-replica", "run a dry run (without --execute) instead"),
-    ("test-on-replica-skip-replica-stop", "run a dry run (without --execute) instead"),
-    ("assume-master-host", "revenant connects to the server given by --host"),
-    ("aliyun-rds", "cloud-specific modes are not implemented"),
-    ("gcp", "cloud-specific modes are not implemented"),
-    ("azure", "cloud-specific modes are not implemented"),
-    ("tungsten", "Tungsten topologies are not supported"),
-    ("discard-foreign-keys", "foreign keys are refused; drop them first"),
-    ("skip-foreign-key-checks", "foreign keys are refused; drop them first"),
-    ("skip-strict-mode", "revenant keeps the server's strict mode"),
-    ("replica-server-id", "revenant picks a unique binlog client id itself"),
-    ("master-user", "use --user for the one server revenant connects to"),
-    ("master-password", "use --conf, MYSQL_PWD or --ask-pass"),
-    ("concurrent-rowcount", "use --exact-rowcount for an exact count"),
-    ("timestamp-old-table", "the old table is always named _<table>_del"),
-    ("replication-lag-query", "lag is measured with heartbeats"),
-    ("ssl", "TLS to the server is not implemented yet; connect over a trusted network or SSH tunnel"),
-    ("ssl-ca", "TLS to the server is not implemented yet"),
-    ("ssl-cert", "TLS to the server is not implemented yet"),
-    ("ssl-key", "TLS to the server is not implemented yet"),
-    ("ssl-allow-insecure", "TLS to the server is not implemented yet"),
-    ("check-flag", "not needed: unknown flags are always refused"),
-    ("gtid", "revenant always uses GTIDs"),
-    ("storage-engine", "only InnoDB is supported"),
-    ("cut-over-exponential-backoff", "cut-over retries always back off exponentially"),
-    ("exponential-backoff-max-interval", "cut-over retries back off up to 5 s"),
-    ("force-table-names", "artifact names follow gh-ost's defaults"),
-    ("heartbeat-interval-millis", "heartbeats are written every 500 ms"),
-    ("skip-port-validation", "not needed"),
-    ("stack", "not needed"),
-    ("quiet", "use --headless and redirect output"),
+/// gh-ost flags revenant cannot honour: name, whether it takes a value, and why / what to do instead.
+pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
+    ("migrate-on-replica", false, "replica mode is not built yet: run revenant against the primary (--host PRIMARY)"),
+    ("test-on-replica", false, "replica mode is not built yet: run a dry run (without --execute) against the primary instead"),
+    ("test-on-replica-skip-replica-stop", false, "replica mode is not built yet: run a dry run (without --execute) against the primary instead"),
+    ("assume-master-host", true, "revenant connects to the primary given by --host: point --host at it"),
+    ("master-user", true, "revenant connects to one server: give its user with --user"),
+    ("master-password", true, "revenant connects to one server: give its password with --conf, MYSQL_PWD or --ask-pass"),
+    ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
+    ("aliyun-rds", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
+    ("gcp", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
+    ("azure", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
+    ("discard-foreign-keys", false, "tables with foreign keys are refused: drop the foreign keys first, then migrate"),
+    ("allow-nullable-unique-key", false, "revenant copies only by the primary key or a NOT NULL unique key: add one (or make the key's columns NOT NULL)"),
+    ("include-triggers", false, "triggers are not migrated yet, and tables with triggers are refused: drop them, migrate, re-create them"),
+    ("trigger-suffix", true, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
+    ("remove-trigger-suffix-if-exists", false, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
+    ("attempt-instant-ddl", false, "instant DDL is not built yet: run ALTER TABLE ... ALGORITHM=INSTANT yourself first; migrate only if the server refuses it"),
+    ("panic-on-warnings", false, "checking copy warnings is not built yet: leave the flag out (copy and apply convert values alike, without strict mode)"),
+    ("analyze-ghost-table-before-cutover", false, "not built yet: run ANALYZE TABLE on the table after the cut-over"),
+    ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
+    ("old-table", true, "reverting is not built yet (see --revert)"),
+    ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),
+    ("force-table-names", true, "artifact tables are always named _<table>_gho, _<table>_ghc, _<table>_ghk and _<table>_del"),
+    ("replica-server-id", true, "revenant picks its own binlog client id (1000000 and up): leave the flag out, and keep server ids below 1000000"),
+    ("mysql-timeout", true, "revenant retries lost connections for --retry-seconds, then stops resumably: use --retry-seconds"),
+    ("ssl", false, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
+    ("ssl-ca", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
+    ("ssl-cert", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
+    ("ssl-key", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
+    ("ssl-allow-insecure", false, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
+    ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
+    ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
 ];
 
-/// gh-ost (Go) accepts `-flag`; revenant's parser wants `--flag`. Rewrites `-name[=v]` for any known long flag.
-pub fn normalize_single_dash(args: Vec<String>, known_long: &[String]) -> Vec<String> {
-    args.into_iter()
-        .map(|a| {
-            if a.starts_with('-') && !a.starts_with("--") && a.len() > 2 {
-                let name = a[1..].split('=').next().unwrap_or("");
-                if known_long.iter().any(|k| k == name) || UNSUPPORTED.iter().any(|(k, _)| *k == name) {
-                    return format!("-{a}");
-                }
-            }
-            a
-        })
-        .collect()
+/// gh-ost flags that revenant takes although they change nothing: it already behaves as they ask (docs say why).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = "gh-ost compatibility (accepted; revenant already behaves this way)")]
+pub struct GhostCompatArgs {
+    /// Accepted: revenant never changes binlog_format; it checks ROW and binlog_row_image=FULL and refuses otherwise.
+    #[arg(long)] pub assume_rbr: bool,
+    /// Accepted: revenant never switches binlog_format; it checks ROW and FULL row images and refuses otherwise.
+    #[arg(long)] pub switch_to_rbr: bool,
+    /// Accepted: positions and checkpoints are always GTID sets (GTIDs must be on).
+    #[arg(long)] pub gtid: bool,
+    /// Accepted: with --exact-rowcount the rows are counted before the copy, and the total set to the rows copied.
+    #[arg(long)] pub concurrent_rowcount: bool,
+    /// Honoured: a writable --host that replicates from another server is taken for one of two primaries (else refused).
+    #[arg(long)] pub allow_master_master: bool,
+    /// Accepted: the cut-over does not rely on performance_schema's metadata locks (it waits for a marker instead).
+    #[arg(long)] pub skip_metadata_lock_check: bool,
+    /// Accepted: revenant changes no server setting; its cut-over needs no metadata-lock instrument.
+    #[arg(long)] pub allow_setup_metadata_lock_instruments: bool,
+    /// Accepted: a stale control socket is always removed; one a live process listens on is refused.
+    #[arg(long)] pub initially_drop_socket_file: bool,
+    /// Accepted: checkpoints are always on, in the same transaction as every chunk and applied batch.
+    #[arg(long)] pub checkpoint: bool,
+    /// Accepted: checkpoints commit with every chunk and batch, not every N seconds (N is checked, 1 to 86400).
+    #[arg(long, value_name = "SECONDS")] pub checkpoint_seconds: Option<u64>,
+    /// Accepted: cut-over retries always back off exponentially (0.2 s doubling, up to 5 s).
+    #[arg(long)] pub cut_over_exponential_backoff: bool,
+    /// Accepted: cut-over retries back off up to 5 s whatever this says (checked, 1 to 3600).
+    #[arg(long, value_name = "SECONDS")] pub exponential_backoff_max_interval: Option<u64>,
+    /// Accepted: revenant does not compare the server's reported port with --port.
+    #[arg(long)] pub skip_port_validation: bool,
+    /// Accepted: foreign keys are still checked (it is quick), and tables with them are refused.
+    #[arg(long)] pub skip_foreign_key_checks: bool,
+    /// Accepted: copy and apply already run without strict mode, so both convert values alike.
+    #[arg(long)] pub skip_strict_mode: bool,
+    /// Accepted: copy and apply already keep zero dates (their sql_mode has neither NO_ZERO_DATE nor NO_ZERO_IN_DATE).
+    #[arg(long)] pub allow_zero_in_date: bool,
+    /// Accepted: lag is measured with heartbeats (gh-ost ignores this deprecated flag too).
+    #[arg(long, value_name = "QUERY")] pub replication_lag_query: Option<String>,
+    /// Accepted: a lost binlog connection is retried for --retry-seconds, then the run stops resumably.
+    #[arg(long, value_name = "N")] pub binlogsyncer_max_reconnect_attempts: Option<u64>,
+    /// Accepted: Go runtime gauges for StatsD; revenant has neither (--statsd-addr is refused).
+    #[arg(long, value_name = "SECONDS")] pub runtime_metrics_interval: Option<u64>,
+    /// Accepted when it starts with utf8mb4 (revenant's connection charset; rows are copied as raw bytes).
+    #[arg(long, value_name = "LIST")] pub charset: Option<String>,
+    /// Accepted when innodb: only InnoDB tables are migrated.
+    #[arg(long, value_name = "ENGINE")] pub storage_engine: Option<String>,
+    /// Accepted: gh-ost's error traces; revenant's errors name what failed and what to do (RUST_LIB_BACKTRACE=1 adds a trace).
+    #[arg(long)] pub stack: bool,
+    /// Exit 0 when every other flag given is honoured or accepted, 1 when one is refused or unknown (nothing runs).
+    #[arg(long)] pub check_flag: bool,
 }
 
-/// Refuses gh-ost flags that revenant does not implement, by name.
-pub fn refuse_unsupported(args: &[String]) -> Result<()> {
+impl GhostCompatArgs {
+    /// Refuses values that revenant cannot honour, before anything connects.
+    pub fn check(&self) -> Result<()> {
+        if let Some(c) = &self.charset {
+            let first = c.split(',').next().unwrap_or("").trim();
+            if !first.eq_ignore_ascii_case("utf8mb4") {
+                return Err(eyre!("--charset {c}: revenant connects with utf8mb4"))
+                    .suggestion("leave --charset out, or give utf8mb4 first (gh-ost's default is utf8mb4,utf8,latin1)");
+            }
+        }
+        if let Some(e) = &self.storage_engine {
+            if !e.eq_ignore_ascii_case("innodb") {
+                return Err(eyre!("--storage-engine {e}: only InnoDB tables can be migrated"))
+                    .suggestion("leave --storage-engine out (or give innodb)");
+            }
+        }
+        super::settings::within("checkpoint-seconds", self.checkpoint_seconds.unwrap_or(300), 1, 86_400, "seconds")?;
+        super::settings::within("exponential-backoff-max-interval", self.exponential_backoff_max_interval.unwrap_or(64), 1, 3600, "seconds")?;
+        super::settings::within("runtime-metrics-interval", self.runtime_metrics_interval.unwrap_or(10), 0, 86_400, "seconds")?;
+        if self.assume_rbr || self.switch_to_rbr {
+            tracing::info!("--assume-rbr / --switch-to-rbr: revenant never changes binlog_format; it checks ROW and FULL row images");
+        }
+        if self.checkpoint || self.checkpoint_seconds.is_some() {
+            tracing::info!("--checkpoint: revenant's checkpoints are always on and commit with every chunk and batch");
+        }
+        Ok(())
+    }
+}
+
+fn unsupported(name: &str) -> Option<&'static (&'static str, bool, &'static str)> {
+    UNSUPPORTED.iter().find(|(k, _, _)| *k == name)
+}
+
+/// Go's boolean spellings: `true`/`false`, `1`/`0`, `t`/`f` in any case.
+fn go_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "true" | "t" | "1" => Some(true),
+        "false" | "f" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// gh-ost (Go) accepts `-flag` and `--switch=false`; revenant's parser wants `--flag` and a bare `--switch`.
+/// Every `-name[=v]` becomes `--name[=v]` (as Go reads it; unless it is the value of the flag before it), so that an
+/// unknown one is named whole. `known` lists the command's long flags with whether each takes a value; refused
+/// gh-ost flags count as known, so that their switches' `=false` is dropped too.
+pub fn normalize(args: Vec<String>, known: &[(String, bool)]) -> Vec<String> {
+    let takes_value = |name: &str| known.iter().find(|(k, _)| k == name).map(|(_, v)| *v).or_else(|| unsupported(name).map(|u| u.1));
+    let mut out = Vec::with_capacity(args.len());
+    let mut value_next = false;
     for a in args {
-        if let Some(name) = a.strip_prefix("--") {
-            let name = name.split('=').next().unwrap_or("");
-            if let Some((_, why)) = UNSUPPORTED.iter().find(|(k, _)| *k == name) {
-                return Err(eyre!("--{name} is a gh-ost flag that revenant does not implement"))
-                    .suggestion(format!("{why}; nothing was changed"));
+        let is_value = std::mem::take(&mut value_next);
+        let single = a.len() > 2 && a.starts_with('-') && a.as_bytes()[1].is_ascii_lowercase();
+        let a = if single && !is_value { format!("-{a}") } else { a };
+        let Some(rest) = a.strip_prefix("--").filter(|_| !is_value) else {
+            out.push(a);
+            continue;
+        };
+        match rest.split_once('=') {
+            Some((name, value)) if takes_value(name) == Some(false) => match go_bool(value) {
+                Some(true) => out.push(format!("--{name}")),
+                Some(false) => {}
+                None => out.push(a),
+            },
+            Some(_) => out.push(a),
+            None => {
+                value_next = takes_value(rest) == Some(true);
+                out.push(a);
             }
         }
     }
+    out
+}
+
+/// gh-ost's `--conf` file may carry an `[osc]` section (chunk_size, max_lag_millis, max_load,
+/// replication_lag_query): its settings become flags placed before the command line's own, so flags override
+/// them. A key gh-ost does not read there is refused by name.
+pub fn expand_osc_section(argv: Vec<String>, command: &str) -> Result<Vec<String>> {
+    let mut conf = None;
+    for (i, a) in argv.iter().enumerate() {
+        if let Some(v) = a.strip_prefix("--conf=") {
+            conf = Some(std::path::PathBuf::from(v));
+        } else if a == "--conf" {
+            conf = argv.get(i + 1).map(std::path::PathBuf::from);
+        }
+    }
+    let Some(path) = conf.filter(|p| p.exists()) else { return Ok(argv) };
+    let osc = super::credentials::read_sections(&path, &["osc"])?;
+    let mut flags = Vec::new();
+    for (key, value) in osc {
+        match key.as_str() {
+            "chunk-size" | "max-lag-millis" | "max-load" => flags.push(format!("--{key}={value}")),
+            "replication-lag-query" if command == "migrate" => flags.push(format!("--{key}={value}")),
+            "replication-lag-query" => {}
+            _ => {
+                return Err(eyre!("--conf {}: [osc] key '{key}' is not one gh-ost reads", path.display()))
+                    .suggestion("[osc] takes chunk_size, max_lag_millis, max_load and replication_lag_query; give other settings as flags");
+            }
+        }
+    }
+    flags.sort();
+    let mut out = argv[..2.min(argv.len())].to_vec();
+    out.extend(flags);
+    out.extend(argv.into_iter().skip(2));
+    Ok(out)
+}
+
+/// The long flag name of an argument (`--name` or `--name=value`), if it is one.
+fn flag_name(a: &str) -> Option<&str> {
+    let name = a.strip_prefix("--")?.split('=').next().unwrap_or("");
+    (!name.is_empty()).then_some(name)
+}
+
+/// Refuses gh-ost flags that revenant cannot honour, by name, with what to do.
+pub fn refuse_unsupported(args: &[String]) -> Result<()> {
+    for name in args.iter().filter_map(|a| flag_name(a)) {
+        if let Some((_, _, why)) = unsupported(name) {
+            return Err(eyre!("--{name} is a gh-ost flag that revenant does not implement"))
+                .suggestion(format!("{why}; nothing was changed (docs/gh-ost-compatibility.md)"));
+        }
+    }
     Ok(())
+}
+
+/// gh-ost's `--check-flag`: the exit code says whether every other flag given is taken. Prints one line per flag
+/// that is not, and returns the exit code (0 all taken, 1 otherwise).
+pub fn check_flags(args: &[String], known: &[(String, bool)]) -> i32 {
+    let mut code = 0;
+    for name in args.iter().filter_map(|a| flag_name(a)).filter(|n| *n != "check-flag") {
+        if let Some((_, _, why)) = unsupported(name) {
+            println!("--{name}: refused by revenant: {why}");
+            code = 1;
+        } else if !known.iter().any(|(k, _)| k == name) {
+            println!("--{name}: not a flag of revenant or gh-ost");
+            code = 1;
+        }
+    }
+    code
+}
+
+/// The message for a flag clap does not know: named, never clap's bare "unexpected argument". `migrate_has` says
+/// whether `revenant migrate` takes it (a gh-ost flag given to another command).
+pub fn unknown_flag_message(command: &str, flag: &str, similar: Option<&str>, migrate_has: bool) -> String {
+    let mut msg = if migrate_has && command != "revenant migrate" {
+        format!("error: {flag} is a flag of `revenant migrate`, not of `{command}`\n")
+    } else {
+        format!("error: {flag} is not a flag of `{command}`, nor one of gh-ost's\n")
+    };
+    if let Some(s) = similar {
+        msg.push_str(&format!("  tip: did you mean {s}?\n"));
+    }
+    msg.push_str(&format!("  see `{command} --help` (docs/gh-ost-compatibility.md lists gh-ost's flags); nothing was changed\n"));
+    msg
+}
+
+/// The message for a word that is no flag and follows none that takes a value (an unquoted `--alter` most often).
+pub fn stray_value_message(command: &str, word: &str) -> String {
+    format!(
+        "error: '{word}' is not a flag, and no flag before it takes a value\n  \
+         tip: quote a value with spaces: --alter \"ADD COLUMN c INT\"\n  \
+         see `{command} --help`; nothing was changed\n"
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn known() -> Vec<(String, bool)> {
+        vec![("alter".to_string(), true), ("execute".to_string(), false), ("exact-rowcount".to_string(), false)]
+    }
+
     #[test]
-    fn single_dash_flags_become_double() {
-        let known = vec!["alter".to_string(), "execute".to_string()];
-        let out = normalize_single_dash(vec!["-alter=add c int".into(), "-execute".into(), "-x".into()], &known);
-        assert_eq!(out, vec!["--alter=add c int", "--execute", "-x"]);
+    fn single_dash_and_go_booleans_become_clap_flags() {
+        let raw = ["-alter=add c int", "-execute", "-x", "--exact-rowcount=false", "-execute=true", "--alter=f=0", "-test-on-replica", "-tabel=t"];
+        let out = normalize(raw.iter().map(|s| s.to_string()).collect(), &known());
+        assert_eq!(out, vec!["--alter=add c int", "--execute", "-x", "--execute", "--alter=f=0", "--test-on-replica", "--tabel=t"]);
+        // A value that starts with a dash stays as it is.
+        let out = normalize(["-alter", "-drop-me", "-execute"].iter().map(|s| s.to_string()).collect(), &known());
+        assert_eq!(out, vec!["--alter", "-drop-me", "--execute"]);
     }
 
     #[test]
@@ -87,5 +282,25 @@ mod tests {
         let e = refuse_unsupported(&["--test-on-replica".into()]).unwrap_err();
         assert!(format!("{e}").contains("--test-on-replica"));
         assert!(refuse_unsupported(&["--execute".into()]).is_ok());
+    }
+
+    #[test]
+    fn check_flag_answers_like_gh_ost() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--execute", "--alter=x"]), &known()), 0);
+        assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--revert"]), &known()), 1);
+        assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--no-such-flag"]), &known()), 1);
+    }
+
+    #[test]
+    fn values_revenant_cannot_honour_are_refused() {
+        let ok = GhostCompatArgs { charset: Some("utf8mb4,utf8,latin1".into()), storage_engine: Some("InnoDB".into()), ..Default::default() };
+        assert!(ok.check().is_ok());
+        let e = GhostCompatArgs { charset: Some("latin1".into()), ..Default::default() }.check().unwrap_err();
+        assert!(format!("{e}").contains("--charset"), "{e}");
+        let e = GhostCompatArgs { storage_engine: Some("rocksdb".into()), ..Default::default() }.check().unwrap_err();
+        assert!(format!("{e}").contains("--storage-engine"), "{e}");
+        let e = GhostCompatArgs { checkpoint_seconds: Some(u64::MAX), ..Default::default() }.check().unwrap_err();
+        assert!(format!("{e}").contains("--checkpoint-seconds"), "{e}");
     }
 }

@@ -9,6 +9,7 @@ mod demo;
 mod ghost_compat;
 pub mod headless;
 mod move_tables;
+mod settings;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ pub use args::{Cli, Cmd, MigrateArgs, ThrottleArgs};
 
 use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
 use crate::control::{self, ControlOptions};
-use crate::engine::config::{ConnectionConfig, CutOverMode, MigrationConfig, Secret};
+use crate::engine::config::{CutOverMode, MigrationConfig};
 use crate::engine::pipeline::migrate::{self, Outcome, StateDump};
 use crate::engine::{Command, EngineHandle, Phase};
 
@@ -42,26 +43,14 @@ pub mod exit {
 /// Entry point: parses `std::env::args` and runs. Returns the process exit code.
 pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     let mut cmd = Cli::command();
-    // gh-ost's `-flag` spelling, and refused gh-ost flags, before clap sees them.
-    let sub = if raw.get(1).map(String::as_str) == Some("move-tables") { "move-tables" } else { "migrate" };
-    let known: Vec<String> = cmd
-        .find_subcommand(sub)
-        .map(|m| m.get_arguments().filter_map(|a| a.get_long().map(str::to_string)).collect())
-        .unwrap_or_default();
-    let mut argv = ghost_compat::normalize_single_dash(raw, &known);
-    if argv.get(1).map(String::as_str) == Some("migrate") {
-        ghost_compat::refuse_unsupported(&argv)?;
-        argv = expand_config(argv, &cmd)?;
-    } else if argv.get(1).map(String::as_str) == Some("move-tables") {
-        argv = expand_config(argv, &cmd)?;
-    }
+    let argv = match prepare_argv(raw, &cmd) {
+        Ok(Prepared::Run(argv)) => argv,
+        Ok(Prepared::Exit(code)) => return Ok(code),
+        Err(e) => return Ok(refused(&e)),
+    };
     let matches = match cmd.try_get_matches_from_mut(&argv) {
         Ok(m) => m,
-        Err(e) => {
-            let code = if e.use_stderr() { exit::REFUSED } else { exit::OK };
-            let _ = e.print();
-            return Ok(code);
-        }
+        Err(e) => return Ok(clap_error(e, &argv, &cmd)),
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|e| eyre!("{e}"))?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -76,6 +65,65 @@ pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     })
 }
 
+enum Prepared {
+    Run(Vec<String>),
+    Exit(i32),
+}
+
+/// Before clap: gh-ost's spellings, `--config` expanded, gh-ost flags revenant cannot honour refused by name, and
+/// `--check-flag` answered.
+fn prepare_argv(raw: Vec<String>, cmd: &clap::Command) -> Result<Prepared> {
+    let sub = match raw.get(1).map(String::as_str) {
+        Some(s @ ("migrate" | "move-tables")) => s.to_string(),
+        _ => return Ok(Prepared::Run(raw)),
+    };
+    let known = long_flags(cmd, &sub);
+    let argv = ghost_compat::normalize(raw, &known);
+    let argv = ghost_compat::expand_osc_section(expand_config(argv, cmd)?, &sub)?;
+    if argv.iter().any(|a| a == "--check-flag") {
+        return Ok(Prepared::Exit(ghost_compat::check_flags(&argv, &known)));
+    }
+    ghost_compat::refuse_unsupported(&argv)?;
+    Ok(Prepared::Run(argv))
+}
+
+/// The long flags of a subcommand, with whether each takes a value.
+fn long_flags(cmd: &clap::Command, sub: &str) -> Vec<(String, bool)> {
+    cmd.find_subcommand(sub)
+        .map(|m| m.get_arguments().filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values()))).collect())
+        .unwrap_or_default()
+}
+
+/// Prints clap's answer (help, version, a bad value) and returns the exit code; a flag clap does not know is
+/// named in revenant's words instead of clap's "unexpected argument".
+fn clap_error(e: clap::Error, argv: &[String], cmd: &clap::Command) -> i32 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() == ErrorKind::UnknownArgument {
+        let flag = match e.get(ContextKind::InvalidArg) {
+            Some(ContextValue::String(s)) => s.split('=').next().unwrap_or(s).to_string(),
+            _ => "the flag".to_string(),
+        };
+        let similar = match e.get(ContextKind::SuggestedArg) {
+            Some(ContextValue::String(s)) => Some(s.clone()),
+            _ => None,
+        };
+        let sub = argv.get(1).filter(|s| cmd.find_subcommand(s.as_str()).is_some());
+        let command = sub.map(|s| format!("revenant {s}")).unwrap_or_else(|| "revenant".into());
+        let command = command.as_str();
+        if !flag.starts_with('-') {
+            eprint!("{}", ghost_compat::stray_value_message(command, &flag));
+            return exit::REFUSED;
+        }
+        let name = flag.trim_start_matches('-').split('=').next().unwrap_or("");
+        let migrate_has = long_flags(cmd, "migrate").iter().any(|(k, _)| k == name);
+        eprint!("{}", ghost_compat::unknown_flag_message(command, &flag, similar.as_deref(), migrate_has));
+        return exit::REFUSED;
+    }
+    let code = if e.use_stderr() { exit::REFUSED } else { exit::OK };
+    let _ = e.print();
+    code
+}
+
 /// Puts `--config FILE`'s settings in front of the command line's flags (so flags override them).
 fn expand_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> {
     let mut path: Option<PathBuf> = None;
@@ -88,11 +136,9 @@ fn expand_config(argv: Vec<String>, cmd: &clap::Command) -> Result<Vec<String>> 
     }
     let Some(path) = path else { return Ok(argv) };
     let name = argv.get(1).map(String::as_str).unwrap_or("migrate");
-    let migrate = cmd.find_subcommand(name).ok_or_else(|| eyre!("no {name} subcommand"))?;
-    let known: Vec<(String, bool)> = migrate
-        .get_arguments()
-        .filter_map(|a| a.get_long().map(|l| (l.to_string(), a.get_action().takes_values())))
-        .collect();
+    let mut known = long_flags(cmd, name);
+    // gh-ost's refused flags are known keys too, so that they are refused by name rather than as unknown keys.
+    known.extend(ghost_compat::UNSUPPORTED.iter().map(|(k, v, _)| (k.to_string(), *v)));
     let from_file = config_file::flags_from_toml(&path, &known)?;
     let mut out = vec![argv[0].clone(), argv[1].clone()];
     out.extend(from_file);
@@ -148,9 +194,9 @@ pub fn install_error_hook() {
     }
 }
 
-pub(crate) fn init_tracing(console: bool, verbose: bool, debug: bool) {
+/// Logs at `level` (info, debug, warn; REVENANT_LOG overrides it) to the console's log pane or to stderr.
+pub(crate) fn init_tracing(console: bool, level: &str) {
     use tracing_subscriber::prelude::*;
-    let level = if debug { "debug" } else if verbose { "info" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("REVENANT_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("revenant={level},warn")));
     if console {
@@ -179,105 +225,30 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     if a.approve_renamed_columns && a.skip_renamed_columns {
         bail!("--approve-renamed-columns and --skip-renamed-columns exclude each other");
     }
-    if a.chunk_size == 0 || a.chunk_size > 100_000 {
-        return Err(eyre!("--chunk-size {} is out of range", a.chunk_size)).suggestion("use 100 to 100000");
-    }
-    if a.dml_batch_size == 0 || a.dml_batch_size > 100_000 {
-        return Err(eyre!("--dml-batch-size {} is out of range", a.dml_batch_size)).suggestion("use 1 to 100000");
-    }
-    let found = credentials::resolve(a.conn.password.clone(), a.conn.ask_pass, a.conn.conf.as_ref())?;
-    let user = a
-        .conn
-        .user
-        .clone()
-        .or(found.user.clone())
-        .or_else(|| std::env::var("USER").ok())
-        .unwrap_or_else(|| "root".into());
-    let host = if a.conn.host == "127.0.0.1" { found.host.clone().unwrap_or_else(|| a.conn.host.clone()) } else { a.conn.host.clone() };
-    let port = if a.conn.port == 3306 { found.port.unwrap_or(a.conn.port) } else { a.conn.port };
-    if found.password.is_some() {
-        tracing::debug!("password from {}", found.password_source);
-    }
-    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password), socket: None };
+    a.ghost.check()?;
+    let (source, _) = settings::connection(&a.conn)?;
     let mut cfg = MigrationConfig::new(source, &database, &table, &alter);
+    settings::apply_shared(&a.shared, &mut cfg)?;
     cfg.execute = a.execute;
-    cfg.chunk_size = a.chunk_size;
-    cfg.chunk_target = Duration::from_millis(a.chunk_time_millis.max(10));
-    cfg.dml_batch_size = a.dml_batch_size;
     cfg.cut_over = match a.cut_over {
         args::CutOverArg::Atomic => CutOverMode::Atomic,
         args::CutOverArg::TwoStep => CutOverMode::TwoStep,
     };
-    cfg.cut_over_lock_timeout = Duration::from_secs(a.cut_over_lock_timeout_seconds.max(1));
-    cfg.default_retries = a.default_retries.max(1);
     cfg.approve_renamed_columns = a.approve_renamed_columns;
     cfg.skip_renamed_columns = a.skip_renamed_columns;
     cfg.allow_on_master = true;
+    cfg.allow_master_master = a.ghost.allow_master_master;
     cfg.ok_to_drop_table = a.ok_to_drop_table;
     cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
     cfg.initially_drop_old_table = a.initially_drop_old_table;
-    cfg.postpone_cut_over_flag_file = a.postpone_cut_over_flag_file.clone();
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
-    cfg.postpone_cut_over = a.postpone_cut_over;
     cfg.exact_rowcount = a.exact_rowcount;
-    cfg.attempt_instant_ddl = a.attempt_instant_ddl;
-    cfg.resume = a.resume || a.resume_state.is_some();
-    cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
+    cfg.resume = cfg.resume || a.resume_state.is_some();
     cfg.resume_command = Some(resume_command(argv));
-    cfg.hooks_path = a.hooks_path.clone();
-    cfg.hooks_hint = a.hooks_hint.clone();
-    cfg.hooks_hint_owner = a.hooks_hint_owner.clone();
-    cfg.hooks_hint_token = a.hooks_hint_token.clone();
-    cfg.hooks_status_interval = Duration::from_secs(a.hooks_status_interval.max(1));
-    cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
-    throttle_settings(&a.throttle, &mut cfg)?;
+    cfg.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
-}
-
-/// The throttle flags (shared by migrate and move-tables) into `cfg`, each checked before anything connects.
-pub(crate) fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> {
-    use crate::engine::throttle::throttlers;
-    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
-    if !(0.0..=100.0).contains(&a.nice_ratio) {
-        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
-    }
-    cfg.max_lag_millis = a.max_lag_millis;
-    cfg.throttle_flag_file = a.throttle_flag_file.clone();
-    cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
-    cfg.throttle_query = match a.throttle_query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
-        Some(q) => Some(crate::engine::throttle::query::check_throttle_query(q).map_err(|e| bad("throttle-query", e, "give one SELECT whose first column > 0 throttles"))?),
-        None => None,
-    };
-    cfg.panic_flag_file = a.panic_flag_file.clone();
-    refuse_foreign_flag("--throttle-flag-file", cfg.throttle_flag_file.as_deref())?;
-    refuse_foreign_flag("--throttle-additional-flag-file", cfg.throttle_additional_flag_file.as_deref())?;
-    refuse_foreign_flag("--panic-flag-file", cfg.panic_flag_file.as_deref())?;
-    cfg.nice_ratio = a.nice_ratio;
-    if let Some(v) = &a.max_load {
-        cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
-    }
-    if let Some(v) = &a.critical_load {
-        cfg.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
-    }
-    cfg.critical_load_interval = Duration::from_millis(a.critical_load_interval_millis);
-    cfg.critical_load_hibernate = Duration::from_secs(a.critical_load_hibernate_seconds);
-    if let Some(v) = &a.throttle_control_replicas {
-        cfg.throttle_control_replicas =
-            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
-    }
-    if let Some(u) = &a.throttle_http {
-        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
-        cfg.throttle_http = Some(u.clone());
-    }
-    if a.throttle_http_timeout_millis == 0 {
-        return Err(bad("throttle-http-timeout-millis", "0 ms leaves no time for an answer".into(), "give at least 1 (gh-ost's default is 1000)"));
-    }
-    cfg.throttle_http_interval = Duration::from_millis(a.throttle_http_interval_millis);
-    cfg.throttle_http_timeout = Duration::from_millis(a.throttle_http_timeout_millis);
-    cfg.ignore_http_errors = a.ignore_http_errors;
-    Ok(())
 }
 
 /// Refuses a flag file that exists but is not a regular file of this user (a symlink, another user's file).
@@ -330,14 +301,12 @@ async fn check_state_dump(path: &PathBuf, cfg: &MigrationConfig) -> Result<()> {
 }
 
 async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
-    let use_console = !a.headless && !a.status_json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    init_tracing(use_console, a.verbose, a.debug);
+    let out = a.shared.output.clone();
+    let use_console = !out.headless && !out.status_json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    init_tracing(use_console, out.log_level());
     let cfg = match migration_config(&a, &argv) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
+        Err(e) => return Ok(refused(&e)),
     };
     if cfg.execute {
         if let Err(e) = create_postpone_flag(cfg.postpone_cut_over_flag_file.as_deref()) {
@@ -360,15 +329,12 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             }
         },
         Ok(None) => None,
-        Err(e) => {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
+        Err(e) => return Ok(refused(&e)),
     };
-    let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
+    let theme = if use_console { Some(Theme::select(out.theme.as_deref())?) } else { None };
     // Control socket (gh-ost's default path), when executing: bound before the engine starts, so a squatted path
     // is refused before anything changes.
-    let socket = a
+    let socket = out
         .serve_socket_file
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
@@ -412,7 +378,7 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
     });
     // Signals: stop cleanly with a checkpoint.
     let signal_task = stop_on_signals(handle.clone());
-    let front = FrontEnd::run(&handle, theme, &cfg.table, a.status_json, &socket).await;
+    let front = FrontEnd::run(&handle, theme, &cfg.table, out.status_json, &socket).await;
     let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
     front.stop().await;
     shutdown.cancel();
@@ -491,27 +457,45 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
             ));
             Ok(exit::OK)
         }
-        Ok(Outcome::DryRun { plan }) => {
-            for line in plan {
-                say(&line);
-            }
-            Ok(exit::OK)
-        }
+        Ok(Outcome::DryRun { plan }) => Ok(print_plan(&plan)),
         Ok(Outcome::Stopped { state }) => {
-            write_state(&state, a.state_file.as_deref())?;
-            eprintln!("stopped with a checkpoint; resume with: {}", state.resume_command.clone().unwrap_or_default());
-            Ok(exit::STOPPED)
+            stopped(&state, a.shared.output.state_file.as_deref(), "stopped", state.resume_command.as_deref())
         }
-        Err(e) => {
-            let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup && !p.is_terminal());
-            eprintln!("Error: {e:?}");
-            if reached_setup {
-                eprintln!("resume with: {}", cfg.resume_command.clone().unwrap_or_default());
-                Ok(exit::FAILED)
-            } else {
-                Ok(exit::REFUSED)
-            }
-        }
+        Err(e) => Ok(failed(&e, handle, cfg.resume_command.as_deref())),
+    }
+}
+
+/// Refused before anything changed: the reason and what to do (exit 2).
+pub(crate) fn refused(e: &color_eyre::Report) -> i32 {
+    eprintln!("Error: {e:?}");
+    exit::REFUSED
+}
+
+/// A dry run's plan, line by line (exit 0).
+pub(crate) fn print_plan(plan: &[String]) -> i32 {
+    for line in plan {
+        say(line);
+    }
+    exit::OK
+}
+
+/// A stop with a checkpoint: the state as JSON (stdout, or `--state-file`) and the resume command (exit 3).
+pub(crate) fn stopped(state: &impl serde::Serialize, state_file: Option<&std::path::Path>, what: &str, resume: Option<&str>) -> Result<i32> {
+    write_state(state, state_file)?;
+    eprintln!("{what} with a checkpoint; resume with: {}", resume.unwrap_or_default());
+    Ok(exit::STOPPED)
+}
+
+/// A run that ended in an error: exit 1 with the resume command once it had begun changing things (setup
+/// reached), else 2 (refused before anything changed).
+pub(crate) fn failed(e: &color_eyre::Report, handle: &EngineHandle, resume_command: Option<&str>) -> i32 {
+    let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup && !p.is_terminal());
+    eprintln!("Error: {e:?}");
+    if reached_setup {
+        eprintln!("resume with: {}", resume_command.unwrap_or_default());
+        exit::FAILED
+    } else {
+        exit::REFUSED
     }
 }
 
@@ -533,7 +517,7 @@ fn find_socket() -> Result<PathBuf> {
 }
 
 async fn run_attach(a: args::AttachArgs) -> Result<i32> {
-    init_tracing(true, false, false);
+    init_tracing(true, "info");
     let socket = match a.socket.clone() {
         Some(s) => s,
         None => find_socket()?,
@@ -566,6 +550,15 @@ mod tests {
         ["revenant", "migrate"].iter().chain(extra).map(|s| s.to_string()).collect()
     }
 
+    /// A file with `body` in a fresh directory of this test process (the caller removes the directory).
+    fn scratch_file(tag: &str, name: &str, body: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("revenant-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join(name);
+        std::fs::write(&f, body).expect("write");
+        (dir, f)
+    }
+
     #[test]
     fn every_sample_config_parses() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs");
@@ -585,13 +578,10 @@ mod tests {
 
     #[test]
     fn flags_override_the_config_file_and_unknown_keys_are_named() {
-        let dir = std::env::temp_dir().join(format!("revenant-cfg-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let f = dir.join("c.toml");
-        std::fs::write(&f, "table = \"a\"\nchunk-size = 500\nexecute = true\n").expect("write");
+        let (dir, f) = scratch_file("cfg-test", "c.toml", "table = \"a\"\nchunk-size = 500\nexecute = true\n");
         let a = parse(argv(&["--config", f.to_str().expect("utf8"), "--table", "b"])).expect("parse");
         assert_eq!(a.table.as_deref(), Some("b"), "the flag wins");
-        assert_eq!(a.chunk_size, 500, "the file's value is used");
+        assert_eq!(a.shared.copy.chunk_size, 500, "the file's value is used");
         assert!(a.execute);
         std::fs::write(&f, "tabel = \"a\"\n").expect("write");
         let e = parse(argv(&["--config", f.to_str().expect("utf8")])).expect_err("unknown key");
@@ -599,6 +589,38 @@ mod tests {
         std::fs::write(&f, "password = \"x\"\n").expect("write");
         let e = parse(argv(&["--config", f.to_str().expect("utf8")])).expect_err("password refused");
         assert!(e.contains("password"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn gh_ost_flags_in_a_config_file_are_refused_by_name_and_go_booleans_parse() {
+        let (dir, f) = scratch_file("cfg-ghost", "c.toml", "table = \"a\"\ntest-on-replica = true\n");
+        let e = prepare_argv(argv(&["--config", f.to_str().expect("utf8")]), &Cli::command()).err().expect("refused");
+        assert!(format!("{e:?}").contains("--test-on-replica is a gh-ost flag that revenant does not implement"), "{e:?}");
+        let Ok(Prepared::Run(v)) = prepare_argv(argv(&["-exact-rowcount=false", "-execute=true", "-gtid"]), &Cli::command()) else {
+            panic!("not prepared")
+        };
+        assert_eq!(v[2..], ["--execute".to_string(), "--gtid".to_string()]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_gh_ost_conf_files_osc_section_is_read_and_flags_override_it() {
+        let osc = "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n";
+        let (dir, f) = scratch_file("osc", "gh-ost.conf", osc);
+        let conf = format!("--conf={}", f.display());
+        let prepared = |extra: &[&str]| match prepare_argv(argv(extra), &Cli::command()) {
+            Ok(Prepared::Run(v)) => parse(v),
+            Ok(Prepared::Exit(c)) => Err(format!("exit {c}")),
+            Err(e) => Err(format!("{e:?}")),
+        };
+        let a = prepared(&[conf.as_str(), "--max-lag-millis", "900"]).expect("parse");
+        assert_eq!(a.shared.copy.chunk_size, 500, "[osc] chunk_size");
+        assert_eq!(a.shared.throttle.max_load.as_deref(), Some("Threads_running=30"), "[osc] max_load");
+        assert_eq!(a.shared.throttle.max_lag_millis, 900, "the flag wins over [osc]");
+        std::fs::write(&f, "[osc]\nchunk-size=500\nnice_ratio=2\n").expect("write");
+        let e = prepared(&[conf.as_str()]).expect_err("unknown [osc] key");
+        assert!(e.contains("[osc] key 'nice-ratio' is not one gh-ost reads"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -4,20 +4,18 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
 use tokio_util::sync::CancellationToken;
 
 use super::args::MoveTablesArgs;
-use super::{credentials, exit, init_tracing, resume_command, say};
+use super::{credentials, exit, init_tracing, resume_command, say, settings};
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
 use crate::engine::hooks::HookHints;
 use crate::engine::pipeline::move_tables::{self, MoveOutcome, MoveTablesConfig};
-use crate::engine::Phase;
 
 /// Builds the move's settings; checks what can be checked before connecting.
 fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> {
@@ -31,20 +29,14 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
             return Err(eyre!("--tables names {t} twice"));
         }
     }
-    let target_host = a.target_host.clone().ok_or_else(|| eyre!("--target-host is required")).suggestion("give the server the tables move to")?;
-    if a.chunk_size == 0 || a.chunk_size > 100_000 {
-        return Err(eyre!("--chunk-size {} is out of range", a.chunk_size)).suggestion("use 100 to 100000");
+    let t = &a.target;
+    let target_host = t.target_host.clone().ok_or_else(|| eyre!("--target-host is required")).suggestion("give the server the tables move to")?;
+    if a.shared.throttle.max_lag_millis < 100 {
+        return Err(eyre!("--max-lag-millis {} is too small", a.shared.throttle.max_lag_millis)).suggestion("use at least 100");
     }
-    if a.dml_batch_size == 0 || a.dml_batch_size > 100_000 {
-        return Err(eyre!("--dml-batch-size {} is out of range", a.dml_batch_size)).suggestion("use 1 to 100000");
-    }
-    let found = credentials::resolve(a.conn.password.clone(), a.conn.ask_pass, a.conn.conf.as_ref())?;
-    let user = a.conn.user.clone().or(found.user.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "root".into());
-    let host = if a.conn.host == "127.0.0.1" { found.host.clone().unwrap_or_else(|| a.conn.host.clone()) } else { a.conn.host.clone() };
-    let port = if a.conn.port == 3306 { found.port.unwrap_or(a.conn.port) } else { a.conn.port };
-    let source = ConnectionConfig { host, port, user: user.clone(), password: Secret::new(found.password.clone()), socket: None };
+    let (source, found) = settings::connection(&a.conn)?;
     // The target's credentials: --target-conf, else the same sources as the source's.
-    let (target_user, target_password) = match &a.target_conf {
+    let (target_user, target_password) = match &t.target_conf {
         Some(path) => {
             if !path.exists() {
                 return Err(eyre!("--target-conf {} does not exist", path.display()))
@@ -57,60 +49,52 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     };
     let target = ConnectionConfig {
         host: target_host,
-        port: a.target_port,
-        user: a.target_user.clone().or(target_user).unwrap_or(user),
+        port: t.target_port,
+        user: t.target_user.clone().or(target_user).unwrap_or_else(|| source.user.clone()),
         password: Secret::new(target_password),
         socket: None,
     };
     let table_refs: Vec<&str> = tables.iter().map(String::as_str).collect();
-    let target_database = a.target_database.clone().unwrap_or_else(|| database.clone());
+    let target_database = t.target_database.clone().unwrap_or_else(|| database.clone());
     let mut cfg = MoveTablesConfig::new(source, target, &database, &target_database, &table_refs);
+    // `cfg.throttle` was made with the move's source: replicas default to its port, as before.
+    settings::apply_shared(&a.shared, &mut cfg.throttle)?;
+    take_shared(&mut cfg);
     cfg.alter = a.alter.clone().filter(|s| !s.trim().is_empty());
     if let Some(alter) = &cfg.alter {
         crate::engine::plan::alter::parse_alter(alter).suggestion("give --alter one ALTER clause list, e.g. \"ADD COLUMN c INT\"; nothing was changed")?;
     }
-    super::refuse_foreign_flag("--postpone-cut-over-flag-file", a.postpone_cut_over_flag_file.as_deref())?;
-    cfg.chunk_size = a.chunk_size;
-    cfg.chunk_target = Duration::from_millis(a.chunk_time_millis.max(10));
-    cfg.dml_batch_size = a.dml_batch_size;
-    cfg.postpone_cut_over = a.postpone_cut_over;
-    cfg.postpone_cut_over_flag_file = a.postpone_cut_over_flag_file.clone();
-    cfg.cut_over_lock_timeout = Duration::from_secs(a.cut_over_lock_timeout_seconds.max(1));
-    cfg.default_retries = a.default_retries.max(1);
-    cfg.hooks_path = a.hooks_path.clone();
-    cfg.hook_hints = HookHints {
-        hint: a.hooks_hint.clone().unwrap_or_default(),
-        owner: a.hooks_hint_owner.clone().unwrap_or_default(),
-        token: a.hooks_hint_token.clone().unwrap_or_default(),
-    };
-    cfg.hook_timeout = Duration::from_secs(a.hook_timeout_seconds.max(1));
-    cfg.resume = a.resume;
+    super::refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.execute = !a.dry_run;
-    cfg.retry_for = Duration::from_secs(a.retry_seconds.max(1));
-    throttle_flags(a, &mut cfg)?;
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
     cfg.resume_command = Some(resume_command(&argv));
     Ok(cfg)
 }
 
-/// The throttle flags, as `migrate` reads them, into the move's throttle settings (checked before connecting).
-fn throttle_flags(a: &MoveTablesArgs, cfg: &mut MoveTablesConfig) -> Result<()> {
-    if a.throttle.max_lag_millis < 100 {
-        return Err(eyre!("--max-lag-millis {} is too small", a.throttle.max_lag_millis)).suggestion("use at least 100");
-    }
-    // `cfg.throttle` was made with the move's source: replicas default to its port, as before.
-    super::throttle_settings(&a.throttle, &mut cfg.throttle)
+/// The move's own copies of the shared settings, from the `MigrationConfig` the shared flags filled.
+fn take_shared(cfg: &mut MoveTablesConfig) {
+    let s = &cfg.throttle;
+    cfg.chunk_size = s.chunk_size;
+    cfg.chunk_target = s.chunk_target;
+    cfg.dml_batch_size = s.dml_batch_size;
+    cfg.postpone_cut_over = s.postpone_cut_over;
+    cfg.postpone_cut_over_flag_file = s.postpone_cut_over_flag_file.clone();
+    cfg.cut_over_lock_timeout = s.cut_over_lock_timeout;
+    cfg.default_retries = s.default_retries;
+    cfg.hooks_path = s.hooks_path.clone();
+    cfg.hook_hints = HookHints { hint: s.hooks_hint.clone(), owner: s.hooks_hint_owner.clone(), token: s.hooks_hint_token.clone() };
+    cfg.hook_timeout = s.hook_timeout;
+    cfg.resume = s.resume;
+    cfg.retry_for = s.retry_for;
 }
 
 pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
-    let use_console = !a.headless && !a.status_json && !a.rollback && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    init_tracing(use_console, a.verbose, a.debug);
+    let out = a.shared.output.clone();
+    let use_console = !out.headless && !out.status_json && !a.rollback && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    init_tracing(use_console, out.log_level());
     let cfg = match move_config(&a, &argv) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
+        Err(e) => return Ok(super::refused(&e)),
     };
     if a.rollback {
         return match move_tables::rollback(&cfg).await {
@@ -139,9 +123,9 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             return Ok(exit::REFUSED);
         }
     }
-    let theme = if use_console { Some(Theme::select(a.theme.as_deref())?) } else { None };
+    let theme = if use_console { Some(Theme::select(out.theme.as_deref())?) } else { None };
     let first = cfg.tables.first().cloned().unwrap_or_default();
-    let socket = a.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
+    let socket = out.serve_socket_file.clone().unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{first}.sock", cfg.database)));
     // Bound before the engine starts: a squatted socket path is refused before anything changes.
     let listener = match control::bind(socket.clone(), None).await {
         Ok(l) => l,
@@ -162,7 +146,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         })
     };
     let signal_task = super::stop_on_signals(handle.clone());
-    let front = super::FrontEnd::run(&handle, theme, &first, a.status_json, &socket).await;
+    let front = super::FrontEnd::run(&handle, theme, &first, out.status_json, &socket).await;
     let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
     front.stop().await;
     shutdown.cancel();
@@ -179,27 +163,11 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             ));
             Ok(exit::OK)
         }
-        Ok(MoveOutcome::DryRun { plan }) => {
-            for line in plan {
-                say(&line);
-            }
-            Ok(exit::OK)
-        }
+        Ok(MoveOutcome::DryRun { plan }) => Ok(super::print_plan(&plan)),
         Ok(MoveOutcome::Stopped { state }) => {
-            super::write_state(&state, a.state_file.as_deref())?;
-            eprintln!("stopped ({}) with a checkpoint; resume with: {}", state.reason, state.resume_command.clone().unwrap_or_default());
-            Ok(exit::STOPPED)
+            super::stopped(&state, out.state_file.as_deref(), &format!("stopped ({})", state.reason), state.resume_command.as_deref())
         }
-        Err(e) => {
-            let reached_setup = handle.snapshot().phase_seconds.iter().any(|(p, _)| *p >= Phase::Setup && !p.is_terminal());
-            eprintln!("Error: {e:?}");
-            if reached_setup {
-                eprintln!("resume with: {}", cfg.resume_command.clone().unwrap_or_default());
-                Ok(exit::FAILED)
-            } else {
-                Ok(exit::REFUSED)
-            }
-        }
+        Err(e) => Ok(super::failed(&e, &handle, cfg.resume_command.as_deref())),
     }
 }
 

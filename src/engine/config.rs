@@ -86,6 +86,9 @@ pub struct MigrationConfig {
     pub approve_renamed_columns: bool,
     pub skip_renamed_columns: bool,
     pub allow_on_master: bool,
+    /// The server may replicate from another one (two primaries, gh-ost's `--allow-master-master`); without it a
+    /// server that is a replica is refused, naming its primary.
+    pub allow_master_master: bool,
     pub ok_to_drop_table: bool,
     pub initially_drop_ghost_table: bool,
     pub initially_drop_old_table: bool,
@@ -159,6 +162,7 @@ impl MigrationConfig {
             approve_renamed_columns: false,
             skip_renamed_columns: false,
             allow_on_master: true,
+            allow_master_master: false,
             ok_to_drop_table: false,
             initially_drop_ghost_table: false,
             initially_drop_old_table: false,

@@ -41,6 +41,44 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
     }
 }
 
+/// A server that replicates from another is refused: revenant migrates on the primary (replica mode, gh-ost's
+/// `--migrate-on-replica` / `--test-on-replica`, is not built). A read-only one always; a writable one unless
+/// `allow_master_master` says it is one of two primaries that replicate from each other.
+async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &MigrationConfig) -> Result<()> {
+    let q = if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" };
+    let read_only = var(conn, "read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
+    let server = cfg.source.display();
+    let rows: Vec<mysql_async::Row> = match conn.query(q).await {
+        Ok(rows) => rows,
+        // Not allowed to look (MariaDB wants REPLICA MONITOR for it): a writable server is taken for the primary,
+        // as before this check existed; a read-only one cannot be migrated on anyway.
+        Err(mysql_async::Error::Server(e)) if matches!(e.code, 1227 | 1142 | 1044) && !read_only => {
+            tracing::warn!("{server}: cannot run {q} ({}); taking the server for the primary", e.message);
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(Report::new(e).wrap_err(format!("{q} on {server}")).suggestion(
+                "revenant checks that --host is the primary: GRANT REPLICATION CLIENT (on MariaDB also SLAVE MONITOR) ON *.*",
+            ))
+        }
+    };
+    let Some(row) = rows.first() else { return Ok(()) };
+    let get = |names: [&str; 2]| names.iter().find_map(|n| row.get_opt::<String, _>(*n).and_then(|r| r.ok())).unwrap_or_else(|| "?".into());
+    let primary = format!("{}:{}", get(["Source_Host", "Master_Host"]), get(["Source_Port", "Master_Port"]));
+    if cfg.allow_master_master && !read_only {
+        tracing::info!("{server} replicates from {primary}; taken for one of two primaries, as --allow-master-master says");
+        return Ok(());
+    }
+    let todo = format!("point --host at the primary {primary} (gh-ost's runbooks add --allow-on-master)");
+    if read_only {
+        return Err(refuse(format!("{server} is a replica (it replicates from {primary}, read_only=ON); migrating on a replica is not built yet"), todo));
+    }
+    Err(refuse(
+        format!("{server} is a replica (it replicates from {primary}); migrating on a replica is not built yet"),
+        format!("{todo}; if the two servers are writable primaries replicating from each other, add --allow-master-master"),
+    ))
+}
+
 /// Runs every check; returns the plan or the first refusal.
 pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<Plan> {
     run_on(conn, cfg, &cfg.table).await
@@ -59,6 +97,7 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
             "revenant supports MariaDB 10.6+ and MySQL 8.0+",
         ));
     }
+    refuse_replica(conn, mariadb, cfg).await?;
     // Binary log settings.
     let log_bin = var(conn, "log_bin").await?.unwrap_or_default();
     if log_bin != "1" && !log_bin.eq_ignore_ascii_case("on") {

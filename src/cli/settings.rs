@@ -1,0 +1,155 @@
+//! The one conversion from the shared flag groups (src/cli/args.rs) to the engine's settings, for `migrate` and
+//! `move-tables` alike: credentials resolved, every number checked against its range and every value parsed
+//! before anything connects, so bad input is refused with the flag's name and what to give instead.
+
+use std::time::Duration;
+
+use color_eyre::eyre::{eyre, Result};
+use color_eyre::Section;
+
+use super::args::{ConnectionArgs, SharedArgs, ThrottleArgs};
+use super::credentials;
+use crate::engine::config::{ConnectionConfig, MigrationConfig, Secret};
+
+/// Refuses `value` of `--flag` outside `min..=max` (also a `--config` key of that name), naming the range.
+pub(crate) fn within(flag: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<u64> {
+    if value < min || value > max {
+        return Err(eyre!("--{flag} {value} is out of range")).suggestion(format!("use {min} to {max} {unit}; nothing was changed"));
+    }
+    Ok(value)
+}
+
+/// The connection flags with the password sources (`--conf`, ~/.my.cnf, MYSQL_PWD, `--ask-pass`, `--password`).
+/// Also returns what was found, for the target of a move that shares the source's password sources.
+pub(crate) fn connection(a: &ConnectionArgs) -> Result<(ConnectionConfig, credentials::Found)> {
+    let found = credentials::resolve(a.password.clone(), a.ask_pass, a.conf.as_ref())?;
+    let user = a.user.clone().or(found.user.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "root".into());
+    let host = if a.host == "127.0.0.1" { found.host.clone().unwrap_or_else(|| a.host.clone()) } else { a.host.clone() };
+    let port = if a.port == 3306 { found.port.unwrap_or(a.port) } else { a.port };
+    if found.password.is_some() {
+        tracing::debug!("password from {}", found.password_source);
+    }
+    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None };
+    Ok((source, found))
+}
+
+/// The shared flag groups into `cfg` (copy, throttle, cut-over, hooks, run), each checked first. `move-tables`
+/// reads its own settings back out of the `MigrationConfig` this fills.
+pub(crate) fn apply_shared(a: &SharedArgs, cfg: &mut MigrationConfig) -> Result<()> {
+    let (copy, cut, hooks, run) = (&a.copy, &a.cut_over, &a.hooks, &a.run);
+    if copy.chunk_size == 0 || copy.chunk_size > 100_000 {
+        return Err(eyre!("--chunk-size {} is out of range", copy.chunk_size)).suggestion("use 1 to 100000 rows (gh-ost allows 10 to 100000); nothing was changed");
+    }
+    if copy.dml_batch_size == 0 || copy.dml_batch_size > 100_000 {
+        return Err(eyre!("--dml-batch-size {} is out of range", copy.dml_batch_size)).suggestion("use 1 to 100000 row events; nothing was changed");
+    }
+    cfg.chunk_size = copy.chunk_size;
+    cfg.chunk_target = Duration::from_millis(within("chunk-time-millis", copy.chunk_time_millis, 0, 3_600_000, "ms")?.max(10));
+    cfg.dml_batch_size = copy.dml_batch_size;
+    cfg.cut_over_lock_timeout = Duration::from_secs(within("cut-over-lock-timeout-seconds", cut.cut_over_lock_timeout_seconds, 0, 3600, "seconds")?.max(1));
+    cfg.default_retries = cut.default_retries.max(1);
+    cfg.postpone_cut_over_flag_file = cut.postpone_cut_over_flag_file.clone();
+    cfg.postpone_cut_over = cut.postpone_cut_over;
+    cfg.hooks_path = hooks.hooks_path.clone();
+    cfg.hooks_hint = hooks.hooks_hint.clone().unwrap_or_default();
+    cfg.hooks_hint_owner = hooks.hooks_hint_owner.clone().unwrap_or_default();
+    cfg.hooks_hint_token = hooks.hooks_hint_token.clone().unwrap_or_default();
+    cfg.hook_timeout = Duration::from_secs(within("hook-timeout-seconds", hooks.hook_timeout_seconds, 0, 86_400, "seconds")?.max(1));
+    cfg.resume = run.resume;
+    cfg.retry_for = Duration::from_secs(within("retry-seconds", run.retry_seconds, 0, 604_800, "seconds")?.max(1));
+    throttle_settings(&a.throttle, cfg)
+}
+
+/// The throttle flags into `cfg`, each checked before anything connects.
+fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> {
+    use crate::engine::throttle::throttlers;
+    let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
+    if !(0.0..=100.0).contains(&a.nice_ratio) {
+        return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
+    }
+    cfg.max_lag_millis = within("max-lag-millis", a.max_lag_millis, 0, 86_400_000, "ms")?;
+    cfg.heartbeat_interval = Duration::from_millis(within("heartbeat-interval-millis", a.heartbeat_interval_millis, 10, 60_000, "ms")?);
+    cfg.throttle_flag_file = a.throttle_flag_file.clone();
+    cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
+    cfg.throttle_query = match a.throttle_query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        Some(q) => Some(
+            crate::engine::throttle::query::check_throttle_query(q)
+                .map_err(|e| eyre!("--throttle-query: {e}"))
+                .suggestion("give one SELECT whose first column > 0 throttles")?,
+        ),
+        None => None,
+    };
+    cfg.panic_flag_file = a.panic_flag_file.clone();
+    super::refuse_foreign_flag("--throttle-flag-file", cfg.throttle_flag_file.as_deref())?;
+    super::refuse_foreign_flag("--throttle-additional-flag-file", cfg.throttle_additional_flag_file.as_deref())?;
+    super::refuse_foreign_flag("--panic-flag-file", cfg.panic_flag_file.as_deref())?;
+    cfg.nice_ratio = a.nice_ratio;
+    if let Some(v) = &a.max_load {
+        cfg.max_load = throttlers::parse_load(v).map_err(|e| bad("max-load", e, "give Var=N[,Var=N...], e.g. Threads_running=25"))?;
+    }
+    if let Some(v) = &a.critical_load {
+        cfg.critical_load = throttlers::parse_load(v).map_err(|e| bad("critical-load", e, "give Var=N[,Var=N...], e.g. Threads_running=1000"))?;
+    }
+    cfg.critical_load_interval = Duration::from_millis(within("critical-load-interval-millis", a.critical_load_interval_millis, 0, 3_600_000, "ms")?);
+    cfg.critical_load_hibernate = Duration::from_secs(within("critical-load-hibernate-seconds", a.critical_load_hibernate_seconds, 0, 86_400, "seconds")?);
+    if let Some(v) = &a.throttle_control_replicas {
+        cfg.throttle_control_replicas =
+            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
+    }
+    if let Some(u) = &a.throttle_http {
+        throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
+        cfg.throttle_http = Some(u.clone());
+    }
+    if a.throttle_http_timeout_millis == 0 {
+        return Err(bad("throttle-http-timeout-millis", "0 ms leaves no time for an answer".into(), "give at least 1 (gh-ost's default is 1000)"));
+    }
+    cfg.throttle_http_interval = Duration::from_millis(within("throttle-http-interval-millis", a.throttle_http_interval_millis, 0, 3_600_000, "ms")?);
+    cfg.throttle_http_timeout = Duration::from_millis(within("throttle-http-timeout-millis", a.throttle_http_timeout_millis, 1, 600_000, "ms")?);
+    cfg.ignore_http_errors = a.ignore_http_errors;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Cmd};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn shared(argv: &[&str]) -> SharedArgs {
+        let m = Cli::command().try_get_matches_from(argv).expect("parse");
+        match Cli::from_arg_matches(&m).expect("args").command {
+            Cmd::Migrate(a) => a.shared,
+            Cmd::MoveTables(a) => a.shared,
+            _ => panic!("not migrate or move-tables"),
+        }
+    }
+
+    fn cfg() -> MigrationConfig {
+        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None };
+        MigrationConfig::new(conn, "d", "t", "ADD COLUMN c INT")
+    }
+
+    #[test]
+    fn both_commands_share_one_conversion_and_its_ranges() {
+        for cmd in ["migrate", "move-tables"] {
+            let a = shared(&["revenant", cmd, "--chunk-size", "500", "--hooks-hint", "h1", "--cut-over-lock-timeout-seconds", "7", "--retry-seconds", "9"]);
+            let mut c = cfg();
+            apply_shared(&a, &mut c).expect("in range");
+            let mut h = cfg();
+            apply_shared(&shared(&["revenant", cmd, "--heartbeat-interval-millis", "100"]), &mut h).expect("in range");
+            assert_eq!(h.heartbeat_interval, Duration::from_millis(100), "{cmd}: --heartbeat-interval-millis");
+            assert_eq!((c.chunk_size, c.hooks_hint.as_str()), (500, "h1"), "{cmd}");
+            assert_eq!((c.cut_over_lock_timeout, c.retry_for), (Duration::from_secs(7), Duration::from_secs(9)), "{cmd}");
+            for (flag, value) in [
+                ("--cut-over-lock-timeout-seconds", "4611686018427387904"),
+                ("--critical-load-hibernate-seconds", "18446744073709551615"),
+                ("--hook-timeout-seconds", "86401"),
+                ("--heartbeat-interval-millis", "5"),
+            ] {
+                let e = apply_shared(&shared(&["revenant", cmd, flag, value]), &mut cfg()).expect_err("out of range");
+                let text = format!("{e:?}");
+                assert!(text.contains(&format!("{flag} {value} is out of range")), "{cmd} {flag}: {text}");
+            }
+        }
+    }
+}
