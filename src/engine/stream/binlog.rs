@@ -154,7 +154,13 @@ pub async fn run(
             s.connected = false;
         }
         let e = match result {
-            Ok(StreamEnd::Cancelled) | Ok(StreamEnd::ReceiverGone) => return Ok(()),
+            Ok(StreamEnd::Cancelled) => return Ok(()),
+            Ok(StreamEnd::ReceiverGone) => {
+                // The applier stopped (an error, or a stop): its own result says why. Ending first would make the
+                // pipeline report "the binlog streamer ended unexpectedly" instead; wait to be cancelled.
+                cancel.cancelled().await;
+                return Ok(());
+            }
             Err(e) => e,
         };
         if is_fatal(&e) {
