@@ -234,7 +234,10 @@ async fn mixed_case_table_names_match_under_lower_case_table_names() {
         let (handle, join) = migrate::start(cfg);
         let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await;
         let ops = writer.stop().await?;
-        finish_after_ready(&handle, join, ready).await?;
+        // A migration that never gets ready (the row events dropped by name) would be awaited for ever.
+        tokio::time::timeout(Duration::from_secs(90), finish_after_ready(&handle, join, ready))
+            .await
+            .map_err(|_| eyre!("[{flavor}] the migration neither got ready nor ended: {:?}", handle.status.borrow().message))??;
         let old = table_checksum(&mut c, "app", "_orders_del", &["id", "a", "b"]).await?;
         let new = table_checksum(&mut c, "app", "orders", &["id", "a", "b"]).await?;
         assert_eq!(old, new, "[{flavor}] rows differ ({ops} writer ops)");
