@@ -179,9 +179,14 @@ impl Applier {
             };
             let Some(first) = first else { return Ok(()) };
             items.clear();
+            // Whole transactions until the batch holds --dml-batch-size rows (the first one counts too: a batch
+            // of 1 used to take two transactions).
+            let mut rows = match &first {
+                StreamItem::Transaction(t) => t.changes.len(),
+                StreamItem::Progress(_) => 0,
+            };
             items.push(first);
             let limit = self.shared.dml_batch_size.load(Ordering::Relaxed).max(1) as usize;
-            let mut rows = 0usize;
             while rows < limit {
                 match rx.try_recv() {
                     Ok(item) => {
@@ -302,6 +307,10 @@ impl Applier {
             .wrap_err("recording the applied position")?;
         }
         crate::engine::failpoint::hit("apply-before-commit")?;
+        if events > 0 {
+            // Only batches that write rows of a watched table (not heartbeats alone): "between two row batches".
+            crate::engine::failpoint::hit("apply-rows-before-commit")?;
+        }
         tx.commit().await.wrap_err("committing an apply batch")?;
         if let Some(pos) = last_position {
             crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
