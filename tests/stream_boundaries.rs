@@ -448,3 +448,38 @@ async fn a_savepoint_transaction_killed_between_row_batches_resumes_exactly() {
     })
     .await;
 }
+
+/// MySQL's compressed transactions (binlog_transaction_compression=ON) are read through and applied; MariaDB's
+/// compressed events (log_bin_compress=ON), which the client cannot read, stop the run with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compressed_binlog_events_are_applied_or_stop_the_run() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        common::seed_app_table(&server, "t", 500).await?;
+        let (handle, join) = migrate::start(test_config(&server, "app", "t", "ADD COLUMN f INT NOT NULL DEFAULT 7"));
+        let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await;
+        let mut c = server.conn().await?;
+        if flavor == Flavor::MySql {
+            exec_all(&mut c, "SET SESSION binlog_transaction_compression = ON;\nUPDATE app.t SET a = a + 5 WHERE id <= 50;\n\
+                DELETE FROM app.t WHERE id = 60;\nINSERT INTO app.t (a, b) VALUES (7, 'compressed')").await?;
+            let zstd: Option<u64> = c.query_first("SELECT SUM(TRANSACTION_COUNTER) FROM performance_schema.binary_log_transaction_compression_stats \
+                WHERE LOG_TYPE = 'BINARY' AND COMPRESSION_TYPE = 'ZSTD'").await?;
+            assert!(zstd.unwrap_or(0) >= 3, "[{flavor}] the transactions were not compressed ({zstd:?})");
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            finish_after_ready(&handle, join, ready).await?;
+            let old = table_checksum(&mut c, "app", "_t_del", &["id", "a", "b"]).await?;
+            let new = table_checksum(&mut c, "app", "t", &["id", "a", "b"]).await?;
+            assert_eq!(old, new, "[{flavor}] rows differ after compressed transactions");
+            return Ok(());
+        }
+        ready?;
+        exec_all(&mut c, "SET GLOBAL log_bin_compress_min_len = 10;\nSET GLOBAL log_bin_compress = ON").await?;
+        let mut w = server.conn().await?;
+        w.query_drop("UPDATE app.t SET b = REPEAT('x', 60) WHERE id <= 20").await?;
+        let r = tokio::time::timeout(Duration::from_secs(20), join).await.map_err(|_| eyre!("[{flavor}] the run went on"))??;
+        let err = format!("{:#}", r.err().ok_or_else(|| eyre!("[{flavor}] the migration succeeded"))?);
+        assert!(err.contains("compressed rows event") && err.contains("log_bin_compress"), "[{flavor}] {err}");
+        Ok(())
+    })
+    .await;
+}
