@@ -483,3 +483,31 @@ async fn compressed_binlog_events_are_applied_or_stop_the_run() {
     })
     .await;
 }
+
+/// MySQL's partial JSON updates (binlog_row_value_options=PARTIAL_JSON) carry a diff, not the value: the run stops
+/// at once with the reason (it used to retry the same event for the whole retry window).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_json_update_stops_the_run_at_once() {
+    each_flavor(|flavor| async move {
+        if flavor == Flavor::MariaDb {
+            eprintln!("[mariadb] skipped: MariaDB has no partial JSON row events");
+            return Ok(());
+        }
+        let server = Server::start(flavor).await?;
+        let mut c = server.conn().await?;
+        exec_all(&mut c, "CREATE DATABASE app;\nCREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, j JSON);\n\
+            INSERT INTO app.t (a, j) VALUES (1, '{\"k\": 1, \"pad\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}'), (2, '{\"k\": 2}')").await?;
+        let mut cfg = test_config(&server, "app", "t", "ADD COLUMN f INT NOT NULL DEFAULT 7");
+        cfg.retry_for = Duration::from_secs(60);
+        let (handle, join) = migrate::start(cfg);
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await?;
+        exec_all(&mut c, "SET SESSION binlog_row_value_options = 'PARTIAL_JSON';\nUPDATE app.t SET j = JSON_SET(j, '$.k', 5) WHERE id = 1").await?;
+        let started = std::time::Instant::now();
+        let r = tokio::time::timeout(Duration::from_secs(20), join).await.map_err(|_| eyre!("[{flavor}] the run went on"))??;
+        let err = format!("{:#}", r.err().ok_or_else(|| eyre!("[{flavor}] the migration succeeded"))?);
+        assert!(err.contains("partial JSON") && err.contains("binlog_row_value_options"), "[{flavor}] {err}");
+        assert!(started.elapsed() < Duration::from_secs(10), "[{flavor}] stopped only after {:?}", started.elapsed());
+        Ok(())
+    })
+    .await;
+}

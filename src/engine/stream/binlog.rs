@@ -132,6 +132,8 @@ pub async fn binlog_file_pos(conn: &mut mysql_async::Conn) -> Result<(String, u6
 pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
 /// No event and no heartbeat for this long: the connection is dead or stalled (half-open TCP); reconnect.
 pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same before a new stream's first event: the server may first scan large binlog files for the start GTID.
+pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Runs the streamer until cancelled, the receiver goes away, or retries run out. A [`Fatal`] error (see the
 /// assembler) ends it at once: retrying would read the same events again.
@@ -292,7 +294,8 @@ async fn stream_once(
         };
         let ev = match next {
             Err(_) => {
-                if last_event.elapsed() > SILENCE_TIMEOUT {
+                let silence = if *healthy { SILENCE_TIMEOUT } else { FIRST_EVENT_TIMEOUT };
+                if last_event.elapsed() > silence {
                     bail!("no binlog event and no heartbeat for {:?} (heartbeats every {HEARTBEAT_PERIOD:?}): the connection is dead or stalled", last_event.elapsed());
                 }
                 if !asm.in_transaction() && progress.due(true) && out.send(StreamItem::Progress(position.clone())).await.is_err() {
