@@ -219,14 +219,12 @@ async fn xa_commit_and_rollback_under_a_writer_leave_identical_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mixed_case_table_names_match_under_lower_case_table_names() {
     each_flavor(|flavor| async move {
-        if flavor == Flavor::MySql {
-            // MySQL fixes lower_case_table_names at --initialize; the sandbox's template is initialised with 0.
-            eprintln!("[mysql] skipped: lower_case_table_names needs its own initialised data directory");
-            return Ok(());
-        }
+        // MySQL fixes it at --initialize: the sandbox then initialises this server's own data directory.
         let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()] };
         let server = Server::start_with(flavor, opts).await?;
         let mut c = server.conn().await?;
+        let lower: Option<u64> = c.query_first("SELECT @@lower_case_table_names").await?;
+        assert_eq!(lower, Some(1), "[{flavor}] the server runs with lower_case_table_names={lower:?}");
         common::seed_app_table(&server, "Orders", 2000).await?;
         let writer = Writer::start(&server, "app", "Orders", &["a", "b"], true).await?;
         let mut cfg = test_config(&server, "app", "Orders", "ADD COLUMN f INT NOT NULL DEFAULT 7");
