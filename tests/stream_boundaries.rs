@@ -154,7 +154,7 @@ fn xa_writer(server: &Server, stop: Arc<AtomicU64>) -> tokio::task::JoinHandle<R
                 0 | 1 => {
                     c.query_drop(format!("XA PREPARE {x}")).await?;
                     tokio::time::sleep(Duration::from_millis(20)).await;
-                    let end = if n % 3 == 0 { "COMMIT" } else { "ROLLBACK" };
+                    let end = if n.is_multiple_of(3) { "COMMIT" } else { "ROLLBACK" };
                     c.query_drop(format!("XA {end} {x}")).await?;
                 }
                 _ => c.query_drop(format!("XA COMMIT {x} ONE PHASE")).await?,

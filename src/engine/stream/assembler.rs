@@ -21,6 +21,7 @@
 //!   A stream from there replays every transaction after it (the applier's REPLACE/DELETE of full row images are
 //!   idempotent in order), and every XA COMMIT in that replay finds its PREPARE in the replay too, whatever the
 //!   domains: the freeze began when nothing was pending.
+//!
 //! The one case that cannot be exact: an XA COMMIT whose PREPARE lies before the stream's first start (its rows
 //! were prepared, so invisible to the copy, and are not in the log read): that is a [`Fatal`] error.
 

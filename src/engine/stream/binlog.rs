@@ -311,21 +311,11 @@ async fn stream_once(
         last_event = Instant::now();
         let log_pos = ev.header().log_pos() as u64;
         let mapped = events::map(&ev, |id| stream.get_tme(id), &names, case);
-        match &mapped.note {
-            Note::Rotate { name, pos } => {
-                position.file = clean_file_name(name, cfg.mariadb && !seen_format_description && checksummed);
-                if let Ok(mut s) = state.lock() {
-                    (s.file, s.pos) = (position.file.clone(), *pos);
-                }
-            }
-            Note::FormatDescription => seen_format_description = true,
-            _ if log_pos > 0 => {
-                if let Ok(mut s) = state.lock() {
-                    s.pos = log_pos;
-                }
-            }
-            _ => {}
+        if mapped.note == Note::FormatDescription {
+            seen_format_description = true;
         }
+        let fake_with_checksum = cfg.mariadb && !seen_format_description && checksummed;
+        note_position(&mapped.note, log_pos, fake_with_checksum, position, state);
         let event = decode_rows(&ev, mapped, |id| stream.get_tme(id), &cfg.watched)?;
         let Some(output) = asm.feed(event)? else { continue };
         if log_pos > 0 {
@@ -352,6 +342,25 @@ async fn stream_once(
             return Ok(StreamEnd::ReceiverGone);
         }
         last_event = Instant::now();
+    }
+}
+
+/// Follows rotations (the file name) and event positions for the status snapshot.
+fn note_position(
+    note: &Note,
+    log_pos: u64,
+    fake_with_checksum: bool,
+    position: &mut BinlogPosition,
+    state: &std::sync::Mutex<StreamerState>,
+) {
+    let Ok(mut s) = state.lock() else { return };
+    match note {
+        Note::Rotate { name, pos } => {
+            position.file = clean_file_name(name, fake_with_checksum);
+            (s.file, s.pos) = (position.file.clone(), *pos);
+        }
+        _ if log_pos > 0 => s.pos = log_pos,
+        _ => {}
     }
 }
 
