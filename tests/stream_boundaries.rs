@@ -3,6 +3,7 @@
 //! statement-format DML on the original stopping the run, and a stalled connection being replaced.
 
 mod common;
+mod move_support;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -505,6 +506,37 @@ async fn a_partial_json_update_stops_the_run_at_once() {
         let err = format!("{:#}", r.err().ok_or_else(|| eyre!("[{flavor}] the migration succeeded"))?);
         assert!(err.contains("partial JSON") && err.contains("binlog_row_value_options"), "[{flavor}] {err}");
         assert!(started.elapsed() < Duration::from_secs(10), "[{flavor}] stopped only after {:?}", started.elapsed());
+        Ok(())
+    })
+    .await;
+}
+
+/// Issue 13.3 for move-tables: `--tables Orders,Items` on servers with lower_case_table_names=1 (the tables are
+/// stored as orders/items): the row events must be applied, not dropped by name, before the drain completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn move_tables_named_in_other_case_under_lower_case_table_names() {
+    each_flavor(|flavor| async move {
+        let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()] };
+        let source = Server::start_with(flavor, opts.clone()).await?;
+        let target = Server::start_with(flavor, opts).await?;
+        move_support::seed(&source, &target, "shop", 800).await?;
+        let w1 = move_support::AppWriter::start(&source, "shop", "orders", 5).await?;
+        let w2 = move_support::AppWriter::start(&source, "shop", "items", 9).await?;
+        let mut cfg = move_support::move_config(&source, &target, "shop");
+        cfg.tables = vec!["Orders".into(), "Items".into()];
+        let (handle, join) = revenant::engine::pipeline::move_tables::start(cfg);
+        let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(90)).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (ok1, _) = w1.stop().await?;
+        let (ok2, _) = w2.stop().await?;
+        ready?;
+        let applied = handle.snapshot().binlog.events_applied;
+        assert!(applied > 0, "[{flavor}] no row event applied ({ok1} + {ok2} writes on the source)");
+        let reply = handle.send(revenant::engine::Command::CutOver).await;
+        assert!(reply.ok, "[{flavor}] {}", reply.message);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        assert!(matches!(outcome, revenant::engine::pipeline::move_tables::MoveOutcome::Done { .. }), "[{flavor}] {outcome:?}");
+        move_support::verify_moved(&source, &target, "shop").await?;
         Ok(())
     })
     .await;
