@@ -1,5 +1,6 @@
 //! Named fail points for crash tests. Built only with the `failpoints` feature; `REVENANT_FAILPOINTS=name,...`
-//! makes the named points fail (`name`) or kill the process at once (`name=exit`, a crash without clean-up).
+//! makes the named points fail (`name`) or kill the process at once (`name=exit`, a crash without clean-up);
+//! `name@N` / `name=exit@N` act on the point's N-th hit only (counted per process).
 
 use color_eyre::eyre::Result;
 
@@ -9,8 +10,12 @@ pub fn hit(name: &str) -> Result<()> {
     use color_eyre::eyre::bail;
     let Ok(list) = std::env::var("REVENANT_FAILPOINTS") else { return Ok(()) };
     for item in list.split(',').map(str::trim) {
+        let (item, nth) = match item.split_once('@') {
+            Some((i, n)) => (i, n.parse::<u64>().ok()),
+            None => (item, None),
+        };
         let (n, action) = item.split_once('=').unwrap_or((item, "error"));
-        if n == name {
+        if n == name && nth.is_none_or(|want| nth_hit(name) == want) {
             tracing::warn!("fail point {name} hit ({action})");
             if action == "exit" {
                 // Like kill -9: no destructors, no checkpoint.
@@ -20,6 +25,18 @@ pub fn hit(name: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Counts this hit of `name` (1 for the first).
+#[cfg(feature = "failpoints")]
+fn nth_hit(name: &str) -> u64 {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static HITS: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
+    let Ok(mut guard) = HITS.lock() else { return 0 };
+    let n = guard.get_or_insert_with(HashMap::new).entry(name.to_string()).or_insert(0);
+    *n += 1;
+    *n
 }
 
 #[cfg(not(feature = "failpoints"))]

@@ -160,29 +160,40 @@ fn template(flavor: Flavor) -> Result<Place> {
     }
     let _ = std::fs::remove_dir_all(&t.host);
     let started = Instant::now();
+    initialize(flavor, &t.server, &[])?;
+    std::fs::write(t.host.join(".ready"), b"")?;
+    tracing::debug!("{flavor} template initialised in {:?}", started.elapsed());
+    Ok(t)
+}
+
+/// Server options that MySQL fixes when the data directory is initialised (a server started with one gets its own
+/// freshly initialised data directory instead of a copy of the template). MariaDB takes them at any start.
+const MYSQL_INIT_TIME_OPTIONS: &[&str] = &["--lower-case-table-names="];
+
+/// Initialises a data directory (`datadir` as the server process sees it), with `extra` server options.
+fn initialize(flavor: Flavor, datadir: &Path, extra: &[String]) -> Result<()> {
     let output = match flavor {
         Flavor::MariaDb => Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
-            .arg(format!("--datadir={}", t.server.display()))
+            .arg(format!("--datadir={}", datadir.display()))
             .output()
             .wrap_err("running mariadb-install-db")?,
         Flavor::MySql => Command::new("chroot")
             .arg(mysql_chroot())
             .args(["/usr/sbin/mysqld", "--no-defaults", "--initialize-insecure", "--user=root"])
-            .arg(format!("--datadir={}", t.server.display()))
+            .arg(format!("--datadir={}", datadir.display()))
+            .args(extra)
             .output()
             .wrap_err("running mysqld --initialize-insecure in the chroot")?,
     };
     if !output.status.success() {
         bail!(
-            "initialising the {flavor} template failed: {}\n{}",
+            "initialising a {flavor} data directory failed: {}\n{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
     }
-    std::fs::write(t.host.join(".ready"), b"")?;
-    tracing::debug!("{flavor} template initialised in {:?}", started.elapsed());
-    Ok(t)
+    Ok(())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -232,7 +243,20 @@ impl Server {
         std::fs::create_dir_all(&dir.host)?;
         // Its own temporary directory: nothing shared with other processes' /tmp.
         std::fs::create_dir_all(dir.host.join("tmp"))?;
-        copy_dir(&t.host, &dir.host.join("data"))?;
+        let init_time: Vec<String> = match flavor {
+            Flavor::MySql => opts
+                .extra_args
+                .iter()
+                .filter(|a| MYSQL_INIT_TIME_OPTIONS.iter().any(|o| a.starts_with(o)))
+                .cloned()
+                .collect(),
+            Flavor::MariaDb => Vec::new(),
+        };
+        if init_time.is_empty() {
+            copy_dir(&t.host, &dir.host.join("data"))?;
+        } else {
+            initialize(flavor, &dir.server.join("data"), &init_time)?;
+        }
         // Each MySQL server needs its own server_uuid: drop the template's so mysqld makes a new one.
         let _ = std::fs::remove_file(dir.host.join("data").join("auto.cnf"));
         let _ = std::fs::remove_file(dir.host.join("data").join(".ready"));

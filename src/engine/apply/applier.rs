@@ -15,7 +15,9 @@ use mysql_async::{TxOpts, Value};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::stream::assembler::Fatal;
 use crate::engine::stream::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
+use crate::engine::stream::statement::{self, NameCase};
 use crate::engine::checkpoint;
 use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::retry::{self, Retry};
@@ -177,9 +179,14 @@ impl Applier {
             };
             let Some(first) = first else { return Ok(()) };
             items.clear();
+            // Whole transactions until the batch holds --dml-batch-size rows (the first one counts too: a batch
+            // of 1 used to take two transactions).
+            let mut rows = match &first {
+                StreamItem::Transaction(t) => t.changes.len(),
+                StreamItem::Progress(_) => 0,
+            };
             items.push(first);
             let limit = self.shared.dml_batch_size.load(Ordering::Relaxed).max(1) as usize;
-            let mut rows = 0usize;
             while rows < limit {
                 match rx.try_recv() {
                     Ok(item) => {
@@ -243,8 +250,11 @@ impl Applier {
             if let Some(stmt) = &txn.statement {
                 if !ddl_allowed {
                     for (db, t) in &self.guarded_tables {
-                        if ddl_touches(stmt, db, t) {
-                            bail!("the original table {db}.{t} was changed during the migration by: {stmt}; the migration stops (nothing was swapped)");
+                        if ddl_touches(stmt, &txn.schema, db, t) {
+                            bail!(Fatal(format!(
+                                "the original table {db}.{t} was changed during the run by: {stmt}; the run stops \
+                                 (nothing was swapped). Start the migration over for the table's new definition"
+                            )));
                         }
                     }
                 }
@@ -297,6 +307,10 @@ impl Applier {
             .wrap_err("recording the applied position")?;
         }
         crate::engine::failpoint::hit("apply-before-commit")?;
+        if events > 0 {
+            // Only batches that write rows of a watched table (not heartbeats alone): "between two row batches".
+            crate::engine::failpoint::hit("apply-rows-before-commit")?;
+        }
         tx.commit().await.wrap_err("committing an apply batch")?;
         if let Some(pos) = last_position {
             crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
@@ -380,30 +394,11 @@ fn same_param_types(first: &[Value], row: &[Value]) -> bool {
             .all(|(a, b)| *b == Value::NULL || std::mem::discriminant(a) == std::mem::discriminant(b))
 }
 
-/// Does this statement alter, drop, rename or truncate `db.table`?
-pub fn ddl_touches(stmt: &str, db: &str, table: &str) -> bool {
-    let lower = stmt.to_ascii_lowercase();
-    let words: Vec<String> = lower
-        .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(')
-        .filter(|w| !w.is_empty())
-        .map(|w| w.to_string())
-        .collect();
-    let first = words.first().map(String::as_str).unwrap_or("");
-    let second = words.get(1).map(String::as_str).unwrap_or("");
-    let is_table_ddl = match first {
-        "alter" => words.iter().take(4).any(|w| w == "table"),
-        "drop" | "rename" => second == "table" || second == "tables",
-        "truncate" => true,
-        _ => false,
-    };
-    if !is_table_ddl {
-        return false;
-    }
-    let (db, table) = (db.to_ascii_lowercase(), table.to_ascii_lowercase());
-    words.iter().skip(1).any(|w| {
-        let name = w.replace('`', "");
-        name == table || name == format!("{db}.{table}")
-    })
+/// Does this statement (run with default database `schema`) alter, drop, rename, truncate, re-create or index
+/// `db.table`? Comments are skipped and versioned comments read (`stream::statement`). Names compare without
+/// case: on a case-sensitive server that can stop a run for a same-named table in other case, never miss one.
+pub fn ddl_touches(stmt: &str, schema: &str, db: &str, table: &str) -> bool {
+    statement::ddl_touches(stmt, schema, db, table, NameCase::Folded)
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -430,12 +425,15 @@ mod tests {
 
     #[test]
     fn only_table_ddl_on_the_table_counts() {
-        assert!(ddl_touches("ALTER TABLE `t` ADD COLUMN x INT", "d", "t"));
-        assert!(ddl_touches("alter table d.t engine=innodb", "d", "t"));
-        assert!(ddl_touches("DROP TABLE IF EXISTS `d`.`t`", "d", "t"));
-        assert!(ddl_touches("RENAME TABLE t TO x", "d", "t"));
-        assert!(!ddl_touches("ALTER EVENT t DISABLE", "d", "t"));
-        assert!(!ddl_touches("ALTER TABLE `_t_gho` ADD COLUMN x INT", "d", "t"));
-        assert!(!ddl_touches("DROP TABLE other", "d", "t"));
+        assert!(ddl_touches("ALTER TABLE `t` ADD COLUMN x INT", "d", "d", "t"));
+        assert!(ddl_touches("alter table d.t engine=innodb", "", "d", "t"));
+        assert!(ddl_touches("DROP TABLE IF EXISTS `d`.`t`", "x", "d", "t"));
+        assert!(ddl_touches("RENAME TABLE t TO x", "d", "d", "t"));
+        assert!(ddl_touches("/* app */ ALTER TABLE t ADD COLUMN x INT", "d", "d", "t"));
+        assert!(ddl_touches("CREATE UNIQUE INDEX u ON t (a)", "d", "d", "t"));
+        assert!(!ddl_touches("ALTER EVENT t DISABLE", "d", "d", "t"));
+        assert!(!ddl_touches("ALTER TABLE `_t_gho` ADD COLUMN x INT", "d", "d", "t"));
+        assert!(!ddl_touches("DROP TABLE other", "d", "d", "t"));
+        assert!(!ddl_touches("ALTER TABLE t ADD COLUMN x INT", "elsewhere", "d", "t"));
     }
 }

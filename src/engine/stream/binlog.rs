@@ -1,7 +1,8 @@
 //! The binlog streamer: reads the source server's binary log from a GTID position, keeps the row events of the
 //! watched tables, and hands whole transactions (with the position after each) to the applier.
-//! Works on MySQL (COM_BINLOG_DUMP_GTID) and MariaDB (`@slave_connect_state`, raw GTID events). Reconnects from the
-//! last complete transaction after a network error.
+//! Works on MySQL (COM_BINLOG_DUMP_GTID) and MariaDB (`@slave_connect_state`, raw GTID events). Boundaries and
+//! positions are the assembler's (`assembler.rs`); this file does the I/O. Reconnects from the last safe position
+//! after a network error or when the server falls silent (no event or heartbeat for `SILENCE_TIMEOUT`).
 
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::stream::assembler::{is_fatal, Assembler, Event as AsmEvent, Fatal, Output, WatchedName};
+use crate::engine::stream::events::{self, Mapped, Note};
 use crate::engine::stream::gtid::{Gtid, GtidSet};
+use crate::engine::stream::statement::NameCase;
 use crate::engine::plan::schema::Column;
 use crate::engine::apply::values;
 
@@ -66,6 +70,8 @@ pub struct Transaction {
     pub changes: Vec<RowChange>,
     /// A statement logged as a query (DDL), if the transaction was one.
     pub statement: Option<String>,
+    /// The statement's default database (unqualified names in it resolve there).
+    pub schema: String,
 }
 
 /// What the streamer sends.
@@ -122,7 +128,15 @@ pub async fn binlog_file_pos(conn: &mut mysql_async::Conn) -> Result<(String, u6
     Ok((file, pos))
 }
 
-/// Runs the streamer until cancelled, the receiver goes away, or retries run out.
+/// How often the server is asked for a heartbeat while it has nothing to send.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(1);
+/// No event and no heartbeat for this long: the connection is dead or stalled (half-open TCP); reconnect.
+pub const SILENCE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The same before a new stream's first event: the server may first scan large binlog files for the start GTID.
+pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Runs the streamer until cancelled, the receiver goes away, or retries run out. A [`Fatal`] error (see the
+/// assembler) ends it at once: retrying would read the same events again.
 pub async fn run(
     cfg: StreamConfig,
     out: mpsc::Sender<StreamItem>,
@@ -136,52 +150,56 @@ pub async fn run(
         if cancel.is_cancelled() {
             return Ok(());
         }
-        let result = stream_once(&cfg, &mut position, &out, &state, &cancel).await;
+        let mut healthy = false;
+        let result = stream_once(&cfg, &mut position, &out, &state, &cancel, &mut healthy).await;
         if let Ok(mut s) = state.lock() {
             s.connected = false;
         }
-        match result {
-            Ok(StreamEnd::Cancelled) | Ok(StreamEnd::ReceiverGone) => return Ok(()),
-            Err(e) => {
-                let fatal = format!("{e:#}");
-                // Decoding errors are deterministic: retrying reads the same event again.
-                if fatal.contains("decoding") || fatal.contains("was the table altered") {
-                    return Err(e);
-                }
-                // Purged or diverged positions cannot be fixed by retrying.
-                if fatal.contains("1236") || fatal.contains("purged") {
-                    return Err(e.wrap_err(format!("the binlog position {} is no longer available", position.gtid_set)));
-                }
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                tracing::warn!("binlog stream error (reconnecting from {}): {fatal}", position.gtid_set);
-                if let Ok(mut s) = state.lock() {
-                    s.last_error = Some(fatal.clone());
-                }
-                if since.elapsed() > cfg.retry_for {
-                    return Err(e.wrap_err(format!(
-                        "the binlog stream kept failing for {:?}; last position {}",
-                        cfg.retry_for, position.gtid_set
-                    )));
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return Ok(()),
-                    _ = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+        let e = match result {
+            Ok(StreamEnd::Cancelled) => return Ok(()),
+            Ok(StreamEnd::ReceiverGone) => {
+                // The applier stopped (an error, or a stop): its own result says why. Ending first would make the
+                // pipeline report "the binlog streamer ended unexpectedly" instead; wait to be cancelled.
+                cancel.cancelled().await;
+                return Ok(());
             }
-            Ok(StreamEnd::Healthy) => {
-                failing_since = None;
-                backoff = Duration::from_millis(100);
-            }
+            Err(e) => e,
+        };
+        if is_fatal(&e) {
+            return Err(e.wrap_err(format!("the binlog stream stopped at {} (the checkpoint keeps it; resume continues there once the cause is fixed)", position.gtid_set)));
         }
+        let text = format!("{e:#}");
+        // Purged or diverged positions cannot be fixed by retrying.
+        if text.contains("1236") || text.contains("purged") {
+            return Err(e.wrap_err(format!("the binlog position {} is no longer available", position.gtid_set)));
+        }
+        if healthy {
+            // The stream worked before this error: a new failure, with a new retry window.
+            failing_since = None;
+            backoff = Duration::from_millis(100);
+        }
+        let since = *failing_since.get_or_insert_with(Instant::now);
+        tracing::warn!("binlog stream error (reconnecting from {}): {text}", position.gtid_set);
+        if let Ok(mut s) = state.lock() {
+            s.last_error = Some(text.clone());
+        }
+        if since.elapsed() > cfg.retry_for {
+            return Err(e.wrap_err(format!(
+                "the binlog stream kept failing for {:?}; last position {}",
+                cfg.retry_for, position.gtid_set
+            )));
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
 enum StreamEnd {
     Cancelled,
     ReceiverGone,
-    #[allow(dead_code)]
-    Healthy,
 }
 
 /// The file name of a ROTATE event. MariaDB's fake first ROTATE arrives before the format description, so the
@@ -192,62 +210,96 @@ fn clean_file_name(raw: &[u8], fake_with_checksum: bool) -> String {
     String::from_utf8_lossy(name).chars().filter(|c| !c.is_control()).collect()
 }
 
+/// One open binlog connection and what is known about the server it reads.
+struct Opened {
+    stream: mysql_async::BinlogStream,
+    checksummed: bool,
+    case: NameCase,
+}
+
+/// Connects (TCP keepalive on, 1 GiB packets, heartbeats asked for) and requests the log from `position`.
+async fn open_stream(cfg: &StreamConfig, position: &BinlogPosition) -> Result<Opened> {
+    let opts = mysql_async::OptsBuilder::from_opts(cfg.opts.clone())
+        .tcp_keepalive(Some(Duration::from_secs(10)))
+        .max_allowed_packet(Some(1 << 30));
+    let mut conn = mysql_async::Conn::new(opts).await.wrap_err("connecting the binlog client")?;
+    // Nanoseconds. MySQL 8.4+ reads @source_heartbeat_period, older MySQL and MariaDB @master_heartbeat_period.
+    let ns = HEARTBEAT_PERIOD.as_nanos() as u64;
+    conn.exec_drop("SET @master_heartbeat_period = ?, @source_heartbeat_period = ?", (ns, ns)).await?;
+    let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await?;
+    let lower: Option<u64> = conn.query_first("SELECT @@lower_case_table_names").await?;
+    let request = BinlogStreamRequest::new(cfg.client_server_id);
+    let stream = if cfg.mariadb {
+        conn.query_drop("SET @mariadb_slave_capability = 4").await?;
+        conn.exec_drop("SET @slave_connect_state = ?", (position.gtid_set.clone(),)).await?;
+        conn.query_drop("SET @slave_gtid_strict_mode = 1, @slave_gtid_ignore_duplicates = 0").await?;
+        conn.get_binlog_stream(request.with_filename(b"").with_pos(4u64)).await
+    } else {
+        let sids = GtidSet::parse(false, &position.gtid_set)?.to_sids()?;
+        conn.get_binlog_stream(request.with_gtid().with_gtid_set(sids)).await
+    };
+    Ok(Opened {
+        stream: stream.wrap_err("requesting the binlog stream")?,
+        checksummed: checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE")),
+        case: NameCase::from_setting(lower.unwrap_or(0)),
+    })
+}
+
+/// Sends `Progress` past transactions without watched rows at most every 200 ms (and when the stream goes idle).
+struct ProgressGate {
+    pending: bool,
+    last: Instant,
+}
+
+impl ProgressGate {
+    fn due(&mut self, idle: bool) -> bool {
+        if self.pending && (idle || self.last.elapsed() > Duration::from_millis(200)) {
+            self.sent();
+            return true;
+        }
+        false
+    }
+    fn sent(&mut self) {
+        self.pending = false;
+        self.last = Instant::now();
+    }
+}
+
+/// One connection's worth of streaming: events -> assembler -> whole transactions out. Returns on cancel or a
+/// closed receiver; every other end is an error (the caller reconnects from `position`, the last safe one).
 async fn stream_once(
     cfg: &StreamConfig,
     position: &mut BinlogPosition,
     out: &mpsc::Sender<StreamItem>,
     state: &std::sync::Arc<std::sync::Mutex<StreamerState>>,
     cancel: &CancellationToken,
+    healthy: &mut bool,
 ) -> Result<StreamEnd> {
-    let mut conn = mysql_async::Conn::new(cfg.opts.clone()).await.wrap_err("connecting the binlog client")?;
-    // Rows up to 1 GiB; the default limit follows max_allowed_packet and ends the stream on big rows.
-    conn.query_drop("SET @master_heartbeat_period = 1000000000").await?;
-    let checksum: Option<String> = conn.query_first("SELECT @@GLOBAL.binlog_checksum").await?;
-    let checksummed = checksum.is_some_and(|c| !c.eq_ignore_ascii_case("NONE"));
-    let mut gtids = GtidSet::parse(cfg.mariadb, &position.gtid_set)?;
-    let mut stream = if cfg.mariadb {
-        conn.query_drop("SET @mariadb_slave_capability = 4").await?;
-        conn.exec_drop("SET @slave_connect_state = ?", (position.gtid_set.clone(),)).await?;
-        conn.query_drop("SET @slave_gtid_strict_mode = 1").await?;
-        conn.query_drop("SET @slave_gtid_ignore_duplicates = 0").await?;
-        conn.get_binlog_stream(BinlogStreamRequest::new(cfg.client_server_id).with_filename(b"").with_pos(4u64))
-            .await
-            .wrap_err("requesting the binlog stream")?
-    } else {
-        let sids = gtids.to_sids()?;
-        conn.get_binlog_stream(BinlogStreamRequest::new(cfg.client_server_id).with_gtid().with_gtid_set(sids))
-            .await
-            .wrap_err("requesting the binlog stream")?
-    };
+    let Opened { mut stream, checksummed, case } = open_stream(cfg, position).await?;
     if let Ok(mut s) = state.lock() {
         s.connected = true;
     }
     tracing::debug!("binlog stream open at {}", position.gtid_set);
-
-    let mut file = position.file.clone();
+    let names: Vec<WatchedName> =
+        cfg.watched.iter().map(|w| WatchedName { database: w.database.clone(), table: w.table.clone() }).collect();
+    let mut asm = Assembler::new(GtidSet::parse(cfg.mariadb, &position.gtid_set)?, names.clone(), case);
     // Until the first FORMAT_DESCRIPTION event the decoder does not strip checksums (see clean_file_name).
     let mut seen_format_description = false;
-    let mut in_txn = false;
-    let mut txn_gtid: Option<Gtid> = None;
-    let mut standalone = false;
-    let mut changes: Vec<RowChange> = Vec::new();
-    let mut last_progress = Instant::now();
-    let mut progress_pending = false;
-
+    let mut progress = ProgressGate { pending: false, last: Instant::now() };
+    let mut last_event = Instant::now();
     loop {
         let next = tokio::select! {
             _ = cancel.cancelled() => return Ok(StreamEnd::Cancelled),
             n = tokio::time::timeout(Duration::from_millis(250), stream.next()) => n,
         };
-        let event = match next {
+        let ev = match next {
             Err(_) => {
-                // Idle: report progress past transactions without watched rows.
-                if progress_pending && !in_txn {
-                    if out.send(StreamItem::Progress(position.clone())).await.is_err() {
-                        return Ok(StreamEnd::ReceiverGone);
-                    }
-                    progress_pending = false;
-                    last_progress = Instant::now();
+                let silence = if *healthy { SILENCE_TIMEOUT } else { FIRST_EVENT_TIMEOUT };
+                if last_event.elapsed() > silence {
+                    bail!("no binlog event and no heartbeat for {:?} (heartbeats every {HEARTBEAT_PERIOD:?}): the connection is dead or stalled", last_event.elapsed());
+                }
+                if !asm.in_transaction() && progress.due(true) && out.send(StreamItem::Progress(position.clone())).await.is_err() {
+                    return Ok(StreamEnd::ReceiverGone);
                 }
                 continue;
             }
@@ -255,143 +307,114 @@ async fn stream_once(
             Ok(Some(Err(e))) => return Err(eyre!(e).wrap_err("reading the binlog stream")),
             Ok(Some(Ok(ev))) => ev,
         };
-        let header = event.header();
-        let type_raw = header.event_type_raw();
-        let log_pos = header.log_pos() as u64;
-        if type_raw == 15 {
+        *healthy = true;
+        last_event = Instant::now();
+        let log_pos = ev.header().log_pos() as u64;
+        let mapped = events::map(&ev, |id| stream.get_tme(id), &names, case);
+        if mapped.note == Note::FormatDescription {
             seen_format_description = true;
         }
-        match type_raw {
-            // ROTATE
-            4 => {
-                if let Ok(Some(EventData::RotateEvent(r))) = event.read_data() {
-                    file = clean_file_name(r.name_raw(), cfg.mariadb && !seen_format_description && checksummed);
-                    if let Ok(mut s) = state.lock() {
-                        s.file = file.clone();
-                        s.pos = r.position();
-                    }
-                }
-                continue;
-            }
-            // MariaDB GTID
-            162 => {
-                let data = event.data();
-                if data.len() >= 13 {
-                    let seq = u64::from_le_bytes(data[0..8].try_into().unwrap_or([0; 8]));
-                    let domain = u32::from_le_bytes(data[8..12].try_into().unwrap_or([0; 4]));
-                    let flags = data[12];
-                    txn_gtid = Some(Gtid::MariaDb { domain, server: header.server_id(), seq });
-                    standalone = flags & 1 != 0;
-                    in_txn = true;
-                    changes.clear();
-                }
-                continue;
-            }
-            // MySQL GTID / GTID_TAGGED
-            33 | 42 => {
-                if let Ok(Some(EventData::GtidEvent(g))) = event.read_data() {
-                    let sid = format_uuid(&g.sid());
-                    let sid = match g.tag() {
-                        Some(tag) => format!("{sid}:{}", String::from_utf8_lossy(tag.as_bytes()).to_ascii_lowercase()),
-                        None => sid,
-                    };
-                    txn_gtid = Some(Gtid::MySql { sid, gno: g.gno() });
-                }
-                standalone = false;
-                in_txn = true;
-                changes.clear();
-                continue;
-            }
-            // ANONYMOUS_GTID
-            34 => {
-                txn_gtid = None;
-                in_txn = true;
-                changes.clear();
-                continue;
-            }
-            _ => {}
-        }
+        let fake_with_checksum = cfg.mariadb && !seen_format_description && checksummed;
+        note_position(&mapped.note, log_pos, fake_with_checksum, position, state);
+        let event = decode_rows(&ev, mapped, |id| stream.get_tme(id), &cfg.watched)?;
+        let Some(output) = asm.feed(event)? else { continue };
         if log_pos > 0 {
-            if let Ok(mut s) = state.lock() {
-                s.pos = log_pos;
-            }
+            position.pos = log_pos;
         }
-        let mut ends_txn = false;
-        let mut statement = None;
-        match event.read_data() {
-            Ok(Some(EventData::XidEvent(_))) => ends_txn = true,
-            Ok(Some(EventData::QueryEvent(q))) => {
-                let text = q.query().to_string();
-                let upper = text.trim().to_ascii_uppercase();
-                if upper == "BEGIN" {
-                } else if upper == "COMMIT" {
-                    ends_txn = true;
-                } else {
-                    statement = Some(text);
-                    ends_txn = standalone || !cfg.mariadb || !in_txn;
-                }
-            }
-            Ok(Some(EventData::RowsEvent(rows))) => {
-                let Some(tme) = stream.get_tme(rows.table_id()) else { continue };
-                let db = tme.database_name();
-                let tbl = tme.table_name();
-                let Some(idx) = cfg.watched.iter().position(|w| w.database == db && w.table == tbl) else {
+        let item = match output {
+            Output::Progress { safe_set } => {
+                position.gtid_set = safe_set;
+                progress.pending = true;
+                if !progress.due(false) {
                     continue;
-                };
-                let watched = &cfg.watched[idx];
-                let kind = match type_raw {
-                    23 | 30 => ChangeKind::Insert,
-                    24 | 31 | 39 => ChangeKind::Update,
-                    25 | 32 => ChangeKind::Delete,
-                    other => bail!("unexpected rows event type {other}"),
-                };
-                for row in rows.rows(tme) {
-                    let (before, after) = row.wrap_err_with(|| format!("decoding a row event of {db}.{tbl}"))?;
-                    let before = before.map(|r| convert_row(r, watched)).transpose()?.map(|(row, _)| row);
-                    let (after, after_sql) = match after.map(|r| convert_row(r, watched)).transpose()? {
-                        Some((row, sql)) => (Some(row), sql),
-                        None => (None, Vec::new()),
-                    };
-                    changes.push(RowChange { table: idx, kind, before, after, after_sql });
                 }
+                StreamItem::Progress(position.clone())
             }
-            _ => {}
+            Output::Transaction { gtid, safe_set, rows, statement } => {
+                position.gtid_set = safe_set;
+                progress.sent();
+                let (schema, statement) = statement.map_or((String::new(), None), |(s, t)| (s, Some(t)));
+                let changes = rows.into_iter().flatten().collect();
+                StreamItem::Transaction(Transaction { gtid, position: position.clone(), changes, statement, schema })
+            }
+        };
+        if out.send(item).await.is_err() {
+            return Ok(StreamEnd::ReceiverGone);
         }
-        if ends_txn {
-            if let Some(g) = &txn_gtid {
-                gtids.add(g);
-            }
-            position.gtid_set = gtids.to_string();
-            position.file = file.clone();
-            if log_pos > 0 {
-                position.pos = log_pos;
-            }
-            in_txn = false;
-            let gtid = txn_gtid.take();
-            if changes.is_empty() && statement.is_none() {
-                progress_pending = true;
-                if last_progress.elapsed() > Duration::from_millis(200) {
-                    if out.send(StreamItem::Progress(position.clone())).await.is_err() {
-                        return Ok(StreamEnd::ReceiverGone);
-                    }
-                    progress_pending = false;
-                    last_progress = Instant::now();
-                }
-            } else {
-                let txn = Transaction {
-                    gtid,
-                    position: position.clone(),
-                    changes: std::mem::take(&mut changes),
-                    statement,
-                };
-                if out.send(StreamItem::Transaction(txn)).await.is_err() {
-                    return Ok(StreamEnd::ReceiverGone);
-                }
-                progress_pending = false;
-                last_progress = Instant::now();
-            }
-        }
+        last_event = Instant::now();
     }
+}
+
+/// Follows rotations (the file name) and event positions for the status snapshot.
+fn note_position(
+    note: &Note,
+    log_pos: u64,
+    fake_with_checksum: bool,
+    position: &mut BinlogPosition,
+    state: &std::sync::Mutex<StreamerState>,
+) {
+    let Ok(mut s) = state.lock() else { return };
+    match note {
+        Note::Rotate { name, pos } => {
+            position.file = clean_file_name(name, fake_with_checksum);
+            (s.file, s.pos) = (position.file.clone(), *pos);
+        }
+        _ if log_pos > 0 => s.pos = log_pos,
+        _ => {}
+    }
+}
+
+/// The assembler's input for one mapped event: a watched table's rows decoded into row changes (a failure is
+/// [`Fatal`]: the same bytes fail again), other rows left empty.
+fn decode_rows<'t>(
+    ev: &mysql_common::binlog::events::Event,
+    mapped: Mapped,
+    tme: impl Fn(u64) -> Option<&'t mysql_common::binlog::events::TableMapEvent<'static>>,
+    watched: &[WatchedTable],
+) -> Result<AsmEvent<Vec<RowChange>>> {
+    let (table, label) = match mapped.event {
+        AsmEvent::Rows { table: Some(i), .. } => (i, mapped.table.unwrap_or_default()),
+        AsmEvent::Rows { table: None, .. } => return Ok(AsmEvent::Rows { table: None, rows: Vec::new() }),
+        AsmEvent::Gtid { gtid, standalone } => return Ok(AsmEvent::Gtid { gtid, standalone }),
+        AsmEvent::Query { schema, text } => return Ok(AsmEvent::Query { schema, text }),
+        AsmEvent::Xid => return Ok(AsmEvent::Xid),
+        AsmEvent::XaPrepare { one_phase } => return Ok(AsmEvent::XaPrepare { one_phase }),
+        AsmEvent::Payload => return Ok(AsmEvent::Payload),
+        AsmEvent::Unreadable { what, watched } => return Ok(AsmEvent::Unreadable { what, watched }),
+        AsmEvent::Other => return Ok(AsmEvent::Other),
+    };
+    let rows = rows_of(ev, &tme, &watched[table], table).map_err(|e| {
+        let why = format!("{e:#}");
+        eyre!(Fatal(format!("decoding a row event of {label}: {why}")))
+    })?;
+    Ok(AsmEvent::Rows { table: Some(table), rows })
+}
+
+fn rows_of<'t>(
+    ev: &mysql_common::binlog::events::Event,
+    tme: &impl Fn(u64) -> Option<&'t mysql_common::binlog::events::TableMapEvent<'static>>,
+    watched: &WatchedTable,
+    index: usize,
+) -> Result<Vec<RowChange>> {
+    let Ok(Some(EventData::RowsEvent(rows))) = ev.read_data() else { bail!("the rows event did not decode") };
+    let tme = tme(rows.table_id()).ok_or_else(|| eyre!("its table map is missing"))?;
+    let kind = match ev.header().event_type_raw() {
+        23 | 30 => ChangeKind::Insert,
+        24 | 31 | 39 => ChangeKind::Update,
+        25 | 32 => ChangeKind::Delete,
+        other => bail!("unexpected rows event type {other}"),
+    };
+    let mut changes = Vec::new();
+    for row in rows.rows(tme) {
+        let (before, after) = row?;
+        let before = before.map(|r| convert_row(r, watched)).transpose()?.map(|(row, _)| row);
+        let (after, after_sql) = match after.map(|r| convert_row(r, watched)).transpose()? {
+            Some((row, sql)) => (Some(row), sql),
+            None => (None, Vec::new()),
+        };
+        changes.push(RowChange { table: index, kind, before, after, after_sql });
+    }
+    Ok(changes)
 }
 
 /// A row image's values, and the SQL for those that need it (see [`RowChange::after_sql`]).
@@ -421,11 +444,6 @@ fn convert_row(row: mysql_common::binlog::row::BinlogRow, table: &WatchedTable) 
         }
     }
     Ok((out, sql))
-}
-
-fn format_uuid(b: &[u8; 16]) -> String {
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 #[cfg(test)]

@@ -120,6 +120,31 @@ impl GtidSet {
         }
     }
 
+    /// Takes one MySQL transaction out of the set again (a gap: `uuid:1-4:6-9`), so that a stream started from the
+    /// set sends it once more. MariaDB positions hold one sequence number per domain and have no gaps: unchanged.
+    pub fn remove(&mut self, gtid: &Gtid) {
+        let (GtidSet::MySql(m), Gtid::MySql { sid, gno }) = (self, gtid) else { return };
+        let Some(ivs) = m.get_mut(sid) else { return };
+        let mut out = Vec::with_capacity(ivs.len() + 1);
+        for &(s, e) in ivs.iter() {
+            if *gno < s || *gno > e {
+                out.push((s, e));
+                continue;
+            }
+            if s < *gno {
+                out.push((s, gno - 1));
+            }
+            if *gno < e {
+                out.push((gno + 1, e));
+            }
+        }
+        if out.is_empty() {
+            m.remove(sid);
+        } else {
+            *ivs = out;
+        }
+    }
+
     /// True when every transaction of `other` is in `self` (MariaDB: per domain, our sequence is at least theirs).
     pub fn contains(&self, other: &GtidSet) -> bool {
         match (self, other) {
@@ -247,6 +272,21 @@ mod tests {
     fn mysql_set_with_newlines_and_upper_case_parses() {
         let s = GtidSet::parse_mysql(&format!("{},\n{U}:3", "AAAAAAAA-71CA-11E1-9E33-C80AA9429562:1-2")).unwrap();
         assert_eq!(s.to_string(), format!("{U}:3,aaaaaaaa-71ca-11e1-9e33-c80aa9429562:1-2"));
+    }
+
+    #[test]
+    fn a_removed_mysql_gtid_leaves_a_gap() {
+        let mut s = GtidSet::parse_mysql(&format!("{U}:1-9")).unwrap();
+        s.remove(&Gtid::MySql { sid: U.into(), gno: 5 });
+        assert_eq!(s.to_string(), format!("{U}:1-4:6-9"));
+        s.remove(&Gtid::MySql { sid: U.into(), gno: 1 });
+        s.remove(&Gtid::MySql { sid: U.into(), gno: 9 });
+        assert_eq!(s.to_string(), format!("{U}:2-4:6-8"));
+        s.add(&Gtid::MySql { sid: U.into(), gno: 5 });
+        assert_eq!(s.to_string(), format!("{U}:2-8"));
+        let mut one = GtidSet::parse_mysql(&format!("{U}:3")).unwrap();
+        one.remove(&Gtid::MySql { sid: U.into(), gno: 3 });
+        assert!(one.is_empty());
     }
 
     #[test]
