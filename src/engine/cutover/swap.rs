@@ -110,6 +110,11 @@ async fn stop_queued_rename(opts: &mysql_async::Opts, b_id: u32) -> Result<()> {
     }
 }
 
+/// The original, old and ghost tables, qualified.
+fn swap_names(cfg: &MigrationConfig) -> (String, String, String) {
+    (qualified(&cfg.database, &cfg.table), qualified(&cfg.database, &cfg.old_table()), qualified(&cfg.database, &cfg.ghost_table()))
+}
+
 /// One atomic attempt. On error, the original table is still in place and serving.
 pub async fn atomic_attempt(
     opts: &mysql_async::Opts,
@@ -117,9 +122,7 @@ pub async fn atomic_attempt(
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
-    let orig = qualified(&cfg.database, &cfg.table);
-    let old = qualified(&cfg.database, &cfg.old_table());
-    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    let (orig, old, ghost) = swap_names(cfg);
     let lock_secs = cfg.cut_over_lock_timeout.as_secs().max(1);
     let mut a = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over lock holder")?;
     let mut b = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over renamer")?;
@@ -216,9 +219,7 @@ pub async fn two_step(
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
-    let orig = qualified(&cfg.database, &cfg.table);
-    let old = qualified(&cfg.database, &cfg.old_table());
-    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    let (orig, old, ghost) = swap_names(cfg);
     let mut a = mysql_async::Conn::new(opts.clone()).await?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
