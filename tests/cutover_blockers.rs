@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use color_eyre::eyre::{bail, Result};
+use color_eyre::eyre::bail;
 use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::pipeline::migrate::{self, Outcome};

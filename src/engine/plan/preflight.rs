@@ -86,11 +86,27 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
 
 /// [`run`] on the original table under another name (`_<t>_del` once a cut-over renamed it away).
 pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<Plan> {
+    let (mariadb, version) = check_server(conn, cfg).await?;
+    let (original, alter) = check_table_and_alter(conn, cfg, original_name).await?;
+    check_relations(conn, cfg, original_name).await?;
+    let mut notes = Vec::new();
+    let renames = renamed_columns(cfg, &alter, &mut notes)?;
+    let new_structure = validate_on_temporary(conn, cfg, original_name, &alter).await?;
+    let mapping = map_columns(&original, &new_structure, &renames, &alter.dropped_columns).map_err(|e| {
+        refuse(
+            format!("no PRIMARY nor UNIQUE key found in table that the old and new schema share: {e}"),
+            "keep a PRIMARY KEY or a NOT NULL UNIQUE KEY on the same columns in the new schema",
+        )
+    })?;
+    Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes })
+}
+
+/// The server: a supported version, the primary, the binary log as revenant reads it, the privilege to read it.
+async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<(bool, String)> {
     let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
     let comment: String = conn.query_first("SELECT @@version_comment").await?.unwrap_or_default();
     let mariadb = version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb");
     let major: u32 = version.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-    let mut notes = Vec::new();
     if mariadb && major < 10 || !mariadb && major < 8 {
         return Err(refuse(
             format!("server version {version} is not supported"),
@@ -152,6 +168,11 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the migration user",
         ));
     }
+    Ok((mariadb, version))
+}
+
+/// The table (there, InnoDB) and the ALTER (one clause list that names no other table and renames nothing).
+async fn check_table_and_alter(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<(TableInfo, AlterPlan)> {
     // The table.
     let original = read_table(conn, &cfg.database, original_name).await?.ok_or_else(|| {
         refuse(
@@ -192,6 +213,11 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
     if alter.adds_foreign_key {
         return Err(refuse("the ALTER adds a foreign key", "foreign keys are not supported by triggerless migrations"));
     }
+    Ok((original, alter))
+}
+
+/// No foreign key on either side and no trigger: a triggerless copy cannot keep them.
+async fn check_relations(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<()> {
     // Foreign keys on either side.
     let child: Option<String> = conn
         .exec_first(
@@ -230,6 +256,11 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
             "triggers would not fire on the ghost table; drop them, migrate, and re-create them",
         ));
     }
+    Ok(())
+}
+
+/// The columns the ALTER renames, confirmed (`--approve-renamed-columns`) or skipped (`--skip-renamed-columns`).
+fn renamed_columns(cfg: &MigrationConfig, alter: &AlterPlan, notes: &mut Vec<String>) -> Result<HashMap<String, String>> {
     // Renamed columns.
     let mut renames = alter.renames.clone();
     if !renames.is_empty() {
@@ -246,7 +277,12 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
             notes.push(format!("renamed columns approved: {}", list.join(", ")));
         }
     }
-    // Validate the ALTER on a temporary table with the same definition (private to this session; not logged).
+    Ok(renames)
+}
+
+/// The new structure: the ALTER run on a temporary table with the same definition (private to this session; not
+/// logged), read back and named as the ghost.
+async fn validate_on_temporary(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, alter: &AlterPlan) -> Result<TableInfo> {
     let tmp = format!("_{}_rvn_preflight", original_name);
     let tmpq = qualified(&cfg.database, &tmp);
     conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
@@ -262,13 +298,7 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
     conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
     let mut new_structure = new_structure.ok_or_else(|| eyre!("the temporary table vanished"))?;
     new_structure.name = cfg.ghost_table();
-    let mapping = map_columns(&original, &new_structure, &renames, &alter.dropped_columns).map_err(|e| {
-        refuse(
-            format!("no PRIMARY nor UNIQUE key found in table that the old and new schema share: {e}"),
-            "keep a PRIMARY KEY or a NOT NULL UNIQUE KEY on the same columns in the new schema",
-        )
-    })?;
-    Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes })
+    Ok(new_structure)
 }
 
 /// Checks the artifact tables: a leftover ghost or old table stops a fresh run unless the user asked to drop it.
