@@ -61,6 +61,26 @@ pub async fn start_position(conn: &mut mysql_async::Conn, mariadb: bool, changel
     Ok(position)
 }
 
+/// Waits (up to [`XA_WAIT`]) until no prepared XA transaction is pending, then returns; refuses naming them
+/// otherwise. A new run calls it before its setup, so a refusal leaves nothing behind.
+pub async fn no_prepared_xa(conn: &mut mysql_async::Conn) -> Result<()> {
+    let deadline = Instant::now() + XA_WAIT;
+    loop {
+        let prepared = prepared_xa(conn).await?;
+        if prepared.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(refuse(
+                format!("prepared XA transactions are pending on the server ({}): their rows are in the binary log but not yet visible", prepared.join(", ")),
+                "commit or roll them back (XA COMMIT / XA ROLLBACK), then start again; nothing was changed",
+            ));
+        }
+        tracing::warn!("waiting for prepared XA transactions to be resolved before the setup: {}", prepared.join(", "));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// How long a new run waits for prepared XA transactions before it refuses.
 pub const XA_WAIT: Duration = Duration::from_secs(60);
 

@@ -149,8 +149,12 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     if !cfg.execute {
         return Ok(dry_run(cfg, &plan, &artifact_actions));
     }
-    if cfg.resume && resumed.is_none() {
-        resume::drop_partial_setup(&mut conn, cfg).await?;
+    if resumed.is_none() {
+        // Before anything is created: a refusal here leaves nothing behind.
+        crate::engine::stream::start::no_prepared_xa(&mut conn).await?;
+        if cfg.resume {
+            resume::drop_partial_setup(&mut conn, cfg).await?;
+        }
     }
     shared.enter(Phase::Setup);
     let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;

@@ -71,6 +71,7 @@ pub(super) async fn run_steps(cfg: &MoveTablesConfig, ctx: &RunContext) -> Resul
     }
     shared.enter(Phase::Setup);
     if decision == Resume::SetupAgain {
+        crate::engine::stream::start::no_prepared_xa(&mut sv.src).await?;
         setup_again(cfg, &mut sv, plans.as_slice(), state.is_some()).await?;
     }
     let changelog = ensure_changelog(&mut sv.src, cfg).await?;
