@@ -64,19 +64,19 @@ fn blockers(rows: Vec<Row>, certain: bool) -> Vec<Blocker> {
 }
 
 async fn mysql_holders(conn: &mut mysql_async::Conn, db: &str, table: &str, min_seconds: u64) -> Result<Vec<Blocker>> {
-    let rows: Vec<Row> = conn
-        .exec(
-            "SELECT t.PROCESSLIST_ID, CONCAT(t.PROCESSLIST_USER, '@', t.PROCESSLIST_HOST), \
-             GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(t.PROCESSLIST_TIME, 0)), t.PROCESSLIST_INFO \
-             FROM performance_schema.metadata_locks ml \
-             JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID \
-             LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID \
-             WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = ? AND ml.OBJECT_NAME = ? AND ml.LOCK_STATUS = 'GRANTED' \
-             AND t.PROCESSLIST_ID IS NOT NULL AND t.PROCESSLIST_ID <> CONNECTION_ID()",
-            (db, table),
-        )
-        .await
-        .wrap_err("reading performance_schema.metadata_locks")?;
+    let sql = "SELECT t.PROCESSLIST_ID, CONCAT(t.PROCESSLIST_USER, '@', t.PROCESSLIST_HOST), \
+         GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(t.PROCESSLIST_TIME, 0)), t.PROCESSLIST_INFO \
+         FROM performance_schema.metadata_locks ml \
+         JOIN performance_schema.threads t ON t.THREAD_ID = ml.OWNER_THREAD_ID \
+         LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = t.PROCESSLIST_ID \
+         WHERE ml.OBJECT_TYPE = 'TABLE' AND ml.OBJECT_SCHEMA = ? AND ml.OBJECT_NAME = ? AND ml.LOCK_STATUS = 'GRANTED' \
+         AND t.PROCESSLIST_ID IS NOT NULL AND t.PROCESSLIST_ID <> CONNECTION_ID()";
+    lock_holders(conn, sql, db, table, min_seconds, "performance_schema.metadata_locks").await
+}
+
+/// Runs a query of lock holders (id, user, seconds, statement) on `db.table`; keeps those held `min_seconds`.
+async fn lock_holders(conn: &mut mysql_async::Conn, sql: &str, db: &str, table: &str, min_seconds: u64, source: &str) -> Result<Vec<Blocker>> {
+    let rows: Vec<Row> = conn.exec(sql, (db, table)).await.wrap_err_with(|| format!("reading {source}"))?;
     Ok(blockers(rows.into_iter().filter(|r| r.2.unwrap_or(0) >= min_seconds).collect(), true))
 }
 
@@ -89,19 +89,13 @@ async fn has_lock_info(conn: &mut mysql_async::Conn) -> Result<bool> {
 }
 
 async fn mariadb_holders(conn: &mut mysql_async::Conn, db: &str, table: &str, min_seconds: u64) -> Result<Vec<Blocker>> {
-    let rows: Vec<Row> = conn
-        .exec(
-            "SELECT m.THREAD_ID, CONCAT(p.USER, '@', p.HOST), \
-             GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(p.TIME, 0)), p.INFO \
-             FROM information_schema.METADATA_LOCK_INFO m \
-             JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
-             LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID \
-             WHERE m.TABLE_SCHEMA = ? AND m.TABLE_NAME = ? AND m.THREAD_ID <> CONNECTION_ID()",
-            (db, table),
-        )
-        .await
-        .wrap_err("reading information_schema.METADATA_LOCK_INFO")?;
-    Ok(blockers(rows.into_iter().filter(|r| r.2.unwrap_or(0) >= min_seconds).collect(), true))
+    let sql = "SELECT m.THREAD_ID, CONCAT(p.USER, '@', p.HOST), \
+         GREATEST(COALESCE(TIMESTAMPDIFF(SECOND, x.trx_started, NOW()), 0), COALESCE(p.TIME, 0)), p.INFO \
+         FROM information_schema.METADATA_LOCK_INFO m \
+         JOIN information_schema.PROCESSLIST p ON p.ID = m.THREAD_ID \
+         LEFT JOIN information_schema.INNODB_TRX x ON x.trx_mysql_thread_id = m.THREAD_ID \
+         WHERE m.TABLE_SCHEMA = ? AND m.TABLE_NAME = ? AND m.THREAD_ID <> CONNECTION_ID()";
+    lock_holders(conn, sql, db, table, min_seconds, "information_schema.METADATA_LOCK_INFO").await
 }
 
 async fn long_transactions(conn: &mut mysql_async::Conn, min_seconds: u64) -> Result<Vec<Blocker>> {

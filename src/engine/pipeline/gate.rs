@@ -82,6 +82,16 @@ pub(crate) async fn wait_applied(ctx: &RunContext, running: &mut Running, goal: 
     }
 }
 
+/// A throttle that holds at start (the manual switch, a flag file) holds before the first chunk (at most 5 s).
+pub(crate) async fn first_throttle_check(shared: &Shared) {
+    for _ in 0..100 {
+        if shared.throttle_checked.load(Ordering::Relaxed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn max_lag_seconds(shared: &Shared) -> f64 {
     shared.max_lag_millis.load(Ordering::Relaxed) as f64 / 1000.0
 }

@@ -207,7 +207,7 @@ async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql
 async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, range: &mut crate::engine::copy::copier::CopyRange) -> Result<Option<Outcome>> {
     let shared = &ctx.shared;
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
-    wait_first_throttle_check(shared).await;
+    gate::first_throttle_check(shared).await;
     if copy_ran {
         if let Err(e) = ctx.hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
             running.stop().await;
@@ -244,16 +244,6 @@ async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, jo
     }
     failpoint::hit("after-copy")?;
     Ok(None)
-}
-
-/// A throttle that holds at start (the manual switch, a flag file) holds before the first chunk (at most 5 s).
-pub(crate) async fn wait_first_throttle_check(shared: &Shared) {
-    for _ in 0..100 {
-        if shared.throttle_checked.load(Ordering::Relaxed) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn fire_refusable(hooks: &Hooks, hook: Hook, shared: &Shared, todo: &str) -> Result<()> {

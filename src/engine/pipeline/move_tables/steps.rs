@@ -16,7 +16,6 @@ use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
 use crate::engine::pipeline::gate::{self, Interrupted};
 use crate::engine::pipeline::lock::{LockPurpose, RunLock};
-use crate::engine::pipeline::migrate::wait_first_throttle_check;
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::resume::{resume_from, CheckpointFacts, Observed, OldTable, Resume, RunKind};
 use crate::engine::pipeline::runtime::RunContext;
@@ -302,7 +301,7 @@ async fn before_fence(cfg: &MoveTablesConfig, ctx: &RunContext, sv: &mut Servers
     let shared = &ctx.shared;
     shared.enter(Phase::Copy);
     set_summary(&mut sv.tgt, cfg, "phase = 'copy'").await?;
-    wait_first_throttle_check(shared).await;
+    gate::first_throttle_check(shared).await;
     for (index, table) in tables.iter().enumerate() {
         if let Some(out) = copy_table(cfg, ctx, running, index, table, copy_rows).await? {
             return Ok(Some(out));
