@@ -610,6 +610,9 @@ async fn two_step_cut_over_stopped_between_its_renames_is_finished_by_resume() {
         two_step_case(&server, "two0", "cutover-two-step-after-first-rename=exit", true).await?;
         // The second rename fails: the original is renamed back and serves (the old message claimed so without it).
         two_step_case(&server, "two1", "cutover-two-step-second-rename", false).await?;
+        // A crash right after that rename back, before a checkpoint passed it: the resumed stream reads the
+        // rename back (before the fix: "the original table was changed during the run", resume refused).
+        two_step_case(&server, "two3", "cutover-two-step-second-rename,cutover-two-step-after-rollback=exit", false).await?;
         // A crash in the resumed run right before its rename: the next resume still finishes it.
         seed(&server, "two2", 2000).await?;
         let fx = Fixture::new("two2", server.port)?;

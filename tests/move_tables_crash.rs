@@ -376,7 +376,9 @@ async fn sigkill_mid_copy_sigint_and_sigterm_print_state_then_resume() {
         crash_hooks(&dir, 0)?;
         let w1 = AppWriter::start(&source, db, "orders", 17).await?;
         let w2 = AppWriter::start(&source, db, "items", 29).await?;
-        let mut child = revenant(&source, &target, db, &dir, &["--chunk-time-millis", "10"]).spawn()?;
+        // --nice-ratio 3 keeps the copy going for a few status lines even on a loaded machine (it once finished
+        // between two of them in CI, and the test saw no copy in progress).
+        let mut child = revenant(&source, &target, db, &dir, &["--chunk-time-millis", "10", "--nice-ratio", "3"]).spawn()?;
         // SIGKILL once the status shows rows copied but the copy not done.
         let stdout = child.stdout.take().ok_or_else(|| color_eyre::eyre::eyre!("no stdout"))?;
         let (tx, rx) = std::sync::mpsc::channel::<String>();

@@ -139,6 +139,8 @@ pub struct Applier {
     /// Fail on DDL against these (database, table) pairs while false is in `ddl_allowed`.
     pub guarded_tables: Vec<(String, String)>,
     pub ddl_allowed: watch::Receiver<bool>,
+    /// DDL this run's own cut-over issues (exact text): never a change to the original when read again.
+    pub own_statements: Vec<String>,
     /// How long to keep retrying a batch after deadlocks or lost connections.
     pub retry_for: Duration,
 }
@@ -248,7 +250,7 @@ impl Applier {
                 StreamItem::Transaction(t) => t,
             };
             if let Some(stmt) = &txn.statement {
-                if !ddl_allowed {
+                if !ddl_allowed && !self.own_statements.iter().any(|own| own == stmt.trim()) {
                     for (db, t) in &self.guarded_tables {
                         if ddl_touches(stmt, &txn.schema, db, t) {
                             bail!(Fatal(format!(

@@ -115,6 +115,15 @@ fn swap_names(cfg: &MigrationConfig) -> (String, String, String) {
     (qualified(&cfg.database, &cfg.table), qualified(&cfg.database, &cfg.old_table()), qualified(&cfg.database, &cfg.ghost_table()))
 }
 
+/// The two renames of a two-step cut-over and its roll-back (`RENAME original TO old`, `RENAME old TO original`),
+/// exactly as this module sends them. The binary log holds them with this text; a resumed run that reads them
+/// again from its stream knows them as its own (the step machine resumed a run whose original table exists, so
+/// a rename away was followed by the rename back) rather than as a change to the original.
+pub fn own_renames(cfg: &MigrationConfig) -> [String; 2] {
+    let (orig, old, _) = swap_names(cfg);
+    [format!("RENAME TABLE {orig} TO {old}"), format!("RENAME TABLE {old} TO {orig}")]
+}
+
 /// One atomic attempt. On error, the original table is still in place and serving.
 pub async fn atomic_attempt(
     opts: &mysql_async::Opts,
@@ -220,10 +229,11 @@ pub async fn two_step(
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
     let (orig, old, ghost) = swap_names(cfg);
+    let [away, back] = own_renames(cfg);
     let mut a = mysql_async::Conn::new(opts.clone()).await?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
-    a.query_drop(format!("RENAME TABLE {orig} TO {old}")).await.wrap_err("renaming the original away")?;
+    a.query_drop(away).await.wrap_err("renaming the original away")?;
     let started = Instant::now();
     let second = async {
         failpoint::hit("cutover-two-step-after-first-rename")?;
@@ -235,10 +245,13 @@ pub async fn two_step(
     .await;
     if let Err(e) = second {
         // Put the original back; only if that fails too is the table missing (and --resume finishes the swap).
-        return match a.query_drop(format!("RENAME TABLE {old} TO {orig}")).await {
-            Ok(()) => Err(e.wrap_err("the two-step cut-over did not complete; the original table was renamed back and serves")),
-            Err(back) => Err(eyre!(HalfSwapped { old: old.clone(), ghost: ghost.clone() })
-                .wrap_err(format!("renaming the ghost in failed ({e:#}), and so did renaming the original back ({back})"))),
+        return match a.query_drop(back).await {
+            Ok(()) => {
+                failpoint::hit("cutover-two-step-after-rollback")?;
+                Err(e.wrap_err("the two-step cut-over did not complete; the original table was renamed back and serves"))
+            }
+            Err(why) => Err(eyre!(HalfSwapped { old: old.clone(), ghost: ghost.clone() })
+                .wrap_err(format!("renaming the ghost in failed ({e:#}), and so did renaming the original back ({why})"))),
         };
     }
     Ok(SwapReport { stall_ms: started.elapsed().as_millis() as u64 })

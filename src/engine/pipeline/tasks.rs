@@ -63,6 +63,8 @@ pub(crate) struct TaskPlan {
     /// DDL against these (database, table) pairs fails the applier until the cut-over allows it.
     pub(crate) guarded_tables: Vec<(String, String)>,
     pub(crate) ddl_allowed: bool,
+    /// DDL the run issues itself (the two-step cut-over's renames), not a change when a resumed stream reads it.
+    pub(crate) own_statements: Vec<String>,
     pub(crate) retry_for: Duration,
     /// Distinguishes the binlog client ids of migrate (1,000,000+) and move-tables (2,000,000+).
     pub(crate) client_id_base: u32,
@@ -161,6 +163,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
         applied_tx,
         guarded_tables: plan.guarded_tables,
         ddl_allowed: ddl_rx,
+        own_statements: plan.own_statements,
         retry_for: plan.retry_for,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));

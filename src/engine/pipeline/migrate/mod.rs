@@ -314,6 +314,7 @@ fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, change
         checkpoint: CheckpointTarget { database: cfg.database.clone(), table: cfg.checkpoint_table() },
         guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
         ddl_allowed: false,
+        own_statements: crate::engine::cutover::swap::own_renames(cfg).into(),
         retry_for: cfg.retry_for,
         client_id_base: 1_000_000,
         throttle: cfg.clone(),

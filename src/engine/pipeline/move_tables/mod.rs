@@ -345,6 +345,7 @@ pub(super) fn task_plan(cfg: &MoveTablesConfig, tables: &[MovedTable], changelog
         checkpoint: CheckpointTarget { database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
         guarded_tables: cfg.tables.iter().map(|t| (cfg.database.clone(), t.clone())).collect(),
         ddl_allowed,
+        own_statements: vec![cfg.fence_statement(), cfg.rollback_statement()],
         retry_for: cfg.retry_for,
         client_id_base: 2_000_000,
         throttle: cfg.throttle_config(),
