@@ -551,7 +551,7 @@ async fn server_setting_refusals() {
         drop(server);
 
         res.case(flavor, "log_bin OFF", async {
-            let nobin = Server::start_with(flavor, ServerOptions { extra_args: vec!["--skip-log-bin".into()] }).await?;
+            let nobin = Server::start_with(flavor, ServerOptions { extra_args: vec!["--skip-log-bin".into()], ..Default::default() }).await?;
             exec(&nobin, &["CREATE TABLE {db}.nb (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT)", "INSERT INTO {db}.nb (a) VALUES (1)"]).await?;
             let mut c = nobin.conn().await?;
             let before = snapshot(&mut c).await?;

@@ -221,7 +221,7 @@ async fn xa_commit_and_rollback_under_a_writer_leave_identical_tables() {
 async fn mixed_case_table_names_match_under_lower_case_table_names() {
     each_flavor(|flavor| async move {
         // MySQL fixes it at --initialize: the sandbox then initialises this server's own data directory.
-        let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()] };
+        let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()], ..Default::default() };
         let server = Server::start_with(flavor, opts).await?;
         let mut c = server.conn().await?;
         let lower: Option<u64> = c.query_first("SELECT @@lower_case_table_names").await?;
@@ -516,7 +516,7 @@ async fn a_partial_json_update_stops_the_run_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn move_tables_named_in_other_case_under_lower_case_table_names() {
     each_flavor(|flavor| async move {
-        let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()] };
+        let opts = ServerOptions { extra_args: vec!["--lower-case-table-names=1".into()], ..Default::default() };
         let source = Server::start_with(flavor, opts.clone()).await?;
         let target = Server::start_with(flavor, opts).await?;
         move_support::seed(&source, &target, "shop", 800).await?;

@@ -224,12 +224,14 @@ pub struct DemoArgs {
     #[arg(long, default_value = "mariadb")] pub flavor: String,
     /// Rows to seed.
     #[arg(long, default_value_t = 1_000_000)] pub rows: u64,
-    /// Writes per second of the background writer.
-    #[arg(long, default_value_t = 50)] pub write_rate: u64,
+    /// Writes per second of the write load (inserts, updates and deletes by random id over 4 connections).
+    #[arg(long, default_value_t = 300)] pub write_rate: u64,
     /// The ALTER to run.
     #[arg(long, default_value = "ADD COLUMN f INT NOT NULL DEFAULT 0, ADD KEY idx_c (c)")] pub alter: String,
-    /// No console: status lines; the cut-over is approved automatically.
+    /// No console: status lines; the cut-over is approved automatically (unless --postpone-cut-over).
     #[arg(long)] pub headless: bool,
+    /// Headless too: hold the cut-over until `unpostpone` on the control socket (or `revenant attach` and `C`).
+    #[arg(long)] pub postpone_cut_over: bool,
     /// Console theme.
     #[arg(long)] pub theme: Option<String>,
     /// Control socket (default /tmp/gh-ost.demo.orders.sock).

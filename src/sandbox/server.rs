@@ -1,5 +1,6 @@
 //! One throwaway server process: start from a copied template, readiness, kill -9, restart, stop on drop.
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -55,6 +56,9 @@ pub fn mysql_chroot() -> PathBuf {
 pub struct ServerOptions {
     /// Extra `--name=value` server options (e.g. `--read-only=ON`).
     pub extra_args: Vec<String>,
+    /// Give every root account a random password (kept in `root-password`, mode 0600, in the server's directory,
+    /// itself 0700), so that no other local user can use the server (the demo's servers). Tests leave it off.
+    pub private: bool,
 }
 
 static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(0);
@@ -219,6 +223,8 @@ pub struct Server {
     child: Option<Child>,
     opts: ServerOptions,
     version: String,
+    /// root's password when the server is private.
+    root_password: Option<String>,
 }
 
 impl std::fmt::Debug for Server {
@@ -241,6 +247,8 @@ impl Server {
         let dir = Place { host: run.host.join(format!("s{server_id}")), server: run.server.join(format!("s{server_id}")) };
         let _ = std::fs::remove_dir_all(&dir.host);
         std::fs::create_dir_all(&dir.host)?;
+        std::fs::set_permissions(&dir.host, std::fs::Permissions::from_mode(0o700))
+            .wrap_err_with(|| format!("making {} private", dir.host.display()))?;
         // Its own temporary directory: nothing shared with other processes' /tmp.
         std::fs::create_dir_all(dir.host.join("tmp"))?;
         let init_time: Vec<String> = match flavor {
@@ -263,7 +271,16 @@ impl Server {
         let mut last_err = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let mut s = Server { flavor, port, server_id, dir: dir.clone(), child: None, opts: opts.clone(), version: String::new() };
+            let mut s = Server {
+                flavor,
+                port,
+                server_id,
+                dir: dir.clone(),
+                child: None,
+                opts: opts.clone(),
+                version: String::new(),
+                root_password: None,
+            };
             match s.launch().await {
                 Ok(()) => {
                     s.after_first_start().await?;
@@ -352,18 +369,43 @@ impl Server {
         }
     }
 
-    /// First start only: drop MariaDB's anonymous users (they shadow named users over 127.0.0.1), not binlogged.
-    async fn after_first_start(&self) -> Result<()> {
+    /// First start only: drop MariaDB's anonymous users (they shadow named users over 127.0.0.1), not binlogged;
+    /// a private server's root accounts get their random password.
+    async fn after_first_start(&mut self) -> Result<()> {
         let mut c = self.conn().await?;
+        c.query_drop("SET SESSION sql_log_bin=0").await?;
         if self.flavor == Flavor::MariaDb {
-            c.query_drop("SET SESSION sql_log_bin=0").await?;
             let anon: Vec<String> = c.query("SELECT Host FROM mysql.user WHERE User=''").await?;
             for host in anon {
                 c.exec_drop("DROP USER ''@?", (host,)).await?;
             }
         }
+        if self.opts.private {
+            let password = random_password();
+            let hosts: Vec<String> = c.query("SELECT Host FROM mysql.user WHERE User='root'").await?;
+            for host in hosts {
+                // The password is 32 letters and digits (random_password) and the host comes from mysql.user:
+                // quoted as a string literal either way. ALTER USER takes no placeholders.
+                let host = host.replace('\\', "\\\\").replace('\'', "\\'");
+                c.query_drop(format!("ALTER USER 'root'@'{host}' IDENTIFIED BY '{password}'"))
+                    .await
+                    .wrap_err("setting the sandbox's root password")?;
+            }
+            write_private(&self.dir.host.join("root-password"), &password)?;
+            self.root_password = Some(password);
+        }
         c.disconnect().await?;
         Ok(())
+    }
+
+    /// Where a private server's root password is kept (mode 0600), if the server is private.
+    pub fn password_file(&self) -> Option<PathBuf> {
+        self.root_password.as_ref().map(|_| self.dir.host.join("root-password"))
+    }
+
+    /// root's password, if the server is private.
+    pub fn root_password(&self) -> Option<&str> {
+        self.root_password.as_deref()
     }
 
     /// Tail of the server's error log, for failure messages.
@@ -379,6 +421,7 @@ impl Server {
             .ip_or_hostname("127.0.0.1")
             .tcp_port(self.port)
             .user(Some("root"))
+            .pass(self.root_password.clone())
             .prefer_socket(false)
             .wait_timeout(Some(28_800));
         if !db.is_empty() {
@@ -449,6 +492,25 @@ impl Server {
             }
         }
     }
+}
+
+/// 32 random letters and digits.
+fn random_password() -> String {
+    use rand::{distributions::Alphanumeric, Rng};
+    rand::thread_rng().sample_iter(&Alphanumeric).take(32).map(char::from).collect()
+}
+
+/// Writes `text` to a new file only its owner can read (never through an existing file or symlink).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .wrap_err_with(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes()).wrap_err_with(|| format!("writing {}", path.display()))
 }
 
 impl Drop for Server {
