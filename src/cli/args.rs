@@ -198,6 +198,9 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = "Migration")] pub initially_drop_old_table: bool,
     /// Count the rows exactly for progress (SELECT COUNT(*), before the copy starts).
     #[arg(long, help_heading = "Migration")] pub exact_rowcount: bool,
+    /// First ask the server for the ALTER with ALGORITHM=INSTANT (metadata only, lock wait as the cut-over's);
+    /// done if it can, else the migration runs as usual. This alters the original table in place.
+    #[arg(long, help_heading = "Migration")] pub attempt_instant_ddl: bool,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

@@ -25,7 +25,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("include-triggers", false, "triggers are not migrated yet, and tables with triggers are refused: drop them, migrate, re-create them"),
     ("trigger-suffix", true, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
     ("remove-trigger-suffix-if-exists", false, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
-    ("attempt-instant-ddl", false, "instant DDL is not built yet: run ALTER TABLE ... ALGORITHM=INSTANT yourself first; migrate only if the server refuses it"),
     ("panic-on-warnings", false, "checking copy warnings is not built yet: leave the flag out (copy and apply convert values alike, without strict mode)"),
     ("analyze-ghost-table-before-cutover", false, "not built yet: run ANALYZE TABLE on the table after the cut-over"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),

@@ -243,6 +243,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.initially_drop_old_table = a.initially_drop_old_table;
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
+    cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.resume = cfg.resume || a.resume_state.is_some();
     cfg.resume_command = Some(resume_command(argv));
     cfg.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
@@ -455,6 +456,10 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
                 cfg.table,
                 if old_table_dropped { format!("{old_table} dropped") } else { format!("kept as {old_table}") }
             ));
+            Ok(exit::OK)
+        }
+        Ok(Outcome::AlteredInstantly { took_ms }) => {
+            say(&format!("Done: {}.{} altered in place with ALGORITHM=INSTANT in {took_ms} ms (no copy, no old table)", cfg.database, cfg.table));
             Ok(exit::OK)
         }
         Ok(Outcome::DryRun { plan }) => Ok(print_plan(&plan)),

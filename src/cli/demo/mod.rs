@@ -139,7 +139,7 @@ async fn report(server: &Server, outcome: Result<Outcome>, counts: &LoadCounts) 
             println!("demo: stopped ({}; {load}); the sandbox server and its files are removed", state.reason);
             exit::STOPPED
         }
-        Ok(Outcome::DryRun { .. }) => exit::OK,
+        Ok(Outcome::DryRun { .. } | Outcome::AlteredInstantly { .. }) => exit::OK,
         Err(e) => {
             eprintln!("demo: the migration failed: {e:?}");
             exit::FAILED

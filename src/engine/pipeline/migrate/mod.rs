@@ -4,6 +4,7 @@
 //! own module: `setup`, `resume`, `finish`; the frame (status, commands, hooks) is `runtime`.
 
 mod finish;
+pub mod instant;
 mod resume;
 mod setup;
 
@@ -43,6 +44,8 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Outcome {
     /// Swapped; the original is kept as `old_table` (or dropped with --ok-to-drop-table).
     Done { old_table: String, stall_ms: u64, old_table_dropped: bool },
+    /// `--attempt-instant-ddl` and the server altered the table in place (`ALGORITHM=INSTANT`): no ghost, no copy.
+    AlteredInstantly { took_ms: u64 },
     /// Dry run: validated, nothing changed; what would be done.
     DryRun { plan: Vec<String> },
     /// Stopped on request (Stop/Abort/signal/panic flag) with a checkpoint; resumable.
@@ -98,7 +101,7 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
 impl RunOutcome for Outcome {
     fn ending(&self) -> Ending {
         match self {
-            Outcome::Done { .. } | Outcome::DryRun { .. } => Ending::Done,
+            Outcome::Done { .. } | Outcome::AlteredInstantly { .. } | Outcome::DryRun { .. } => Ending::Done,
             Outcome::Stopped { state } => Ending::Stopped { reason: state.reason.clone(), resume_command: state.resume_command.clone() },
         }
     }
@@ -148,6 +151,11 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     };
     if !cfg.execute {
         return Ok(dry_run(cfg, &plan, &artifact_actions));
+    }
+    if resumed.is_none() && cfg.attempt_instant_ddl {
+        if let Some(took_ms) = instant::attempt(&cfg.source.opts(), cfg).await? {
+            return Ok(Outcome::AlteredInstantly { took_ms });
+        }
     }
     if resumed.is_none() {
         // Before anything is created: a refusal here leaves nothing behind.
@@ -292,6 +300,9 @@ fn dry_run(cfg: &MigrationConfig, plan: &Plan, artifact_actions: &[String]) -> O
         cfg.chunk_size,
         cfg.cut_over
     ));
+    if cfg.attempt_instant_ddl {
+        steps.push(format!("would first try: {} (if the server refuses, the migration above)", instant::statement(cfg)));
+    }
     steps.push("dry run: nothing was changed; add --execute to migrate".into());
     for s in &steps {
         tracing::info!("{s}");
