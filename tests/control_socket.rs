@@ -64,7 +64,8 @@ fn fake_engine() -> FakeEngine {
             rec.lock().expect("lock").push(req.command.clone());
             let reply = match &req.command {
                 Command::Checkpoint => CommandReply::ok("checkpoint written at 3e11fa47:1-100"),
-                Command::Get { name } => CommandReply::ok(format!("{name}=1000")),
+                // As the engine: the bare value.
+                Command::Get { .. } => CommandReply::ok("1000"),
                 Command::Set { name, value } => CommandReply::ok(format!("{name} set to {value}")),
                 Command::CutOver => CommandReply::refused("not ready to cut over (phase copy)"),
                 other => CommandReply::ok(format!("{other:?} done")),
@@ -155,12 +156,24 @@ async fn every_valid_text_command_reaches_the_engine() {
         let out = text(&srv.path, line).await;
         assert!(out.ends_with('\n'), "{line}: {out:?}");
     }
-    let expected: Vec<Command> = cases.into_iter().map(|(_, c)| c).collect();
+    // As gh-ost, a setting changed, `throttle` and `no-throttle` answer with the status block, whose header reads
+    // the live settings from the engine.
+    let header_reads = || control::ghost_status::HEADER_SETTINGS.iter().map(|n| Command::Get { name: n.to_string() });
+    let mut expected: Vec<Command> = Vec::new();
+    for (_, c) in cases {
+        let with_status = matches!(c, Command::Set { .. } | Command::Throttle | Command::NoThrottle);
+        expected.push(c);
+        if with_status {
+            expected.extend(header_reads());
+        }
+    }
     assert_eq!(engine.received(), expected);
 
     // The engine's answers come back as text; a refusal is an ERROR line.
     assert_eq!(text(&srv.path, "checkpoint").await, "checkpoint written at 3e11fa47:1-100\n");
-    assert_eq!(text(&srv.path, "chunk-size=?").await, "chunk-size=1000\n");
+    assert_eq!(text(&srv.path, "chunk-size=?").await, "1000\n");
+    let set = text(&srv.path, "chunk-size=500").await;
+    assert!(set.starts_with("# Migrating `shop`.`orders`") && set.contains("\n# chunk-size: 1000; max-lag-millis: 1000ms;"), "{set}");
     assert_eq!(text(&srv.path, "unpostpone").await, "ERROR: not ready to cut over (phase copy)\n");
     srv.cancel.cancel();
     srv.task.await.expect("join").expect("serve");
@@ -216,7 +229,15 @@ async fn help_status_and_sup() {
     assert!(status.contains("# Migrating `shop`.`orders`; Ghost table is `shop`.`_orders_gho`"), "{status}");
     assert!(status.lines().count() > 3);
     assert!(status.trim_end().ends_with(sup.trim_end()), "status ends with the sup line");
-    assert!(engine.received().is_empty());
+    assert!(status.contains("\n# Migrating db1:3306; inspecting db1:3306; executing on "), "{status}");
+    assert!(status.contains("\n# Migration started at "), "{status}");
+    assert!(status.contains(&format!("\n# Serving on unix socket: {}\n", srv.path.display())), "{status}");
+    assert_eq!(text(&srv.path, "coordinates").await, "binlog.000007:4242\n");
+    assert_eq!(text(&srv.path, "applier").await, "Host: db1:3306, Version: 8.0.36\n");
+    assert_eq!(text(&srv.path, "inspector").await, "Host: db1:3306, Version: 8.0.36\n");
+    assert!(text(&srv.path, "replication-lag-query=?").await.contains("deprecated"));
+    assert!(text(&srv.path, "cpu-profile=30s").await.starts_with("ERROR: cpu-profile"));
+    assert!(engine.received().iter().all(|c| matches!(c, Command::Get { .. })), "status only reads: {:?}", engine.received());
     srv.cancel.cancel();
 }
 
@@ -337,8 +358,10 @@ async fn tcp_listener_needs_the_token_then_speaks_the_same_protocol() {
     assert_eq!(meta.permissions().mode() & 0o777, 0o600, "only the owner can read the token");
     let token = std::fs::read_to_string(&token_file).expect("read token");
     assert_eq!(token.trim().len(), 64);
-    assert_eq!(tcp(format!("token={}\nthrottle\n", token.trim())).await, "Throttle done\n");
-    assert_eq!(engine.received(), vec![Command::Throttle]);
+    let throttled = tcp(format!("token={}\nthrottle\n", token.trim())).await;
+    assert!(throttled.starts_with("# Note: ") && throttled.contains("\n# Migrating `shop`.`orders`"), "{throttled}");
+    let changes: Vec<Command> = engine.received().into_iter().filter(|c| !matches!(c, Command::Get { .. })).collect();
+    assert_eq!(changes, vec![Command::Throttle]);
     let status = tcp(format!("token={}\nstatus\n", token.trim())).await;
     assert!(status.contains(&format!("its token is in {}", token_file.display())), "{status}");
     cancel.cancel();
@@ -552,7 +575,7 @@ async fn two_attached_clients_both_follow_and_command() {
 
     let (ra, rb) = tokio::join!(a.send(Command::Checkpoint), b.send(Command::Get { name: "nice-ratio".into() }));
     assert_eq!(ra, CommandReply::ok("checkpoint written at 3e11fa47:1-100"));
-    assert_eq!(rb, CommandReply::ok("nice-ratio=1000"));
+    assert_eq!(rb, CommandReply::ok("1000"));
     let mut got = engine.received();
     got.sort_by_key(|c| format!("{c:?}"));
     assert_eq!(got, vec![Command::Checkpoint, Command::Get { name: "nice-ratio".into() }]);

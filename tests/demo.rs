@@ -143,6 +143,14 @@ async fn demo_cut_over_approved_on_the_socket_keeps_the_load_rows() {
         let mut demo = start_demo(flavor, &sandbox, 20_000)?;
         server_of(&demo)?;
         wait_for(&demo.out, 120, "the postponed gate", |l| l.contains("postponing cut-over").then_some(()))?;
+        // gh-ost's socket commands, answered as gh-ost answers them (a real engine behind the socket).
+        let set = socket_command(&demo.socket, "chunk-size=1500")?;
+        assert!(set.contains("\n# chunk-size: 1500; max-lag-millis: 1500ms; dml-batch-size: "), "{set}");
+        assert!(set.lines().last().is_some_and(|l| l.starts_with("Copy: ")), "{set}");
+        assert_eq!(socket_command(&demo.socket, "chunk-size=?")?, "1500\n");
+        let at = socket_command(&demo.socket, "coordinates")?;
+        assert!(at.starts_with("mysql-bin.") && at.trim_end().rsplit(':').next().is_some_and(|p| p.parse::<u64>().is_ok()), "{at}");
+        assert!(socket_command(&demo.socket, "applier")?.starts_with("Host: 127.0.0.1:"));
         let reply = socket_command(&demo.socket, "unpostpone")?;
         let done = wait_for(&demo.out, 120, "the end", |l| l.starts_with("demo: ").then(|| l.to_string()))?;
         let status = demo.child.wait()?;

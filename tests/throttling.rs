@@ -201,6 +201,19 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         engaged(&handle, "http unreachable").await?;
         http = http_server(http_port, http_code.clone()).await?.1;
         released(&handle, "http").await?;
+        // Set live (gh-ost's `throttle-http=`): cleared, the URL no longer counts; set again, it does.
+        http_code.store(503, Ordering::Relaxed);
+        engaged(&handle, "http=503").await?;
+        set(&handle, "throttle-http", "").await?;
+        released(&handle, "http").await?;
+        ensure!(get(&handle, "throttle-http").await?.is_empty(), "throttle-http=? after clearing");
+        let url = format!("http://127.0.0.1:{http_port}/again");
+        set(&handle, "throttle-http", &url).await?;
+        ensure!(get(&handle, "throttle-http").await? == url, "throttle-http=? reads back wrong");
+        engaged(&handle, "http=503").await?;
+        ensure!(!handle.send(Command::Set { name: "throttle-http".into(), value: "https://x/".into() }).await.ok, "https accepted");
+        http_code.store(200, Ordering::Relaxed);
+        released(&handle, "http").await?;
 
         // Other live settings read back; bad values are refused.
         set(&handle, "nice-ratio", "0.5").await?;

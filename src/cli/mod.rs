@@ -368,6 +368,12 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             force_named_cut_over: a.force_named_cut_over,
             force_named_panic: a.force_named_panic,
             tcp_token_file: None,
+            served: control::Served {
+                throttle_flag_file: cfg.throttle_flag_file.clone(),
+                throttle_additional_flag_file: cfg.throttle_additional_flag_file.clone(),
+                panic_flag_file: cfg.panic_flag_file.clone(),
+                ..control::Served::default()
+            },
         };
         let h = handle.clone();
         let sd = shutdown.clone();

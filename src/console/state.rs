@@ -3,7 +3,7 @@
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tui_logger::{TuiWidgetEvent, TuiWidgetState};
 
-use crate::control::{parse_text_command, sup_line, ControlOptions, TextCommand};
+use crate::control::{ghost_status, parse_text_command, sup_line, ControlOptions, Info, TextCommand};
 use crate::engine::{Command, CommandReply, Status};
 
 use super::keymap::{lookup, usable, ActionId};
@@ -376,6 +376,18 @@ impl ConsoleState {
                     }
                     Ok(TextCommand::Status | TextCommand::Sup) => {
                         self.notice(true, sup_line(status));
+                        None
+                    }
+                    Ok(TextCommand::Info(what)) => {
+                        let text = match what {
+                            Info::Coordinates => ghost_status::coordinates(status),
+                            Info::Applier | Info::Inspector => ghost_status::host_line(status, what == Info::Applier),
+                        };
+                        self.notice(true, text);
+                        None
+                    }
+                    Ok(TextCommand::Deprecated(say)) => {
+                        self.notice(true, say);
                         None
                     }
                     Ok(TextCommand::Engine(cmd)) if self.read_only && !matches!(cmd, Command::Get { .. }) => {

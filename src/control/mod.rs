@@ -16,6 +16,7 @@
 //!   `{"reply":{"id":N,"ok":true,"message":"..."}}` back, in any order.
 
 mod client;
+pub mod ghost_status;
 pub mod metrics;
 pub mod security;
 mod server;
@@ -27,7 +28,8 @@ use crate::engine::status::{Command, Status};
 
 pub use client::{attach, attach_with};
 pub use server::{bind, serve, serve_listener, serve_with, ControlListener};
-pub use text::{help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand, SETTINGS};
+pub use ghost_status::Served;
+pub use text::{help_text, parse_text_command, sup_line, validate_setting, Info, TextCommand, SETTINGS};
 
 /// The handshake word of the JSON-lines protocol.
 pub const JSONL_HELLO: &str = "revenant-jsonl";
@@ -45,6 +47,8 @@ pub struct ControlOptions {
     pub force_named_panic: bool,
     /// The TCP port and the file holding its token, shown in `status` (set by the server).
     pub tcp_token_file: Option<(u16, std::path::PathBuf)>,
+    /// The socket, the flag files and the start time, for `status`'s gh-ost header.
+    pub served: Served,
 }
 
 impl ControlOptions {

@@ -13,7 +13,8 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::status::{Command, EngineHandle};
 
 use super::security::{self, TcpToken};
-use super::text::{check_named, help_text, parse_text_command, status_text, sup_line, validate_setting, TextCommand};
+use super::ghost_status;
+use super::text::{check_named, help_text, parse_text_command, sup_line, validate_setting, Info, TextCommand};
 use super::{parse_hello, CommandLine, ControlOptions, Hello, ReplyLine, ServerLine, JSONL_HELLO, JSONL_VERSION};
 
 /// Longest accepted line (a command, or a JSON command line).
@@ -94,6 +95,8 @@ pub async fn serve_listener(
 ) -> color_eyre::Result<()> {
     let ControlListener { unix, path: socket_path, tcp } = listener;
     opts.tcp_token_file = tcp.as_ref().map(|(l, t)| (l.local_addr().map(|a| a.port()).unwrap_or(0), t.file.clone()));
+    opts.served.socket = Some(socket_path.clone());
+    opts.served = std::mem::take(&mut opts.served).now();
     tracing::info!(socket = %socket_path.display(), "control socket listening");
     if let Some((port, file)) = &opts.tcp_token_file {
         tracing::info!("control TCP port 127.0.0.1:{port}: clients send `token=<contents of {}>` first", file.display());
@@ -189,25 +192,28 @@ where
     write.shutdown().await
 }
 
-/// Executes one text command and returns what to print (always ending in a newline).
+/// Executes one text command and returns what to print (always ending in a newline). As gh-ost: a setting
+/// changed, `throttle` and `no-throttle` answer with the whole `status` block.
 pub(crate) async fn answer_text(line: &str, handle: &EngineHandle, opts: &ControlOptions) -> String {
     let mut out = match parse_text_command(line, opts) {
         Err(e) => format!("ERROR: {e}"),
         Ok(TextCommand::Help) => help_text(),
-        Ok(TextCommand::Status) => {
-            let mut text = status_text(&handle.snapshot());
-            if let Some((port, file)) = &opts.tcp_token_file {
-                text.push_str(&format!("# Control TCP port 127.0.0.1:{port}; its token is in {}\n", file.display()));
-            }
-            text
-        }
+        Ok(TextCommand::Status) => status_answer(handle, opts).await,
         Ok(TextCommand::Sup) => sup_line(&handle.snapshot()),
+        Ok(TextCommand::Info(Info::Coordinates)) => ghost_status::coordinates(&handle.snapshot()),
+        Ok(TextCommand::Info(what)) => ghost_status::host_line(&handle.snapshot(), what == Info::Applier),
+        Ok(TextCommand::Deprecated(say)) => say.to_string(),
         Ok(TextCommand::Engine(cmd)) => {
+            let answers_with_status = matches!(cmd, Command::Set { .. } | Command::Throttle | Command::NoThrottle);
+            let throttle = matches!(cmd, Command::Throttle);
             let reply = handle.send(cmd).await;
-            if reply.ok {
-                reply.message
-            } else {
-                format!("ERROR: {}", reply.message)
+            match (reply.ok, answers_with_status) {
+                (false, _) => format!("ERROR: {}", reply.message),
+                (true, false) => reply.message,
+                (true, true) if throttle => {
+                    format!("# Note: the copy waits while throttled; keep the binary logs meanwhile\n{}", status_answer(handle, opts).await)
+                }
+                (true, true) => status_answer(handle, opts).await,
             }
         }
     };
@@ -215,6 +221,19 @@ pub(crate) async fn answer_text(line: &str, handle: &EngineHandle, opts: &Contro
         out.push('\n');
     }
     out
+}
+
+/// The `status` block, with the live settings read from the engine now.
+async fn status_answer(handle: &EngineHandle, opts: &ControlOptions) -> String {
+    let mut live = Vec::new();
+    for name in ghost_status::HEADER_SETTINGS {
+        let reply = handle.send(Command::Get { name: name.to_string() }).await;
+        if reply.ok {
+            live.push((name.to_string(), reply.message));
+        }
+    }
+    let tcp = opts.tcp_token_file.as_ref().map(|(port, file)| (*port, file.as_path()));
+    ghost_status::status_block(&handle.snapshot(), &live, &opts.served, tcp)
 }
 
 async fn serve_jsonl<R, W>(

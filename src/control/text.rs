@@ -3,6 +3,17 @@
 
 use crate::engine::status::{format_duration, Command, Eta, Status};
 
+/// What the `info` commands print (from the status snapshot).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Info {
+    /// `coordinates`: the binlog position read so far.
+    Coordinates,
+    /// `applier`: the server the ghost is written on.
+    Applier,
+    /// `inspector`: the server the original is read from.
+    Inspector,
+}
+
 use super::ControlOptions;
 
 /// What one text command line asks for.
@@ -14,6 +25,10 @@ pub enum TextCommand {
     Status,
     /// `sup`: the one-line status.
     Sup,
+    /// `coordinates`, `applier`, `inspector`.
+    Info(Info),
+    /// A command gh-ost keeps for old scripts that changes nothing (`replication-lag-query`): what to say.
+    Deprecated(&'static str),
     /// Anything the engine executes.
     Engine(Command),
 }
@@ -29,6 +44,7 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("throttle-query", "a query whose first column > 0 throttles (empty clears)"),
     ("throttle-control-replicas", "replicas whose lag is checked: host[:port][,host[:port]...] (empty clears)"),
     ("postpone-cut-over-flag-file", "while this file exists the cut-over waits (empty clears)"),
+    ("throttle-http", "throttle unless a HEAD request to this http:// URL answers 200 (empty clears)"),
 ];
 
 /// The `help` text.
@@ -40,6 +56,9 @@ pub fn help_text() -> String {
          throttle | pause                     # force throttling of the copy\n\
          no-throttle | resume                 # end the forced throttling\n\
          checkpoint                           # write a checkpoint now and print the recorded position\n\
+         coordinates                          # print the binlog position read so far\n\
+         applier                              # print the server the ghost table is written on\n\
+         inspector                            # print the server the original is read from\n\
          unpostpone [table] | cut-over        # approve the postponed cut-over\n\
          panic [table]                        # abort the migration now (resumable; nothing is dropped)\n\
          help                                 # this message\n",
@@ -88,6 +107,11 @@ pub fn parse_text_command(line: &str, opts: &ControlOptions) -> Result<TextComma
         "help" => no_arg(TextCommand::Help),
         "status" | "info" => no_arg(TextCommand::Status),
         "sup" => no_arg(TextCommand::Sup),
+        "coordinates" => no_arg(TextCommand::Info(Info::Coordinates)),
+        "applier" => no_arg(TextCommand::Info(Info::Applier)),
+        "inspector" => no_arg(TextCommand::Info(Info::Inspector)),
+        "replication-lag-query" => Ok(TextCommand::Deprecated("replication-lag-query is deprecated: revenant measures lag with its own heartbeat")),
+        "cpu-profile" => Err("cpu-profile is gh-ost's Go runtime profile: revenant has none (see `status`, or --metrics-addr)".into()),
         "throttle" | "pause" | "suspend" => no_arg(TextCommand::Engine(Command::Throttle)),
         "no-throttle" | "unthrottle" | "resume" | "continue" => no_arg(TextCommand::Engine(Command::NoThrottle)),
         "checkpoint" => no_arg(TextCommand::Engine(Command::Checkpoint)),
@@ -99,7 +123,7 @@ pub fn parse_text_command(line: &str, opts: &ControlOptions) -> Result<TextComma
             check_named(&name_lc, arg.as_deref(), opts.force_named_panic, "--force-named-panic", &opts.table)?;
             Ok(TextCommand::Engine(Command::Abort))
         }
-        _ => Err(format!("unknown command `{name}`; try `help`")),
+        _ => Err(format!("unknown command: {name}; try `help`")),
     }
 }
 
@@ -177,6 +201,8 @@ pub fn validate_setting(name: &str, value: &str) -> Result<(), String> {
         "throttle-control-replicas" => validate_replicas(name, v),
         "throttle-query" if v.is_empty() => Ok(()),
         "throttle-query" => crate::engine::throttle::query::check_throttle_query(v).map(|_| ()).map_err(|e| format!("invalid value for {name}: {e}")),
+        "throttle-http" if v.is_empty() => Ok(()),
+        "throttle-http" => crate::engine::throttle::throttlers::parse_http_url(v).map(|_| ()).map_err(|e| format!("invalid value for {name}: {e}")),
         "postpone-cut-over-flag-file" if v.is_empty() => Ok(()),
         "postpone-cut-over-flag-file" => crate::engine::throttle::live::check_flag_path(v)
             .and_then(|p| crate::engine::throttle::flag_file::check_not_foreign(name, &p))
@@ -263,49 +289,4 @@ pub fn sup_line(s: &Status) -> String {
         state,
         eta
     )
-}
-
-/// gh-ost's multi-line `status`.
-pub fn status_text(s: &Status) -> String {
-    let t = &s.target;
-    let mut out = String::new();
-    out.push_str(&format!(
-        "# Migrating `{}`.`{}`; Ghost table is `{}`.`{}`\n",
-        t.database, t.table, t.database, t.ghost_table
-    ));
-    out.push_str(&format!("# Migrating {}; flavor {} {}\n", t.host, t.flavor, t.version));
-    if !t.applier_host.is_empty() {
-        out.push_str(&format!("# Writing to {}\n", t.applier_host));
-    }
-    out.push_str(&format!("# Alter: {}\n", t.alter));
-    out.push_str(&format!(
-        "# Phase: {}; chunk-size: {}; max-lag-millis: {}ms\n",
-        s.phase.map(|p| p.label()).unwrap_or("starting"),
-        s.copy.chunk_size,
-        (s.max_lag_seconds * 1000.0).round() as u64
-    ));
-    if s.throttle.throttled {
-        out.push_str(&format!("# Throttled: {}\n", s.throttle.reason));
-    }
-    if let Some(age) = s.checkpoint.age_seconds {
-        out.push_str(&format!("# Last checkpoint: {} ago at {}\n", format_duration(age), s.checkpoint.gtid_set));
-    }
-    if s.cutover.postponed {
-        out.push_str(&format!(
-            "# Cut-over postponed for {}; approve with `unpostpone`\n",
-            format_duration(s.cutover.waiting_seconds)
-        ));
-    }
-    if let Some(reason) = &s.cutover.blocked_reason {
-        out.push_str(&format!("# Cut-over blocked: {reason}\n"));
-    }
-    if let Some(msg) = &s.message {
-        out.push_str(&format!("# {msg}\n"));
-    }
-    if let Some(cmd) = &s.resume_command {
-        out.push_str(&format!("# Resume with: {cmd}\n"));
-    }
-    out.push_str(&sup_line(s));
-    out.push('\n');
-    out
 }

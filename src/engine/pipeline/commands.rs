@@ -213,12 +213,24 @@ pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandRepl
                 format!("throttle-control-replicas={text} (replicas discovered from the primary are looked up again)")
             })
         }
+        "throttle-http" => set_throttle_http(shared, value),
         other => Err(format!("'{other}' cannot be set on this migration")),
     };
     match r {
         Ok(m) => CommandReply::ok(m),
         Err(m) => CommandReply::refused(m),
     }
+}
+
+/// `throttle-http=URL` (plain http, as the flag) or empty to stop asking it.
+fn set_throttle_http(shared: &Shared, value: &str) -> std::result::Result<String, String> {
+    let url = value.trim();
+    if !url.is_empty() {
+        throttlers::parse_http_url(url).map_err(|e| format!("throttle-http: {e}"))?;
+    }
+    let url = (!url.is_empty()).then(|| url.to_string());
+    shared.update_throttle_settings(|t| t.throttle_http = url.clone());
+    Ok(format!("throttle-http={}", url.unwrap_or_default()))
 }
 
 pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
@@ -234,6 +246,7 @@ pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
         "postpone-cut-over-flag-file" => CommandReply::ok(
             shared.throttle_settings().postpone_flag_file.map(|p| p.display().to_string()).unwrap_or_default(),
         ),
+        "throttle-http" => CommandReply::ok(shared.throttle_settings().throttle_http.unwrap_or_default()),
         other => CommandReply::refused(format!("unknown setting '{other}'")),
     }
 }

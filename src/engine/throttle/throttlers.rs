@@ -43,6 +43,8 @@ pub struct ThrottleSettings {
     /// `--throttle-control-replicas`: checked in addition to the replicas discovered from the primary.
     pub control_replicas: Vec<ReplicaAddr>,
     pub postpone_flag_file: Option<PathBuf>,
+    /// `--throttle-http` (settable live, as gh-ost's `throttle-http=` command).
+    pub throttle_http: Option<String>,
     /// Bumped when the control replicas are set live: the discovered ones are forgotten and found again.
     pub replicas_generation: u64,
 }
@@ -55,6 +57,7 @@ impl ThrottleSettings {
             throttle_query: cfg.throttle_query.clone(),
             control_replicas: cfg.throttle_control_replicas.clone(),
             postpone_flag_file: cfg.postpone_cut_over_flag_file.clone(),
+            throttle_http: cfg.throttle_http.clone(),
             replicas_generation: 0,
         }
     }
@@ -219,12 +222,16 @@ impl Throttlers {
             action = act;
             self.slow_readings = readings;
         }
-        if let Some(url) = self.cfg.throttle_http.clone() {
-            if self.last_http.is_none_or(|t| t.elapsed() >= self.cfg.throttle_http_interval) {
-                self.last_http = Some(Instant::now());
-                self.http_reading =
-                    Some(throttle_http(&url, self.cfg.throttle_http_timeout, self.cfg.ignore_http_errors).await);
+        match settings.throttle_http.clone() {
+            Some(url) => {
+                if self.last_http.is_none_or(|t| t.elapsed() >= self.cfg.throttle_http_interval) {
+                    self.last_http = Some(Instant::now());
+                    self.http_reading =
+                        Some(throttle_http(&url, self.cfg.throttle_http_timeout, self.cfg.ignore_http_errors).await);
+                }
             }
+            // Cleared live: its last answer no longer counts.
+            None => self.http_reading = None,
         }
         let mut signals = Vec::new();
         let mut reasons = Vec::new();
