@@ -201,6 +201,9 @@ pub struct MigrateArgs {
     /// First ask the server for the ALTER with ALGORITHM=INSTANT (metadata only, lock wait as the cut-over's);
     /// done if it can, else the migration runs as usual. This alters the original table in place.
     #[arg(long, help_heading = "Migration")] pub attempt_instant_ddl: bool,
+    /// ANALYZE TABLE on the ghost right before the cut-over, so the new table starts with fresh statistics; if the
+    /// ANALYZE fails the run stops there (the original serving; --resume continues).
+    #[arg(long, help_heading = "Cut-over")] pub analyze_ghost_table_before_cutover: bool,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

@@ -26,7 +26,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("trigger-suffix", true, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
     ("remove-trigger-suffix-if-exists", false, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
     ("panic-on-warnings", false, "checking copy warnings is not built yet: leave the flag out (copy and apply convert values alike, without strict mode)"),
-    ("analyze-ghost-table-before-cutover", false, "not built yet: run ANALYZE TABLE on the table after the cut-over"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
     ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),

@@ -244,6 +244,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
+    cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.resume = cfg.resume || a.resume_state.is_some();
     cfg.resume_command = Some(resume_command(argv));
     cfg.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));

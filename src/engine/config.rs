@@ -97,6 +97,9 @@ pub struct MigrationConfig {
     pub postpone_cut_over: bool,
     pub exact_rowcount: bool,
     pub attempt_instant_ddl: bool,
+    /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
+    /// stops the run with the original serving).
+    pub analyze_ghost_before_cutover: bool,
     pub max_lag_millis: u64,
     pub throttle_flag_file: Option<PathBuf>,
     pub throttle_additional_flag_file: Option<PathBuf>,
@@ -170,6 +173,7 @@ impl MigrationConfig {
             postpone_cut_over: false,
             exact_rowcount: false,
             attempt_instant_ddl: false,
+            analyze_ghost_before_cutover: false,
             max_lag_millis: 1500,
             throttle_flag_file: None,
             throttle_additional_flag_file: None,

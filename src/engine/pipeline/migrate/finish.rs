@@ -28,6 +28,12 @@ use crate::engine::sql::qualified;
 /// The before-cut-over hook (a refusal stops here: nothing was locked or renamed, the checkpoint resumes at ready),
 /// then the cut-over recorded as started.
 pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running) -> Result<()> {
+    if cfg.analyze_ghost_before_cutover {
+        if let Err(e) = analyze_ghost(conn, cfg).await {
+            running.stop().await;
+            return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
+        }
+    }
     if let Err(e) = ctx.hooks.fire(Hook::OnBeforeCutOver, &[], &ctx.shared.snapshot(0)).await {
         running.stop().await;
         return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
@@ -40,6 +46,18 @@ pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, c
     .await?;
     ctx.shared.enter(Phase::CutOver);
     let _ = running.ddl_allowed.send(true);
+    Ok(())
+}
+
+/// `ANALYZE TABLE` on the ghost; an error (or a result row of type error) fails: no swap onto stale statistics.
+async fn analyze_ghost(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<()> {
+    let ghost = qualified(&cfg.database, &cfg.ghost_table());
+    let rows: Vec<(String, String, String, String)> =
+        conn.query(format!("ANALYZE TABLE {ghost}")).await.map_err(|e| color_eyre::eyre::eyre!("ANALYZE TABLE {ghost} failed: {e}"))?;
+    if let Some((_, _, _, text)) = rows.iter().find(|r| r.2.eq_ignore_ascii_case("error")) {
+        color_eyre::eyre::bail!("ANALYZE TABLE {ghost} failed: {text}");
+    }
+    tracing::info!("ANALYZE TABLE {ghost}: {}", rows.last().map(|r| r.3.as_str()).unwrap_or("done"));
     Ok(())
 }
 
