@@ -204,6 +204,9 @@ pub struct MigrateArgs {
     /// ANALYZE TABLE on the ghost right before the cut-over, so the new table starts with fresh statistics; if the
     /// ANALYZE fails the run stops there (the original serving; --resume continues).
     #[arg(long, help_heading = "Cut-over")] pub analyze_ghost_table_before_cutover: bool,
+    /// Build the helper tables' names on NAME instead of the table's: _NAME_gho, _NAME_ghc, _NAME_ghk, _NAME_del
+    /// (gh-ost's flag; for tables whose names are too long for the suffixes). Give it again with --resume.
+    #[arg(long, value_name = "NAME", help_heading = "Migration")] pub force_table_names: Option<String>,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

@@ -29,7 +29,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
     ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),
-    ("force-table-names", true, "artifact tables are always named _<table>_gho, _<table>_ghc, _<table>_ghk and _<table>_del"),
     ("replica-server-id", true, "revenant picks its own binlog client id (1000000 and up): leave the flag out, and keep server ids below 1000000"),
     ("mysql-timeout", true, "revenant retries lost connections for --retry-seconds, then stops resumably: use --retry-seconds"),
     ("ssl", false, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),

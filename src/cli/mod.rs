@@ -245,12 +245,30 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
+    cfg.force_table_names = a.force_table_names.clone();
+    check_artifact_names(&cfg)?;
     cfg.resume = cfg.resume || a.resume_state.is_some();
     cfg.resume_command = Some(resume_command(argv));
     cfg.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
+}
+
+/// The helper tables' names must be plain identifiers that fit the server's 64 characters.
+fn check_artifact_names(cfg: &MigrationConfig) -> Result<()> {
+    if let Some(name) = &cfg.force_table_names {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
+            return Err(eyre!("--force-table-names `{name}`: only letters, digits, `_` and `$` are allowed"))
+                .suggestion("give a plain name, e.g. --force-table-names=orders_v2");
+        }
+    }
+    let longest = cfg.ghost_table();
+    if longest.chars().count() > 64 {
+        return Err(eyre!("the helper table name `{longest}` is longer than the server's 64 characters"))
+            .suggestion("give a shorter base for the helper tables with --force-table-names=NAME (at most 59 characters)");
+    }
+    Ok(())
 }
 
 /// Refuses a flag file that exists but is not a regular file of this user (a symlink, another user's file).

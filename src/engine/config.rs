@@ -100,6 +100,8 @@ pub struct MigrationConfig {
     /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
     /// stops the run with the original serving).
     pub analyze_ghost_before_cutover: bool,
+    /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
+    pub force_table_names: Option<String>,
     pub max_lag_millis: u64,
     pub throttle_flag_file: Option<PathBuf>,
     pub throttle_additional_flag_file: Option<PathBuf>,
@@ -174,6 +176,7 @@ impl MigrationConfig {
             exact_rowcount: false,
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
+            force_table_names: None,
             max_lag_millis: 1500,
             throttle_flag_file: None,
             throttle_additional_flag_file: None,
@@ -203,16 +206,20 @@ impl MigrationConfig {
         }
     }
 
+    /// The name the artifact tables are built on: the table's, or gh-ost's `--force-table-names`.
+    pub fn artifact_base(&self) -> &str {
+        self.force_table_names.as_deref().unwrap_or(&self.table)
+    }
     pub fn ghost_table(&self) -> String {
-        format!("_{}_gho", self.table)
+        format!("_{}_gho", self.artifact_base())
     }
     pub fn changelog_table(&self) -> String {
-        format!("_{}_ghc", self.table)
+        format!("_{}_ghc", self.artifact_base())
     }
     pub fn old_table(&self) -> String {
-        format!("_{}_del", self.table)
+        format!("_{}_del", self.artifact_base())
     }
     pub fn checkpoint_table(&self) -> String {
-        format!("_{}_ghk", self.table)
+        format!("_{}_ghk", self.artifact_base())
     }
 }

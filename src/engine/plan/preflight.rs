@@ -283,7 +283,9 @@ fn renamed_columns(cfg: &MigrationConfig, alter: &AlterPlan, notes: &mut Vec<Str
 /// The new structure: the ALTER run on a temporary table with the same definition (private to this session; not
 /// logged), read back and named as the ghost.
 async fn validate_on_temporary(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, alter: &AlterPlan) -> Result<TableInfo> {
-    let tmp = format!("_{}_rvn_preflight", original_name);
+    // Session-private, so one short name serves any table (a table name near 64 characters leaves no room for
+    // suffixes).
+    let tmp = "_revenant_preflight".to_string();
     let tmpq = qualified(&cfg.database, &tmp);
     conn.query_drop(format!("DROP TEMPORARY TABLE IF EXISTS {tmpq}")).await?;
     conn.query_drop(format!("CREATE TEMPORARY TABLE {tmpq} LIKE {}", qualified(&cfg.database, original_name)))

@@ -107,6 +107,18 @@ impl RunOutcome for Outcome {
     }
 }
 
+/// The single-run lock's name: `revenant.<db>.<table>`, or, past the server's 64 characters for lock names, a
+/// digest of the same (the same for every run of the table, as the lock must be).
+fn lock_name(cfg: &MigrationConfig) -> String {
+    use sha2::{Digest, Sha256};
+    let plain = format!("revenant.{}.{}", cfg.database, cfg.table);
+    if plain.chars().count() <= 64 {
+        return plain;
+    }
+    let digest = hex::encode(Sha256::digest(format!("{}\0{}", cfg.database, cfg.table).as_bytes()));
+    format!("revenant.{}", &digest[..48])
+}
+
 /// The steps in order. Each returns early with the outcome when the run stops, fails or is a dry run.
 async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> {
     let shared = &ctx.shared;
@@ -116,7 +128,7 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
     // One migration per table, kept for the whole run (taken before anything is changed).
-    let purpose = LockPurpose { name: format!("revenant.{}.{}", cfg.database, cfg.table), what: format!("migration of {}.{}", cfg.database, cfg.table) };
+    let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
     let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
     let (decision, resumed) = match cfg.resume {
         true => resume::decide(&mut conn, cfg).await?,
