@@ -118,6 +118,22 @@ async fn run_case(exe: &Path, server: &Server, version: &str, dir: &Path) -> Res
             return Ok(Verdict::Skip(format!("ignore_versions /{re}/ matches {version}")));
         }
     }
+    let mut t = create_case_schema(server, dir).await?;
+    let extra = read_opt(dir, "extra_args").unwrap_or_default();
+    let mut args: Vec<String> = shlex::split(extra.trim()).ok_or_else(|| eyre!("extra_args: unbalanced quotes"))?;
+    if !args.iter().any(|a| a.starts_with("--alter") || a.starts_with("-alter")) {
+        args.push("--alter=engine=innodb".into());
+    }
+    let (status, all_output) = run_revenant(exe, server, &args, &mut t).await?;
+    let _ = t.query_drop("DROP EVENT IF EXISTS gh_ost_test").await;
+    match read_opt(dir, "expect_failure") {
+        Some(expected) => judge_expected_failure(expected.trim(), status.success(), &all_output, &mut t, dir).await,
+        None => judge_migration(status, &all_output, &mut t, dir).await,
+    }
+}
+
+/// A fresh `test` database with the case's create.sql run in it; the connection to it.
+async fn create_case_schema(server: &Server, dir: &Path) -> Result<mysql_async::Conn> {
     let mut c = server.conn().await?;
     c.query_drop("DROP DATABASE IF EXISTS test").await?;
     c.query_drop("CREATE DATABASE test").await?;
@@ -126,11 +142,12 @@ async fn run_case(exe: &Path, server: &Server, version: &str, dir: &Path) -> Res
     for stmt in split_sql(&script) {
         t.query_drop(&stmt).await.wrap_err_with(|| format!("create.sql: {}", stmt.lines().next().unwrap_or("")))?;
     }
-    let extra = read_opt(dir, "extra_args").unwrap_or_default();
-    let mut args: Vec<String> = shlex::split(extra.trim()).ok_or_else(|| eyre!("extra_args: unbalanced quotes"))?;
-    if !args.iter().any(|a| a.starts_with("--alter") || a.starts_with("-alter")) {
-        args.push("--alter=engine=innodb".into());
-    }
+    Ok(t)
+}
+
+/// Runs the migration with the case's arguments; at the postponed gate the case's writes (its event) are stopped
+/// and the cut-over released. Its exit status and what it printed (status JSON left out).
+async fn run_revenant(exe: &Path, server: &Server, args: &[String], t: &mut mysql_async::Conn) -> Result<(std::process::ExitStatus, String)> {
     let flag = std::env::temp_dir().join(format!("revenant-case-{}-{}.postpone", std::process::id(), server.port));
     let socket = std::env::temp_dir().join(format!("revenant-case-{}-{}.sock", std::process::id(), server.port));
     std::fs::write(&flag, b"")?;
@@ -140,7 +157,7 @@ async fn run_case(exe: &Path, server: &Server, version: &str, dir: &Path) -> Res
         .args(["--table", "gh_ost_test", "--execute", "--status-json", "--default-retries", "3", "--chunk-size", "100"])
         .arg(format!("--postpone-cut-over-flag-file={}", flag.display()))
         .arg(format!("--serve-socket-file={}", socket.display()))
-        .args(&args)
+        .args(args)
         .env_remove("MYSQL_PWD")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -154,20 +171,37 @@ async fn run_case(exe: &Path, server: &Server, version: &str, dir: &Path) -> Res
         let _ = stderr.read_to_string(&mut s).await;
         s
     });
-    let mut lines = BufReader::new(stdout).lines();
+    let watched = watch_output(BufReader::new(stdout).lines(), &flag, t).await;
+    let _ = std::fs::remove_file(&flag);
+    let out_text = match watched {
+        Ok(text) => text,
+        Err(e) => {
+            let _ = child.kill().await;
+            return Err(e);
+        }
+    };
+    let status = child.wait().await?;
+    let err_text = err_task.await.unwrap_or_default();
+    Ok((status, format!("{out_text}\n{err_text}")))
+}
+
+/// Reads the status lines until the run ends (at most 180 s), releasing the cut-over at the gate.
+async fn watch_output(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    flag: &Path,
+    t: &mut mysql_async::Conn,
+) -> Result<String> {
     let mut out_text = String::new();
-    let expect_failure = read_opt(dir, "expect_failure");
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut released = false;
     loop {
-        let next = tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await;
-        match next {
+        match tokio::time::timeout(Duration::from_secs(5), lines.next_line()).await {
             Ok(Ok(Some(line))) => {
                 if !released && line.contains("\"phase\":\"ready-to-cut-over\"") && line.contains("\"backlog\":0") {
                     // Stop the writes, let the tool catch up, then release the cut-over.
                     let _ = t.query_drop("ALTER EVENT gh_ost_test DISABLE").await;
                     tokio::time::sleep(Duration::from_millis(1500)).await;
-                    let _ = std::fs::remove_file(&flag);
+                    let _ = std::fs::remove_file(flag);
                     released = true;
                 }
                 if !line.starts_with('{') {
@@ -175,49 +209,47 @@ async fn run_case(exe: &Path, server: &Server, version: &str, dir: &Path) -> Res
                     out_text.push('\n');
                 }
             }
-            Ok(Ok(None)) => break,
+            Ok(Ok(None)) => return Ok(out_text),
             Ok(Err(e)) => bail!("reading revenant's output: {e}"),
             Err(_) => {}
         }
         if Instant::now() > deadline {
-            let _ = child.kill().await;
-            let _ = std::fs::remove_file(&flag);
             bail!("timed out after 180 s");
         }
     }
-    let status = child.wait().await?;
-    let err_text = err_task.await.unwrap_or_default();
-    let _ = std::fs::remove_file(&flag);
-    let _ = t.query_drop("DROP EVENT IF EXISTS gh_ost_test").await;
-    let all_output = format!("{out_text}\n{err_text}");
-    if let Some(expected) = expect_failure {
-        let expected = expected.trim();
-        if status.success() {
-            // revenant migrated: check the oracle to tell a divergence from a bug.
-            return Ok(match oracle(&mut t, dir).await {
-                Ok(()) => Verdict::Diverge(format!(
-                    "gh-ost expects a failure{}; revenant migrated and the old and new tables are identical",
-                    if expected.is_empty() { String::new() } else { format!(" ('{expected}')") }
-                )),
-                Err(e) => Verdict::Fail(format!("expected a failure; revenant migrated and the oracle failed: {e:#}")),
-            });
-        }
-        if !expected.is_empty() && !all_output.contains(expected) {
-            return Ok(Verdict::Fail(format!("failed, but without '{expected}': {}", last_lines(&all_output, 6))));
-        }
-        // Nothing may be left behind by a refused migration.
-        let leftovers: Vec<String> = t
-            .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='test' AND TABLE_NAME LIKE '\\_gh\\_ost\\_test\\_%'")
-            .await?;
-        if !leftovers.is_empty() {
-            return Ok(Verdict::Fail(format!("refused, but left tables behind: {leftovers:?}")));
-        }
-        return Ok(Verdict::Pass);
+}
+
+/// A case gh-ost expects to fail: revenant refused (with the expected words, leaving nothing behind), or it
+/// migrated and the oracle tells a deliberate divergence from a bug.
+async fn judge_expected_failure(expected: &str, migrated: bool, all_output: &str, t: &mut mysql_async::Conn, dir: &Path) -> Result<Verdict> {
+    if migrated {
+        return Ok(match oracle(t, dir).await {
+            Ok(()) => Verdict::Diverge(format!(
+                "gh-ost expects a failure{}; revenant migrated and the old and new tables are identical",
+                if expected.is_empty() { String::new() } else { format!(" ('{expected}')") }
+            )),
+            Err(e) => Verdict::Fail(format!("expected a failure; revenant migrated and the oracle failed: {e:#}")),
+        });
     }
+    if !expected.is_empty() && !all_output.contains(expected) {
+        return Ok(Verdict::Fail(format!("failed, but without '{expected}': {}", last_lines(all_output, 6))));
+    }
+    // Nothing may be left behind by a refused migration.
+    let leftovers: Vec<String> = t
+        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='test' AND TABLE_NAME LIKE '\\_gh\\_ost\\_test\\_%'")
+        .await?;
+    if !leftovers.is_empty() {
+        return Ok(Verdict::Fail(format!("refused, but left tables behind: {leftovers:?}")));
+    }
+    Ok(Verdict::Pass)
+}
+
+/// A case that must migrate: the oracle holds and the structure is the expected one.
+async fn judge_migration(status: std::process::ExitStatus, all_output: &str, t: &mut mysql_async::Conn, dir: &Path) -> Result<Verdict> {
     if !status.success() {
-        return Ok(Verdict::Fail(format!("revenant exited with {status}: {}", last_lines(&all_output, 8))));
+        return Ok(Verdict::Fail(format!("revenant exited with {status}: {}", last_lines(all_output, 8))));
     }
-    oracle(&mut t, dir).await?;
+    oracle(t, dir).await?;
     if let Some(want) = read_opt(dir, "expect_table_structure") {
         let (_, create): (String, String) =
             t.query_first("SHOW CREATE TABLE gh_ost_test").await?.ok_or_else(|| eyre!("no table"))?;
