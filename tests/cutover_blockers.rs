@@ -2,8 +2,10 @@
 //! (issue 13.10): while it waits, the status names the blocker and the application's writes go through; once the
 //! blocker ends, the cut-over completes with identical rows. Both flavours (MariaDB with its metadata_lock_info
 //! plugin, which the test installs on its own sandbox: without it MariaDB cannot say who holds a table lock).
+//! move-tables' fence (its RENAME on the source) waits the same way.
 
 mod common;
+mod move_support;
 
 use std::time::{Duration, Instant};
 
@@ -11,6 +13,8 @@ use color_eyre::eyre::bail;
 use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::pipeline::migrate::{self, Outcome};
+use revenant::engine::pipeline::move_tables::{self, MoveOutcome};
+use revenant::engine::EngineHandle;
 use revenant::engine::{Command, Phase};
 use revenant::sandbox::Flavor;
 
@@ -33,17 +37,7 @@ async fn the_cut_over_waits_for_a_lock_holder_and_names_it() {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let reply = handle.send(Command::CutOver).await;
         assert!(reply.ok, "{}", reply.message);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let named = loop {
-            let why = handle.status.borrow().cutover.blocked_reason.clone().unwrap_or_default();
-            if why.contains(&format!("connection {blocker_id} ")) {
-                break why;
-            }
-            if Instant::now() > deadline {
-                bail!("the status never named the blocker {blocker_id}: {why:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let named = blocker_named(&handle, blocker_id).await?;
         assert!(named.contains("has held a lock on bl"), "{named}");
         // No RENAME is queued: a write goes through at once (behind a queued RENAME it waits the lock timeout).
         let mut app = server.conn().await?;
@@ -57,6 +51,53 @@ async fn the_cut_over_waits_for_a_lock_holder_and_names_it() {
         assert!(matches!(outcome, Outcome::Done { .. }), "{outcome:?}");
         let cols = ["id", "a", "b"];
         assert_eq!(table_checksum(&mut admin, "app", "_bl_del", &cols).await?, table_checksum(&mut admin, "app", "bl", &cols).await?);
+        Ok(())
+    })
+    .await;
+}
+
+/// Waits until the status names connection `id` as what the cut-over waits for.
+async fn blocker_named(handle: &EngineHandle, id: u32) -> color_eyre::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let why = handle.status.borrow().cutover.blocked_reason.clone().unwrap_or_default();
+        if why.contains(&format!("connection {id} ")) {
+            return Ok(why);
+        }
+        if Instant::now() > deadline {
+            bail!("the status never named the blocker {id}: {why:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_move_tables_fence_waits_for_a_lock_holder() {
+    each_flavor(|flavor| async move {
+        let (source, target) = revenant::sandbox::two_servers(flavor).await?;
+        if flavor == Flavor::MariaDb {
+            source.conn().await?.query_drop("INSTALL SONAME 'metadata_lock_info'").await?;
+        }
+        move_support::seed(&source, &target, "fb", 500).await?;
+        let (handle, join) = move_tables::start(move_support::move_config(&source, &target, "fb"));
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await?;
+        let mut blocker = source.conn().await?;
+        blocker.query_drop("BEGIN").await?;
+        let _: Vec<u64> = blocker.query("SELECT id FROM fb.items WHERE id = 1").await?;
+        let blocker_id = blocker.id();
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let reply = handle.send(Command::CutOver).await;
+        assert!(reply.ok, "{}", reply.message);
+        let named = blocker_named(&handle, blocker_id).await?;
+        assert!(named.contains("has held a lock on items"), "{named}");
+        // Nothing is fenced or queued meanwhile: the source table takes writes at once.
+        let mut app = source.conn().await?;
+        app.query_drop("SET SESSION lock_wait_timeout = 2").await?;
+        app.query_drop("UPDATE fb.orders SET a = a + 1 WHERE id = 2").await?;
+        blocker.query_drop("COMMIT").await?;
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        assert!(matches!(outcome, MoveOutcome::Done { .. }), "{outcome:?}");
+        move_support::verify_moved(&source, &target, "fb").await?;
         Ok(())
     })
     .await;

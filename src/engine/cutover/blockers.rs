@@ -7,8 +7,63 @@
 //! `information_schema.METADATA_LOCK_INFO` when the metadata_lock_info plugin is loaded; without it only the
 //! transactions open longer than the threshold can be named, as sessions that may block (not waited for).
 
+use std::time::{Duration, Instant};
+
 use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::shared::Shared;
+
+/// What [`wait_until_clear`] looks at and how long it may wait.
+pub struct BlockerWait<'a> {
+    pub mariadb: bool,
+    pub database: &'a str,
+    pub tables: &'a [String],
+    /// What waits, for the log and the status ("cut-over", "fence").
+    pub what: &'a str,
+    /// The wait's bound over all attempts; past it, the attempt goes ahead anyway.
+    pub bound: Duration,
+    pub cancel: &'a CancellationToken,
+}
+
+/// Waits while a session other than this connection holds a lock on one of the tables (never queueing a RENAME
+/// behind it: that would block every writer), showing who in the status; returns how long it waited.
+/// `waited_before` counts the earlier attempts' waits against the bound.
+pub async fn wait_until_clear(conn: &mut mysql_async::Conn, w: &BlockerWait<'_>, shared: &Shared, waited_before: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let mut logged = false;
+    let ours = [conn.id()];
+    loop {
+        let mut certain = Vec::new();
+        let mut maybe = Vec::new();
+        for table in w.tables {
+            for b in find(conn, w.mariadb, w.database, table, 1, &ours).await? {
+                if b.certain { certain.push(b.describe(table)) } else { maybe.push(b.describe(table)) }
+            }
+        }
+        if certain.is_empty() {
+            if !maybe.is_empty() {
+                tracing::warn!("{}: long transactions that may block it: {}", w.what, maybe.join("; "));
+            }
+            return Ok(started.elapsed());
+        }
+        let why = format!("waiting for {}", certain.join("; "));
+        shared.with(|i| {
+            i.status.cutover.step = "waiting for blockers".into();
+            i.status.cutover.blocked_reason = Some(why.clone());
+        });
+        if !logged {
+            tracing::warn!("{} {why} (not queueing a RENAME behind it: that would block every writer)", w.what);
+            logged = true;
+        }
+        if waited_before + started.elapsed() > w.bound || w.cancel.is_cancelled() {
+            tracing::warn!("{}: still blocked after {:?}; attempting anyway", w.what, waited_before + started.elapsed());
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
 
 /// A session that holds (or may hold) a lock the RENAME needs.
 #[derive(Debug, Clone, PartialEq)]

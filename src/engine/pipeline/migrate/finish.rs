@@ -99,39 +99,18 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
     }
 }
 
-/// Waits while another session holds a lock on the original table (a RENAME would queue behind it and block every
-/// writer for the whole lock wait), showing who in the status, for at most `--cut-over-lock-timeout-seconds` times
-/// `--default-retries` over the whole cut-over; then attempts anyway. Returns how long it waited.
+/// Waits (bounded) while sessions hold locks on the original: see [`blockers::wait_until_clear`].
 async fn wait_for_blockers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, mariadb: bool, waited_before: Duration) -> Result<Duration> {
-    let bound = cfg.cut_over_lock_timeout * cfg.default_retries.max(1);
-    let started = std::time::Instant::now();
-    let mut logged = false;
-    let ours = [conn.id()];
-    loop {
-        let found = blockers::find(conn, mariadb, &cfg.database, &cfg.table, 1, &ours).await?;
-        let certain: Vec<String> = found.iter().filter(|b| b.certain).map(|b| b.describe(&cfg.table)).collect();
-        if certain.is_empty() {
-            let maybe: Vec<String> = found.iter().map(|b| b.describe(&cfg.table)).collect();
-            if !maybe.is_empty() {
-                tracing::warn!("cut-over: long transactions that may block it: {}", maybe.join("; "));
-            }
-            return Ok(started.elapsed());
-        }
-        let why = format!("waiting for {}", certain.join("; "));
-        ctx.shared.with(|i| {
-            i.status.cutover.step = "waiting for blockers".into();
-            i.status.cutover.blocked_reason = Some(why.clone());
-        });
-        if !logged {
-            tracing::warn!("cut-over {why} (not queueing a RENAME behind it: that would block every writer)");
-            logged = true;
-        }
-        if waited_before + started.elapsed() > bound || ctx.cancel.is_cancelled() {
-            tracing::warn!("cut-over: still blocked after {:?}; attempting anyway", waited_before + started.elapsed());
-            return Ok(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    let tables = [cfg.table.clone()];
+    let wait = blockers::BlockerWait {
+        mariadb,
+        database: &cfg.database,
+        tables: &tables,
+        what: "cut-over",
+        bound: cfg.cut_over_lock_timeout * cfg.default_retries.max(1),
+        cancel: &ctx.cancel,
+    };
+    blockers::wait_until_clear(conn, &wait, &ctx.shared, waited_before).await
 }
 
 /// After the swap: the tasks end, the status says so, the clean-up runs.

@@ -8,8 +8,10 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
 use mysql_async::prelude::Queryable;
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::checkpoint;
+use crate::engine::cutover::blockers;
 use crate::engine::failpoint;
 use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::plan::preflight::refuse;
@@ -59,14 +61,29 @@ pub(super) async fn persist_drain(tgt: &mut mysql_async::Conn, cfg: &MoveTablesC
 /// T1 and T2: renames every source table to `_<t>_del` in one statement, then reads the executed GTID set on the
 /// same connection. Every write to the tables committed before the rename (it waits for them), so the set covers
 /// them all. A lock wait timeout leaves everything as it was and is retried.
-pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mariadb: bool, shared: &Shared) -> Result<String> {
+pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mariadb: bool, shared: &Shared, cancel: &CancellationToken) -> Result<String> {
     let mut conn = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to fence the source")?;
     conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
     let stmt = cfg.fence_statement();
+    let wait = blockers::BlockerWait {
+        mariadb,
+        database: &cfg.database,
+        tables: &cfg.tables,
+        what: "fence",
+        bound: cfg.cut_over_lock_timeout * cfg.default_retries.max(1),
+        cancel,
+    };
+    let mut waited = Duration::ZERO;
     let mut attempt = 0;
     loop {
         attempt += 1;
-        shared.with(|i| i.status.cutover.attempts = attempt);
+        // As migrate's cut-over: a session holding a source table's lock is waited for, not queued behind.
+        waited += blockers::wait_until_clear(&mut conn, &wait, shared, waited).await?;
+        shared.with(|i| {
+            i.status.cutover.attempts = attempt;
+            i.status.cutover.step = "fence".into();
+            i.status.cutover.blocked_reason = None;
+        });
         match conn.query_drop(&stmt).await {
             Ok(()) => break,
             Err(mysql_async::Error::Server(e)) if e.code == 1205 && attempt < cfg.default_retries.max(1) => {

@@ -405,7 +405,7 @@ async fn fence_drain_announce(cfg: &MoveTablesConfig, ctx: &RunContext, sv: &mut
         (None, false) => {
             shared.with(|i| i.status.cutover.step = "fence".into());
             let _ = running.ddl_allowed.send(true);
-            let g = fence(cfg, &cfg.source.opts(), sv.mariadb, shared).await.map_err(|e| {
+            let g = fence(cfg, &cfg.source.opts(), sv.mariadb, shared, &ctx.cancel).await.map_err(|e| {
                 running.tasks_cancel.cancel();
                 with_resume(e, cfg)
             })?;
