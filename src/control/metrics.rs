@@ -1,5 +1,5 @@
 //! `--metrics-addr`: the migration's status snapshot as Prometheus text exposition (format 0.0.4) on plain HTTP,
-//! served with tokio alone. `GET /metrics` (or any path) answers the latest snapshot; nothing can be changed here.
+//! served with hyper's HTTP/1 server. `GET /metrics` (or any path) answers the latest snapshot; nothing can be changed here.
 //! Every series carries the `database` and `table` labels; the throttle reason and the phase are labels too.
 
 use std::fmt::Write as _;
@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use http_body_util::Full;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -39,7 +40,7 @@ pub fn serve(
     tracing::info!("metrics on http://{bound}/metrics");
     let task = tokio::spawn(async move {
         loop {
-            let (mut stream, _) = tokio::select! {
+            let (stream, _) = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 r = listener.accept() => match r {
                     Ok(c) => c,
@@ -50,40 +51,34 @@ pub fn serve(
                 },
             };
             let status = status.clone();
+            let service = hyper::service::service_fn(move |req| {
+                let answer = respond(&req, &status);
+                async move { Ok::<_, std::convert::Infallible>(answer) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .header_read_timeout(std::time::Duration::from_secs(5))
+                .timer(hyper_util::rt::TokioTimer::new())
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 1024];
-                // Read the request head (bounded); its content does not matter.
-                let read = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-                        match stream.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return false,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    true
-                })
-                .await;
-                if !matches!(read, Ok(true)) {
-                    return;
+                if let Err(e) = conn.await {
+                    tracing::debug!("metrics connection: {e}");
                 }
-                let head = String::from_utf8_lossy(&buf);
-                let response = if head.starts_with("GET ") || head.starts_with("HEAD ") {
-                    let body = render(&status.borrow().clone());
-                    let body = if head.starts_with("HEAD ") { String::new() } else { body };
-                    format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    )
-                } else {
-                    "HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
-                };
-                let _ = stream.write_all(response.as_bytes()).await;
-                let _ = stream.shutdown().await;
             });
         }
     });
     Ok((bound, task))
+}
+
+/// GET (or HEAD) on any path: the exposition of the latest snapshot; any other method: 405.
+fn respond(req: &hyper::Request<hyper::body::Incoming>, status: &watch::Receiver<Status>) -> hyper::Response<Full<Bytes>> {
+    let response = hyper::Response::builder();
+    let built = match *req.method() {
+        hyper::Method::GET | hyper::Method::HEAD => response
+            .header(hyper::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+            .body(Full::new(Bytes::from(render(&status.borrow().clone())))),
+        _ => response.status(hyper::StatusCode::METHOD_NOT_ALLOWED).body(Full::new(Bytes::new())),
+    };
+    built.unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
 /// A label value with Prometheus' escapes.

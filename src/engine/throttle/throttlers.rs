@@ -103,47 +103,36 @@ pub fn format_replicas(r: &[ReplicaAddr]) -> String {
     r.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(",")
 }
 
-/// Checks an `http://host[:port]/path` URL (plain HTTP only).
+/// Checks an `http://host[:port]/path` URL (plain HTTP only): host, port and path with query.
 pub fn parse_http_url(url: &str) -> Result<(String, u16, String), String> {
-    let rest = url.strip_prefix("http://").ok_or_else(|| format!("`{url}` is not an http:// URL (https is not supported)"))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].to_string()),
-        None => (rest, "/".to_string()),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("port `{p}` of `{url}` is not a number"))?),
-        None => (authority, 80),
-    };
-    if host.is_empty() || authority.contains('@') {
+    let uri: hyper::Uri = url.parse().map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!("`{url}` is not an http:// URL (https is not supported)"));
+    }
+    let authority = uri.authority().ok_or_else(|| format!("`{url}` has no host"))?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
         return Err(format!("`{url}` has no usable host"));
     }
-    Ok((host.to_string(), port, path))
+    let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    Ok((authority.host().to_string(), authority.port_u16().unwrap_or(80), path))
 }
 
-/// The status code of a HEAD request (gh-ost's `--throttle-http`), within `timeout`.
+/// The status code of a HEAD request (gh-ost's `--throttle-http`), within `timeout` (hyper's HTTP/1 client).
 pub async fn http_status(url: &str, timeout: Duration) -> Result<u16, String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use hyper_util::rt::TokioIo;
     let (host, port, path) = parse_http_url(url)?;
     let work = async {
-        let mut s = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("cannot connect: {e}"))?;
-        let req = format!("HEAD {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: revenant\r\nConnection: close\r\n\r\n");
-        s.write_all(req.as_bytes()).await.map_err(|e| format!("cannot send: {e}"))?;
-        let mut buf = Vec::with_capacity(256);
-        let mut chunk = [0u8; 256];
-        while !buf.windows(2).any(|w| w == b"\r\n") && buf.len() < 4096 {
-            let n = s.read(&mut chunk).await.map_err(|e| format!("cannot read: {e}"))?;
-            if n == 0 {
-                break;
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let line = String::from_utf8_lossy(&buf);
-        let status = line.lines().next().unwrap_or("");
-        let mut parts = status.split_whitespace();
-        match (parts.next(), parts.next().and_then(|c| c.parse::<u16>().ok())) {
-            (Some(v), Some(code)) if v.starts_with("HTTP/") => Ok(code),
-            _ => Err(format!("not an HTTP response: `{}`", status.chars().take(60).collect::<String>())),
-        }
+        let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| format!("cannot connect: {e}"))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| format!("cannot talk HTTP: {e}"))?;
+        let conn = tokio::spawn(conn);
+        let req = hyper::Request::head(path)
+            .header(hyper::header::HOST, format!("{host}:{port}"))
+            .header(hyper::header::USER_AGENT, "revenant")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .map_err(|e| format!("cannot build the request: {e}"))?;
+        let res = sender.send_request(req).await.map_err(|e| format!("no HTTP answer: {e}"));
+        conn.abort();
+        Ok(res?.status().as_u16())
     };
     tokio::time::timeout(timeout, work).await.map_err(|_| format!("no answer within {} ms", timeout.as_millis()))?
 }
