@@ -214,7 +214,12 @@ impl ConsoleState {
             self.notice(false, format!("`{}` {}: {}", binding.label, binding.hint, binding.when));
             return None;
         }
-        match binding.action {
+        self.run_action(binding.action, status)
+    }
+
+    /// What a key bound to `action` does, once the keymap allowed it.
+    fn run_action(&mut self, action: ActionId, status: &Status) -> Option<Action> {
+        match action {
             ActionId::Help => {
                 self.popup = Popup::Help;
                 None
