@@ -208,16 +208,7 @@ fn convert_plain(v: Value, col: &Column) -> Value {
         Value::Int(i) if col.data_type == "mediumint" && !col.unsigned && (0x80_0000..0x100_0000).contains(&i) => {
             Value::Int(i - 0x100_0000)
         }
-        // TIME as text: MySQL refuses binary TIME parameters of 838 hours with a fraction.
-        Value::Time(neg, days, h, m, sec, us) => {
-            let hours = days as u64 * 24 + h as u64;
-            let sign = if neg { "-" } else { "" };
-            Value::Bytes(if us > 0 {
-                format!("{sign}{hours:02}:{m:02}:{sec:02}.{us:06}").into_bytes()
-            } else {
-                format!("{sign}{hours:02}:{m:02}:{sec:02}").into_bytes()
-            })
-        }
+        Value::Time(..) => time_as_text(v),
         Value::Int(i) if col.is_enum() => {
             // ENUM arrives as its 1-based index; write the label, so a changed definition maps by name.
             match usize::try_from(i).ok().and_then(|i| i.checked_sub(1)).and_then(|i| col.labels.get(i)) {
@@ -295,6 +286,19 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// TIME as text: MySQL refuses binary TIME parameters of 838 hours with a fraction (`ERROR 1690 TIME value is
+/// out of range in 'set_parameter_value'`), on the apply path and in a cross-server copy alike. Other values pass.
+pub fn time_as_text(v: Value) -> Value {
+    let Value::Time(neg, days, h, m, sec, us) = v else { return v };
+    let hours = days as u64 * 24 + h as u64;
+    let sign = if neg { "-" } else { "" };
+    Value::Bytes(if us > 0 {
+        format!("{sign}{hours:02}:{m:02}:{sec:02}.{us:06}").into_bytes()
+    } else {
+        format!("{sign}{hours:02}:{m:02}:{sec:02}").into_bytes()
+    })
 }
 
 #[cfg(test)]

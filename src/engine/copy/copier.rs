@@ -368,7 +368,7 @@ impl CopyJob {
             let mut values: Vec<Value> = Vec::with_capacity(batch.len() * self.columns.len());
             for r in batch {
                 for i in 0..self.columns.len() {
-                    values.push(r.as_ref(i).cloned().unwrap_or(Value::NULL));
+                    values.push(r.as_ref(i).cloned().map(crate::engine::apply::values::time_as_text).unwrap_or(Value::NULL));
                 }
             }
             ttx.exec_drop(&insert, values).await.wrap_err_with(|| {
