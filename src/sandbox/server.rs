@@ -176,20 +176,31 @@ const MYSQL_INIT_TIME_OPTIONS: &[&str] = &["--lower-case-table-names="];
 
 /// Initialises a data directory (`datadir` as the server process sees it), with `extra` server options.
 fn initialize(flavor: Flavor, datadir: &Path, extra: &[String]) -> Result<()> {
+    // Its own temporary directory beside the data directory: the bootstrap's temporary tables in the shared /tmp
+    // were seen deleted under a concurrent bootstrap ("Error on delete of '/tmp/#sql-temptable-...'").
+    let tmp = datadir.with_extension("tmp");
+    let tmp_host = match flavor {
+        Flavor::MariaDb => tmp.clone(),
+        Flavor::MySql => mysql_chroot().join(tmp.strip_prefix("/").unwrap_or(&tmp)),
+    };
+    std::fs::create_dir_all(&tmp_host).wrap_err_with(|| format!("creating {}", tmp_host.display()))?;
     let output = match flavor {
         Flavor::MariaDb => Command::new("mariadb-install-db")
             .args(["--no-defaults", "--user=root", "--auth-root-authentication-method=normal", "--skip-test-db"])
             .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .output()
             .wrap_err("running mariadb-install-db")?,
         Flavor::MySql => Command::new("chroot")
             .arg(mysql_chroot())
             .args(["/usr/sbin/mysqld", "--no-defaults", "--initialize-insecure", "--user=root"])
             .arg(format!("--datadir={}", datadir.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .args(extra)
             .output()
             .wrap_err("running mysqld --initialize-insecure in the chroot")?,
     };
+    let _ = std::fs::remove_dir_all(&tmp_host);
     if !output.status.success() {
         bail!(
             "initialising a {flavor} data directory failed: {}\n{}",
