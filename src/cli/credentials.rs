@@ -47,7 +47,12 @@ pub struct Found {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub password_source: &'static str,
+    /// The option files' TLS keys (`ssl-ca`, `ssl-cert`, `ssl-key`, `ssl-mode`), later files winning.
+    pub tls_options: HashMap<String, String>,
 }
+
+/// The option-file keys that hold TLS settings.
+pub const TLS_KEYS: &[&str] = &["ssl-ca", "ssl-cert", "ssl-key", "ssl-mode"];
 
 /// Resolves credentials: explicit --password > --ask-pass > MYSQL_PWD > --conf > ~/.my.cnf.
 pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&PathBuf>) -> Result<Found> {
@@ -80,6 +85,11 @@ pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&Path
         }
         if let Some(p) = m.get("port").and_then(|p| p.parse().ok()) {
             found.port = Some(p);
+        }
+        for k in TLS_KEYS {
+            if let Some(v) = m.get(*k) {
+                found.tls_options.insert(k.to_string(), v.clone());
+            }
         }
     }
     if let Ok(p) = std::env::var("MYSQL_PWD") {

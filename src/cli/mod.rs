@@ -10,6 +10,7 @@ mod ghost_compat;
 pub mod headless;
 mod move_tables;
 mod settings;
+mod tls;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

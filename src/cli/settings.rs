@@ -29,8 +29,23 @@ pub(crate) fn connection(a: &ConnectionArgs) -> Result<(ConnectionConfig, creden
     if found.password.is_some() {
         tracing::debug!("password from {}", found.password_source);
     }
-    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None };
+    let tls = super::tls::resolve(&tls_flags(a), &found.tls_options)?;
+    super::tls::announce(&format!("{host}:{port}"), tls.as_ref());
+    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None, tls };
     Ok((source, found))
+}
+
+/// The source's `--ssl...` flags.
+fn tls_flags(a: &ConnectionArgs) -> super::tls::TlsFlags {
+    super::tls::TlsFlags {
+        prefix: "ssl",
+        ssl: a.ssl,
+        ca: a.ssl_ca.clone(),
+        cert: a.ssl_cert.clone(),
+        key: a.ssl_key.clone(),
+        allow_insecure: a.ssl_allow_insecure,
+        mode: a.ssl_mode.clone(),
+    }
 }
 
 /// The shared flag groups into `cfg` (copy, throttle, cut-over, hooks, run), each checked first. `move-tables`
@@ -125,7 +140,7 @@ mod tests {
     }
 
     fn cfg() -> MigrationConfig {
-        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None };
+        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None, tls: None };
         MigrationConfig::new(conn, "d", "t", "ADD COLUMN c INT")
     }
 
