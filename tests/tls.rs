@@ -2,12 +2,15 @@
 //! refuse plain connections (`require_secure_transport=ON`): a migration under a writer completes over TLS (every
 //! connection of the engine uses it, or the server would refuse it); a wrong CA is refused with a clear message
 //! before anything changes; `--ssl-allow-insecure` connects without verification and says so; an option file's
-//! `ssl-ca` / `ssl-mode` are honoured.
+//! `ssl-ca` / `ssl-mode` are honoured; a move-tables run between two such servers with different CAs (the target's
+//! own TLS settings) completes under a writer.
 
 mod common;
+mod move_support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command as Proc, Output};
+use std::time::Duration;
 
 use color_eyre::eyre::{ensure, Result};
 use common::{each_flavor, migrate_with_writer, seed_app_table, Flavor, Server};
@@ -151,6 +154,42 @@ async fn ssl_allow_insecure_connects_without_verification_and_says_so() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         ensure!(out.status.code() == Some(2) && stderr.contains("--ssl-allow-insecure requires --ssl"), "alone: {stderr}");
         ensure!(app_tables(&server).await? == ["t"], "a dry run changed the server");
+        Ok(())
+    })
+    .await;
+}
+
+fn verified(server: &Server) -> Option<TlsConfig> {
+    Some(TlsConfig { ca: server.tls_ca_file(), cert: None, key: None, verify: TlsVerify::Identity })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_move_between_two_tls_only_servers_with_different_cas_completes_under_a_writer() {
+    use revenant::engine::pipeline::move_tables::{self, MoveOutcome};
+    each_flavor(|flavor| async move {
+        // Each server has its own CA: the source's CA does not verify the target, so the target's own setting is used.
+        let source = tls_server(flavor).await?;
+        let target = tls_server(flavor).await?;
+        refuses_plain(&target).await?;
+        move_support::seed(&source, &target, "shop", 800).await?;
+        let writer = move_support::AppWriter::start(&source, "shop", "orders", 7).await?;
+        let mut cfg = move_support::move_config(&source, &target, "shop");
+        cfg.source.tls = verified(&source);
+        cfg.target.tls = verified(&target);
+        let (handle, join) = move_tables::start(cfg);
+        let ready = common::wait_phase(&handle, revenant::engine::Phase::ReadyToCutOver, Duration::from_secs(120)).await;
+        if let Err(e) = ready {
+            let r = join.await?;
+            return Err(e.wrap_err(format!("move result: {r:?}")));
+        }
+        let reply = handle.send(revenant::engine::Command::CutOver).await;
+        ensure!(reply.ok, "cut-over refused: {}", reply.message);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        ensure!(matches!(outcome, MoveOutcome::Done { .. }), "outcome {outcome:?}");
+        let (ok, _) = writer.stop().await?;
+        ensure!(ok > 0, "the writer made no writes: the test proves nothing");
+        let counts = move_support::verify_moved(&source, &target, "shop").await?;
+        eprintln!("[{flavor}] moved {counts:?} rows over TLS (two CAs), {ok} writes");
         Ok(())
     })
     .await;
