@@ -52,10 +52,10 @@ pub enum CutOverArg {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
-    /// Server host (the primary: a replica is refused, naming its primary).
-    #[arg(long, default_value = "127.0.0.1")] pub host: String,
-    /// Server port.
-    #[arg(long, default_value_t = 3306)] pub port: u16,
+    /// Server host (the primary: a replica is refused, naming its primary) [default: --conf's host, else 127.0.0.1].
+    #[arg(long)] pub host: Option<String>,
+    /// Server port [default: --conf's port, else 3306].
+    #[arg(long)] pub port: Option<u16>,
     /// User (default: from --conf / ~/.my.cnf, else the login name).
     #[arg(long)] pub user: Option<String>,
     /// Password on the command line: visible in the process list; prefer --conf, MYSQL_PWD or --ask-pass.

@@ -9,6 +9,7 @@ mod demo;
 mod ghost_compat;
 pub mod headless;
 mod move_tables;
+mod option_file;
 mod settings;
 mod tls;
 
@@ -621,6 +622,8 @@ mod tests {
     fn a_gh_ost_conf_files_osc_section_is_read_and_flags_override_it() {
         let osc = "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n";
         let (dir, f) = scratch_file("osc", "gh-ost.conf", osc);
+        // It holds a password: only its owner may read it (a world-readable one is refused).
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
         let conf = format!("--conf={}", f.display());
         let prepared = |extra: &[&str]| match prepare_argv(argv(extra), &Cli::command()) {
             Ok(Prepared::Run(v)) => parse(v),
