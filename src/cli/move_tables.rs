@@ -243,6 +243,27 @@ mod tests {
     }
 
     #[test]
+    fn the_target_takes_its_own_tls_flags_else_the_sources() {
+        use crate::engine::config::TlsVerify;
+        let base = ["--database", "shop", "--tables", "orders", "--target-host", "db-new", "--user", "u"];
+        let cfg_of = |extra: &[&str]| {
+            let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&all).expect("parse");
+            move_config(&a, &argv)
+        };
+        let inherited = cfg_of(&["--ssl", "--ssl-allow-insecure"]).expect("config");
+        assert_eq!(inherited.source.tls.as_ref().map(|t| t.verify), Some(TlsVerify::Insecure));
+        assert_eq!(inherited.target.tls, inherited.source.tls, "without --target-ssl* the target uses the source's TLS");
+        let own = cfg_of(&["--ssl", "--target-ssl-mode", "VERIFY_CA"]).expect("config");
+        assert_eq!(own.target.tls.as_ref().map(|t| t.verify), Some(TlsVerify::CaOnly));
+        assert_eq!(own.source.tls.as_ref().map(|t| t.verify), Some(TlsVerify::Identity));
+        let off = cfg_of(&["--ssl", "--target-ssl-mode", "DISABLED"]).expect("config");
+        assert_eq!(off.target.tls, None);
+        let e = cfg_of(&["--target-ssl-allow-insecure"]).expect_err("needs --target-ssl");
+        assert!(format!("{e:?}").contains("--target-ssl-allow-insecure requires --target-ssl"), "{e:?}");
+    }
+
+    #[test]
     fn the_sample_config_parses() {
         let f = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs/move-tables.toml");
         // Parsed only: its credentials files do not exist here.
