@@ -472,6 +472,8 @@ async fn target_credentials_from_target_conf_never_leak() {
         }
         let conf = dir.join("target.cnf");
         std::fs::write(&conf, "[client]\nuser = mover\npassword = Tgt-s3cret\n")?;
+        // A file holding a password must not be readable by everyone (revenant refuses it, as the client warns).
+        std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
             .args(["move-tables", "--host", "127.0.0.1", "--port", &source.port.to_string(), "--user", "src", "--database", db])
             .args(["--tables", "orders,items", "--target-host", "127.0.0.1", "--target-port", &target.port.to_string()])

@@ -52,18 +52,30 @@ pub enum CutOverArg {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Connection")]
 pub struct ConnectionArgs {
-    /// Server host (the primary: a replica is refused, naming its primary).
-    #[arg(long, default_value = "127.0.0.1")] pub host: String,
-    /// Server port.
-    #[arg(long, default_value_t = 3306)] pub port: u16,
+    /// Server host (the primary: a replica is refused, naming its primary) [default: --conf's host, else 127.0.0.1].
+    #[arg(long)] pub host: Option<String>,
+    /// Server port [default: --conf's port, else 3306].
+    #[arg(long)] pub port: Option<u16>,
     /// User (default: from --conf / ~/.my.cnf, else the login name).
     #[arg(long)] pub user: Option<String>,
     /// Password on the command line: visible in the process list; prefer --conf, MYSQL_PWD or --ask-pass.
     #[arg(long)] pub password: Option<String>,
     /// Prompt for the password.
     #[arg(long)] pub ask_pass: bool,
-    /// A my.cnf-style file with a [client] section (user, password, host, port), and gh-ost's [osc] settings.
+    /// A my.cnf-style file with a [client] section (user, password, host, port, ssl-ca, ssl-cert, ssl-key, ssl-mode).
     #[arg(long)] pub conf: Option<PathBuf>,
+    /// TLS to the server (rustls): the certificate chain and the host name are verified.
+    #[arg(long)] pub ssl: bool,
+    /// CA certificate (PEM) that signed the server's certificate; only it is trusted. Requires --ssl.
+    #[arg(long)] pub ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM), with --ssl-key. Requires --ssl.
+    #[arg(long)] pub ssl_cert: Option<PathBuf>,
+    /// Client key (PEM), with --ssl-cert. Requires --ssl.
+    #[arg(long)] pub ssl_key: Option<PathBuf>,
+    /// Encrypt without verifying the server's certificate or name (logs a warning). Requires --ssl.
+    #[arg(long)] pub ssl_allow_insecure: bool,
+    /// The mysql client's ssl-mode: DISABLED, REQUIRED (no verification), VERIFY_CA, VERIFY_IDENTITY (PREFERRED is refused).
+    #[arg(long)] pub ssl_mode: Option<String>,
 }
 
 /// How the rows are copied and the binary log applied.
@@ -335,6 +347,18 @@ pub struct TargetArgs {
     #[arg(long)] pub target_conf: Option<PathBuf>,
     /// Target server port.
     #[arg(long, default_value_t = 3306)] pub target_port: u16,
+    /// TLS to the target, verified (without any --target-ssl* flag: --target-conf's ssl keys, else the source's TLS).
+    #[arg(long)] pub target_ssl: bool,
+    /// CA certificate (PEM) of the target's certificate. Requires --target-ssl.
+    #[arg(long)] pub target_ssl_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for the target, with --target-ssl-key. Requires --target-ssl.
+    #[arg(long)] pub target_ssl_cert: Option<PathBuf>,
+    /// Client key (PEM) for the target, with --target-ssl-cert. Requires --target-ssl.
+    #[arg(long)] pub target_ssl_key: Option<PathBuf>,
+    /// Encrypt to the target without verifying its certificate (logs a warning). Requires --target-ssl.
+    #[arg(long)] pub target_ssl_allow_insecure: bool,
+    /// ssl-mode for the target: DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY.
+    #[arg(long)] pub target_ssl_mode: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,31 +12,9 @@ pub fn read_my_cnf(path: &Path) -> Result<HashMap<String, String>> {
     read_sections(path, &["client", "mysql", "revenant"])
 }
 
-/// The options of the named sections of a my.cnf-style file (keys with `-`, lower case; later ones win).
+/// The options of the named sections of a my.cnf-style file, read by the client's rules (src/cli/option_file.rs).
 pub fn read_sections(path: &Path, sections: &[&str]) -> Result<HashMap<String, String>> {
-    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading {}", path.display()))?;
-    let mut out = HashMap::new();
-    let mut section = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
-            continue;
-        }
-        if line.starts_with('[') && line.ends_with(']') {
-            section = line[1..line.len() - 1].trim().to_ascii_lowercase();
-            continue;
-        }
-        if !sections.contains(&section.as_str()) {
-            continue;
-        }
-        let (k, v) = match line.split_once('=') {
-            Some((k, v)) => (k.trim(), v.trim()),
-            None => (line, ""),
-        };
-        let v = v.trim_matches('"').trim_matches('\'');
-        out.insert(k.replace('_', "-").to_ascii_lowercase(), v.to_string());
-    }
-    Ok(out)
+    super::option_file::read_groups(path, sections)
 }
 
 /// What was found, and where from (for the log; never the password itself).
@@ -47,7 +25,12 @@ pub struct Found {
     pub host: Option<String>,
     pub port: Option<u16>,
     pub password_source: &'static str,
+    /// The option files' TLS keys (`ssl-ca`, `ssl-cert`, `ssl-key`, `ssl-mode`), later files winning.
+    pub tls_options: HashMap<String, String>,
 }
+
+/// The option-file keys that hold TLS settings.
+pub const TLS_KEYS: &[&str] = &["ssl-ca", "ssl-cert", "ssl-key", "ssl-mode"];
 
 /// Resolves credentials: explicit --password > --ask-pass > MYSQL_PWD > --conf > ~/.my.cnf.
 pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&PathBuf>) -> Result<Found> {
@@ -78,8 +61,14 @@ pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&Path
         if let Some(h) = m.get("host") {
             found.host = Some(h.clone());
         }
-        if let Some(p) = m.get("port").and_then(|p| p.parse().ok()) {
-            found.port = Some(p);
+        if let Some(p) = m.get("port") {
+            let port = p.parse().map_err(|_| eyre!("{}: port '{p}' is not a port number", f.display())).suggestion("give 1 to 65535")?;
+            found.port = Some(port);
+        }
+        for k in TLS_KEYS {
+            if let Some(v) = m.get(*k) {
+                found.tls_options.insert(k.to_string(), v.clone());
+            }
         }
     }
     if let Ok(p) = std::env::var("MYSQL_PWD") {

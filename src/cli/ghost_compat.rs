@@ -31,11 +31,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),
     ("replica-server-id", true, "revenant picks its own binlog client id (1000000 and up): leave the flag out, and keep server ids below 1000000"),
     ("mysql-timeout", true, "revenant retries lost connections for --retry-seconds, then stops resumably: use --retry-seconds"),
-    ("ssl", false, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
-    ("ssl-ca", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
-    ("ssl-cert", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
-    ("ssl-key", true, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
-    ("ssl-allow-insecure", false, "TLS to the server is not built yet: connect over a trusted network or an SSH tunnel"),
     ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
     ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
 ];

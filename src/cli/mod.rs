@@ -9,7 +9,9 @@ mod demo;
 mod ghost_compat;
 pub mod headless;
 mod move_tables;
+mod option_file;
 mod settings;
+mod tls;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -635,9 +637,21 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_settings_come_from_the_toml_config_too() {
+        let (dir, f) = scratch_file("tls-toml", "run.toml", "ssl = true\nssl-ca = \"/etc/ssl/db-ca.pem\"\nssl_mode = \"VERIFY_CA\"\n");
+        let a = parse(argv(&["--config", f.to_str().expect("utf8")])).expect("parse");
+        assert!(a.conn.ssl);
+        assert_eq!(a.conn.ssl_ca.as_deref(), Some(std::path::Path::new("/etc/ssl/db-ca.pem")));
+        assert_eq!(a.conn.ssl_mode.as_deref(), Some("VERIFY_CA"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_gh_ost_conf_files_osc_section_is_read_and_flags_override_it() {
         let osc = "[client]\nuser=gromit\npassword=x\n\n[osc]\nchunk_size=500\nmax_load=Threads_running=30\nmax_lag_millis=2000\n";
         let (dir, f) = scratch_file("osc", "gh-ost.conf", osc);
+        // It holds a password: only its owner may read it (a world-readable one is refused).
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
         let conf = format!("--conf={}", f.display());
         let prepared = |extra: &[&str]| match prepare_argv(argv(extra), &Cli::command()) {
             Ok(Prepared::Run(v)) => parse(v),

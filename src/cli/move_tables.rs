@@ -9,7 +9,7 @@ use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
 use tokio_util::sync::CancellationToken;
 
-use super::args::MoveTablesArgs;
+use super::args::{MoveTablesArgs, TargetArgs};
 use super::{credentials, exit, init_tracing, resume_command, say, settings};
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
@@ -36,23 +36,26 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     }
     let (source, found) = settings::connection(&a.conn)?;
     // The target's credentials: --target-conf, else the same sources as the source's.
-    let (target_user, target_password) = match &t.target_conf {
+    let (target_user, target_password, target_file) = match &t.target_conf {
         Some(path) => {
             if !path.exists() {
                 return Err(eyre!("--target-conf {} does not exist", path.display()))
                     .suggestion("give the path of a my.cnf-style file with a [client] section for the target");
             }
             let m = credentials::read_my_cnf(path)?;
-            (m.get("user").cloned(), m.get("password").cloned())
+            (m.get("user").cloned(), m.get("password").cloned(), m)
         }
-        None => (None, found.password.clone()),
+        None => (None, found.password.clone(), Default::default()),
     };
+    let tls = target_tls(t, &target_file, &source)?;
+    super::tls::announce(&format!("the target {target_host}:{}", t.target_port), tls.as_ref());
     let target = ConnectionConfig {
         host: target_host,
         port: t.target_port,
         user: t.target_user.clone().or(target_user).unwrap_or_else(|| source.user.clone()),
         password: Secret::new(target_password),
         socket: None,
+        tls,
     };
     let table_refs: Vec<&str> = tables.iter().map(String::as_str).collect();
     let target_database = t.target_database.clone().unwrap_or_else(|| database.clone());
@@ -69,6 +72,28 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
     cfg.resume_command = Some(resume_command(&argv));
     Ok(cfg)
+}
+
+/// The target's TLS: its `--target-ssl...` flags, else `--target-conf`'s ssl keys, else the source's TLS.
+fn target_tls(
+    t: &TargetArgs,
+    target_file: &std::collections::HashMap<String, String>,
+    source: &ConnectionConfig,
+) -> Result<Option<crate::engine::config::TlsConfig>> {
+    let flags = super::tls::TlsFlags {
+        prefix: "target-ssl",
+        ssl: t.target_ssl,
+        ca: t.target_ssl_ca.clone(),
+        cert: t.target_ssl_cert.clone(),
+        key: t.target_ssl_key.clone(),
+        allow_insecure: t.target_ssl_allow_insecure,
+        mode: t.target_ssl_mode.clone(),
+    };
+    let file_has_tls = credentials::TLS_KEYS.iter().any(|k| target_file.contains_key(*k));
+    if !flags.any() && !file_has_tls {
+        return Ok(source.tls.clone());
+    }
+    super::tls::resolve(&flags, target_file)
 }
 
 /// The move's own copies of the shared settings, from the `MigrationConfig` the shared flags filled.
@@ -215,6 +240,27 @@ mod tests {
         let e = parse(&["--config", f.to_str().expect("utf8")]).expect_err("unknown key");
         assert!(e.contains("unknown key 'tabels'"), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_target_takes_its_own_tls_flags_else_the_sources() {
+        use crate::engine::config::TlsVerify;
+        let base = ["--database", "shop", "--tables", "orders", "--target-host", "db-new", "--user", "u"];
+        let cfg_of = |extra: &[&str]| {
+            let all: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&all).expect("parse");
+            move_config(&a, &argv)
+        };
+        let inherited = cfg_of(&["--ssl", "--ssl-allow-insecure"]).expect("config");
+        assert_eq!(inherited.source.tls.as_ref().map(|t| t.verify), Some(TlsVerify::Insecure));
+        assert_eq!(inherited.target.tls, inherited.source.tls, "without --target-ssl* the target uses the source's TLS");
+        let own = cfg_of(&["--ssl", "--target-ssl-mode", "VERIFY_CA"]).expect("config");
+        assert_eq!(own.target.tls.as_ref().map(|t| t.verify), Some(TlsVerify::CaOnly));
+        assert_eq!(own.source.tls.as_ref().map(|t| t.verify), Some(TlsVerify::Identity));
+        let off = cfg_of(&["--ssl", "--target-ssl-mode", "DISABLED"]).expect("config");
+        assert_eq!(off.target.tls, None);
+        let e = cfg_of(&["--target-ssl-allow-insecure"]).expect_err("needs --target-ssl");
+        assert!(format!("{e:?}").contains("--target-ssl-allow-insecure requires --target-ssl"), "{e:?}");
     }
 
     #[test]

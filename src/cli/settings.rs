@@ -24,13 +24,29 @@ pub(crate) fn within(flag: &str, value: u64, min: u64, max: u64, unit: &str) -> 
 pub(crate) fn connection(a: &ConnectionArgs) -> Result<(ConnectionConfig, credentials::Found)> {
     let found = credentials::resolve(a.password.clone(), a.ask_pass, a.conf.as_ref())?;
     let user = a.user.clone().or(found.user.clone()).or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "root".into());
-    let host = if a.host == "127.0.0.1" { found.host.clone().unwrap_or_else(|| a.host.clone()) } else { a.host.clone() };
-    let port = if a.port == 3306 { found.port.unwrap_or(a.port) } else { a.port };
+    // A flag given wins over the option files, even when it equals the default.
+    let host = a.host.clone().or_else(|| found.host.clone()).unwrap_or_else(|| "127.0.0.1".into());
+    let port = a.port.or(found.port).unwrap_or(3306);
     if found.password.is_some() {
         tracing::debug!("password from {}", found.password_source);
     }
-    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None };
+    let tls = super::tls::resolve(&tls_flags(a), &found.tls_options)?;
+    super::tls::announce(&format!("{host}:{port}"), tls.as_ref());
+    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None, tls };
     Ok((source, found))
+}
+
+/// The source's `--ssl...` flags.
+fn tls_flags(a: &ConnectionArgs) -> super::tls::TlsFlags {
+    super::tls::TlsFlags {
+        prefix: "ssl",
+        ssl: a.ssl,
+        ca: a.ssl_ca.clone(),
+        cert: a.ssl_cert.clone(),
+        key: a.ssl_key.clone(),
+        allow_insecure: a.ssl_allow_insecure,
+        mode: a.ssl_mode.clone(),
+    }
 }
 
 /// The shared flag groups into `cfg` (copy, throttle, cut-over, hooks, run), each checked first. `move-tables`
@@ -125,8 +141,29 @@ mod tests {
     }
 
     fn cfg() -> MigrationConfig {
-        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None };
+        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None, tls: None };
         MigrationConfig::new(conn, "d", "t", "ADD COLUMN c INT")
+    }
+
+    #[test]
+    fn an_explicit_host_or_port_wins_over_the_option_file_even_at_the_default() {
+        let dir = std::env::temp_dir().join(format!("rvn-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let conf = dir.join("my.cnf");
+        std::fs::write(&conf, "[client]\nhost = db.example\nport = 3307\n").expect("write");
+        let conn = |argv: &[&str]| {
+            let m = Cli::command().try_get_matches_from(argv).expect("parse");
+            match Cli::from_arg_matches(&m).expect("args").command {
+                Cmd::Migrate(a) => connection(&a.conn).expect("connection").0,
+                _ => panic!("not migrate"),
+            }
+        };
+        let c = conf.display().to_string();
+        let given = conn(&["revenant", "migrate", "--conf", &c, "--host", "127.0.0.1", "--port", "3306", "--user", "u"]);
+        assert_eq!((given.host.as_str(), given.port), ("127.0.0.1", 3306));
+        let from_file = conn(&["revenant", "migrate", "--conf", &c, "--user", "u"]);
+        assert_eq!((from_file.host.as_str(), from_file.port), ("db.example", 3307));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -31,10 +31,53 @@ pub struct ConnectionConfig {
     pub user: String,
     pub password: Secret,
     pub socket: Option<PathBuf>,
+    /// TLS to this server (None: plain TCP, as the server allows). Every connection revenant opens to it takes
+    /// its options from [`ConnectionConfig::opts`], so they all use it alike.
+    pub tls: Option<TlsConfig>,
+}
+
+/// How much of the server's certificate is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// The chain up to a trusted CA (`--ssl-ca`, else the built-in web roots) and the host name (`--ssl`, the
+    /// client's `ssl-mode=VERIFY_IDENTITY`).
+    Identity,
+    /// The chain only, not the host name (the client's `ssl-mode=VERIFY_CA`).
+    CaOnly,
+    /// Nothing: encrypted, but anyone in the middle can pose as the server (`--ssl-allow-insecure`, the client's
+    /// `ssl-mode=REQUIRED`).
+    Insecure,
+}
+
+/// TLS settings for one server (PEM files; the key's file is read at connect time, never logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub verify: TlsVerify,
+}
+
+impl TlsConfig {
+    /// mysql_async's TLS options: with `ca`, only that CA is trusted (as the mysql client does).
+    pub fn ssl_opts(&self) -> mysql_async::SslOpts {
+        let mut o = mysql_async::SslOpts::default();
+        if let Some(ca) = &self.ca {
+            o = o.with_root_certs(vec![ca.clone().into()]).with_disable_built_in_roots(true);
+        }
+        if let (Some(cert), Some(key)) = (&self.cert, &self.key) {
+            o = o.with_client_identity(Some(mysql_async::ClientIdentity::new(cert.clone().into(), key.clone().into())));
+        }
+        match self.verify {
+            TlsVerify::Identity => o,
+            TlsVerify::CaOnly => o.with_danger_skip_domain_validation(true),
+            TlsVerify::Insecure => o.with_danger_accept_invalid_certs(true).with_danger_skip_domain_validation(true),
+        }
+    }
 }
 
 impl ConnectionConfig {
-    /// mysql_async options for this server (no default database). Multi-statements are off (the server refuses a
+    /// mysql_async options for this server (no default database), TLS as configured. Multi-statements are off (the server refuses a
     /// text query holding a second statement; vendor/mysql_async/VENDORED.md), and LOAD DATA LOCAL has no handler.
     pub fn opts(&self) -> mysql_async::Opts {
         let mut b = mysql_async::OptsBuilder::default()
@@ -49,12 +92,23 @@ impl ConnectionConfig {
         if let Some(s) = &self.socket {
             b = b.socket(Some(s.display().to_string()));
         }
+        if let Some(tls) = &self.tls {
+            b = b.ssl_opts(Some(tls.ssl_opts()));
+        }
         b.into()
     }
 
     /// `host:port` for people (never the password).
     pub fn display(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+
+    /// What to check when a connection to this server fails (TLS settings included when TLS is on).
+    pub fn connect_hint(&self) -> &'static str {
+        match &self.tls {
+            Some(_) => "check --host, --port, --user, the password source, and the TLS settings: --ssl-ca must name the CA that signed the server's certificate, whose names must include --host (or give --ssl-allow-insecure to skip verification)",
+            None => "check --host, --port, --user and the password source (a server with require_secure_transport=ON needs --ssl)",
+        }
     }
 }
 

@@ -8,7 +8,7 @@
 mod server;
 mod topology;
 
-pub use server::{Flavor, Server, ServerOptions};
+pub use server::{Flavor, Server, ServerOptions, ServerTls};
 pub use topology::{primary_with_replicas, replica_status, replicate_from, two_servers, wait_caught_up};
 
 use color_eyre::eyre::{bail, Result};

@@ -59,6 +59,26 @@ pub struct ServerOptions {
     /// Give every root account a random password (kept in `root-password`, mode 0600, in the server's directory,
     /// itself 0700), so that no other local user can use the server (the demo's servers). Tests leave it off.
     pub private: bool,
+    /// Serve TLS with these PEMs (written into the server's private directory) and refuse plain connections
+    /// (`require_secure_transport=ON`). The sandbox's own connections then verify the server against `ca_pem`.
+    pub tls: Option<ServerTls>,
+}
+
+/// A server's TLS material, PEM text (the harness makes it: tests/common/tls.rs).
+#[derive(Clone)]
+pub struct ServerTls {
+    /// The CA that signed `cert_pem`; clients trust it.
+    pub ca_pem: String,
+    /// The server's certificate (names 127.0.0.1 and localhost).
+    pub cert_pem: String,
+    /// The server's private key.
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls(ca, cert, key: ****)")
+    }
 }
 
 static NEXT_SERVER_ID: AtomicU32 = AtomicU32::new(0);
@@ -292,6 +312,7 @@ impl Server {
                 version: String::new(),
                 root_password: None,
             };
+            s.write_tls_files()?;
             match s.launch().await {
                 Ok(()) => {
                     s.after_first_start().await?;
@@ -334,8 +355,29 @@ impl Server {
                 );
             }
         }
+        if self.opts.tls.is_some() {
+            let t = d.join("tls");
+            a.push(format!("--ssl-ca={}", t.join("ca.pem").display()));
+            a.push(format!("--ssl-cert={}", t.join("server-cert.pem").display()));
+            a.push(format!("--ssl-key={}", t.join("server-key.pem").display()));
+            a.push("--require-secure-transport=ON".to_string());
+        }
         a.extend(self.opts.extra_args.iter().cloned());
         a
+    }
+
+    /// Writes the TLS PEMs the server reads (`tls/` in its private directory), once, before its first start.
+    fn write_tls_files(&self) -> Result<()> {
+        let Some(tls) = &self.opts.tls else { return Ok(()) };
+        let dir = self.dir.host.join("tls");
+        std::fs::create_dir_all(&dir).wrap_err_with(|| format!("creating {}", dir.display()))?;
+        for (name, text) in [("ca.pem", &tls.ca_pem), ("server-cert.pem", &tls.cert_pem), ("server-key.pem", &tls.key_pem)] {
+            let path = dir.join(name);
+            if !path.exists() {
+                write_private(&path, text)?;
+            }
+        }
+        Ok(())
     }
 
     async fn launch(&mut self) -> Result<()> {
@@ -438,7 +480,21 @@ impl Server {
         if !db.is_empty() {
             b = b.db_name(Some(db));
         }
+        if let Some(tls) = &self.opts.tls {
+            let ca = vec![tls.ca_pem.as_bytes().to_vec().into()];
+            b = b.ssl_opts(Some(mysql_async::SslOpts::default().with_root_certs(ca).with_disable_built_in_roots(true)));
+        }
         b.into()
+    }
+
+    /// Connection options for `root` without TLS, even on a TLS server (to show that it refuses them).
+    pub fn plain_opts(&self) -> mysql_async::Opts {
+        mysql_async::OptsBuilder::from_opts(self.opts_for("")).ssl_opts(None::<mysql_async::SslOpts>).into()
+    }
+
+    /// Where the server's CA certificate is (PEM, this process's view), when it serves TLS.
+    pub fn tls_ca_file(&self) -> Option<PathBuf> {
+        self.opts.tls.as_ref().map(|_| self.dir.host.join("tls").join("ca.pem"))
     }
 
     /// A new connection as root.

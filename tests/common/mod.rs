@@ -2,6 +2,8 @@
 //! failure, plus small SQL helpers. Servers come from `revenant::sandbox` (real servers, never mocks).
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::future::Future;
 
 use color_eyre::eyre::{Result, WrapErr};
@@ -70,7 +72,7 @@ pub async fn seed_app_table(server: &Server, table: &str, rows: u32) -> Result<(
 
 /// Engine connection settings for root on a sandbox server.
 pub fn conn_config(server: &Server) -> ConnectionConfig {
-    ConnectionConfig { host: "127.0.0.1".into(), port: server.port, user: "root".into(), password: Secret::new(None), socket: None }
+    ConnectionConfig { host: "127.0.0.1".into(), port: server.port, user: "root".into(), password: Secret::new(None), socket: None, tls: None }
 }
 
 /// A migration config for tests: executes, small chunks, cut-over postponed until the test approves it.

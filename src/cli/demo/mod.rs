@@ -39,6 +39,7 @@ pub async fn run(a: DemoArgs) -> Result<i32> {
         user: "root".into(),
         password: Secret::new(server.root_password().map(str::to_string)),
         socket: None,
+        tls: None,
     };
     let mut cfg = MigrationConfig::new(conn, "demo", "orders", &a.alter);
     cfg.execute = true;

@@ -126,7 +126,7 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     fire_refusable(&ctx.hooks, Hook::OnStartup, shared, "the on-startup hook refused the migration; nothing was changed").await?;
     let mut conn = mysql_async::Conn::new(cfg.source.opts())
         .await
-        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
+        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
     // One migration per table, kept for the whole run (taken before anything is changed).
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
     let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;

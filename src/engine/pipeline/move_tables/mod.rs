@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn migrate_throttle_code_sees_the_move_heartbeat_table_on_the_source() {
-        let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None };
+        let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None, tls: None };
         let mut cfg = MoveTablesConfig::new(conn("src"), conn("tgt"), "shop", "shop2", &["a", "b"]);
         cfg.throttle.max_lag_millis = 900;
         cfg.postpone_cut_over_flag_file = Some(PathBuf::from("/tmp/p.flag"));

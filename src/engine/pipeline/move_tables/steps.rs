@@ -100,9 +100,9 @@ pub(super) async fn run_steps(cfg: &MoveTablesConfig, ctx: &RunContext) -> Resul
 async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
     let mut src = mysql_async::Conn::new(cfg.source.opts())
         .await
-        .map_err(|e| refuse(format!("cannot connect to the source {}: {e}", cfg.source.display()), "check --host, --port, --user and the password source"))?;
+        .map_err(|e| refuse(format!("cannot connect to the source {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
     let mut tgt = mysql_async::Conn::new(cfg.target.opts()).await.map_err(|e| {
-        refuse(format!("cannot connect to the target {}: {e}", cfg.target.display()), "check --target-host, --target-port, --target-user and --target-conf")
+        refuse(format!("cannot connect to the target {}: {e}", cfg.target.display()), "check --target-host, --target-port, --target-user, --target-conf and the target's TLS settings (--target-ssl-ca must name the CA that signed its certificate)")
     })?;
     let mariadb = check_gtids(&mut src, "source").await?;
     if mariadb != check_gtids(&mut tgt, "target").await? {
