@@ -30,7 +30,11 @@ pub struct Found {
 }
 
 /// The option-file keys that hold TLS settings.
-pub const TLS_KEYS: &[&str] = &["ssl-ca", "ssl-cert", "ssl-key", "ssl-mode"];
+/// `ssl` and `ssl-verify-server-cert` are the MariaDB client's: TLS on, and the server's name checked too.
+pub const TLS_KEYS: &[&str] = &["ssl-ca", "ssl-cert", "ssl-key", "ssl-mode", "ssl", "ssl-verify-server-cert"];
+
+/// TLS keys of the clients that revenant does not apply: said once, never silently dropped.
+const TLS_KEYS_NOT_APPLIED: &[&str] = &["ssl-capath", "ssl-cipher", "tls-version", "ssl-crl", "ssl-crlpath", "tls-ciphersuites"];
 
 /// Resolves credentials: explicit --password > --ask-pass > MYSQL_PWD > --conf > ~/.my.cnf.
 pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&PathBuf>) -> Result<Found> {
@@ -69,6 +73,13 @@ pub fn resolve(password_flag: Option<String>, ask_pass: bool, conf: Option<&Path
             if let Some(v) = m.get(*k) {
                 found.tls_options.insert(k.to_string(), v.clone());
             }
+        }
+        for k in TLS_KEYS_NOT_APPLIED.iter().filter(|k| m.contains_key(**k)) {
+            eprintln!(
+                "warning: {}: `{k}` is not applied by revenant (rustls picks its own modern ciphers and TLS 1.2/1.3; \
+                 trust comes from ssl-ca)",
+                f.display()
+            );
         }
     }
     if let Ok(p) = std::env::var("MYSQL_PWD") {

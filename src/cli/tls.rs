@@ -45,6 +45,27 @@ fn parse_mode(flag: &str, value: &str) -> Result<Option<TlsVerify>> {
     }
 }
 
+/// The MariaDB client's keys: `ssl` (bare or true: TLS on; false: off) and `ssl-verify-server-cert` (the name is
+/// checked too). None when neither is there.
+fn mariadb_client_mode(file: &HashMap<String, String>) -> Result<Option<Option<TlsVerify>>> {
+    let on = |key: &str| -> Result<Option<bool>> {
+        match file.get(key).map(|v| v.trim().to_ascii_lowercase()) {
+            None => Ok(None),
+            Some(v) if v.is_empty() || v == "1" || v == "on" || v == "true" => Ok(Some(true)),
+            Some(v) if v == "0" || v == "off" || v == "false" => Ok(Some(false)),
+            Some(v) => Err(eyre!("{key} = '{v}' in an option file is neither on nor off"))
+                .suggestion("write it bare, or as 1 / 0; nothing was changed"),
+        }
+    };
+    Ok(match (on("ssl")?, on("ssl-verify-server-cert")?) {
+        (Some(false), _) => Some(None),
+        (_, Some(true)) => Some(Some(TlsVerify::Identity)),
+        (Some(true), _) if file.contains_key("ssl-ca") => Some(Some(TlsVerify::CaOnly)),
+        (Some(true), _) => Some(Some(TlsVerify::Identity)),
+        _ => None,
+    })
+}
+
 /// The TLS settings for one server: `flags` over `file` (the option files' keys). `Ok(None)`: plain TCP.
 pub fn resolve(flags: &TlsFlags, file: &HashMap<String, String>) -> Result<Option<TlsConfig>> {
     let p = flags.prefix;
@@ -67,6 +88,7 @@ pub fn resolve(flags: &TlsFlags, file: &HashMap<String, String>) -> Result<Optio
     let mode = match (&flags.mode, file.get("ssl-mode")) {
         (Some(m), _) => Some(parse_mode(&format!("--{p}-mode"), m)?),
         (None, Some(m)) if !flags.ssl => Some(parse_mode("ssl-mode (option file)", m)?),
+        (None, None) if !flags.ssl => mariadb_client_mode(file)?,
         _ => None,
     };
     let verify = match (mode, flags.ssl) {
@@ -169,6 +191,16 @@ mod tests {
         assert_eq!(t.ca.as_deref(), Some(ca.as_path()));
         let file = HashMap::from([("ssl-ca".to_string(), ca.display().to_string())]);
         assert_eq!(resolve(&flags(), &file).expect("file").map(|t| t.verify), Some(TlsVerify::CaOnly));
+        // The MariaDB client's keys: a bare `ssl` turns TLS on (never silently off), ssl-verify-server-cert checks
+        // the name, ssl = 0 turns it off.
+        let keys = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        assert_eq!(resolve(&flags(), &keys(&[("ssl", "")])).expect("bare ssl").map(|t| t.verify), Some(TlsVerify::Identity));
+        let with_ca = keys(&[("ssl", "1"), ("ssl-ca", &ca.display().to_string())]);
+        assert_eq!(resolve(&flags(), &with_ca).expect("ssl + ca").map(|t| t.verify), Some(TlsVerify::CaOnly));
+        let verify = keys(&[("ssl", ""), ("ssl-verify-server-cert", ""), ("ssl-ca", &ca.display().to_string())]);
+        assert_eq!(resolve(&flags(), &verify).expect("verify").map(|t| t.verify), Some(TlsVerify::Identity));
+        assert_eq!(resolve(&flags(), &keys(&[("ssl", "0")])).expect("off"), None);
+        assert!(resolve(&flags(), &keys(&[("ssl", "maybe")])).is_err());
     }
 
     #[test]
