@@ -88,6 +88,19 @@ pub struct CopyArgs {
     #[arg(long, default_value_t = 500)] pub chunk_time_millis: u64,
     /// Row events applied per transaction (at most).
     #[arg(long, default_value_t = 1000)] pub dml_batch_size: u64,
+    /// Stop before the cut-over when copying a chunk raises a warning: a value the new definition cannot hold as
+    /// it is (cut, out of range, not in the character set, NULL into NOT NULL) or a duplicate on a unique key the
+    /// ALTER adds. ON BY DEFAULT here (gh-ost's is off); --panic-on-warnings=false logs it and copies the changed value.
+    #[arg(long, overrides_with = "no_panic_on_warnings")] pub panic_on_warnings: bool,
+    /// --panic-on-warnings=false.
+    #[arg(long, hide = true, overrides_with = "panic_on_warnings")] pub no_panic_on_warnings: bool,
+    /// Copy and apply without strict mode (gh-ost's flag): a value the new column cannot hold is converted by the
+    /// server's non-strict rules instead of failing the applier (the copy still stops on its warning unless
+    /// --panic-on-warnings=false).
+    #[arg(long)] pub skip_strict_mode: bool,
+    /// Create and alter the ghost without NO_ZERO_DATE / NO_ZERO_IN_DATE in the session's sql_mode, so an ALTER
+    /// with a zero-date DEFAULT is accepted (gh-ost's flag). Rows holding zero dates are always copied as they are.
+    #[arg(long)] pub allow_zero_in_date: bool,
 }
 
 /// When and how the cut-over runs (on a move: the fencing rename on the source).

@@ -25,7 +25,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("include-triggers", false, "triggers are not migrated yet, and tables with triggers are refused: drop them, migrate, re-create them"),
     ("trigger-suffix", true, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
     ("remove-trigger-suffix-if-exists", false, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),
-    ("panic-on-warnings", false, "checking copy warnings is not built yet: leave the flag out (copy and apply convert values alike, without strict mode)"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
     ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),
@@ -34,6 +33,9 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
     ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
 ];
+
+/// Switches that are on unless turned off: `--name=false` becomes `--no-name`.
+const DEFAULT_ON: &[&str] = &["panic-on-warnings"];
 
 /// gh-ost flags that revenant takes although they change nothing: it already behaves as they ask (docs say why).
 #[derive(Debug, Clone, Default, Args)]
@@ -67,10 +69,6 @@ pub struct GhostCompatArgs {
     #[arg(long)] pub skip_port_validation: bool,
     /// Accepted: foreign keys are still checked (it is quick), and tables with them are refused.
     #[arg(long)] pub skip_foreign_key_checks: bool,
-    /// Accepted: copy and apply already run without strict mode, so both convert values alike.
-    #[arg(long)] pub skip_strict_mode: bool,
-    /// Accepted: copy and apply already keep zero dates (their sql_mode has neither NO_ZERO_DATE nor NO_ZERO_IN_DATE).
-    #[arg(long)] pub allow_zero_in_date: bool,
     /// Accepted: lag is measured with heartbeats (gh-ost ignores this deprecated flag too).
     #[arg(long, value_name = "QUERY")] pub replication_lag_query: Option<String>,
     /// Accepted: a lost binlog connection is retried for --retry-seconds, then the run stops resumably.
@@ -148,6 +146,7 @@ pub fn normalize(args: Vec<String>, known: &[(String, bool)]) -> Vec<String> {
         match rest.split_once('=') {
             Some((name, value)) if takes_value(name) == Some(false) => match go_bool(value) {
                 Some(true) => out.push(format!("--{name}")),
+                Some(false) if DEFAULT_ON.contains(&name) => out.push(format!("--no-{name}")),
                 Some(false) => {}
                 None => out.push(a),
             },

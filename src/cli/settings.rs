@@ -9,7 +9,7 @@ use color_eyre::Section;
 
 use super::args::{ConnectionArgs, SharedArgs, ThrottleArgs};
 use super::credentials;
-use crate::engine::config::{ConnectionConfig, MigrationConfig, Secret};
+use crate::engine::config::{ConnectionConfig, MigrationConfig, RowWrites, Secret};
 
 /// Refuses `value` of `--flag` outside `min..=max` (also a `--config` key of that name), naming the range.
 pub(crate) fn within(flag: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<u64> {
@@ -62,6 +62,7 @@ pub(crate) fn apply_shared(a: &SharedArgs, cfg: &mut MigrationConfig) -> Result<
     cfg.chunk_size = copy.chunk_size;
     cfg.chunk_target = Duration::from_millis(within("chunk-time-millis", copy.chunk_time_millis, 0, 3_600_000, "ms")?.max(10));
     cfg.dml_batch_size = copy.dml_batch_size;
+    cfg.writes = RowWrites { strict: !copy.skip_strict_mode, panic_on_warnings: !copy.no_panic_on_warnings, allow_zero_in_date: copy.allow_zero_in_date };
     cfg.cut_over_lock_timeout = Duration::from_secs(within("cut-over-lock-timeout-seconds", cut.cut_over_lock_timeout_seconds, 0, 3600, "seconds")?.max(1));
     cfg.default_retries = cut.default_retries.max(1);
     cfg.postpone_cut_over_flag_file = cut.postpone_cut_over_flag_file.clone();

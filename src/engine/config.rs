@@ -120,6 +120,25 @@ pub enum CutOverMode {
     TwoStep,
 }
 
+/// How the copy and the applier write rows (gh-ost's `--skip-strict-mode`, `--panic-on-warnings`,
+/// `--allow-zero-in-date`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowWrites {
+    /// Copy and apply run with STRICT_ALL_TABLES: a value the new column cannot hold is an error, not a conversion.
+    pub strict: bool,
+    /// A warning raised while a chunk is copied (other than the expected duplicate-key skips on the shared key)
+    /// stops the run before the cut-over; off: it is logged and the copy goes on.
+    pub panic_on_warnings: bool,
+    /// The ghost's CREATE/ALTER runs without NO_ZERO_DATE / NO_ZERO_IN_DATE (a zero-date DEFAULT is accepted).
+    pub allow_zero_in_date: bool,
+}
+
+impl Default for RowWrites {
+    fn default() -> Self {
+        RowWrites { strict: true, panic_on_warnings: true, allow_zero_in_date: false }
+    }
+}
+
 /// Everything a migration needs.
 #[derive(Debug, Clone)]
 pub struct MigrationConfig {
@@ -156,6 +175,8 @@ pub struct MigrationConfig {
     pub analyze_ghost_before_cutover: bool,
     /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
     pub force_table_names: Option<String>,
+    /// Strict mode, warnings and zero dates of the row writers.
+    pub writes: RowWrites,
     pub max_lag_millis: u64,
     pub throttle_flag_file: Option<PathBuf>,
     pub throttle_additional_flag_file: Option<PathBuf>,
@@ -231,6 +252,7 @@ impl MigrationConfig {
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
             force_table_names: None,
+            writes: RowWrites::default(),
             max_lag_millis: 1500,
             throttle_flag_file: None,
             throttle_additional_flag_file: None,

@@ -13,9 +13,33 @@ pub enum Retry {
     No,
 }
 
+/// An error that goes away when tried again a little later on the same connection (the server said nothing
+/// wrong; the state it judged was in passing). `smaller`: try again with a smaller chunk.
+#[derive(Debug, Clone)]
+pub struct Transient {
+    pub why: String,
+    pub smaller: bool,
+}
+
+impl std::fmt::Display for Transient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.why)
+    }
+}
+
+impl std::error::Error for Transient {}
+
+/// Does the error chain ask for a smaller chunk?
+pub fn wants_smaller(err: &color_eyre::Report) -> bool {
+    err.chain().any(|c| c.downcast_ref::<Transient>().is_some_and(|t| t.smaller))
+}
+
 /// Classifies an error chain.
 pub fn classify(err: &color_eyre::Report) -> Retry {
     for cause in err.chain() {
+        if cause.downcast_ref::<Transient>().is_some() {
+            return Retry::Same;
+        }
         if let Some(e) = cause.downcast_ref::<mysql_async::Error>() {
             return match e {
                 mysql_async::Error::Server(s) => match s.code {

@@ -61,3 +61,26 @@ mod tests {
         assert_eq!(sql, "((`a` < ?) OR (`a` = ? AND `b` <= ?))");
     }
 }
+
+/// Takes NO_ZERO_DATE and NO_ZERO_IN_DATE out of the session's sql_mode (gh-ost's `--allow-zero-in-date`: the
+/// ghost's CREATE/ALTER then accepts a zero-date DEFAULT); the rest of the server's mode stays.
+pub async fn allow_zero_dates(conn: &mut mysql_async::Conn) -> color_eyre::eyre::Result<()> {
+    use color_eyre::eyre::WrapErr;
+    use mysql_async::prelude::Queryable;
+    let mode: Option<String> = conn.query_first("SELECT @@SESSION.sql_mode").await.wrap_err("reading the session's sql_mode")?;
+    let kept = without_zero_date_modes(&mode.unwrap_or_default());
+    conn.exec_drop("SET SESSION sql_mode = ?", (kept,)).await.wrap_err("allowing zero dates in the session (--allow-zero-in-date)")
+}
+
+fn without_zero_date_modes(mode: &str) -> String {
+    mode.split(',').filter(|m| !m.is_empty() && !matches!(*m, "NO_ZERO_DATE" | "NO_ZERO_IN_DATE")).collect::<Vec<_>>().join(",")
+}
+
+#[cfg(test)]
+mod zero_date_tests {
+    #[test]
+    fn only_the_zero_date_modes_go() {
+        assert_eq!(super::without_zero_date_modes("STRICT_TRANS_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO"), "STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO");
+        assert_eq!(super::without_zero_date_modes(""), "");
+    }
+}

@@ -19,6 +19,7 @@ use crate::engine::stream::assembler::Fatal;
 use crate::engine::stream::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
 use crate::engine::stream::statement::{self, NameCase};
 use crate::engine::checkpoint;
+use crate::engine::config::RowWrites;
 use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::retry::{self, Retry};
 use crate::engine::plan::schema::Column;
@@ -143,6 +144,8 @@ pub struct Applier {
     pub own_statements: Vec<String>,
     /// How long to keep retrying a batch after deadlocks or lost connections.
     pub retry_for: Duration,
+    /// The session the batches are written in (strict mode).
+    pub writes: RowWrites,
 }
 
 fn now_micros() -> u64 {
@@ -151,23 +154,33 @@ fn now_micros() -> u64 {
 
 /// Opens a connection set up for writing rows exactly: UTC session time zone (TIMESTAMPs arrive as epoch values),
 /// binary strings (raw column bytes both ways), zero dates and keys of 0 kept as the original table may hold them.
-pub async fn writer_conn(opts: &mysql_async::Opts) -> Result<mysql_async::Conn> {
+/// Strict (the default): a value the new column cannot hold fails the statement (REPLACE) or raises a warning the
+/// copier reads (INSERT IGNORE; see `copy::warnings`), never a silent conversion. Every warning of a statement is
+/// kept readable (`max_error_count`).
+pub async fn writer_conn(opts: &mysql_async::Opts, writes: RowWrites) -> Result<mysql_async::Conn> {
     let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the applier")?;
-    // Copy (INSERT IGNORE) and apply (REPLACE) must convert values alike, so neither runs in strict mode;
-    // NO_AUTO_VALUE_ON_ZERO keeps a key of 0 as 0.
-    c.query_drop(
-        "SET SESSION time_zone = '+00:00', NAMES binary, \
-         SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-    )
+    c.query_drop(format!(
+        "SET SESSION time_zone = '+00:00', NAMES binary, SESSION max_error_count = 65535, SESSION sql_mode = '{}'",
+        writer_sql_mode(writes)
+    ))
     .await
     .wrap_err("setting the applier's session")?;
     Ok(c)
 }
 
+/// The row writers' sql_mode: NO_AUTO_VALUE_ON_ZERO keeps a key of 0 as 0; zero dates are never refused (the
+/// original may hold them); STRICT_ALL_TABLES unless `--skip-strict-mode`.
+pub fn writer_sql_mode(writes: RowWrites) -> &'static str {
+    match writes.strict {
+        true => "STRICT_ALL_TABLES,NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION",
+        false => "NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION",
+    }
+}
+
 impl Applier {
     /// Applies until the stream ends or `cancel` fires; returns after finishing the batch in flight.
     pub async fn run(self, mut rx: mpsc::Receiver<StreamItem>, cancel: CancellationToken) -> Result<()> {
-        let mut conn = writer_conn(&self.conn_opts).await?;
+        let mut conn = writer_conn(&self.conn_opts, self.writes).await?;
         let stmts: Vec<Option<Statements>> = self.targets.iter().map(|t| t.as_ref().map(|t| t.statements())).collect();
         let apply_sql = checkpoint::apply_update_sql(&self.checkpoint.database, &self.checkpoint.table);
         let mut items: Vec<StreamItem> = Vec::new();
@@ -215,7 +228,7 @@ impl Applier {
                         tracing::debug!("apply batch retry {attempt}: {e:#}");
                         tokio::time::sleep(retry::backoff(attempt)).await;
                         if kind == Retry::Reconnect {
-                            match writer_conn(&self.conn_opts).await {
+                            match writer_conn(&self.conn_opts, self.writes).await {
                                 Ok(c) => conn = c,
                                 Err(e) => tracing::warn!("applier reconnect failed: {e:#}"),
                             }
@@ -298,6 +311,16 @@ impl Applier {
             tx.exec_batch(stmt.as_ref(), params)
                 .await
                 .wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
+            let count = tx.get_warnings();
+            if count > 0 && self.writes.panic_on_warnings {
+                let found = crate::engine::copy::warnings::read(&mut tx, count).await?;
+                bail!(Fatal(format!(
+                    "applying {} row event(s) to {table}: the server warned: {}; the value would be changed, so the run \
+                     stops before the cut-over (the original is untouched)",
+                    end - start,
+                    crate::engine::copy::warnings::describe(&found)
+                )));
+            }
             start = end;
         }
         if let Some(pos) = last_position {

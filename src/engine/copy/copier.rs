@@ -1,5 +1,6 @@
 //! The row copier: walks the original table in chunks of its shared unique key and copies each chunk with
-//! `INSERT IGNORE ... SELECT` (never overwriting what the applier wrote, never skipping a row). On one server
+//! `INSERT IGNORE ... SELECT` in strict mode (never overwriting what the applier wrote, never skipping a row; a
+//! warning other than an expected skip stops the run, see `warnings`). On one server
 //! (migrate) the chunk reads the original without locks at READ COMMITTED, so the application's writes never wait
 //! for the copy, and a delete the applier made while the chunk ran is checked before the chunk commits (see
 //! `delete_log`); without a delete log the range is read under shared locks (`LOCK IN SHARE MODE`), gh-ost's way.
@@ -12,14 +13,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, WrapErr};
+use color_eyre::Section;
 use mysql_async::prelude::Queryable;
 use mysql_async::{IsolationLevel, TxOpts, Value};
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::checkpoint;
+use crate::engine::config::RowWrites;
 use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::copy::warnings::{self, Verdict, WarningRules};
 use crate::engine::failpoint;
-use crate::engine::retry::{self, Retry};
+use crate::engine::retry::{self, Retry, Transient};
 use crate::engine::plan::schema::Column;
 use crate::engine::shared::Shared;
 use crate::engine::sql::{qualified, quote_ident, tuple_compare};
@@ -45,6 +49,10 @@ pub struct CopyJob {
     pub checkpoint_row: String,
     /// Set: chunks read without locks and check the applier's deletes (same server only).
     pub deletes: Option<Arc<DeleteLog>>,
+    /// The writers' session (strict mode) on both sides.
+    pub writes: RowWrites,
+    /// Which warnings of a chunk are expected (see `warnings`).
+    pub warnings: WarningRules,
 }
 
 /// The target side of a cross-server copy (move-tables): rows and checkpoint are written there.
@@ -183,9 +191,9 @@ impl CopyJob {
         retry_for: Duration,
         cancel: CancellationToken,
     ) -> Result<bool> {
-        let mut conn = crate::engine::apply::applier::writer_conn(conn_opts).await?;
+        let mut conn = crate::engine::apply::applier::writer_conn(conn_opts, self.writes).await?;
         let mut target_conn = match &across {
-            Some(a) => Some(crate::engine::apply::applier::writer_conn(&a.target_opts).await.wrap_err("connecting to the target server")?),
+            Some(a) => Some(crate::engine::apply::applier::writer_conn(&a.target_opts, self.writes).await.wrap_err("connecting to the target server")?),
             None => None,
         };
         let Some(range_end) = range.range_end.clone() else {
@@ -207,7 +215,7 @@ impl CopyJob {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let size = shared.chunk_size.load(Ordering::Relaxed).max(1);
+            let mut size = shared.chunk_size.load(Ordering::Relaxed).max(1);
             let lower = range.watermark.clone();
             let first_try = Instant::now();
             let mut attempt = 0u32;
@@ -227,16 +235,20 @@ impl CopyJob {
                             return Err(e);
                         }
                         tracing::debug!("chunk retry {attempt}: {e:#}");
+                        if retry::wants_smaller(&e) {
+                            size = (size / 2).max(MIN_CHUNK.min(size));
+                            shared.chunk_size.store(size, Ordering::Relaxed);
+                        }
                         shared.with(|i| i.last_copy_error = Some(format!("{e:#}")));
                         shared.copy_retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(retry::backoff(attempt)).await;
                         if kind == Retry::Reconnect {
-                            match crate::engine::apply::applier::writer_conn(conn_opts).await {
+                            match crate::engine::apply::applier::writer_conn(conn_opts, self.writes).await {
                                 Ok(c) => conn = c,
                                 Err(e) => tracing::warn!("copier reconnect failed: {e:#}"),
                             }
                             if let Some(a) = &across {
-                                match crate::engine::apply::applier::writer_conn(&a.target_opts).await {
+                                match crate::engine::apply::applier::writer_conn(&a.target_opts, self.writes).await {
                                     Ok(c) => target_conn = Some(c),
                                     Err(e) => tracing::warn!("copier reconnect to the target failed: {e:#}"),
                                 }
@@ -292,11 +304,12 @@ impl CopyJob {
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
         let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(conn, lower, range_end, size).await?;
         let insert = format!(
-            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond}{}",
+            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} ORDER BY {}{}",
             qualified(&self.target_db, &self.target_table),
             ghost_cols.join(", "),
             orig_cols.join(", "),
             self.source(),
+            self.order_by(false),
             if self.deletes.is_some() { "" } else { " LOCK IN SHARE MODE" }
         );
         let started = Instant::now();
@@ -308,10 +321,14 @@ impl CopyJob {
             opts.with_isolation_level(IsolationLevel::ReadCommitted);
         }
         let mut tx = conn.start_transaction(opts).await?;
-        tx.exec_drop(&insert, params).await.wrap_err_with(|| {
+        tx.exec_drop(&insert, params.clone()).await.wrap_err_with(|| {
             format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
         })?;
         let rows = tx.affected_rows();
+        let count = tx.get_warnings();
+        if count > 0 {
+            self.check_warnings(&mut tx, count, Locate::Range(&cond, &params), &end).await?;
+        }
         if let Some(log) = &self.deletes {
             let (checked, removed) = log.recheck(&mut tx).await?;
             if checked > 0 {
@@ -345,7 +362,7 @@ impl CopyJob {
         let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", source_cols.join(", "), self.source());
         let started = Instant::now();
         let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
-        let rows: Vec<mysql_async::Row> = stx.exec(&select, params).await.wrap_err_with(|| {
+        let rows: Vec<mysql_async::Row> = stx.exec(&select, params.clone()).await.wrap_err_with(|| {
             format!("reading a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
         })?;
         if !hold.is_zero() {
@@ -375,11 +392,113 @@ impl CopyJob {
                 format!("writing a chunk of {}.{} to {}.{}", self.source_db, self.source_table, self.target_db, self.target_table)
             })?;
             written += ttx.affected_rows();
+            let count = ttx.get_warnings();
+            if count > 0 {
+                self.check_warnings(&mut ttx, count, Locate::Rows(batch), &end).await?;
+            }
         }
         self.commit_chunk(ttx, update_sql, &end_text, written, last, &span).await.wrap_err("committing a chunk on the target")?;
         // Only now may writers touch the rows read: their changes reach the binary log after the copy landed.
         stx.rollback().await.wrap_err("releasing the chunk's locks on the source")?;
         Ok((end, last, written, started))
+    }
+
+    /// Judges the warnings of a chunk's INSERT (see `warnings`): expected skips pass; a value the new definition
+    /// cannot hold stops the run (`--panic-on-warnings`) naming the warning and the row's key; duplicates on a key
+    /// the ALTER adds are refused when the original holds them, else the chunk is tried again.
+    async fn check_warnings(&self, conn: &mut impl Queryable, count: u16, locate: Locate<'_>, end: &[Value]) -> Result<()> {
+        let listed = warnings::read(conn, count).await?;
+        match warnings::judge(&self.warnings, count, &listed) {
+            Verdict::Clean => Ok(()),
+            Verdict::TooMany => Err(Transient { why: format!("{count} warnings in one chunk, more than the server lists"), smaller: true }.into()),
+            Verdict::NewKeyDuplicate(index) => self.new_key_duplicates(conn, matches!(locate, Locate::Range(..)), &index, end).await,
+            Verdict::Unexpected { warnings: found, row } => {
+                let key = match row {
+                    Some(n) => self.key_at_row(conn, &locate, n).await.unwrap_or_else(|e| format!("(key not read: {e})")),
+                    None => "(the server named no row)".to_string(),
+                };
+                let text = format!(
+                    "copying {}.{} into {}.{}: the server warned in the chunk up to {}: {} (row key {key}). The new                      definition cannot hold this value as it is, and the copy would change it; the run stops before the                      cut-over, the original is untouched",
+                    self.source_db,
+                    self.source_table,
+                    self.target_db,
+                    self.target_table,
+                    checkpoint::describe_key(end),
+                    warnings::describe(&found)
+                );
+                if !self.warnings.panic_on_warnings {
+                    tracing::warn!("{text} (--panic-on-warnings=false: going on)");
+                    return Ok(());
+                }
+                Err(color_eyre::eyre::eyre!(crate::engine::stream::assembler::Fatal(text)))
+                    .suggestion("change the ALTER so the new column holds every value (wider type, the same character set, NULL allowed), or fix the rows in the original, then start over; --panic-on-warnings=false copies the changed value instead")
+            }
+        }
+    }
+
+    /// The key of the `n`th (1-based) row of a chunk's INSERT.
+    async fn key_at_row(&self, conn: &mut impl Queryable, locate: &Locate<'_>, n: u64) -> Result<String> {
+        match locate {
+            Locate::Range(cond, params) => {
+                let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+                let q = format!("SELECT {cols} FROM {} WHERE {cond} ORDER BY {} LIMIT 1 OFFSET {}", self.source(), self.order_by(false), n.saturating_sub(1));
+                let row: Option<mysql_async::Row> = conn.exec_first(q, params.to_vec()).await?;
+                Ok(row.map(|r| checkpoint::describe_key(&r.unwrap())).unwrap_or_else(|| "(not found)".into()))
+            }
+            Locate::Rows(rows) => {
+                let row = rows.get(n.saturating_sub(1) as usize).ok_or_else(|| color_eyre::eyre::eyre!("row {n} is not in the batch"))?;
+                let values: Vec<Value> = self
+                    .key
+                    .iter()
+                    .filter_map(|k| self.columns.iter().position(|(c, _)| c.name == k.name))
+                    .map(|i| row.as_ref(i).cloned().unwrap_or(Value::NULL))
+                    .collect();
+                Ok(checkpoint::describe_key(&values))
+            }
+        }
+    }
+
+    /// A duplicate on a unique key the ALTER adds: duplicates in the original are refused with their values; none
+    /// (a value moved between rows while the chunk ran) is transient: the chunk is tried again.
+    async fn new_key_duplicates(&self, conn: &mut impl Queryable, same_server: bool, index: &str, end: &[Value]) -> Result<()> {
+        let columns = self.warnings.new_unique_keys.iter().find(|(k, _)| k == index).map(|(_, c)| c.clone()).unwrap_or_default();
+        let list = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let q = format!(
+            "SELECT {list}, COUNT(*) FROM {} GROUP BY {list} HAVING COUNT(*) > 1 LIMIT 3",
+            qualified(&self.source_db, &self.source_table)
+        );
+        // Across servers `conn` is the target's: the original is not there to look at.
+        let rows: Vec<mysql_async::Row> = match same_server && !columns.is_empty() {
+            true => conn.query(q).await.wrap_err("looking for duplicates of the new unique key in the original")?,
+            false => Vec::new(),
+        };
+        if rows.is_empty() {
+            return Err(Transient {
+                why: format!(
+                    "a value of the new unique key {index} ({}) was found twice while copying the chunk up to {},                      but the original holds no duplicates of it now: either it moved between rows during the copy,                      or the new definition compares values differently (collation, type) and the original holds                      values that become equal",
+                    columns.join(", "),
+                    checkpoint::describe_key(end)
+                ),
+                smaller: false,
+            }
+            .into());
+        }
+        let samples: Vec<String> = rows
+            .into_iter()
+            .map(|r| {
+                let mut v: Vec<Value> = r.unwrap();
+                let n = v.pop().map(|c| c.as_sql(true)).unwrap_or_default();
+                format!("{} ({n} rows)", checkpoint::describe_key(&v))
+            })
+            .collect();
+        Err(color_eyre::eyre::eyre!(crate::engine::stream::assembler::Fatal(format!(
+            "the new unique key {index} ({}) would drop rows of {}.{}: the original holds duplicates: {}. The run stops              before the cut-over; the original is untouched",
+            columns.join(", "),
+            self.source_db,
+            self.source_table,
+            samples.join(", ")
+        ))))
+        .suggestion("remove or change the duplicate rows in the original, then run the same command with --resume; or drop the ghost table and change the ALTER")
     }
 
     /// Moves the watermark to `end` (encoded) in the chunk's transaction and commits it; `span` names the chunk in
@@ -440,6 +559,14 @@ pub async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, 
         }
     }
     Ok(find(&value).unwrap_or(0))
+}
+
+/// Where the rows of a chunk's INSERT come from, to name the key of a row a warning points at.
+enum Locate<'a> {
+    /// `INSERT ... SELECT` over this range (same server), in key order.
+    Range(&'a str, &'a [Value]),
+    /// `INSERT ... VALUES` of these rows (across servers), in this order.
+    Rows(&'a [mysql_async::Row]),
 }
 
 /// One chunk's key range, as both chunk copies (same server, across servers) begin it.

@@ -3,3 +3,4 @@
 
 pub mod copier;
 pub mod delete_log;
+pub mod warnings;

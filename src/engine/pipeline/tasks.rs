@@ -165,6 +165,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
         ddl_allowed: ddl_rx,
         own_statements: plan.own_statements,
         retry_for: plan.retry_for,
+        writes: plan.throttle.writes,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let stop = stop.clone();
@@ -210,17 +211,22 @@ pub(crate) fn watched_columns(plan: &Plan, mapping: &ColumnMapping) -> Vec<Colum
     original_columns
 }
 
-/// How the applier writes the original table's row events to `database.table` (the ghost, or a moved table).
+/// How the applier writes the original table's row events to `database.table` (the ghost, or a moved table). The
+/// columns are the ones the stream decodes (`watched_columns`), so a placeholder binds the value in the form it
+/// arrives in: an ENUM written by index is compared by index in the key (a label placeholder made `e = '1'` miss
+/// the row, and a key-changing update left the old row behind).
 pub(crate) fn apply_target(plan: &Plan, mapping: &ColumnMapping, database: &str, table: &str) -> ApplyTarget {
+    let decoded = watched_columns(plan, mapping);
+    let column = |name: &str| decoded.iter().find(|c| c.name.eq_ignore_ascii_case(name)).cloned();
     ApplyTarget {
         database: database.to_string(),
         table: table.to_string(),
-        columns: mapping.shared.iter().map(|(c, g)| (c.ordinal - 1, c.clone(), g.clone())).collect(),
+        columns: mapping.shared.iter().filter_map(|(c, g)| column(&c.name).map(|c| (c.ordinal - 1, c, g.clone()))).collect(),
         key: mapping
             .apply_key_source_columns
             .iter()
             .zip(&mapping.ghost_key_columns)
-            .filter_map(|(o, g)| plan.original.column(o).map(|c| (c.ordinal - 1, c.clone(), g.clone())))
+            .filter_map(|(o, g)| column(o).map(|c| (c.ordinal - 1, c, g.clone())))
             .collect(),
         deletes: None,
     }

@@ -98,7 +98,31 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
             "keep a PRIMARY KEY or a NOT NULL UNIQUE KEY on the same columns in the new schema",
         )
     })?;
+    refuse_time_zone_dependent_key(&mapping, &new_structure)?;
     Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes })
+}
+
+/// A key column changed between DATETIME and TIMESTAMP: the conversion depends on the session's time zone, so the
+/// key values can change (and two rows can meet on one key): refused, as gh-ost does.
+fn refuse_time_zone_dependent_key(mapping: &ColumnMapping, ghost: &TableInfo) -> Result<()> {
+    for name in &mapping.key.columns {
+        let Some((orig, ghost_name)) = mapping.shared.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(name)) else { continue };
+        let Some(new) = ghost.column(ghost_name) else { continue };
+        let pair = (orig.data_type.as_str(), new.data_type.as_str());
+        if matches!(pair, ("datetime", "timestamp") | ("timestamp", "datetime")) {
+            return Err(refuse(
+                format!(
+                    "the ALTER changes the key column `{}` from {} to {}: that conversion depends on the session's time \
+                     zone, so key values could change and rows could collide",
+                    orig.name,
+                    orig.data_type.to_ascii_uppercase(),
+                    new.data_type.to_ascii_uppercase()
+                ),
+                "change the column's type in a migration that keys the table by another unique key, or with the server's own ALTER; nothing was changed",
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The server: a supported version, the primary, the binary log as revenant reads it, the privilege to read it.

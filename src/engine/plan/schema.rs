@@ -378,6 +378,28 @@ pub fn map_columns(
     )
 }
 
+/// The ghost's unique keys split for the copy's duplicate-key warnings: (keys that contain a unique key of the
+/// original, whose skips are expected; keys the ALTER adds, with the original's names of their columns, empty when
+/// a column is new).
+pub fn unique_keys_of_ghost(original: &TableInfo, ghost: &TableInfo, mapping: &ColumnMapping) -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let orig_name = |ghost_col: &str| -> Option<String> {
+        mapping.shared.iter().find(|(_, g)| g.eq_ignore_ascii_case(ghost_col)).map(|(c, _)| c.name.clone())
+    };
+    let mut implied = Vec::new();
+    let mut added = Vec::new();
+    for gk in &ghost.unique_keys {
+        let sources: Option<Vec<String>> = gk.columns.iter().map(|g| orig_name(g)).collect();
+        let contains_original_key = sources.as_ref().is_some_and(|src| {
+            original.unique_keys.iter().any(|k| k.columns.iter().all(|c| src.iter().any(|s| s.eq_ignore_ascii_case(c))))
+        });
+        match contains_original_key {
+            true => implied.push(gk.name.clone()),
+            false => added.push((gk.name.clone(), sources.unwrap_or_default())),
+        }
+    }
+    (implied, added)
+}
+
 fn describe_keys(keys: &[UniqueKey]) -> String {
     if keys.is_empty() {
         return "none".to_string();

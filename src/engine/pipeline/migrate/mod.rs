@@ -8,6 +8,8 @@ pub mod instant;
 mod resume;
 mod setup;
 
+pub(crate) use setup::warning_rules;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -127,6 +129,10 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     let mut conn = mysql_async::Conn::new(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
+    if cfg.writes.allow_zero_in_date {
+        // The dry run's ALTER on a temporary table and the ghost's run on this connection.
+        crate::engine::sql::allow_zero_dates(&mut conn).await?;
+    }
     // One migration per table, kept for the whole run (taken before anything is changed).
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
     let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;

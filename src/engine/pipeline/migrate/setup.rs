@@ -8,9 +8,10 @@ use color_eyre::eyre::{eyre, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
-use crate::engine::config::MigrationConfig;
+use crate::engine::config::{MigrationConfig, RowWrites};
 use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange};
 use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::copy::warnings::WarningRules;
 use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::pipeline::migrate::TOOL_VERSION;
 use crate::engine::pipeline::report::WithResume;
@@ -56,8 +57,16 @@ pub(super) async fn prepare(conn: &mut mysql_async::Conn, cfg: &MigrationConfig,
         checkpoint_table: cfg.checkpoint_table(),
         checkpoint_row: checkpoint::COPY.to_string(),
         deletes: Some(delete_log.clone()),
+        writes: cfg.writes,
+        warnings: warning_rules(&plan.original, &ghost, &mapping, cfg.writes),
     };
     Ok((mapping, changelog, job, delete_log))
+}
+
+/// Which duplicate-key skips of the copy are expected (see `copy::warnings`).
+pub(crate) fn warning_rules(original: &TableInfo, ghost: &TableInfo, mapping: &ColumnMapping, writes: RowWrites) -> WarningRules {
+    let (expected_duplicate_keys, new_unique_keys) = schema::unique_keys_of_ghost(original, ghost, mapping);
+    WarningRules { panic_on_warnings: writes.panic_on_warnings, expected_duplicate_keys, new_unique_keys }
 }
 
 /// The setup step: fresh tables (unless resumed), then the start position and copy range (recorded, or read back).
@@ -120,7 +129,7 @@ async fn record_start(
 ) -> Result<(BinlogPosition, CopyRange)> {
     let start = start_position(conn, mariadb, (&cfg.database, &cfg.changelog_table())).await?;
     // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
-    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts()).await?;
+    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.writes).await?;
     let bounds = job.key_bounds(&mut raw).await?;
     let _ = raw.disconnect().await;
     let estimate = estimate_rows(conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;

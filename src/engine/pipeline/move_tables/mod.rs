@@ -323,6 +323,8 @@ pub(super) struct MovedTable {
     name: String,
     plan: Plan,
     mapping: ColumnMapping,
+    /// Which duplicate-key skips of the copy are expected on the target table.
+    warnings: crate::engine::copy::warnings::WarningRules,
 }
 
 /// Where the source tables stand: serving under their names, or fenced as `_<t>_del`.

@@ -104,6 +104,11 @@ async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
     let mut tgt = mysql_async::Conn::new(cfg.target.opts()).await.map_err(|e| {
         refuse(format!("cannot connect to the target {}: {e}", cfg.target.display()), "check --target-host, --target-port, --target-user, --target-conf and the target's TLS settings (--target-ssl-ca must name the CA that signed its certificate)")
     })?;
+    if cfg.throttle.writes.allow_zero_in_date {
+        // The dry run's ALTER runs on the source, the target tables' on the target.
+        crate::engine::sql::allow_zero_dates(&mut src).await?;
+        crate::engine::sql::allow_zero_dates(&mut tgt).await?;
+    }
     let mariadb = check_gtids(&mut src, "source").await?;
     if mariadb != check_gtids(&mut tgt, "target").await? {
         return Err(refuse("the source and the target are of different flavours (MySQL and MariaDB)", "move tables between servers of one flavour"));
@@ -243,7 +248,8 @@ async fn map_tables(cfg: &MoveTablesConfig, tgt: &mut mysql_async::Conn, plans: 
             .ok_or_else(|| eyre!("the target table {}.{t} is missing", cfg.target_database))?;
         let mapping = schema::map_columns(&plan.original, &target_info, &plan.renames, &plan.alter.dropped_columns)
             .wrap_err_with(|| format!("mapping {}.{t} onto the target table", cfg.database))?;
-        tables.push(MovedTable { name: t, plan, mapping });
+        let warnings = crate::engine::pipeline::migrate::warning_rules(&plan.original, &target_info, &mapping, cfg.throttle.writes);
+        tables.push(MovedTable { name: t, plan, mapping, warnings });
     }
     Ok(tables)
 }
