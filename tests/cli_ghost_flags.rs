@@ -363,7 +363,8 @@ async fn the_runbook_line_parses_and_a_replica_is_refused_naming_its_primary() {
         ensure!(postponed && postpone_flag.exists(), "the runbook's cut-over never waited on the flag file: {seen:?}");
         std::fs::remove_file(&postpone_flag)?;
         let status = child.wait()?;
-        let rest: Vec<String> = rx.try_iter().collect();
+        // Every line up to the end of output (the reader ends when the child closes stdout): try_iter raced it.
+        let rest: Vec<String> = rx.iter().collect();
         ensure!(status.success() && rest.iter().any(|l| l.contains("Done: shop.orders migrated")), "the runbook with --execute: {status:?} {rest:?}");
         let after = common::table_checksum(&mut c, "shop", "orders", &["id", "v"]).await?;
         ensure!(before == after && before.0 == 3, "rows before {before:?}, after {after:?}");

@@ -1,6 +1,7 @@
 //! Divergences found from outside (issue 12), each a regression test on both flavours: an UPDATE that changes an
 //! ENUM column of a composite PRIMARY KEY (with a _bin collation) applied from the binlog; a DATETIME key column
-//! changed to TIMESTAMP (refused: the conversion depends on the time zone).
+//! changed to TIMESTAMP (refused: the conversion depends on the time zone); a PRIMARY KEY over a STORED generated
+//! column (MySQL; MariaDB allows no generated column in a primary key, which the test checks).
 
 mod common;
 
@@ -75,6 +76,40 @@ async fn a_datetime_key_column_changed_to_timestamp_is_refused_before_anything_c
         assert!(stderr.contains("key column `t` from DATETIME to TIMESTAMP") && stderr.contains("time"), "{stderr}");
         let tables: Vec<String> = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA='d_ts'").await?;
         assert_eq!(tables, vec!["t".to_string()], "nothing was created");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_key_over_a_stored_generated_column_is_shared() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        let mut c = server.conn().await?;
+        c.query_drop("CREATE DATABASE d_gen").await?;
+        let create = "CREATE TABLE d_gen.t (id INT NOT NULL, j JSON NOT NULL, \
+                      idb INT AS (CAST(JSON_UNQUOTE(JSON_EXTRACT(j, '$.b')) AS SIGNED)) STORED NOT NULL, v INT, PRIMARY KEY (id, idb))";
+        if let Err(e) = c.query_drop(create).await {
+            // MariaDB: "Primary key cannot be defined upon a generated column".
+            assert!(server.flavor.to_string().contains("mariadb"), "{e}");
+            return Ok(());
+        }
+        c.query_drop(
+            "INSERT INTO d_gen.t (id, j, v) SELECT seq, JSON_OBJECT('b', CAST(seq % 7 AS SIGNED)), CAST(seq AS SIGNED) FROM (SELECT @n := @n + 1 AS seq FROM \
+             information_schema.COLUMNS a, (SELECT @n := 0) z LIMIT 300) s",
+        )
+        .await?;
+        let (handle, join) = migrate::start(test_config(&server, "d_gen", "t", "ADD COLUMN f INT"));
+        let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await;
+        // Changes of the generated key from the binlog (through j), deletes and inserts.
+        c.query_drop("UPDATE d_gen.t SET j = JSON_OBJECT('b', 100 + id) WHERE id <= 40").await?;
+        c.query_drop("DELETE FROM d_gen.t WHERE id BETWEEN 41 AND 60").await?;
+        c.query_drop("INSERT INTO d_gen.t (id, j, v) VALUES (1000, JSON_OBJECT('b', 3), 1)").await?;
+        finish_after_ready(&handle, join, ready).await?;
+        let old = table_checksum(&mut c, "d_gen", "_t_del", &["id", "j", "idb", "v"]).await?;
+        let new = table_checksum(&mut c, "d_gen", "t", &["id", "j", "idb", "v"]).await?;
+        assert_eq!(old, new, "the tables are identical over the shared columns");
+        assert_eq!(old.0, 281);
         Ok(())
     })
     .await;

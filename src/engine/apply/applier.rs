@@ -41,6 +41,10 @@ pub struct ApplyTarget {
     pub deletes: Option<Arc<DeleteLog>>,
 }
 
+/// Marks a statement that writes the ENUM error value: it runs with the non-strict sql_mode, the only one that can
+/// store that value, then the session is strict again. The value is the original's, so nothing changes.
+const LENIENT: &str = "/* revenant: ENUM error value */ ";
+
 /// The applier's statements for one target, prepared once.
 struct Statements {
     replace: String,
@@ -99,6 +103,16 @@ impl ApplyTarget {
             exprs.join(", ")
         );
         Some((stmt, params))
+    }
+
+    /// Does the row hold the ENUM error value ('', index 0, which a non-strict write stored in the original)? Strict
+    /// mode cannot write it, so such a row is written without strict mode (see [`LENIENT`]).
+    fn holds_enum_error_value(&self, row: &[Value]) -> bool {
+        self.columns.iter().filter(|(_, c, _)| c.is_enum()).any(|(i, _, _)| match row.get(*i) {
+            Some(Value::Int(0) | Value::UInt(0)) => true,
+            Some(Value::Bytes(b)) => b.is_empty(),
+            _ => false,
+        })
     }
 
     fn key_params(&self, row: &[Value]) -> Vec<Value> {
@@ -308,12 +322,23 @@ impl Applier {
                 .position(|o| o.0 != stmt || !same_param_types(first, &o.2))
                 .map_or(ops.len(), |n| start + n);
             let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.2)).collect();
-            tx.exec_batch(stmt.as_ref(), params)
-                .await
-                .wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
-            let count = tx.get_warnings();
-            if count > 0 && self.writes.panic_on_warnings {
-                let found = crate::engine::copy::warnings::read(&mut tx, count).await?;
+            let lenient = self.writes.strict && stmt.starts_with(LENIENT);
+            if lenient {
+                tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(RowWrites { strict: false, ..self.writes }))).await?;
+            }
+            let applied = tx.exec_batch(stmt.as_ref(), params).await;
+            // The batch's warnings are read before anything else runs on the session.
+            let mut found = match (&applied, tx.get_warnings()) {
+                (Ok(()), n) if n > 0 && self.writes.panic_on_warnings => crate::engine::copy::warnings::read(&mut tx, n).await?,
+                _ => Vec::new(),
+            };
+            if lenient {
+                tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(self.writes))).await?;
+                // Storing the ENUM error value is what the non-strict write warns about.
+                found.retain(|w| w.code != 1265);
+            }
+            applied.wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
+            if !found.is_empty() {
                 bail!(Fatal(format!(
                     "applying {} row event(s) to {table}: the server warned: {}; the value would be changed, so the run \
                      stops before the cut-over (the original is untouched)",
@@ -373,9 +398,13 @@ fn queue_change<'a>(
     change: &RowChange,
 ) {
     let replace = |ops: &mut Vec<(Cow<'a, str>, &'a str, Vec<Value>)>, after: &[Value]| {
-        match target.replace_with_sql(after, &change.after_sql) {
-            Some((stmt, params)) => ops.push((Cow::Owned(stmt), &st.target, params)),
-            None => ops.push((Cow::Borrowed(&st.replace), &st.target, target.row_params(after))),
+        let (stmt, params) = match target.replace_with_sql(after, &change.after_sql) {
+            Some((stmt, params)) => (Cow::Owned(stmt), params),
+            None => (Cow::Borrowed(st.replace.as_str()), target.row_params(after)),
+        };
+        match target.holds_enum_error_value(after) {
+            true => ops.push((Cow::Owned(format!("{LENIENT}{stmt}")), &st.target, params)),
+            false => ops.push((stmt, &st.target, params)),
         }
     };
     match change.kind {

@@ -328,11 +328,14 @@ pub fn map_columns(
     if shared.is_empty() {
         bail!("the original and the new table share no columns");
     }
+    // Key columns also pair through stored generated columns defined alike in both (never written: the server
+    // computes them from the shared columns, so their values are the same on both sides).
+    let generated = same_generated_columns(original, ghost, renames, dropped);
     let ghost_name = |orig: &str| -> Option<String> {
-        shared.iter().find(|(c, _)| c.name.eq_ignore_ascii_case(orig)).map(|(_, g)| g.clone())
+        shared.iter().chain(&generated).find(|(c, _)| c.name.eq_ignore_ascii_case(orig)).map(|(_, g)| g.clone())
     };
     let orig_name = |ghost_col: &str| -> Option<String> {
-        shared.iter().find(|(_, g)| g.eq_ignore_ascii_case(ghost_col)).map(|(c, _)| c.name.clone())
+        shared.iter().chain(&generated).find(|(_, g)| g.eq_ignore_ascii_case(ghost_col)).map(|(c, _)| c.name.clone())
     };
     let mut best: Option<(usize, ColumnMapping)> = None;
     for key in original.unique_keys.iter().filter(|k| k.not_null) {
@@ -389,15 +392,42 @@ pub fn unique_keys_of_ghost(original: &TableInfo, ghost: &TableInfo, mapping: &C
     let mut added = Vec::new();
     for gk in &ghost.unique_keys {
         let sources: Option<Vec<String>> = gk.columns.iter().map(|g| orig_name(g)).collect();
-        let contains_original_key = sources.as_ref().is_some_and(|src| {
-            original.unique_keys.iter().any(|k| k.columns.iter().all(|c| src.iter().any(|s| s.eq_ignore_ascii_case(c))))
-        });
+        let contains_shared_key = mapping.ghost_key_columns.iter().all(|c| gk.columns.iter().any(|g| g.eq_ignore_ascii_case(c)));
+        let contains_original_key = contains_shared_key
+            || sources.as_ref().is_some_and(|src| {
+                original.unique_keys.iter().any(|k| k.columns.iter().all(|c| src.iter().any(|s| s.eq_ignore_ascii_case(c))))
+            });
         match contains_original_key {
             true => implied.push(gk.name.clone()),
             false => added.push((gk.name.clone(), sources.unwrap_or_default())),
         }
     }
     (implied, added)
+}
+
+/// Generated columns of the original whose definition (as SHOW CREATE TABLE prints it) the ghost keeps word for
+/// word under the same or the approved new name: (original column, ghost column name).
+fn same_generated_columns(original: &TableInfo, ghost: &TableInfo, renames: &HashMap<String, String>, dropped: &HashSet<String>) -> Vec<(Column, String)> {
+    let mut pairs = Vec::new();
+    for col in original.columns.iter().filter(|c| c.generated && !dropped.contains(&c.name.to_ascii_lowercase())) {
+        let target = renames.get(&col.name.to_ascii_lowercase()).cloned().unwrap_or_else(|| col.name.clone());
+        let Some(g) = ghost.column(&target).filter(|g| g.generated) else { continue };
+        let (a, b) = (column_definition(&original.create_statement, &col.name), column_definition(&ghost.create_statement, &g.name));
+        if a.is_some() && a == b {
+            pairs.push((col.clone(), g.name.clone()));
+        }
+    }
+    pairs
+}
+
+/// The definition of column `name` in a CREATE TABLE statement (the text after the quoted name, without the comma).
+fn column_definition(create: &str, name: &str) -> Option<String> {
+    let quoted = format!("`{}` ", name.replace('`', "``"));
+    create
+        .lines()
+        .map(str::trim)
+        .find_map(|l| l.strip_prefix(quoted.as_str()))
+        .map(|d| d.trim_end_matches(',').to_string())
 }
 
 fn describe_keys(keys: &[UniqueKey]) -> String {

@@ -66,7 +66,13 @@ pub(super) async fn prepare(conn: &mut mysql_async::Conn, cfg: &MigrationConfig,
 /// Which duplicate-key skips of the copy are expected (see `copy::warnings`).
 pub(crate) fn warning_rules(original: &TableInfo, ghost: &TableInfo, mapping: &ColumnMapping, writes: RowWrites) -> WarningRules {
     let (expected_duplicate_keys, new_unique_keys) = schema::unique_keys_of_ghost(original, ghost, mapping);
-    WarningRules { panic_on_warnings: writes.panic_on_warnings, expected_duplicate_keys, new_unique_keys }
+    let same_enum_columns = mapping
+        .shared
+        .iter()
+        .filter(|(c, g)| c.is_enum() && ghost.column(g).is_some_and(|gc| gc.column_type == c.column_type))
+        .map(|(_, g)| g.clone())
+        .collect();
+    WarningRules { panic_on_warnings: writes.panic_on_warnings, expected_duplicate_keys, new_unique_keys, same_enum_columns }
 }
 
 /// The setup step: fresh tables (unless resumed), then the start position and copy range (recorded, or read back).
