@@ -245,6 +245,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.initially_drop_old_table = a.initially_drop_old_table;
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
+    cfg.checksum = a.checksum;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
