@@ -84,6 +84,7 @@ fn copy_in_progress() -> Status {
             resumed_from: None,
         },
         cutover: CutOverStatus::default(),
+        verify: Default::default(),
         tables: vec![],
         paused: false,
         message: None,

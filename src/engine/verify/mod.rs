@@ -83,9 +83,9 @@ impl Verifier {
         let mut pool = Vec::with_capacity(self.pool);
         for _ in 0..self.pool {
             let mut c = Conn::new(self.opts.clone()).await.wrap_err("connecting the verification pool")?;
-            c.query_drop("SET SESSION time_zone = '+00:00', SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .await
-                .wrap_err("setting the verification session")?;
+            for set in ["SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
+                c.query_drop(set).await.wrap_err("setting the verification session")?;
+            }
             pool.push(c);
         }
         Ok(pool)
