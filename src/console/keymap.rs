@@ -140,16 +140,6 @@ pub static KEYMAP: &[KeyBinding] = &[
         when: "while rows or events still move",
     },
     KeyBinding {
-        keys: &[KeyCode::Char('v')],
-        label: "v",
-        action: ActionId::Verify,
-        hint: "verify",
-        help: "verify original and ghost again (checksums per chunk) while the cut-over waits",
-        sends: true,
-        enabled: ready,
-        when: "only when the migration is ready to cut over",
-    },
-    KeyBinding {
         keys: &[KeyCode::Char('X')],
         label: "X",
         action: ActionId::Abort,
@@ -158,6 +148,16 @@ pub static KEYMAP: &[KeyBinding] = &[
         sends: true,
         enabled: not_terminal,
         when: "while the migration runs",
+    },
+    KeyBinding {
+        keys: &[KeyCode::Char('v')],
+        label: "v",
+        action: ActionId::Verify,
+        hint: "verify",
+        help: "verify original and ghost again (checksums per chunk) while the cut-over waits",
+        sends: true,
+        enabled: ready,
+        when: "only when the migration is ready to cut over",
     },
     KeyBinding {
         keys: &[KeyCode::Char(':')],
