@@ -393,7 +393,7 @@ fn verify_lines(status: &Status, theme: &Theme, kv: &dyn Fn(&str, String, Style)
     let v = &status.verify;
     let mut lines = Vec::new();
     if status.phase == Some(Phase::Verify) {
-        let mut spans = vec![Span::styled(" verify   ", theme.label)];
+        let mut spans = vec![Span::styled(format!("{:<11}", "verify"), theme.label)];
         spans.extend(bar(v.fraction(), 20, theme));
         spans.push(Span::styled(
             format!(" {:5.1}%  round {}  chunks {}/{}  rows {}", v.fraction() * 100.0, v.round.max(1), v.chunks_done, v.chunks_total, fmt_int(v.rows_verified)),

@@ -33,7 +33,7 @@ type Round = Result<std::result::Result<Vec<Difference>, Interrupted>>;
 
 /// The verifier of this migration: the copy job's column pairs against the ghost's structure.
 pub(super) fn verifier(cfg: &MigrationConfig, plan: &Plan, job: &CopyJob) -> Verifier {
-    let rows = (cfg.chunk_size * 10).clamp(1_000, 50_000);
+    let rows = (cfg.chunk_size * 50).clamp(1_000, 100_000);
     Verifier::new(cfg.source.opts(), job.clone(), &plan.new_structure, POOL, rows)
 }
 
