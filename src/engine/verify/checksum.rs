@@ -130,11 +130,11 @@ impl Side {
         (parts.join(" AND "), params)
     }
 
-    /// The row's text: ISNULL markers of every expression, then the expressions (CONCAT_WS skips NULLs).
+    /// The row's text: one string of ISNULL markers (a NULL and an empty string differ), then the expressions
+    /// (CONCAT_WS skips NULLs).
     fn row_text(&self) -> String {
-        let marks = self.exprs.iter().map(|e| format!("ISNULL({e})"));
-        let all: Vec<String> = marks.chain(self.exprs.iter().cloned()).collect();
-        format!("CONCAT_WS('#', {})", all.join(", "))
+        let marks: Vec<String> = self.exprs.iter().map(|e| format!("ISNULL({e})")).collect();
+        format!("CONCAT_WS('#', CONCAT({}), {})", marks.join(", "), self.exprs.join(", "))
     }
 
     /// `COUNT(*), BIT_XOR(CRC32(row))` over a range (the row's text computed once: the checksum's cost is mostly

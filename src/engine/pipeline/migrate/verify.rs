@@ -5,6 +5,7 @@
 //! (the original serves; the ghost is kept for inspection). A first pass continues from the checkpoint's `verify`
 //! row on a resume.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
@@ -109,16 +110,10 @@ async fn start_key(v: &Verifier, fresh: bool) -> Result<Option<Option<Vec<Value>
 /// One round: the lock, the wait for the applier, the snapshots, then the chunks compared.
 async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool, v: &Verifier, from: Option<Vec<Value>>, given: Option<Vec<KeyRange>>) -> Round {
     let mut pool = v.connect_pool().await?;
-    let frozen = freeze(v, mariadb, cfg.cut_over_lock_timeout).await?;
-    let goal = GtidSet::parse(mariadb, &frozen.goal)?;
-    match gate::wait_applied(ctx, running, &goal, mariadb, false).await {
-        Ok(Ok(())) => {}
-        other => {
-            Verifier::release(frozen).await?;
-            return other.map(|r| r.map(|_| Vec::new()));
-        }
-    }
-    let held = Verifier::snapshot_and_release(&mut pool, frozen).await?;
+    let held = match snapshots(cfg, ctx, running, mariadb, v, &mut pool).await? {
+        Ok(held) => held,
+        Err(i) => return Ok(Err(i)),
+    };
     let ms = held.as_millis() as u64;
     tracing::info!("verification lock: the original's writers were held {ms} ms");
     ctx.shared.with(|i| i.status.verify.last_lock_ms = Some(ms));
@@ -130,6 +125,33 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     let diffs = v.compare_all(&mut pool, &ranges, &ctx.shared, record).await;
     verify::end_snapshots(pool).await;
     Ok(Ok(diffs?))
+}
+
+/// Opens the snapshots on `pool` under the lock once the applier has reached the position; returns how long the
+/// writers were held. The applier gets the cut-over's lock timeout to get there, else the lock is released and
+/// taken again later (a paused applier is waited for before the lock: it would hold the writers).
+async fn snapshots(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool, v: &Verifier, pool: &mut [mysql_async::Conn]) -> Result<std::result::Result<Duration, Interrupted>> {
+    let limit = cfg.cut_over_lock_timeout.max(Duration::from_secs(1));
+    for attempt in 1..=LOCK_ATTEMPTS {
+        while ctx.shared.paused.load(Ordering::Relaxed) && !ctx.cancel.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let frozen = freeze(v, mariadb, cfg.cut_over_lock_timeout).await?;
+        let goal = GtidSet::parse(mariadb, &frozen.goal)?;
+        match tokio::time::timeout(limit, gate::wait_reached(ctx, running, &goal, mariadb)).await {
+            Ok(Ok(Ok(()))) => return Ok(Ok(Verifier::snapshot_and_release(pool, frozen).await?)),
+            Ok(other) => {
+                Verifier::release(frozen).await?;
+                return other.map(|r| r.map(|_| Duration::ZERO));
+            }
+            Err(_) => {
+                Verifier::release(frozen).await?;
+                tracing::warn!("verification: the applier did not reach the position within {}s under the lock (attempt {attempt}); released", limit.as_secs());
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    Err(eyre!("the applier did not reach the binary log position under the verification lock in {LOCK_ATTEMPTS} attempts of {}s", limit.as_secs()))
 }
 
 /// The verification lock, tried again when the lock wait times out (a long transaction on the original).
