@@ -118,11 +118,14 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     tracing::info!("verification lock: the original's writers were held {ms} ms");
     ctx.shared.with(|i| i.status.verify.last_lock_ms = Some(ms));
     let record = given.is_none();
+    let started = std::time::Instant::now();
     let ranges = match given {
         Some(r) => r,
         None => v.chunks(&mut pool[0], from).await?,
     };
+    let found = started.elapsed();
     let diffs = v.compare_all(&mut pool, &ranges, &ctx.shared, record).await;
+    tracing::info!("verification: {} chunk(s) found in {} ms, compared in {} ms", ranges.len(), found.as_millis(), (started.elapsed() - found).as_millis());
     verify::end_snapshots(pool).await;
     Ok(Ok(diffs?))
 }
