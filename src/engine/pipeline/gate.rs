@@ -84,25 +84,6 @@ pub(crate) async fn wait_applied(ctx: &RunContext, running: &mut Running, goal: 
     }
 }
 
-/// Waits until the applied position contains `goal`, checked on every applied batch (no backlog condition and no
-/// tick: the verification holds the writers meanwhile, so it must not wait for more than the position).
-pub(crate) async fn wait_reached(ctx: &RunContext, running: &mut Running, goal: &GtidSet, mariadb: bool) -> WaitResult {
-    loop {
-        if let Some(i) = interrupted(ctx, running).await {
-            return Ok(Err(i));
-        }
-        let applied_text = running.applied_rx.borrow().position.as_ref().map(|p| p.gtid_set.clone());
-        let applied_text = applied_text.unwrap_or_else(|| ctx.shared.with(|i| i.status.binlog.applied_gtid_set.clone()));
-        if GtidSet::parse(mariadb, &applied_text)?.contains(goal) {
-            return Ok(Ok(()));
-        }
-        tokio::select! {
-            _ = running.applied_rx.changed() => {}
-            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-        }
-    }
-}
-
 /// A throttle that holds at start (the manual switch, a flag file) holds before the first chunk (at most 5 s).
 pub(crate) async fn first_throttle_check(shared: &Shared) {
     for _ in 0..100 {

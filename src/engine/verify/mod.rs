@@ -1,6 +1,6 @@
 //! The verification before the cut-over: proves that the original and the ghost hold the same rows over the
-//! shared columns. A short `LOCK TABLES <original> READ` holds the writers while the applier reaches the binary
-//! log's position (the caller waits for it), consistent snapshots are opened on a small pool of connections, and
+//! shared columns. A short `LOCK TABLES <original> READ` holds the writers while the applier catches up with them
+//! (the caller waits for a marker written under the lock), consistent snapshots are opened on a small pool of connections, and
 //! the lock is released at once; both tables are then read in those snapshots, where they must agree exactly.
 //! Chunks of the shared key are compared (`checksum`: COUNT and BIT_XOR of each row's CRC32) in parallel over the pool;
 //! a chunk that differs is repaired by copying its key range again from the original in one transaction that holds
@@ -63,10 +63,9 @@ impl Difference {
     }
 }
 
-/// The writers held: the lock's connection, the position to reach, and when the lock was granted.
+/// The writers held: the lock's connection and when the lock was granted.
 pub struct Frozen {
     conn: Conn,
-    pub goal: String,
     granted: Instant,
 }
 
@@ -89,17 +88,13 @@ impl Verifier {
         Ok(pool)
     }
 
-    /// Holds the original's writers (`LOCK TABLES .. READ`, waiting at most `timeout` for it) and reads the binary
-    /// log position every change before the lock is under.
-    pub async fn freeze(&self, mariadb: bool, timeout: Duration) -> Result<Frozen> {
+    /// Holds the original's writers (`LOCK TABLES .. READ`, waiting at most `timeout` for it); readers go on.
+    pub async fn freeze(&self, timeout: Duration) -> Result<Frozen> {
         let mut conn = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification lock")?;
         conn.exec_drop("SET SESSION lock_wait_timeout = ?", (timeout.as_secs().max(1),)).await.wrap_err("setting lock_wait_timeout")?;
         let table = qualified(&self.job.source_db, &self.job.source_table);
         conn.query_drop(format!("LOCK TABLES {table} READ")).await.wrap_err_with(|| format!("locking {table} for the verification"))?;
-        let granted = Instant::now();
-        let q = if mariadb { "SELECT @@GLOBAL.gtid_binlog_pos" } else { "SELECT @@GLOBAL.gtid_executed" };
-        let goal: Option<String> = conn.query_first(q).await.wrap_err("reading the position under the verification lock")?;
-        Ok(Frozen { conn, goal: goal.unwrap_or_default(), granted })
+        Ok(Frozen { conn, granted: Instant::now() })
     }
 
     /// Opens a consistent snapshot on every pool connection, then releases the lock; returns how long it was held.

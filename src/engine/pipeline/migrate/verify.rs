@@ -1,6 +1,6 @@
 //! migrate's verification step (engine/verify does the SQL): after catch-up, and again on `verify` while the
-//! cut-over waits. A round holds the original's writers (`LOCK TABLES .. READ`) until the applier has committed
-//! everything before the lock, opens the snapshots, lets go, and compares the chunks; differing chunks are copied
+//! cut-over waits. A round holds the original's writers (`LOCK TABLES .. READ`) until the applier has committed a
+//! changelog marker written under the lock (so everything before the lock is applied), opens the snapshots, lets go, and compares the chunks; differing chunks are copied
 //! again and compared in the next round. Differences left after [`ROUNDS`] rounds fail the run before any cut-over
 //! (the original serves; the ghost is kept for inspection). A first pass continues from the checkpoint's `verify`
 //! row on a resume.
@@ -18,7 +18,7 @@ use crate::engine::pipeline::gate::{self, Interrupted};
 use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::Running;
 use crate::engine::plan::preflight::Plan;
-use crate::engine::stream::gtid::GtidSet;
+use crate::engine::cutover::swap;
 use crate::engine::verify::checksum::KeyRange;
 use crate::engine::verify::{self, Difference, Verifier};
 
@@ -50,7 +50,7 @@ pub(super) async fn run(cfg: &MigrationConfig, ctx: &RunContext, running: &mut R
     let mut repaired = 0usize;
     for round in 1..=ROUNDS {
         ctx.shared.with(|i| i.status.verify.round = round);
-        let diffs = match one_round(cfg, ctx, running, plan.mariadb, &v, from.clone(), given.take()).await? {
+        let diffs = match one_round(cfg, ctx, running, &v, from.clone(), given.take()).await? {
             Ok(d) => d,
             Err(i) => return Ok(Err(i)),
         };
@@ -108,9 +108,9 @@ async fn start_key(v: &Verifier, fresh: bool) -> Result<Option<Option<Vec<Value>
 }
 
 /// One round: the lock, the wait for the applier, the snapshots, then the chunks compared.
-async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool, v: &Verifier, from: Option<Vec<Value>>, given: Option<Vec<KeyRange>>) -> Round {
+async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, v: &Verifier, from: Option<Vec<Value>>, given: Option<Vec<KeyRange>>) -> Round {
     let mut pool = v.connect_pool().await?;
-    let held = match snapshots(cfg, ctx, running, mariadb, v, &mut pool).await? {
+    let held = match snapshots(cfg, ctx, running, v, &mut pool).await? {
         Ok(held) => held,
         Err(i) => return Ok(Err(i)),
     };
@@ -130,38 +130,43 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     Ok(Ok(diffs?))
 }
 
-/// Opens the snapshots on `pool` under the lock once the applier has reached the position; returns how long the
-/// writers were held. The applier gets the cut-over's lock timeout to get there, else the lock is released and
-/// taken again later (a paused applier is waited for before the lock: it would hold the writers).
-async fn snapshots(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool, v: &Verifier, pool: &mut [mysql_async::Conn]) -> Result<std::result::Result<Duration, Interrupted>> {
+/// Opens the snapshots on `pool` under the lock once the applier has committed a changelog marker written after the
+/// lock was granted (so every change made to the original before the lock is in the ghost: the cut-over's own
+/// argument); returns how long the writers were held. The applier gets the cut-over's lock timeout to get there,
+/// else the lock is released and taken again later (a paused applier is waited for before the lock: it would hold
+/// the writers).
+async fn snapshots(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, v: &Verifier, pool: &mut [mysql_async::Conn]) -> Result<std::result::Result<Duration, Interrupted>> {
     let limit = cfg.cut_over_lock_timeout.max(Duration::from_secs(1));
     for attempt in 1..=LOCK_ATTEMPTS {
         while ctx.shared.paused.load(Ordering::Relaxed) && !ctx.cancel.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let frozen = freeze(v, mariadb, cfg.cut_over_lock_timeout).await?;
-        let goal = GtidSet::parse(mariadb, &frozen.goal)?;
-        match tokio::time::timeout(limit, gate::wait_reached(ctx, running, &goal, mariadb)).await {
-            Ok(Ok(Ok(()))) => return Ok(Ok(Verifier::snapshot_and_release(pool, frozen).await?)),
-            Ok(other) => {
-                Verifier::release(frozen).await?;
-                return other.map(|r| r.map(|_| Duration::ZERO));
-            }
-            Err(_) => {
-                Verifier::release(frozen).await?;
-                tracing::warn!("verification: the applier did not reach the position within {}s under the lock (attempt {attempt}); released", limit.as_secs());
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+        let frozen = freeze(v, cfg.cut_over_lock_timeout).await?;
+        let reached = match swap::write_marker(&mut pool[0], cfg).await {
+            Ok(token) => swap::await_marker(&mut running.applied_rx, &token, limit).await,
+            Err(e) => Err(e),
+        };
+        let Err(e) = reached else {
+            return Ok(Ok(Verifier::snapshot_and_release(pool, frozen).await?));
+        };
+        Verifier::release(frozen).await?;
+        if let Some((what, r)) = running.finished().await {
+            return Ok(Err(Interrupted::TaskEnded(what, r)));
         }
+        if ctx.cancel.is_cancelled() {
+            return Ok(Err(Interrupted::Stopped));
+        }
+        tracing::warn!("verification: {e:#} under the lock (attempt {attempt}); released");
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    Err(eyre!("the applier did not reach the binary log position under the verification lock in {LOCK_ATTEMPTS} attempts of {}s", limit.as_secs()))
+    Err(eyre!("the applier did not reach the verification's marker under the lock in {LOCK_ATTEMPTS} attempts of {}s", limit.as_secs()))
 }
 
 /// The verification lock, tried again when the lock wait times out (a long transaction on the original).
-async fn freeze(v: &Verifier, mariadb: bool, timeout: Duration) -> Result<verify::Frozen> {
+async fn freeze(v: &Verifier, timeout: Duration) -> Result<verify::Frozen> {
     let mut attempt = 1;
     loop {
-        match v.freeze(mariadb, timeout).await {
+        match v.freeze(timeout).await {
             Ok(f) => return Ok(f),
             Err(e) if attempt < LOCK_ATTEMPTS => {
                 tracing::warn!("verification lock attempt {attempt} failed: {e:#}");
