@@ -35,6 +35,8 @@ pub struct Side {
     pub key_placeholders: Vec<String>,
     /// The compared expressions, in the same order on both sides.
     pub exprs: Vec<String>,
+    /// Whether each expression can be NULL on either side (only those get an ISNULL marker).
+    pub nullable: Vec<bool>,
 }
 
 /// Both sides, and the columns left out because their conversion cannot be compared exactly.
@@ -99,8 +101,11 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
     for (orig, ghost_name) in &job.columns {
         match ghost.column(ghost_name).and_then(|gc| compare_form(orig, gc)) {
             Some((o, g)) => {
+                let nullable = orig.nullable || ghost.column(ghost_name).is_some_and(|c| c.nullable);
                 original.exprs.push(o);
                 ghost_side.exprs.push(g);
+                original.nullable.push(nullable);
+                ghost_side.nullable.push(nullable);
             }
             None => skipped.push(format!("{} -> {}", orig.name, ghost_name)),
         }
@@ -109,7 +114,7 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
 }
 
 fn side(db: &str, table: &str, hint: String) -> Side {
-    Side { table: qualified(db, table), hint, key: Vec::new(), key_placeholders: Vec::new(), exprs: Vec::new() }
+    Side { table: qualified(db, table), hint, key: Vec::new(), key_placeholders: Vec::new(), exprs: Vec::new(), nullable: Vec::new() }
 }
 
 impl Side {
@@ -130,11 +135,14 @@ impl Side {
         (parts.join(" AND "), params)
     }
 
-    /// The row's text: one string of ISNULL markers (a NULL and an empty string differ), then the expressions
-    /// (CONCAT_WS skips NULLs).
+    /// The row's text: one string of ISNULL markers for the columns that can be NULL (a NULL and an empty string
+    /// differ), then the expressions (CONCAT_WS skips NULLs).
     fn row_text(&self) -> String {
-        let marks: Vec<String> = self.exprs.iter().map(|e| format!("ISNULL({e})")).collect();
-        format!("CONCAT_WS('#', CONCAT({}), {})", marks.join(", "), self.exprs.join(", "))
+        let marks: Vec<String> = self.exprs.iter().zip(&self.nullable).filter(|(_, n)| **n).map(|(e, _)| format!("ISNULL({e})")).collect();
+        match marks.is_empty() {
+            true => format!("CONCAT_WS('#', {})", self.exprs.join(", ")),
+            false => format!("CONCAT_WS('#', CONCAT({}), {})", marks.join(", "), self.exprs.join(", ")),
+        }
     }
 
     /// `COUNT(*), BIT_XOR(CRC32(row))` over a range (the row's text computed once: the checksum's cost is mostly
