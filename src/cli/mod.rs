@@ -593,6 +593,19 @@ mod tests {
     }
 
     #[test]
+    fn checksum_is_on_by_default_and_false_turns_it_off() {
+        assert!(parse(argv(&[])).expect("parse").checksum, "on by default");
+        assert!(parse(argv(&["--checksum"])).expect("parse").checksum);
+        assert!(!parse(argv(&["--checksum=false"])).expect("parse").checksum);
+        assert!(parse(argv(&["--checksum=true"])).expect("parse").checksum);
+        let (dir, f) = scratch_file("cfg-checksum", "c.toml", "table = \"a\"\nchecksum = false\n");
+        assert!(!parse(argv(&["--config", f.to_str().expect("utf8")])).expect("parse").checksum, "checksum = false in TOML");
+        std::fs::write(&f, "chunk-size = true\n").expect("write");
+        assert!(parse(argv(&["--config", f.to_str().expect("utf8")])).is_err(), "a number flag refuses true");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn every_sample_config_parses() {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-configs");
         let mut n = 0;
