@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, TxOpts, Value};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::checkpoint;
 use crate::engine::copy::copier::CopyJob;
@@ -164,8 +165,9 @@ impl Verifier {
     }
 
     /// Compares `ranges` over the pool, one chunk per connection at a time; after each wave the last key of an
-    /// unbroken agreeing prefix is recorded in the checkpoint row and the status. Returns the differences.
-    pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool) -> Result<Vec<Difference>> {
+    /// unbroken agreeing prefix is recorded in the checkpoint row and the status. Returns the differences, or None
+    /// when `stop` fired (checked between waves).
+    pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
         let mut diffs = Vec::new();
         let mut ck = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
         shared.with(|i| {
@@ -173,6 +175,10 @@ impl Verifier {
             i.status.verify.chunks_done = 0;
         });
         for wave in ranges.chunks(pool.len().max(1)) {
+            if stop.is_cancelled() {
+                let _ = ck.disconnect().await;
+                return Ok(None);
+            }
             let results = futures_util::future::try_join_all(pool.iter_mut().zip(wave).map(|(c, r)| self.compare(c, r))).await?;
             for (rows, d) in results {
                 shared.with(|i| {
@@ -188,7 +194,7 @@ impl Verifier {
             }
         }
         let _ = ck.disconnect().await;
-        Ok(diffs)
+        Ok(Some(diffs))
     }
 
     /// Writes the checkpoint row's last verified key (or [`COMPLETE`]). Verification reads only, so the row needs

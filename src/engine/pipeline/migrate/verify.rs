@@ -124,10 +124,10 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
         None => v.chunks(&mut pool[0], from).await?,
     };
     let found = started.elapsed();
-    let diffs = v.compare_all(&mut pool, &ranges, &ctx.shared, record).await;
+    let diffs = v.compare_all(&mut pool, &ranges, &ctx.shared, record, &ctx.cancel).await;
     tracing::info!("verification: {} chunk(s) found in {} ms, compared in {} ms", ranges.len(), found.as_millis(), (started.elapsed() - found).as_millis());
     verify::end_snapshots(pool).await;
-    Ok(Ok(diffs?))
+    Ok(diffs?.ok_or(Interrupted::Stopped))
 }
 
 /// Opens the snapshots on `pool` under the lock once the applier has committed a changelog marker written after the
