@@ -165,8 +165,8 @@ impl Verifier {
     }
 
     /// Compares `ranges` over the pool, one chunk per connection at a time; after each wave the last key of an
-    /// unbroken agreeing prefix is recorded in the checkpoint row and the status. Returns the differences, or None
-    /// when `stop` fired (checked between waves).
+    /// unbroken agreeing prefix is recorded in the checkpoint row and the status; a throttle holds it between
+    /// waves. Returns the differences, or None when `stop` fired (checked between waves).
     pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
         let mut diffs = Vec::new();
         let mut ck = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
@@ -175,6 +175,10 @@ impl Verifier {
             i.status.verify.chunks_done = 0;
         });
         for wave in ranges.chunks(pool.len().max(1)) {
+            // Throttled (load, lag, flag files, by hand): the verification waits as the copy does.
+            while shared.with(|i| i.throttle_reason.is_some()) && !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
             if stop.is_cancelled() {
                 let _ = ck.disconnect().await;
                 return Ok(None);
