@@ -7,7 +7,7 @@ use ratatui::Terminal;
 use revenant::console::{render, Action, ConsoleExit, ConsoleState, Popup, Theme};
 use revenant::engine::status::{
     BinlogStatus, CheckpointStatus, CopyStatus, CutOverStatus, Eta, TableProgress, TargetInfo, ThrottleSignal,
-    ThrottleStatus,
+    ThrottleStatus, VerifyStatus,
 };
 use revenant::engine::{Command, Phase, Status};
 
@@ -84,6 +84,7 @@ fn copy_in_progress() -> Status {
             resumed_from: None,
         },
         cutover: CutOverStatus::default(),
+        verify: Default::default(),
         tables: vec![],
         paused: false,
         message: None,
@@ -104,6 +105,25 @@ fn ready_postponed() -> Status {
     s.eta = Eta::Due;
     s.binlog.backlog = 0;
     s.cutover = CutOverStatus { postponed: true, waiting_seconds: 302.0, ..Default::default() };
+    s.verify = VerifyStatus {
+        enabled: true,
+        chunks_done: 55,
+        chunks_total: 55,
+        rows_verified: 2_741_118,
+        last_lock_ms: Some(4),
+        last_ended_unix: Some(1_796_276_730),
+        last_result: Some("identical: 2741118 rows in 55 chunks".into()),
+        ..Default::default()
+    };
+    s
+}
+
+fn verifying() -> Status {
+    let mut s = ready_postponed();
+    s.phase = Some(Phase::Verify);
+    s.phase_seconds = vec![(Phase::Preflight, 1.2), (Phase::Setup, 3.4), (Phase::Copy, 1322.0), (Phase::Catchup, 8.0), (Phase::Verify, 41.0)];
+    s.cutover = CutOverStatus::default();
+    s.verify = VerifyStatus { enabled: true, running: true, round: 1, chunks_done: 22, chunks_total: 55, rows_verified: 1_100_000, last_lock_ms: Some(4), ..Default::default() };
     s
 }
 
@@ -244,6 +264,19 @@ fn snapshot_copy_in_progress() {
 #[test]
 fn snapshot_ready_postponed() {
     snap_both("ready_postponed", &state(), &ready_postponed());
+}
+
+#[test]
+fn snapshot_verifying() {
+    snap_both("verifying", &state(), &verifying());
+}
+
+#[test]
+fn verify_key_sends_verify_only_when_ready() {
+    for s in [copy_in_progress(), verifying()] {
+        assert_eq!(state().handle_key(key('v'), &s), None, "v must do nothing in {:?}", s.phase);
+    }
+    assert_eq!(state().handle_key(key('v'), &ready_postponed()), Some(Action::Send(Command::Verify)));
 }
 
 #[test]

@@ -126,6 +126,7 @@ async fn every_valid_text_command_reaches_the_engine() {
         ("no-throttle", Command::NoThrottle),
         ("resume", Command::NoThrottle),
         ("checkpoint", Command::Checkpoint),
+        ("verify", Command::Verify),
         ("unpostpone", Command::CutOver),
         ("panic", Command::Abort),
         ("chunk-size=500", Command::Set { name: "chunk-size".into(), value: "500".into() }),

@@ -223,6 +223,12 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = "Migration")] pub initially_drop_old_table: bool,
     /// Count the rows exactly for progress (SELECT COUNT(*), before the copy starts).
     #[arg(long, help_heading = "Migration")] pub exact_rowcount: bool,
+    /// Verify before the cut-over (on by default; --checksum=false turns it off): after catch-up, original and ghost
+    /// are compared chunk by chunk (COUNT and CRC32 over the shared columns, in consistent snapshots taken under a
+    /// short read lock on the original); a differing chunk is copied again, and differences that stay fail the run
+    /// before any cut-over. `verify` on the socket (`v` in the console) verifies again while the cut-over waits.
+    #[arg(long, help_heading = "Migration", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub checksum: bool,
     /// First ask the server for the ALTER with ALGORITHM=INSTANT (metadata only, lock wait as the cut-over's);
     /// done if it can, else the migration runs as usual. This alters the original table in place.
     #[arg(long, help_heading = "Migration")] pub attempt_instant_ddl: bool,

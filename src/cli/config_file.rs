@@ -30,9 +30,8 @@ pub fn flags_from_toml(path: &Path, known: &[(String, bool)]) -> Result<Vec<Stri
                     out.push(format!("--{name}"));
                 }
             }
-            (toml::Value::Boolean(_), true) => {
-                return Err(eyre!("{}: key '{key}' needs a value, not true/false", path.display()));
-            }
+            // A flag with a true/false value (`checksum = false`); any other flag refuses the word itself.
+            (toml::Value::Boolean(b), true) => out.push(format!("--{name}={b}")),
             (_, false) => return Err(eyre!("{}: key '{key}' is a switch: write {key} = true", path.display())),
             (toml::Value::String(s), true) => out.push(format!("--{name}={s}")),
             (toml::Value::Integer(i), true) => out.push(format!("--{name}={i}")),

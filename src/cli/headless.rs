@@ -13,10 +13,10 @@ use crate::engine::status::{format_duration, Status};
 pub fn status_line(s: &Status) -> String {
     let phase = s.phase.map(|p| p.gh_ost_state()).unwrap_or("initializing");
     let throttle = if s.throttle.throttled { format!("throttled, {}", s.throttle.reason) } else { phase.to_string() };
-    let state = if s.phase.is_some_and(|p| p == crate::engine::Phase::ReadyToCutOver) {
-        postponing_text(s)
-    } else {
-        throttle
+    let state = match s.phase {
+        Some(crate::engine::Phase::ReadyToCutOver) => postponing_text(s),
+        Some(crate::engine::Phase::Verify) => verifying_text(s),
+        _ => throttle,
     };
     format!(
         "Copy: {}/{} {:.1}%; Applied: {}; Backlog: {}/{}; Time: {}(total), {}(copy); streamer: {}:{}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {}",
@@ -37,14 +37,22 @@ pub fn status_line(s: &Status) -> String {
     )
 }
 
-/// The ready phase's state: how long it has waited, and what blocks the cut-over besides the approval.
+/// The ready phase's state: how long it has waited, what blocks the cut-over besides the approval, and what the
+/// last verification found.
 fn postponing_text(s: &Status) -> String {
     let waited = format_duration(s.cutover.waiting_seconds);
     let state = if s.cutover.postponed { "postponing cut-over" } else { "cut-over due" };
+    let verified = s.verify.last_result.as_deref().map(|r| format!("; verified: {r}")).unwrap_or_default();
     match s.cutover.blocked_reason.as_deref().filter(|r| !r.starts_with("postponed")) {
-        Some(why) => format!("{state} (waited {waited}; blocked: {why})"),
-        None => format!("{state} (waited {waited})"),
+        Some(why) => format!("{state} (waited {waited}; blocked: {why}{verified})"),
+        None => format!("{state} (waited {waited}{verified})"),
     }
+}
+
+/// The verification's state: chunks compared in the pass running, and its round.
+fn verifying_text(s: &Status) -> String {
+    let v = &s.verify;
+    format!("verifying (round {}, chunks {}/{} {:.1}%, rows {})", v.round.max(1), v.chunks_done, v.chunks_total, v.fraction() * 100.0, v.rows_verified)
 }
 
 /// Prints status until `stop` fires. Write errors (a terminal that went away) are ignored.

@@ -245,6 +245,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.initially_drop_old_table = a.initially_drop_old_table;
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
+    cfg.checksum = a.checksum;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
@@ -589,6 +590,19 @@ mod tests {
         let f = dir.join(name);
         std::fs::write(&f, body).expect("write");
         (dir, f)
+    }
+
+    #[test]
+    fn checksum_is_on_by_default_and_false_turns_it_off() {
+        assert!(parse(argv(&[])).expect("parse").checksum, "on by default");
+        assert!(parse(argv(&["--checksum"])).expect("parse").checksum);
+        assert!(!parse(argv(&["--checksum=false"])).expect("parse").checksum);
+        assert!(parse(argv(&["--checksum=true"])).expect("parse").checksum);
+        let (dir, f) = scratch_file("cfg-checksum", "c.toml", "table = \"a\"\nchecksum = false\n");
+        assert!(!parse(argv(&["--config", f.to_str().expect("utf8")])).expect("parse").checksum, "checksum = false in TOML");
+        std::fs::write(&f, "chunk-size = true\n").expect("write");
+        assert!(parse(argv(&["--config", f.to_str().expect("utf8")])).is_err(), "a number flag refuses true");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -242,6 +242,7 @@ impl ConsoleState {
             ActionId::Pause => Some(Action::Send(Command::Pause)),
             ActionId::Resume => Some(Action::Send(Command::Resume)),
             ActionId::Checkpoint => Some(Action::Send(Command::Checkpoint)),
+            ActionId::Verify => Some(Action::Send(Command::Verify)),
             ActionId::CutOver => {
                 self.popup = Popup::Confirm { kind: ConfirmKind::CutOver, input: String::new() };
                 None
@@ -456,6 +457,7 @@ pub fn command_name(c: &Command) -> String {
         Command::Resume => "resume".into(),
         Command::Checkpoint => "checkpoint".into(),
         Command::CutOver => "cut-over".into(),
+        Command::Verify => "verify".into(),
         Command::Stop => "stop".into(),
         Command::Abort => "abort".into(),
         Command::Set { name, value } => format!("{name}={value}"),

@@ -98,6 +98,18 @@ pub fn status_block(s: &Status, live: &LiveValues, served: &Served, tcp: Option<
     out
 }
 
+/// The verification: its progress while a pass runs, else what the last one found and when it ended (Unix time).
+fn verify_line(s: &Status) -> String {
+    let v = &s.verify;
+    if v.running {
+        return format!("# Verifying: round {}, chunks {}/{}, rows {}\n", v.round.max(1), v.chunks_done, v.chunks_total, v.rows_verified);
+    }
+    match (&v.last_result, v.last_ended_unix) {
+        (Some(r), Some(t)) => format!("# Last verification (ended at Unix time {t}; lock {} ms): {r}\n", v.last_lock_ms.unwrap_or(0)),
+        _ => String::new(),
+    }
+}
+
 /// revenant's own lines, after gh-ost's header.
 fn revenant_lines(s: &Status) -> String {
     let t = &s.target;
@@ -115,6 +127,7 @@ fn revenant_lines(s: &Status) -> String {
     if let Some(reason) = &s.cutover.blocked_reason {
         out.push_str(&format!("# Cut-over blocked: {reason}\n"));
     }
+    out.push_str(&verify_line(s));
     if let Some(msg) = &s.message {
         out.push_str(&format!("# {msg}\n"));
     }

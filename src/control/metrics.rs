@@ -147,8 +147,22 @@ pub fn render(s: &Status) -> String {
         "The write stall the last cut-over caused (NaN before one).",
         &one(s.cutover.last_stall_ms.map(|m| m as f64).unwrap_or(f64::NAN)),
     );
+    verify_metrics(s, &mut metric);
     metric("elapsed_seconds", "gauge", "Seconds since this process started the migration.", &one(s.elapsed_seconds));
     out
+}
+
+/// The verification's progress and its last result (NaN before one).
+fn verify_metrics(s: &Status, metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)])) {
+    let v = &s.verify;
+    let one = |x: f64| vec![(String::new(), x)];
+    let nan_or = |x: Option<u64>| x.map(|m| m as f64).unwrap_or(f64::NAN);
+    metric("verify_progress_percent", "gauge", "Percent of the chunks compared in the verification pass running (or last run).", &one(v.fraction() * 100.0));
+    metric("verify_rows_total", "gauge", "Rows compared by the verification pass running (or last run).", &one(v.rows_verified as f64));
+    metric("verify_last_lock_milliseconds", "gauge", "How long the last verification lock held the original's writers (NaN before one).", &one(nan_or(v.last_lock_ms)));
+    metric("verify_last_end_timestamp_seconds", "gauge", "When the last verification pass ended, Unix seconds (NaN before one).", &one(nan_or(v.last_ended_unix)));
+    let ok = v.last_result.as_deref().map(|r| if r.starts_with("identical") { 1.0 } else { 0.0 }).unwrap_or(f64::NAN);
+    metric("verify_last_identical", "gauge", "1 when the last verification found original and ghost identical, 0 when not (NaN before one).", &one(ok));
 }
 
 #[cfg(test)]
@@ -169,6 +183,8 @@ mod tests {
         assert!(text.contains("revenant_throttled{database=\"app\",table=\"it\\\"ems\",reason=\"max-load Threads_running=55 >= 50\"} 1\n"), "{text}");
         assert!(text.contains("revenant_cutover_last_stall_milliseconds{database=\"app\",table=\"it\\\"ems\"} NaN\n"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("revenant_phase{") && l.ends_with(" 1")).count(), 1);
+        assert!(text.contains("revenant_phase{database=\"app\",table=\"it\\\"ems\",phase=\"verify\"} 0\n"), "{text}");
+        assert!(text.contains("revenant_verify_last_identical{database=\"app\",table=\"it\\\"ems\"} NaN\n"), "{text}");
     }
 
     #[test]

@@ -59,6 +59,7 @@ pub fn help_text() -> String {
          coordinates                          # print the binlog position read so far\n\
          applier                              # print the server the ghost table is written on\n\
          inspector                            # print the server the original is read from\n\
+         verify                               # verify original and ghost again while the cut-over waits\n\
          unpostpone [table] | cut-over        # approve the postponed cut-over\n\
          panic [table]                        # abort the migration now (resumable; nothing is dropped)\n\
          help                                 # this message\n",
@@ -115,6 +116,7 @@ pub fn parse_text_command(line: &str, opts: &ControlOptions) -> Result<TextComma
         "throttle" | "pause" | "suspend" => no_arg(TextCommand::Engine(Command::Throttle)),
         "no-throttle" | "unthrottle" | "resume" | "continue" => no_arg(TextCommand::Engine(Command::NoThrottle)),
         "checkpoint" => no_arg(TextCommand::Engine(Command::Checkpoint)),
+        "verify" => no_arg(TextCommand::Engine(Command::Verify)),
         "unpostpone" | "no-postpone" | "cut-over" => {
             check_named(&name_lc, arg.as_deref(), opts.force_named_cut_over, "--force-named-cut-over", &opts.table)?;
             Ok(TextCommand::Engine(Command::CutOver))

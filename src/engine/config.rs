@@ -169,6 +169,9 @@ pub struct MigrationConfig {
     /// Start with the cut-over postponed until approved (console `C` / socket `unpostpone`).
     pub postpone_cut_over: bool,
     pub exact_rowcount: bool,
+    /// Verify original and ghost chunk by chunk (checksums over the shared columns) before the ready phase; on
+    /// by default (`--checksum=false` turns it off).
+    pub checksum: bool,
     pub attempt_instant_ddl: bool,
     /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
     /// stops the run with the original serving).
@@ -249,6 +252,7 @@ impl MigrationConfig {
             postpone_cut_over_flag_file: None,
             postpone_cut_over: false,
             exact_rowcount: false,
+            checksum: true,
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
             force_table_names: None,

@@ -4,7 +4,7 @@
 //! One folder per piece of the pipeline (docs/architecture.md draws them):
 //! `plan` (what to do: preflight, ALTER, schema), `stream` (the binary log in), `copy` (rows in chunks),
 //! `apply` (row events onto the target), `checkpoint` (the rows that make a run resumable), `throttle` (when the
-//! copy waits), `cutover` (the swap or the fence), and `pipeline` (the ordered steps that drive them all).
+//! copy waits), `cutover` (the swap or the fence), `verify` (the checksums before the cut-over), and `pipeline` (the ordered steps that drive them all).
 
 pub mod apply;
 pub mod checkpoint;
@@ -21,6 +21,7 @@ pub mod sql;
 pub mod status;
 pub mod stream;
 pub mod throttle;
+pub mod verify;
 
 pub use pipeline::phase::Phase;
 pub use status::{Command, CommandReply, CommandRequest, EngineHandle, Status};

@@ -47,6 +47,12 @@ pub struct Shared {
     pub manual_throttle: AtomicBool,
     pub paused: AtomicBool,
     pub cutover_approved: AtomicBool,
+    /// Set by the `verify` command while the cut-over waits; the ready gate hands the run back to verify.
+    pub verify_requested: AtomicBool,
+    /// The run verifies (migrate with `--checksum`): `verify` is accepted.
+    pub verify_available: AtomicBool,
+    /// gh-ost-on-begin-postponed fired already (once per run, though the gate is re-entered after a verify).
+    pub begin_postponed_fired: AtomicBool,
     /// Heartbeat lag in microseconds (u64::MAX: unknown).
     pub heartbeat_lag_us: AtomicU64,
     /// When the last applied heartbeat was written, microseconds since the epoch (0: none yet). Lag is measured
@@ -94,6 +100,9 @@ impl Shared {
             manual_throttle: AtomicBool::new(false),
             paused: AtomicBool::new(false),
             cutover_approved: AtomicBool::new(false),
+            verify_requested: AtomicBool::new(false),
+            verify_available: AtomicBool::new(false),
+            begin_postponed_fired: AtomicBool::new(false),
             heartbeat_lag_us: AtomicU64::new(u64::MAX),
             last_heartbeat_us: AtomicU64::new(0),
             last_checkpoint_us: AtomicU64::new(0),

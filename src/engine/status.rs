@@ -33,6 +33,8 @@ pub struct Status {
     pub max_lag_seconds: f64,
     pub checkpoint: CheckpointStatus,
     pub cutover: CutOverStatus,
+    /// The verification before the cut-over (and any re-verification while it waits).
+    pub verify: VerifyStatus,
     /// Per-table progress (move-tables); empty for a single-table migration.
     pub tables: Vec<TableProgress>,
     /// True while copy and apply are paused by the operator.
@@ -199,6 +201,38 @@ pub struct CutOverStatus {
     pub events_left_to_drain: Option<u64>,
 }
 
+/// The verification: progress of the pass running, and what the last one found.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct VerifyStatus {
+    /// False with `--checksum=false` (and for move-tables, which does not verify).
+    pub enabled: bool,
+    /// True while a pass runs.
+    pub running: bool,
+    /// The round of the pass running (1: every chunk; later: the chunks repaired).
+    pub round: u32,
+    pub chunks_done: u64,
+    pub chunks_total: u64,
+    pub rows_verified: u64,
+    /// The last key of the agreeing prefix recorded in the checkpoint.
+    pub verified_to: Option<String>,
+    /// How long the last verification lock held the original's writers, milliseconds.
+    pub last_lock_ms: Option<u64>,
+    /// When the last pass ended, seconds since the epoch.
+    pub last_ended_unix: Option<u64>,
+    /// What the last pass found (`identical ...`, `repaired ...`, or the differences).
+    pub last_result: Option<String>,
+    /// Column pairs left out of the checksum (their conversion cannot be compared exactly).
+    pub skipped_columns: Vec<String>,
+}
+
+impl VerifyStatus {
+    /// Share of the chunks compared in the pass running (0..=1).
+    pub fn fraction(&self) -> f64 {
+        if self.chunks_total == 0 { 0.0 } else { (self.chunks_done as f64 / self.chunks_total as f64).min(1.0) }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct TableProgress {
@@ -224,6 +258,9 @@ pub enum Command {
     Checkpoint,
     /// Approve the cut-over (`unpostpone`); refused unless the phase is ready.
     CutOver,
+    /// Verify original and ghost again (`verify`) while the cut-over waits; refused unless the phase is ready and
+    /// the run verifies (migrate without `--checksum=false`).
+    Verify,
     /// Stop at a safe point, write a checkpoint, leave a resumable state.
     Stop,
     /// Abort now (`panic`): leave a resumable state; nothing is dropped.

@@ -388,6 +388,29 @@ pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<
     lines
 }
 
+/// The verification: a gauge while a pass runs, then when the last one ended and what it found.
+fn verify_lines(status: &Status, theme: &Theme, kv: &dyn Fn(&str, String, Style) -> Line<'static>) -> Vec<Line<'static>> {
+    let v = &status.verify;
+    let mut lines = Vec::new();
+    if status.phase == Some(Phase::Verify) {
+        let mut spans = vec![Span::styled(format!("{:<11}", "verify"), theme.label)];
+        spans.extend(bar(v.fraction(), 20, theme));
+        spans.push(Span::styled(
+            format!(" {:5.1}%  round {}  chunks {}/{}  rows {}", v.fraction() * 100.0, v.round.max(1), v.chunks_done, v.chunks_total, fmt_int(v.rows_verified)),
+            theme.value,
+        ));
+        lines.push(Line::from(spans));
+        if let Some(ms) = v.last_lock_ms {
+            lines.push(kv("v. lock", format!("{ms}ms"), theme.value));
+        }
+    } else if let (Some(result), Some(Phase::ReadyToCutOver | Phase::CutOver)) = (&v.last_result, status.phase) {
+        let when = v.last_ended_unix.map(|t| format!("{:02}:{:02}:{:02} UTC", t / 3600 % 24, t / 60 % 60, t % 60)).unwrap_or_default();
+        let style = if result.starts_with("identical") { theme.success } else { theme.error };
+        lines.push(kv("verified", format!("{when}  {result}"), style));
+    }
+    lines
+}
+
 /// The cut-over and drain lines: they head the binlog pane, since they matter most when they exist.
 pub(super) fn cutover_lines(
     status: &Status,
@@ -425,6 +448,7 @@ pub(super) fn cutover_lines(
     if let Some(reason) = &co.blocked_reason {
         lines.push(kv("blocked", reason.clone(), theme.error));
     }
+    lines.extend(verify_lines(status, theme, kv));
     if let Some(gtid) = &co.drain_gtid {
         let left = co.events_left_to_drain.map(|n| format!("{} events left", fmt_int(n))).unwrap_or_else(|| "measuring".into());
         lines.push(kv("drain", left, theme.signal_throttling));

@@ -71,6 +71,7 @@ impl Commands {
                 operator_switch(cmd, shared).unwrap_or_else(|| CommandReply::refused("not a switch"))
             }
             Command::CutOver => approve_cut_over(shared, self.waits_for),
+            Command::Verify => request_verify(shared),
             Command::Stop => {
                 self.stop.set("stop requested");
                 self.cancel.cancel();
@@ -116,6 +117,21 @@ fn approve_cut_over(shared: &Shared, waits_for: &str) -> CommandReply {
     }
 }
 
+/// `verify` / `v`: verifies again while the cut-over waits (the ready gate hands the run back to the verification).
+fn request_verify(shared: &Shared) -> CommandReply {
+    if !shared.verify_available.load(Ordering::Relaxed) {
+        return CommandReply::refused("this run does not verify (--checksum=false, or a move)");
+    }
+    match shared.phase() {
+        Some(Phase::ReadyToCutOver) => {
+            shared.verify_requested.store(true, Ordering::Relaxed);
+            CommandReply::ok("verification requested: original and ghost are compared again before any cut-over")
+        }
+        Some(Phase::Verify) => CommandReply::ok("a verification is running"),
+        p => CommandReply::refused(format!("verify runs while the cut-over waits (now: {})", p.map(|p| p.label()).unwrap_or("starting"))),
+    }
+}
+
 /// A command as gh-ost's text protocol spells it (GH_OST_COMMAND).
 fn command_text(cmd: &Command) -> String {
     match cmd {
@@ -125,6 +141,7 @@ fn command_text(cmd: &Command) -> String {
         Command::Resume => "resume".into(),
         Command::Checkpoint => "checkpoint".into(),
         Command::CutOver => "unpostpone".into(),
+        Command::Verify => "verify".into(),
         Command::Stop => "stop".into(),
         Command::Abort => "panic".into(),
         Command::Set { name, value } => format!("{name}={value}"),

@@ -21,6 +21,8 @@ pub(crate) enum Interrupted {
     Stopped,
     /// The streamer or the applier ended.
     TaskEnded(&'static str, TaskResult),
+    /// The operator asked for a verification while the cut-over waited (migrate only).
+    VerifyRequested,
 }
 
 /// What a wait returns: `Ok(Ok(()))` when its goal is reached.
@@ -131,7 +133,6 @@ fn wait_kind(blocked: &str) -> &'static str {
 /// postpone flag file (live setting) also holds it. gh-ost-on-begin-postponed fires once when it first waits.
 pub(crate) async fn ready(ctx: &RunContext, running: &mut Running, postpone: bool) -> WaitResult {
     let shared = &ctx.shared;
-    let mut begin_postponed_fired = false;
     let mut last_logged: Option<&'static str> = None;
     loop {
         if let Some(i) = interrupted(ctx, running).await {
@@ -148,8 +149,10 @@ pub(crate) async fn ready(ctx: &RunContext, running: &mut Running, postpone: boo
                 (None, false) => None,
             };
         });
-        if postponed && !begin_postponed_fired {
-            begin_postponed_fired = true;
+        if shared.verify_requested.swap(false, Ordering::Relaxed) {
+            return Ok(Err(Interrupted::VerifyRequested));
+        }
+        if postponed && !shared.begin_postponed_fired.swap(true, Ordering::Relaxed) {
             ctx.hooks.fire(Hook::OnBeginPostponed, &[], &shared.snapshot(0)).await?;
         }
         if !postponed && blocked.is_none() {

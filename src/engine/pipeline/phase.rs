@@ -15,6 +15,8 @@ pub enum Phase {
     Copy,
     /// Rows copied; applying the remaining binlog backlog.
     Catchup,
+    /// Caught up; proving that original and ghost hold the same rows (checksums per chunk), repairing what differs.
+    Verify,
     /// Caught up; the cut-over waits for approval (postponed) while the applier keeps up.
     ReadyToCutOver,
     /// Swapping the tables (or, for move-tables, the cooperative fence/drain steps).
@@ -31,11 +33,12 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order (terminal ones last).
-    pub const ALL: [Phase; 10] = [
+    pub const ALL: [Phase; 11] = [
         Phase::Preflight,
         Phase::Setup,
         Phase::Copy,
         Phase::Catchup,
+        Phase::Verify,
         Phase::ReadyToCutOver,
         Phase::CutOver,
         Phase::Cleanup,
@@ -46,7 +49,7 @@ impl Phase {
 
     /// The phases shown on the console's phase strip, in order: every one up to Done (Stopped and Failed are
     /// shown as badges instead).
-    pub const STRIP: &'static [Phase] = Phase::ALL.split_at(8).0;
+    pub const STRIP: &'static [Phase] = Phase::ALL.split_at(9).0;
 
     /// A short label for badges and the strip.
     pub fn label(self) -> &'static str {
@@ -55,6 +58,7 @@ impl Phase {
             Phase::Setup => "setup",
             Phase::Copy => "copy",
             Phase::Catchup => "catch-up",
+            Phase::Verify => "verify",
             Phase::ReadyToCutOver => "ready",
             Phase::CutOver => "cut-over",
             Phase::Cleanup => "cleanup",
@@ -70,6 +74,7 @@ impl Phase {
             Phase::Preflight | Phase::Setup => "initializing",
             Phase::Copy => "migrating",
             Phase::Catchup => "migrating",
+            Phase::Verify => "migrating",
             Phase::ReadyToCutOver => "postponing cut-over",
             Phase::CutOver => "cutting over",
             Phase::Cleanup | Phase::Done => "done",
@@ -90,7 +95,7 @@ impl Phase {
 
     /// Throttle, pause and checkpoint commands make sense while rows or events still move.
     pub fn is_running(self) -> bool {
-        matches!(self, Phase::Copy | Phase::Catchup | Phase::ReadyToCutOver)
+        matches!(self, Phase::Copy | Phase::Catchup | Phase::Verify | Phase::ReadyToCutOver)
     }
 
     /// Index on the strip (terminal failure states map to the last position reached is unknown here).

@@ -91,6 +91,7 @@ fn refuse(what: impl Into<String>, todo: impl Into<String>) -> Resume {
 fn continue_at(ck: &CheckpointFacts) -> Phase {
     match ck.base_phase() {
         "catchup" => Phase::Catchup,
+        "verify" => Phase::Verify,
         "ready" | "cut-over" => Phase::ReadyToCutOver,
         _ => Phase::Copy,
     }

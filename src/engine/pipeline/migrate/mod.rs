@@ -7,6 +7,7 @@ mod finish;
 pub mod instant;
 mod resume;
 mod setup;
+mod verify;
 
 pub(crate) use setup::warning_rules;
 
@@ -203,6 +204,8 @@ async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql
     });
     // The start position and copy range committed (or were read back on a resume): that is a checkpoint.
     shared.checkpoint_committed(Some(&start.gtid_set), range.watermark.as_deref().map(checkpoint::describe_key));
+    shared.verify_available.store(cfg.checksum, Ordering::Relaxed);
+    shared.with(|i| i.status.verify.enabled = cfg.checksum);
     let mut running = start_tasks(task_plan(cfg, plan, &mapping, &changelog, start, delete_log), shared, &ctx.cancel, &ctx.stop)?;
     checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
     shared.enter(Phase::Copy);
@@ -214,19 +217,47 @@ async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql
     if let Err(i) = gate::catch_up(ctx, &mut running).await? {
         return interrupted(cfg, ctx, &mut running, i).await;
     }
+    if cfg.checksum {
+        checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "verify").await?;
+        if let Err(i) = verify_step(cfg, ctx, &mut running, plan, &job, false).await? {
+            return interrupted(cfg, ctx, &mut running, i).await;
+        }
+    }
     checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "ready").await?;
     shared.enter(Phase::ReadyToCutOver);
-    match gate::ready(ctx, &mut running, cfg.postpone_cut_over).await {
-        Ok(Ok(())) => {}
-        Ok(Err(i)) => return interrupted(cfg, ctx, &mut running, i).await,
-        Err(e) => {
-            running.stop().await;
-            return Err(e.with_resume(cfg));
+    loop {
+        match gate::ready(ctx, &mut running, cfg.postpone_cut_over).await {
+            Ok(Ok(())) => break,
+            Ok(Err(Interrupted::VerifyRequested)) => {
+                if let Err(i) = verify_step(cfg, ctx, &mut running, plan, &job, true).await? {
+                    return interrupted(cfg, ctx, &mut running, i).await;
+                }
+                shared.enter(Phase::ReadyToCutOver);
+            }
+            Ok(Err(i)) => return interrupted(cfg, ctx, &mut running, i).await,
+            Err(e) => {
+                running.stop().await;
+                return Err(e.with_resume(cfg));
+            }
         }
     }
     finish::begin(conn, cfg, ctx, &mut running).await?;
     let report = finish::cut_over(cfg, ctx, &mut running, plan.mariadb).await?;
     finish::swapped(conn, cfg, shared, &mut running, report).await
+}
+
+/// The verification phase (`fresh`: a re-verification from the start while the cut-over waits); an error stops
+/// the tasks and fails the run with the original serving.
+async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, plan: &Plan, job: &crate::engine::copy::copier::CopyJob, fresh: bool) -> Result<std::result::Result<(), Interrupted>> {
+    ctx.shared.enter(Phase::Verify);
+    match verify::run(cfg, ctx, running, plan, job, fresh).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            ctx.shared.with(|i| i.status.verify.running = false);
+            running.stop().await;
+            Err(e.wrap_err("the verification before the cut-over failed").with_resume(cfg))
+        }
+    }
 }
 
 /// The copy step, with its hooks; `Some(outcome)` when the run stopped or a task ended meanwhile.
@@ -281,6 +312,10 @@ async fn interrupted(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runn
     match i {
         Interrupted::Stopped => stop_now(cfg, &ctx.shared, &ctx.stop, running).await,
         Interrupted::TaskEnded(what, r) => fail_or_stop(cfg, &ctx.shared, &ctx.stop, running, r, what).await,
+        Interrupted::VerifyRequested => {
+            running.stop().await;
+            Err(eyre!("a verification was requested outside the ready phase").with_resume(cfg))
+        }
     }
 }
 

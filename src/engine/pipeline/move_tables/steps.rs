@@ -284,7 +284,8 @@ fn restore_counters(ctx: &RunContext, copy_rows: &HashMap<String, CopyRow>, st: 
 /// A stop or an ended task while waiting: the stop outcome, or the task's error.
 async fn interrupted(cfg: &MoveTablesConfig, ctx: &RunContext, running: &mut Running, i: Interrupted) -> Result<MoveOutcome> {
     match i {
-        Interrupted::Stopped => {}
+        // A move does not verify: `verify` is refused, so the gate never hands it back.
+        Interrupted::Stopped | Interrupted::VerifyRequested => {}
         Interrupted::TaskEnded(what, r) => task_ended(r, what, cfg, ctx)?,
     }
     running.stop().await;

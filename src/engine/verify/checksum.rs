@@ -1,0 +1,224 @@
+//! The checksum's SQL: which shared columns can be compared exactly and in what form (the ghost's value and the
+//! original's, converted the way the ghost would hold it), the key ranges of the shared key on either table, and
+//! the per-chunk query `COUNT(*)`, `BIT_XOR(CRC32(..))`, `SUM(CRC32(..))` over `CONCAT_WS` of the columns with
+//! `ISNULL` markers (a NULL and an empty string differ). Only identifiers from the schema become SQL, quoted; key
+//! values are bound.
+
+use mysql_async::Value;
+
+use crate::engine::copy::copier::CopyJob;
+use crate::engine::plan::schema::{Column, TableInfo};
+use crate::engine::sql::{qualified, quote_ident, tuple_compare};
+
+/// A chunk of the shared key: `lower < key <= upper` (no lower: from the start; no upper: to the end).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRange {
+    pub lower: Option<Vec<Value>>,
+    pub upper: Option<Vec<Value>>,
+}
+
+impl KeyRange {
+    /// `(lower, upper]` as people read it, for messages.
+    pub fn describe(&self) -> String {
+        let side = |k: &Option<Vec<Value>>, none: &str| k.as_deref().map(crate::engine::checkpoint::describe_key).unwrap_or_else(|| none.into());
+        format!("({}, {}]", side(&self.lower, "start"), side(&self.upper, "end"))
+    }
+}
+
+/// One side of the comparison (original or ghost): its table, key columns and the compared expressions.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub table: String,
+    /// `FORCE INDEX (..)` on the original (the copier's index); empty on the ghost.
+    pub hint: String,
+    pub key: Vec<String>,
+    pub key_placeholders: Vec<String>,
+    /// The compared expressions, in the same order on both sides.
+    pub exprs: Vec<String>,
+    /// Whether each expression can be NULL on either side (only those get an ISNULL marker).
+    pub nullable: Vec<bool>,
+}
+
+/// Both sides, and the columns left out because their conversion cannot be compared exactly.
+#[derive(Debug, Clone)]
+pub struct Forms {
+    pub original: Side,
+    pub ghost: Side,
+    pub skipped: Vec<String>,
+}
+
+fn is_integer(c: &Column) -> bool {
+    matches!(c.data_type.as_str(), "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint")
+}
+
+fn is_varbinary(c: &Column) -> bool {
+    matches!(c.data_type.as_str(), "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob")
+        || (matches!(c.data_type.as_str(), "varchar" | "tinytext" | "text" | "mediumtext" | "longtext") && !c.is_text())
+}
+
+/// The decimal scale of `decimal(p,s)`.
+fn decimal_scale(c: &Column) -> Option<&str> {
+    (c.data_type == "decimal").then(|| c.column_type.split(',').nth(1).unwrap_or("0)").trim_end_matches(|ch: char| !ch.is_ascii_digit()))
+}
+
+/// How a pair compares: `Some((original expr, ghost expr))`, or None when the conversion is not exact text.
+/// Text in the same charset is compared as its bytes; across charsets as utf8mb4 on both sides (a charset change
+/// that lost characters shows as a difference);
+/// integers, decimals of the same scale and byte strings by their text; anything else only when the column
+/// type is unchanged.
+pub fn compare_form(orig: &Column, ghost: &Column) -> Option<(String, String)> {
+    let (o, g) = (quote_ident(&orig.name), quote_ident(&ghost.name));
+    if orig.is_text() && ghost.is_text() && orig.charset == ghost.charset {
+        // The same bytes stand for the same text: compared as bytes, without a conversion.
+        return Some((format!("CAST({o} AS BINARY)"), format!("CAST({g} AS BINARY)")));
+    }
+    if orig.is_text() && ghost.is_text() {
+        return Some((format!("CONVERT({o} USING utf8mb4)"), format!("CONVERT({g} USING utf8mb4)")));
+    }
+    let same_type = orig.column_type.eq_ignore_ascii_case(&ghost.column_type) && orig.charset == ghost.charset;
+    let exact = same_type
+        || (is_integer(orig) && is_integer(ghost))
+        || (is_varbinary(orig) && is_varbinary(ghost))
+        || (decimal_scale(orig).is_some() && decimal_scale(orig) == decimal_scale(ghost));
+    exact.then_some((o, g))
+}
+
+/// The forms of a copy job's column pairs against the ghost's structure.
+pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
+    let mut original = side(&job.source_db, &job.source_table, format!(" FORCE INDEX ({})", quote_ident(&job.key_index)));
+    let mut ghost_side = side(&job.target_db, &job.target_table, String::new());
+    let mut skipped = Vec::new();
+    for k in &job.key {
+        original.key.push(k.name.clone());
+        original.key_placeholders.push(k.key_placeholder());
+        let (name, ph) = match job.columns.iter().find(|(c, _)| c.name == k.name).and_then(|(_, g)| ghost.column(g)) {
+            Some(gc) => (gc.name.clone(), gc.key_placeholder()),
+            None => (k.name.clone(), k.key_placeholder()),
+        };
+        ghost_side.key.push(name);
+        ghost_side.key_placeholders.push(ph);
+    }
+    for (orig, ghost_name) in &job.columns {
+        match ghost.column(ghost_name).and_then(|gc| compare_form(orig, gc)) {
+            Some((o, g)) => {
+                let nullable = orig.nullable || ghost.column(ghost_name).is_some_and(|c| c.nullable);
+                original.exprs.push(o);
+                ghost_side.exprs.push(g);
+                original.nullable.push(nullable);
+                ghost_side.nullable.push(nullable);
+            }
+            None => skipped.push(format!("{} -> {}", orig.name, ghost_name)),
+        }
+    }
+    Forms { original, ghost: ghost_side, skipped }
+}
+
+fn side(db: &str, table: &str, hint: String) -> Side {
+    Side { table: qualified(db, table), hint, key: Vec::new(), key_placeholders: Vec::new(), exprs: Vec::new(), nullable: Vec::new() }
+}
+
+impl Side {
+    /// WHERE text and bound values of a key range on this side (`1=1` for the whole table).
+    pub fn range_where(&self, range: &KeyRange) -> (String, Vec<Value>) {
+        let mut parts = vec!["1=1".to_string()];
+        let mut params = Vec::new();
+        if let Some(lower) = &range.lower {
+            let (sql, binds) = tuple_compare(&self.key, &self.key_placeholders, ">", ">");
+            parts.push(sql);
+            params.extend(binds.iter().map(|i| lower[*i].clone()));
+        }
+        if let Some(upper) = &range.upper {
+            let (sql, binds) = tuple_compare(&self.key, &self.key_placeholders, "<=", "<");
+            parts.push(sql);
+            params.extend(binds.iter().map(|i| upper[*i].clone()));
+        }
+        (parts.join(" AND "), params)
+    }
+
+    /// The row's text: one string of ISNULL markers for the columns that can be NULL (a NULL and an empty string
+    /// differ), then the expressions (CONCAT_WS skips NULLs).
+    fn row_text(&self) -> String {
+        let marks: Vec<String> = self.exprs.iter().zip(&self.nullable).filter(|(_, n)| **n).map(|(e, _)| format!("ISNULL({e})")).collect();
+        match marks.is_empty() {
+            true => format!("CONCAT_WS('#', {})", self.exprs.join(", ")),
+            false => format!("CONCAT_WS('#', CONCAT({}), {})", marks.join(", "), self.exprs.join(", ")),
+        }
+    }
+
+    /// `COUNT(*), BIT_XOR(CRC32(row))` over a range (the row's text computed once: the checksum's cost is mostly
+    /// reading the rows and this one CRC).
+    pub fn checksum_sql(&self, range: &KeyRange) -> (String, Vec<Value>) {
+        let (cond, params) = self.range_where(range);
+        let row = self.row_text();
+        let sql = format!("SELECT COUNT(*), COALESCE(BIT_XOR(CRC32({row})), 0) FROM {}{} WHERE {cond}", self.table, self.hint);
+        (sql, params)
+    }
+
+    /// Each row's key (as text) and CRC32, for naming the keys that differ.
+    pub fn rows_sql(&self, range: &KeyRange) -> (String, Vec<Value>) {
+        let (cond, params) = self.range_where(range);
+        let keys: Vec<String> = self.key.iter().map(|k| format!("CONVERT({} USING utf8mb4)", quote_ident(k))).collect();
+        let sql = format!(
+            "SELECT CONCAT_WS(',', {}), CRC32({}) FROM {}{} WHERE {cond}",
+            keys.join(", "),
+            self.row_text(),
+            self.table,
+            self.hint
+        );
+        (sql, params)
+    }
+
+    /// The key `rows` rows after `lower` (None: fewer are left), on the original.
+    pub fn chunk_end_sql(&self, lower: Option<&[Value]>, rows: u64) -> (String, Vec<Value>) {
+        let range = KeyRange { lower: lower.map(<[Value]>::to_vec), upper: None };
+        let (cond, params) = self.range_where(&range);
+        let cols: Vec<String> = self.key.iter().map(|k| quote_ident(k)).collect();
+        let order = cols.join(", ");
+        let sql = format!("SELECT {order} FROM {}{} WHERE {cond} ORDER BY {order} LIMIT 1 OFFSET {}", self.table, self.hint, rows.saturating_sub(1));
+        (sql, params)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str, data_type: &str, column_type: &str, charset: Option<&str>) -> Column {
+        Column {
+            name: name.into(),
+            ordinal: 1,
+            data_type: data_type.into(),
+            column_type: column_type.into(),
+            nullable: true,
+            unsigned: false,
+            charset: charset.map(String::from),
+            collation: None,
+            octet_length: None,
+            generated: false,
+            labels: vec![],
+            enum_as_index: false,
+        }
+    }
+
+    #[test]
+    fn conversions_that_keep_the_text_are_compared_and_others_left_out() {
+        let int = col("a", "int", "int(11)", None);
+        let big = col("a", "bigint", "bigint(20)", None);
+        assert!(compare_form(&int, &big).is_some());
+        let v10 = col("b", "varchar", "varchar(10)", Some("latin1"));
+        let v20 = col("b", "varchar", "varchar(20)", Some("utf8mb4"));
+        assert_eq!(compare_form(&v10, &v20).map(|f| f.0), Some("CONVERT(`b` USING utf8mb4)".into()));
+        let f = col("c", "float", "float", None);
+        let d = col("c", "double", "double", None);
+        assert!(compare_form(&f, &d).is_none());
+        assert!(compare_form(&f, &f).is_some());
+        let d2 = col("d", "decimal", "decimal(10,2)", None);
+        let d3 = col("d", "decimal", "decimal(12,2)", None);
+        let d4 = col("d", "decimal", "decimal(12,4)", None);
+        assert!(compare_form(&d2, &d3).is_some());
+        assert!(compare_form(&d2, &d4).is_none());
+        let dt = col("e", "datetime", "datetime", None);
+        let ts = col("e", "timestamp", "timestamp", None);
+        assert!(compare_form(&dt, &ts).is_none());
+    }
+}

@@ -1,0 +1,284 @@
+//! The verification before the cut-over: proves that the original and the ghost hold the same rows over the
+//! shared columns. A short `LOCK TABLES <original> READ` holds the writers while the applier catches up with them
+//! (the caller waits for a marker written under the lock), consistent snapshots are opened on a small pool of connections, and
+//! the lock is released at once; both tables are then read in those snapshots, where they must agree exactly.
+//! Chunks of the shared key are compared (`checksum`: COUNT and BIT_XOR of each row's CRC32) in parallel over the pool;
+//! a chunk that differs is repaired by copying its key range again from the original in one transaction that holds
+//! shared locks on that range (writers to it wait; the applier, which only replays later changes, converges on top
+//! of it as it does on the copy), and checked again in the next round. Nothing is written to the original.
+
+pub mod checksum;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use color_eyre::eyre::{Result, WrapErr};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, TxOpts, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::checkpoint;
+use crate::engine::copy::copier::CopyJob;
+use crate::engine::plan::schema::TableInfo;
+use crate::engine::shared::Shared;
+use crate::engine::sql::qualified;
+use checksum::{Forms, KeyRange, Side};
+
+/// The checkpoint row that holds the last verified key (`complete` once a whole pass agreed).
+pub const CHECKPOINT_ROW: &str = "verify";
+/// What the checkpoint row holds once a pass agreed over the whole table.
+pub const COMPLETE: &str = "complete";
+/// Keys named per differing chunk.
+const SAMPLE: usize = 5;
+
+/// One table's verification: where to connect, the compared forms, the pool and chunk sizes.
+#[derive(Debug, Clone)]
+pub struct Verifier {
+    pub opts: Opts,
+    pub forms: Forms,
+    pub job: CopyJob,
+    pub pool: usize,
+    pub chunk_rows: u64,
+}
+
+/// A chunk whose checksums differ: both sides' (count, xor) and a sample of the keys that differ.
+#[derive(Debug, Clone)]
+pub struct Difference {
+    pub range: KeyRange,
+    pub original: (u64, u64),
+    pub ghost: (u64, u64),
+    pub sample: Vec<String>,
+}
+
+impl Difference {
+    pub fn describe(&self) -> String {
+        format!(
+            "key range {}: {} row(s) in the original, {} in the ghost (checksums {:08x} vs {:08x}); differing keys: {}",
+            self.range.describe(),
+            self.original.0,
+            self.ghost.0,
+            self.original.1,
+            self.ghost.1,
+            if self.sample.is_empty() { "(none found row by row)".into() } else { self.sample.join("; ") }
+        )
+    }
+}
+
+/// The writers held: the lock's connection and when the lock was granted.
+pub struct Frozen {
+    conn: Conn,
+    granted: Instant,
+}
+
+impl Verifier {
+    pub fn new(opts: Opts, job: CopyJob, ghost: &TableInfo, pool: usize, chunk_rows: u64) -> Self {
+        let forms = checksum::forms(&job, ghost);
+        Verifier { opts, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1) }
+    }
+
+    /// The connections that will hold the snapshots (connected before the lock, so the lock stays short).
+    pub async fn connect_pool(&self) -> Result<Vec<Conn>> {
+        let mut pool = Vec::with_capacity(self.pool);
+        for _ in 0..self.pool {
+            let mut c = Conn::new(self.opts.clone()).await.wrap_err("connecting the verification pool")?;
+            for set in ["SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
+                c.query_drop(set).await.wrap_err("setting the verification session")?;
+            }
+            pool.push(c);
+        }
+        Ok(pool)
+    }
+
+    /// Holds the original's writers (`LOCK TABLES .. READ`, waiting at most `timeout` for it); readers go on.
+    pub async fn freeze(&self, timeout: Duration) -> Result<Frozen> {
+        let mut conn = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification lock")?;
+        conn.exec_drop("SET SESSION lock_wait_timeout = ?", (timeout.as_secs().max(1),)).await.wrap_err("setting lock_wait_timeout")?;
+        let table = qualified(&self.job.source_db, &self.job.source_table);
+        conn.query_drop(format!("LOCK TABLES {table} READ")).await.wrap_err_with(|| format!("locking {table} for the verification"))?;
+        Ok(Frozen { conn, granted: Instant::now() })
+    }
+
+    /// Opens a consistent snapshot on every pool connection, then releases the lock; returns how long it was held.
+    pub async fn snapshot_and_release(pool: &mut [Conn], frozen: Frozen) -> Result<Duration> {
+        let Frozen { mut conn, granted, .. } = frozen;
+        let opened = open_snapshots(pool).await;
+        let released = conn.query_drop("UNLOCK TABLES").await.wrap_err("releasing the verification lock");
+        let held = granted.elapsed();
+        let _ = conn.disconnect().await;
+        opened?;
+        released?;
+        Ok(held)
+    }
+
+    /// Releases a lock without snapshots (the wait was interrupted).
+    pub async fn release(frozen: Frozen) -> Result<()> {
+        let mut conn = frozen.conn;
+        conn.query_drop("UNLOCK TABLES").await.wrap_err("releasing the verification lock")?;
+        let _ = conn.disconnect().await;
+        Ok(())
+    }
+
+    /// The chunks of the original after `from` (in the snapshot of `conn`); the last one is open-ended, so ghost
+    /// rows past the original's last key are compared too.
+    pub async fn chunks(&self, conn: &mut Conn, from: Option<Vec<Value>>) -> Result<Vec<KeyRange>> {
+        let mut out = Vec::new();
+        let mut lower = from;
+        loop {
+            let (sql, params) = self.forms.original.chunk_end_sql(lower.as_deref(), self.chunk_rows);
+            let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await.wrap_err("finding a verification chunk's end")?;
+            let upper = row.map(|r| (0..r.len()).map(|i| r.as_ref(i).cloned().unwrap_or(Value::NULL)).collect::<Vec<_>>());
+            let done = upper.is_none();
+            out.push(KeyRange { lower: lower.clone(), upper: upper.clone() });
+            if done {
+                return Ok(out);
+            }
+            lower = upper;
+        }
+    }
+
+    /// Compares one chunk on one snapshot connection; `Some` when it differs (with a sample of the keys).
+    pub async fn compare(&self, conn: &mut Conn, range: &KeyRange) -> Result<(u64, Option<Difference>)> {
+        let original = sums(conn, &self.forms.original, range).await.wrap_err("checksumming the original")?;
+        let ghost = sums(conn, &self.forms.ghost, range).await.wrap_err("checksumming the ghost")?;
+        if original == ghost {
+            return Ok((original.0, None));
+        }
+        let sample = self.sample(conn, range).await?;
+        Ok((original.0, Some(Difference { range: range.clone(), original, ghost, sample })))
+    }
+
+    /// Up to [`SAMPLE`] keys that are missing, extra or different in the ghost.
+    async fn sample(&self, conn: &mut Conn, range: &KeyRange) -> Result<Vec<String>> {
+        let o = rows(conn, &self.forms.original, range).await?;
+        let g = rows(conn, &self.forms.ghost, range).await?;
+        let mut out = Vec::new();
+        for (k, crc) in &o {
+            match g.get(k) {
+                None => out.push(format!("{k} missing in the ghost")),
+                Some(c) if c != crc => out.push(format!("{k} differs")),
+                _ => {}
+            }
+        }
+        out.extend(g.keys().filter(|k| !o.contains_key(*k)).map(|k| format!("{k} only in the ghost")));
+        out.truncate(SAMPLE);
+        Ok(out)
+    }
+
+    /// Compares `ranges` over the pool, one chunk per connection at a time; after each wave the last key of an
+    /// unbroken agreeing prefix is recorded in the checkpoint row and the status; a throttle holds it between
+    /// waves. Returns the differences, or None when `stop` fired (checked between waves).
+    pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
+        let mut diffs = Vec::new();
+        let mut ck = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
+        shared.with(|i| {
+            i.status.verify.chunks_total = ranges.len() as u64;
+            i.status.verify.chunks_done = 0;
+        });
+        for wave in ranges.chunks(pool.len().max(1)) {
+            // Throttled (load, lag, flag files, by hand): the verification waits as the copy does.
+            while shared.with(|i| i.throttle_reason.is_some()) && !stop.is_cancelled() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if stop.is_cancelled() {
+                let _ = ck.disconnect().await;
+                return Ok(None);
+            }
+            let results = futures_util::future::try_join_all(pool.iter_mut().zip(wave).map(|(c, r)| self.compare(c, r))).await?;
+            for (rows, d) in results {
+                shared.with(|i| {
+                    i.status.verify.chunks_done += 1;
+                    i.status.verify.rows_verified += rows;
+                });
+                diffs.extend(d);
+            }
+            if let (true, true, Some(Some(upper))) = (record, diffs.is_empty(), wave.last().map(|r| r.upper.as_ref())) {
+                self.record(&mut ck, &checkpoint::encode_key(upper)).await?;
+                shared.with(|i| i.status.verify.verified_to = Some(checkpoint::describe_key(upper)));
+                crate::engine::failpoint::hit("verify-after-wave")?;
+            }
+        }
+        let _ = ck.disconnect().await;
+        Ok(Some(diffs))
+    }
+
+    /// Writes the checkpoint row's last verified key (or [`COMPLETE`]). Verification reads only, so the row needs
+    /// no transaction with anything else.
+    pub async fn record(&self, conn: &mut Conn, key: &str) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO {} (id, phase, copy_watermark) VALUES (?, 'verify', ?) ON DUPLICATE KEY UPDATE copy_watermark = VALUES(copy_watermark)",
+            qualified(&self.job.checkpoint_db, &self.job.checkpoint_table)
+        );
+        conn.exec_drop(sql, (CHECKPOINT_ROW, key)).await.wrap_err("recording the verification's progress")
+    }
+
+    /// Where a verification continues: None from the start, `Some(key)` after that key; a completed pass reads
+    /// back as [`COMPLETE`].
+    pub async fn recorded(&self, conn: &mut Conn) -> Result<Option<String>> {
+        let sql = format!("SELECT copy_watermark FROM {} WHERE id = ?", qualified(&self.job.checkpoint_db, &self.job.checkpoint_table));
+        let v: Option<Option<String>> = conn.exec_first(sql, (CHECKPOINT_ROW,)).await.wrap_err("reading the verification's progress")?;
+        Ok(v.flatten())
+    }
+
+    /// Copies a chunk's key range again: in one transaction, the ghost's rows of the range are deleted and the
+    /// original's inserted, read under shared locks (writers to the range wait until it commits; their changes
+    /// reach the applier after it). Returns the rows copied.
+    pub async fn repair(&self, range: &KeyRange) -> Result<u64> {
+        let mut conn = crate::engine::apply::applier::writer_conn(&self.opts).await?;
+        let (gcond, gparams) = self.forms.ghost.range_where(range);
+        let (ocond, oparams) = self.forms.original.range_where(range);
+        let ghost_cols: Vec<String> = self.job.columns.iter().map(|(_, g)| crate::engine::sql::quote_ident(g)).collect();
+        let orig_cols: Vec<String> = self.job.columns.iter().map(|(c, _)| crate::engine::sql::quote_ident(&c.name)).collect();
+        let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting a repair")?;
+        // The original's range first: its shared locks hold the writers before the ghost's range is emptied.
+        tx.exec_drop(format!("SELECT COUNT(*) FROM {}{} WHERE {ocond} LOCK IN SHARE MODE", self.forms.original.table, self.forms.original.hint), oparams.clone())
+            .await
+            .wrap_err("locking the original's range")?;
+        tx.exec_drop(format!("DELETE FROM {} WHERE {gcond}", self.forms.ghost.table), gparams).await.wrap_err("emptying the ghost's range")?;
+        if crate::engine::failpoint::hit("verify-repair-noop").is_err() {
+            // Test aid: a repair that changes nothing, so the difference stays.
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let insert = format!(
+            "INSERT INTO {} ({}) SELECT {} FROM {}{} WHERE {ocond} LOCK IN SHARE MODE",
+            self.forms.ghost.table,
+            ghost_cols.join(", "),
+            orig_cols.join(", "),
+            self.forms.original.table,
+            self.forms.original.hint
+        );
+        tx.exec_drop(insert, oparams).await.wrap_err("copying the original's range again")?;
+        let rows = tx.affected_rows();
+        tx.commit().await.wrap_err("committing a repair")?;
+        let _ = conn.disconnect().await;
+        Ok(rows)
+    }
+}
+
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` on every connection.
+async fn open_snapshots(pool: &mut [Conn]) -> Result<()> {
+    for c in pool.iter_mut() {
+        c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.wrap_err("opening a consistent snapshot")?;
+    }
+    Ok(())
+}
+
+/// Ends the snapshots.
+pub async fn end_snapshots(pool: Vec<Conn>) {
+    for mut c in pool {
+        let _ = c.query_drop("COMMIT").await;
+        let _ = c.disconnect().await;
+    }
+}
+
+async fn sums(conn: &mut Conn, side: &Side, range: &KeyRange) -> Result<(u64, u64)> {
+    let (sql, params) = side.checksum_sql(range);
+    let row: Option<(u64, u64)> = conn.exec_first(sql, params).await.wrap_err_with(|| format!("checksum of {} over {}", side.table, range.describe()))?;
+    Ok(row.unwrap_or((0, 0)))
+}
+
+async fn rows(conn: &mut Conn, side: &Side, range: &KeyRange) -> Result<BTreeMap<String, u64>> {
+    let (sql, params) = side.rows_sql(range);
+    let rows: Vec<(Option<Vec<u8>>, u64)> = conn.exec(sql, params).await.wrap_err_with(|| format!("reading the rows of {} over {}", side.table, range.describe()))?;
+    Ok(rows.into_iter().map(|(k, c)| (String::from_utf8_lossy(&k.unwrap_or_default()).into_owned(), c)).collect())
+}

@@ -1,0 +1,49 @@
+//! A verification interrupted part-way (the fail point `verify-after-wave` fails the run after the first wave of
+//! chunks was recorded) continues on `--resume` after the recorded key instead of from zero, and completes. Its own
+//! test binary: the fail point is set in this process's environment.
+
+mod common;
+
+use std::time::Duration;
+
+use color_eyre::eyre::{bail, ensure};
+use common::{each_flavor, seed_app_table, table_checksum, test_config, Server};
+use mysql_async::prelude::Queryable;
+use revenant::engine::pipeline::migrate::{self, Outcome};
+
+const ROWS: u32 = 30_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_verification_continues_after_the_recorded_key() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed_app_table(&server, "items", ROWS).await?;
+        let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
+        cfg.postpone_cut_over = false;
+        // Only this test runs in this binary: the fail point touches no other test.
+        std::env::set_var("REVENANT_FAILPOINTS", "verify-after-wave");
+        let first = tokio::time::timeout(Duration::from_secs(120), migrate::start(cfg.clone()).1).await??;
+        std::env::remove_var("REVENANT_FAILPOINTS");
+        match first {
+            Err(e) => ensure!(format!("{e:#}").contains("fail point verify-after-wave"), "first run: {e:#}"),
+            Ok(o) => bail!("the first run did not stop in the verification: {o:?}"),
+        }
+        let mut c = server.conn().await?;
+        let key: Option<Option<String>> = c.query_first("SELECT copy_watermark FROM app._items_ghk WHERE id = 'verify'").await?;
+        let key = key.flatten().unwrap_or_default();
+        ensure!(key.starts_with('[') && key != "complete", "the verify row holds {key:?}");
+
+        cfg.resume = true;
+        let (handle, join) = migrate::start(cfg);
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        ensure!(matches!(outcome, Outcome::Done { .. }), "resumed run: {outcome:?}");
+        let v = handle.snapshot().verify;
+        ensure!(v.rows_verified > 0 && v.rows_verified < u64::from(ROWS), "the resumed pass compared {} rows of {ROWS}: {v:?}", v.rows_verified);
+        ensure!(v.last_result.as_deref().is_some_and(|r| r.starts_with("identical")), "result {:?}", v.last_result);
+        let old = table_checksum(&mut c, "app", "_items_del", &["id", "a", "b"]).await?;
+        let new = table_checksum(&mut c, "app", "items", &["id", "a", "b"]).await?;
+        ensure!(old == new && old.0 == u64::from(ROWS), "rows differ: {old:?} vs {new:?}");
+        Ok(())
+    })
+    .await;
+}
