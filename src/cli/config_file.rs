@@ -28,6 +28,9 @@ pub fn flags_from_toml(path: &Path, known: &[(String, bool)]) -> Result<Vec<Stri
             (toml::Value::Boolean(b), false) => {
                 if b {
                     out.push(format!("--{name}"));
+                } else if crate::cli::ghost_compat::DEFAULT_ON.contains(&name.as_str()) {
+                    // A switch that is on unless turned off (`panic-on-warnings = false`).
+                    out.push(format!("--no-{name}"));
                 }
             }
             // A flag with a true/false value (`checksum = false`); any other flag refuses the word itself.

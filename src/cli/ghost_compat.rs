@@ -35,7 +35,7 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
 ];
 
 /// Switches that are on unless turned off: `--name=false` becomes `--no-name`.
-const DEFAULT_ON: &[&str] = &["panic-on-warnings"];
+pub(crate) const DEFAULT_ON: &[&str] = &["panic-on-warnings"];
 
 /// gh-ost flags that revenant takes although they change nothing: it already behaves as they ask (docs say why).
 #[derive(Debug, Clone, Default, Args)]

@@ -593,6 +593,23 @@ mod tests {
     }
 
     #[test]
+    fn panic_on_warnings_is_on_by_default_and_false_turns_it_off_everywhere() {
+        // Through the whole preparation (gh-ost's spellings, --config), as main runs it.
+        let off = |extra: &[&str]| {
+            let Ok(Prepared::Run(full)) = prepare_argv(argv(extra), &Cli::command()) else { panic!("not prepared: {extra:?}") };
+            parse(full).expect("parse").shared.copy.no_panic_on_warnings
+        };
+        assert!(!off(&[]), "on by default");
+        assert!(!off(&["--panic-on-warnings"]));
+        assert!(!off(&["--panic-on-warnings=true"]));
+        assert!(off(&["--panic-on-warnings=false"]));
+        assert!(off(&["-panic-on-warnings=false"]), "gh-ost's single dash");
+        let (dir, f) = scratch_file("cfg-panic", "c.toml", "table = \"a\"\npanic-on-warnings = false\n");
+        assert!(off(&["--config", f.to_str().expect("utf8")]), "panic-on-warnings = false in TOML");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn checksum_is_on_by_default_and_false_turns_it_off() {
         assert!(parse(argv(&[])).expect("parse").checksum, "on by default");
         assert!(parse(argv(&["--checksum"])).expect("parse").checksum);

@@ -98,8 +98,14 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
         ghost_side.key.push(name);
         ghost_side.key_placeholders.push(ph);
     }
+    // --panic-on-warnings=false lets the copy store a value converted to a changed column: such columns cannot be
+    // proven equal, so only the columns the ALTER leaves as they are are compared then.
+    let accepted_conversion = |orig: &Column, gc: &Column| {
+        !job.warnings.panic_on_warnings
+            && (!orig.column_type.eq_ignore_ascii_case(&gc.column_type) || orig.charset != gc.charset || orig.nullable != gc.nullable)
+    };
     for (orig, ghost_name) in &job.columns {
-        match ghost.column(ghost_name).and_then(|gc| compare_form(orig, gc)) {
+        match ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).and_then(|gc| compare_form(orig, gc)) {
             Some((o, g)) => {
                 let nullable = orig.nullable || ghost.column(ghost_name).is_some_and(|c| c.nullable);
                 original.exprs.push(o);
