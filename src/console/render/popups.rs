@@ -63,7 +63,13 @@ pub(super) fn render_help(frame: &mut Frame, area: Rect, state: &ConsoleState, s
             Span::styled(shorten(&format!("{}{note}", b.help), desc_w), dstyle),
         ]));
     }
-    lines.push(Line::styled(" In popups: Esc cancels. Confirmations need the table name typed exactly.", theme.dim));
+    let hint = " In popups: Esc cancels. Confirmations need the table name typed exactly. ";
+    if lines.len() < inner.height as usize {
+        lines.push(Line::styled(hint, theme.dim));
+    } else {
+        // No line left (80x24): the hint goes on the bottom border instead of being cut off.
+        frame.render_widget(Block::default().title_bottom(Span::styled(hint, theme.dim)), rect);
+    }
     frame.render_widget(Paragraph::new(lines), inner);
 }
 
