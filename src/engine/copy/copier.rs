@@ -26,7 +26,7 @@ use crate::engine::failpoint;
 use crate::engine::retry::{self, Retry, Transient};
 use crate::engine::plan::schema::Column;
 use crate::engine::shared::Shared;
-use crate::engine::sql::{qualified, quote_ident, tuple_compare};
+use crate::engine::sql::{ident_list, qualified, quote_ident, tuple_compare};
 
 pub const MIN_CHUNK: u64 = 100;
 pub const MAX_CHUNK: u64 = 100_000;
@@ -440,8 +440,7 @@ impl CopyJob {
     async fn key_at_row(&self, conn: &mut impl Queryable, locate: &Locate<'_>, n: u64) -> Result<String> {
         match locate {
             Locate::Range(cond, params) => {
-                let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
-                let q = format!("SELECT {cols} FROM {} WHERE {cond} ORDER BY {} LIMIT 1 OFFSET {}", self.source(), self.order_by(false), n.saturating_sub(1));
+                let q = format!("SELECT {} FROM {} WHERE {cond} ORDER BY {} LIMIT 1 OFFSET {}", ident_list(&self.key_names()), self.source(), self.order_by(false), n.saturating_sub(1));
                 let row: Option<mysql_async::Row> = conn.exec_first(q, params.to_vec()).await?;
                 Ok(row.map(|r| checkpoint::describe_key(&r.unwrap())).unwrap_or_else(|| "(not found)".into()))
             }
@@ -462,7 +461,7 @@ impl CopyJob {
     /// (a value moved between rows while the chunk ran) is transient: the chunk is tried again.
     async fn new_key_duplicates(&self, conn: &mut impl Queryable, same_server: bool, index: &str, end: &[Value]) -> Result<()> {
         let columns = self.warnings.new_unique_keys.iter().find(|(k, _)| k == index).map(|(_, c)| c.clone()).unwrap_or_default();
-        let list = columns.iter().map(|c| quote_ident(c)).collect::<Vec<_>>().join(", ");
+        let list = ident_list(&columns);
         let q = format!(
             "SELECT {list}, COUNT(*) FROM {} GROUP BY {list} HAVING COUNT(*) > 1 LIMIT 3",
             qualified(&self.source_db, &self.source_table)
