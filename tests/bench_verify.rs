@@ -19,8 +19,8 @@ async fn verification_share_of_the_copy() {
         let server = Server::start(flavor).await?;
         seed_app_table(&server, "items", rows).await?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
-        cfg.chunk_size = 1000;
-        cfg.postpone_cut_over = false;
+        cfg.run.chunk_size = 1000;
+        cfg.run.postpone_cut_over = false;
         let (handle, join) = migrate::start(cfg);
         let outcome = tokio::time::timeout(Duration::from_secs(7200), join).await???;
         let Outcome::Done { stall_ms, .. } = outcome else { color_eyre::eyre::bail!("outcome {outcome:?}") };

@@ -54,9 +54,9 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         let (first_flag, second_flag, sock) = (dir.join("postpone-1"), dir.join("postpone-2"), dir.join("gate.sock"));
         std::fs::write(&first_flag, b"")?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.postpone_cut_over = false;
-        cfg.postpone_cut_over_flag_file = Some(first_flag.clone());
-        cfg.max_lag_millis = 1000;
+        cfg.run.postpone_cut_over = false;
+        cfg.run.postpone_cut_over_flag_file = Some(first_flag.clone());
+        cfg.run.throttle.max_lag_millis = 1000;
         let (handle, join) = migrate::start(cfg);
         let shutdown = CancellationToken::new();
         let server_task = tokio::spawn(control::serve_with(handle.clone(), sock.clone(), None, ControlOptions::new("items"), shutdown.clone()));
@@ -105,9 +105,9 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         let (hold, panic_flag) = (dir.join("orders-hold"), dir.join("orders-panic"));
         std::fs::write(&hold, b"")?;
         let mut cfg = test_config(&server, "app", "orders", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.throttle_flag_file = Some(hold.clone());
-        cfg.panic_flag_file = Some(panic_flag.clone());
-        cfg.postpone_cut_over = false;
+        cfg.run.throttle.throttle_flag_file = Some(hold.clone());
+        cfg.run.throttle.panic_flag_file = Some(panic_flag.clone());
+        cfg.run.postpone_cut_over = false;
         let (handle, join) = migrate::start(cfg.clone());
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
         std::fs::write(&panic_flag, b"")?;
@@ -118,7 +118,7 @@ async fn postponed_cut_over_waits_shows_its_wait_and_refuses_while_lag_is_high()
         }
         std::fs::remove_file(&panic_flag)?;
         std::fs::remove_file(&hold)?;
-        cfg.resume = true;
+        cfg.run.resume = true;
         let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume after the panic flag: {outcome:?}");
         let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;

@@ -85,14 +85,14 @@ async fn hooks_fire_in_order_with_gh_ost_environment_and_no_password() {
         let alter = "ADD COLUMN c INT NOT NULL DEFAULT 3";
         let configure = |execute: bool| {
             let mut cfg = test_config(&server, "app", "items", alter);
-            cfg.execute = execute;
+            cfg.run.execute = execute;
             cfg.source.user = "hooker".into();
             cfg.source.password = Secret::new(Some(PASSWORD.into()));
-            cfg.hooks_path = Some(hooks_dir.clone());
-            cfg.hooks_hint = "ticket-42".into();
-            cfg.hooks_hint_owner = "dba-team".into();
-            cfg.hooks_hint_token = "tok".into();
-            cfg.hooks_status_interval = Duration::from_secs(1);
+            cfg.run.hooks_path = Some(hooks_dir.clone());
+            cfg.run.hook_hints.hint = "ticket-42".into();
+            cfg.run.hook_hints.owner = "dba-team".into();
+            cfg.run.hook_hints.token = "tok".into();
+            cfg.run.hooks_status_interval = Duration::from_secs(1);
             cfg
         };
 
@@ -199,8 +199,8 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         write_script(&hooks_dir, "gh-ost-on-batch-copy-retry", &format!("env > {f}.tmp && mv {f}.tmp {f}\nexit 1", f = retry_env.display()))?;
         let configure = || {
             let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-            cfg.postpone_cut_over = false;
-            cfg.hooks_path = Some(hooks_dir.clone());
+            cfg.run.postpone_cut_over = false;
+            cfg.run.hooks_path = Some(hooks_dir.clone());
             cfg
         };
         let mut c = server.conn().await?;
@@ -212,7 +212,7 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         let hold = hooks_dir.join("hold-the-copy");
         std::fs::write(&hold, "")?;
         let mut first = configure();
-        first.throttle_flag_file = Some(hold.clone());
+        first.run.throttle.throttle_flag_file = Some(hold.clone());
         let (handle, join) = migrate::start(first);
         let mut locker = server.conn().await?;
         let mut locked = false;
@@ -266,7 +266,7 @@ async fn failing_before_cut_over_hook_keeps_the_original_serving_and_resumes() {
         // Approve the window and resume: it completes, with the row written in between.
         std::fs::write(&allow, b"")?;
         let mut cfg = configure();
-        cfg.resume = true;
+        cfg.run.resume = true;
         let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume outcome {outcome:?}");
         let old = table_checksum(&mut c, "app", "_items_del", COLS).await?;

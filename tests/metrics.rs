@@ -68,7 +68,7 @@ async fn metrics_are_scraped_during_a_migration() {
         let hold = base.join(format!("metrics-hold-{}-{}", std::process::id(), flavor.name()));
         std::fs::write(&hold, b"")?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.throttle_flag_file = Some(hold.clone());
+        cfg.run.throttle.throttle_flag_file = Some(hold.clone());
         cfg.exact_rowcount = true;
         let listener = metrics::bind("127.0.0.1:0".parse()?).await?;
         let (handle, join) = migrate::start(cfg);

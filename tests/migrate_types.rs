@@ -273,8 +273,8 @@ async fn run_case(server: &Server, case: &Case) -> Result<CaseReport> {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut cfg = test_config(server, &case.db, &case.table, &case.alter);
     // Small chunks with pauses in between, so that the writer's changes interleave with the copy.
-    cfg.chunk_target = Duration::from_millis(1);
-    cfg.nice_ratio = 0.5;
+    cfg.run.chunk_target = Duration::from_millis(1);
+    cfg.run.throttle.nice_ratio = 0.5;
     let (handle, join) = migrate::start(cfg);
     // Hold the copy back for a moment: the binlog then carries changes to rows the copy has not reached yet.
     let throttled = handle.send(Command::Throttle).await;

@@ -32,15 +32,15 @@ async fn full_move_under_a_writer_held_by_a_throttle_flag_drains_to_the_fence_gt
         let w1 = AppWriter::start(&source, db, "orders", 11).await?;
         let w2 = AppWriter::start(&source, db, "items", 23).await?;
         let mut cfg = move_config(&source, &target, db);
-        cfg.hooks_path = Some(hooks);
+        cfg.run.hooks_path = Some(hooks);
         // Widen the window between reading a chunk on the source and writing it on the target: writers touching
         // those rows must wait for the locks (or a deleted row would come back on the target).
         cfg.copy_hold = Duration::from_millis(50);
         // The copy starts throttled by a flag file; the heartbeats still flow.
         let flag = dir.join("throttle.flag");
         std::fs::write(&flag, b"")?;
-        cfg.throttle.throttle_flag_file = Some(flag.clone());
-        cfg.throttle.heartbeat_interval = Duration::from_millis(100);
+        cfg.run.throttle.throttle_flag_file = Some(flag.clone());
+        cfg.run.heartbeat_interval = Duration::from_millis(100);
         let (handle, join) = move_tables::start(cfg);
         let mut rx = handle.status.clone();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -172,7 +172,7 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         let base = || move_config(&source, &target, db);
         // A dry run (--dry-run): every check, then what it would do; nothing on either server.
         let mut cfg = base();
-        cfg.execute = false;
+        cfg.run.execute = false;
         let (_h, join) = move_tables::start(cfg);
         let outcome = tokio::time::timeout(Duration::from_secs(60), join).await???;
         let MoveOutcome::DryRun { plan } = outcome else { bail!("dry run: {outcome:?}") };
@@ -196,7 +196,7 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         cfg.tables = vec!["orders".into(), "missing".into()];
         refused(cfg, "does not exist").await?;
         let mut cfg = base();
-        cfg.resume = true;
+        cfg.run.resume = true;
         refused(cfg, "nothing to resume").await?;
         let mut cfg = base();
         cfg.alter = Some("ADD COLUMN".into());
@@ -210,7 +210,7 @@ async fn refusals_change_nothing_and_alter_applies_on_the_target() {
         // With an ALTER applied on the target, under a writer, not postponed.
         let w = AppWriter::start(&source, db, "orders", 3).await?;
         let mut cfg = base();
-        cfg.postpone_cut_over = false;
+        cfg.run.postpone_cut_over = false;
         cfg.alter = Some("ADD COLUMN f INT NOT NULL DEFAULT 7, ADD KEY idx_b (b)".into());
         let (_handle, join) = move_tables::start(cfg);
         let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
@@ -287,9 +287,9 @@ async fn every_column_type_arrives_exactly_through_copy_and_binlog() {
         let value_cols: Vec<&str> = TYPED_COLS[1..].to_vec();
         let writer = common::Writer::start(&source, db, "t", &value_cols, true).await?;
         let mut cfg = MoveTablesConfig::new(common::conn_config(&source), common::conn_config(&target), db, db, &["t"]);
-        cfg.chunk_size = 100;
-        cfg.postpone_cut_over = true;
-        cfg.execute = true;
+        cfg.run.chunk_size = 100;
+        cfg.run.postpone_cut_over = true;
+        cfg.run.execute = true;
         cfg.copy_hold = Duration::from_millis(20);
         let (handle, join) = move_tables::start(cfg);
         let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await;

@@ -315,7 +315,7 @@ async fn table_and_alter_refusals() {
             }
             let mut config = cfg(s, "rencol_ok", "CHANGE COLUMN a b INT, RENAME COLUMN c TO d");
             config.approve_renamed_columns = true;
-            config.postpone_cut_over = false;
+            config.run.postpone_cut_over = false;
             let outcome = run_migration(config).await??;
             if !matches!(outcome, Outcome::Done { .. }) {
                 bail!("outcome {outcome:?}");
@@ -363,7 +363,7 @@ async fn dry_run_artifacts_and_concurrency() {
             let before = snapshot(&mut c).await?;
             let pos_before = binlog_position(&mut c, flavor).await?;
             let mut config = cfg(s, "dry", "ADD COLUMN c INT, DROP COLUMN b");
-            config.execute = false;
+            config.run.execute = false;
             let outcome = run_migration(config).await??;
             let Outcome::DryRun { plan } = outcome else { bail!("expected a dry run, got {outcome:?}") };
             let text = plan.join("\n");
@@ -403,7 +403,7 @@ async fn dry_run_artifacts_and_concurrency() {
         res.case(flavor, "leftover ghost table dropped with initially_drop_ghost_table", async {
             let mut config = cfg(s, "lg", "ADD COLUMN x INT");
             config.initially_drop_ghost_table = true;
-            config.postpone_cut_over = false;
+            config.run.postpone_cut_over = false;
             let outcome = run_migration(config).await??;
             if !matches!(outcome, Outcome::Done { .. }) {
                 bail!("outcome {outcome:?}");
@@ -540,7 +540,7 @@ async fn server_setting_refusals() {
 
         res.case(flavor, "the same table migrates once the settings are back", async {
             let mut config = cfg(s, "srv", "ADD COLUMN x INT");
-            config.postpone_cut_over = false;
+            config.run.postpone_cut_over = false;
             let outcome = run_migration(config).await??;
             if !matches!(outcome, Outcome::Done { .. }) {
                 bail!("outcome {outcome:?}");

@@ -305,9 +305,9 @@ async fn flag_files_of_another_user_neither_throttle_nor_stop_a_running_migratio
         let d = scratch(&format!("running-flags-{flavor}"));
         let (hold, panic) = (d.join("throttle.flag"), d.join("panic.flag"));
         let mut cfg = common::test_config(&server, "app", "items", "ADD COLUMN c INT");
-        cfg.throttle_flag_file = Some(hold.clone());
-        cfg.panic_flag_file = Some(panic.clone());
-        cfg.nice_ratio = 20.0;
+        cfg.run.throttle.throttle_flag_file = Some(hold.clone());
+        cfg.run.throttle.panic_flag_file = Some(panic.clone());
+        cfg.run.throttle.nice_ratio = 20.0;
         let (handle, join) = migrate::start(cfg);
         common::wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
         for f in [&hold, &panic] {

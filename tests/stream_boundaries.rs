@@ -191,7 +191,7 @@ async fn xa_commit_and_rollback_under_a_writer_leave_identical_tables() {
         common::seed_app_table(&server, "t", 3000).await?;
         let writer = Writer::start(&server, "app", "t", &["a", "b"], true).await?;
         let mut cfg = test_config(&server, "app", "t", "ADD COLUMN f INT NOT NULL DEFAULT 7");
-        cfg.chunk_size = 200;
+        cfg.run.chunk_size = 200;
         let (handle, join) = migrate::start(cfg);
         // XA transactions start once the start position was read: one prepared before it cannot be followed
         // (the assembler stops the run for it, see what_cannot_be_read_or_placed_stops_the_run).
@@ -229,7 +229,7 @@ async fn mixed_case_table_names_match_under_lower_case_table_names() {
         common::seed_app_table(&server, "Orders", 2000).await?;
         let writer = Writer::start(&server, "app", "Orders", &["a", "b"], true).await?;
         let mut cfg = test_config(&server, "app", "Orders", "ADD COLUMN f INT NOT NULL DEFAULT 7");
-        cfg.retry_for = Duration::from_secs(5);
+        cfg.run.retry_for = Duration::from_secs(5);
         let (handle, join) = migrate::start(cfg);
         let ready = wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await;
         let ops = writer.stop().await?;
@@ -497,7 +497,7 @@ async fn a_partial_json_update_stops_the_run_at_once() {
         exec_all(&mut c, "CREATE DATABASE app;\nCREATE TABLE app.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, j JSON);\n\
             INSERT INTO app.t (a, j) VALUES (1, '{\"k\": 1, \"pad\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"}'), (2, '{\"k\": 2}')").await?;
         let mut cfg = test_config(&server, "app", "t", "ADD COLUMN f INT NOT NULL DEFAULT 7");
-        cfg.retry_for = Duration::from_secs(60);
+        cfg.run.retry_for = Duration::from_secs(60);
         let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await?;
         exec_all(&mut c, "SET SESSION binlog_row_value_options = 'PARTIAL_JSON';\nUPDATE app.t SET j = JSON_SET(j, '$.k', 5) WHERE id = 1").await?;

@@ -96,7 +96,7 @@ async fn the_applier_fails_on_a_value_the_new_column_cannot_hold() {
         let server = Server::start(flavor).await?;
         seed(&server, "s_apply", "c = 1").await?;
         let mut cfg = test_config(&server, "s_apply", "t", "MODIFY b VARCHAR(5)");
-        cfg.retry_for = Duration::from_secs(2);
+        cfg.run.retry_for = Duration::from_secs(2);
         let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(60)).await?;
         let mut c = server.conn().await?;

@@ -101,10 +101,10 @@ async fn ignored_http_errors_do_not_throttle_but_status_codes_do() {
         let http_code = Arc::new(AtomicU16::new(503));
         let (http_port, mut http) = http_server(0, http_code.clone()).await?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
-        cfg.ignore_http_errors = true;
-        cfg.throttle_http_interval = Duration::from_millis(50);
-        cfg.throttle_http_timeout = Duration::from_millis(300);
+        cfg.run.throttle.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
+        cfg.run.throttle.ignore_http_errors = true;
+        cfg.run.throttle.throttle_http_interval = Duration::from_millis(50);
+        cfg.run.throttle.throttle_http_timeout = Duration::from_millis(300);
         let (handle, join) = migrate::start(cfg);
         engaged(&handle, "http=503").await?;
         // The server goes away: the error is ignored, the throttle lifts and the signal says why.
@@ -149,8 +149,8 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         let http_code = Arc::new(AtomicU16::new(200));
         let (http_port, mut http) = http_server(0, http_code.clone()).await?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.throttle_flag_file = Some(hold.clone());
-        cfg.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
+        cfg.run.throttle.throttle_flag_file = Some(hold.clone());
+        cfg.run.throttle.throttle_http = Some(format!("http://127.0.0.1:{http_port}/throttle"));
         let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
 
@@ -239,8 +239,8 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         // critical-load met twice (interval 200 ms): a resumable stop, which --resume completes.
         seed_app_table(&server, "orders", 2000).await?;
         let mut cfg = test_config(&server, "app", "orders", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
-        cfg.critical_load_interval = Duration::from_millis(200);
+        cfg.run.throttle.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
+        cfg.run.throttle.critical_load_interval = Duration::from_millis(200);
         let outcome = tokio::time::timeout(Duration::from_secs(60), migrate::start(cfg.clone()).1).await???;
         match &outcome {
             Outcome::Stopped { state } => ensure!(
@@ -250,9 +250,9 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
             ),
             other => bail!("critical-load did not stop the migration: {other:?}"),
         }
-        cfg.critical_load.clear();
-        cfg.resume = true;
-        cfg.postpone_cut_over = false;
+        cfg.run.throttle.critical_load.clear();
+        cfg.run.resume = true;
+        cfg.run.postpone_cut_over = false;
         let outcome = tokio::time::timeout(Duration::from_secs(90), migrate::start(cfg).1).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resume after critical-load: {outcome:?}");
         let old = table_checksum(&mut c, "app", "_orders_del", COLS).await?;
@@ -263,9 +263,9 @@ async fn each_throttler_engages_and_releases_with_its_reason() {
         // live, the migration continues once the hibernation is over.
         seed_app_table(&server, "events", 1000).await?;
         let mut cfg = test_config(&server, "app", "events", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
-        cfg.critical_load_hibernate = Duration::from_secs(2);
-        cfg.postpone_cut_over = false;
+        cfg.run.throttle.critical_load = revenant::engine::throttle::throttlers::parse_load("Threads_connected=1").map_err(color_eyre::eyre::Report::msg)?;
+        cfg.run.throttle.critical_load_hibernate = Duration::from_secs(2);
+        cfg.run.postpone_cut_over = false;
         let (handle, join) = migrate::start(cfg);
         let s = wait_for(&handle, "critical-load hibernation", Duration::from_secs(30), |s| json_reason(s).contains("critical-load hibernation (critical-load met: Threads_connected=")).await?;
         ensure!(s.paused, "hibernation did not pause copy and apply");
@@ -315,8 +315,8 @@ async fn replica_lag_throttles_blocks_the_cut_over_and_a_lost_replica_fails_clos
         let hold = dir.join("throttle.flag");
         std::fs::write(&hold, b"")?;
         let mut cfg = test_config(&primary, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.throttle_flag_file = Some(hold.clone());
-        cfg.max_lag_millis = 1000;
+        cfg.run.throttle.throttle_flag_file = Some(hold.clone());
+        cfg.run.throttle.max_lag_millis = 1000;
         let (handle, join) = migrate::start(cfg);
         wait_phase(&handle, Phase::Copy, Duration::from_secs(60)).await?;
 

@@ -19,7 +19,7 @@ async fn an_interrupted_verification_continues_after_the_recorded_key() {
         let server = Server::start(flavor).await?;
         seed_app_table(&server, "items", ROWS).await?;
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
-        cfg.postpone_cut_over = false;
+        cfg.run.postpone_cut_over = false;
         // Only this test runs in this binary: the fail point touches no other test.
         std::env::set_var("REVENANT_FAILPOINTS", "verify-after-wave");
         let first = tokio::time::timeout(Duration::from_secs(120), migrate::start(cfg.clone()).1).await??;
@@ -33,7 +33,7 @@ async fn an_interrupted_verification_continues_after_the_recorded_key() {
         let key = key.flatten().unwrap_or_default();
         ensure!(key.starts_with('[') && key != "complete", "the verify row holds {key:?}");
 
-        cfg.resume = true;
+        cfg.run.resume = true;
         let (handle, join) = migrate::start(cfg);
         let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
         ensure!(matches!(outcome, Outcome::Done { .. }), "resumed run: {outcome:?}");

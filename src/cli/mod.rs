@@ -230,8 +230,8 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     a.ghost.check()?;
     let (source, _) = settings::connection(&a.conn)?;
     let mut cfg = MigrationConfig::new(source, &database, &table, &alter);
-    settings::apply_shared(&a.shared, &mut cfg)?;
-    cfg.execute = a.execute;
+    settings::apply_shared(&a.shared, cfg.source.port, &mut cfg.run)?;
+    cfg.run.execute = a.execute;
     cfg.cut_over = match a.cut_over {
         args::CutOverArg::Atomic => CutOverMode::Atomic,
         args::CutOverArg::TwoStep => CutOverMode::TwoStep,
@@ -243,16 +243,16 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.ok_to_drop_table = a.ok_to_drop_table;
     cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
     cfg.initially_drop_old_table = a.initially_drop_old_table;
-    refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
+    refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.checksum = a.checksum;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
     check_artifact_names(&cfg)?;
-    cfg.resume = cfg.resume || a.resume_state.is_some();
-    cfg.resume_command = Some(resume_command(argv));
-    cfg.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
+    cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
+    cfg.run.resume_command = Some(resume_command(argv));
+    cfg.run.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
@@ -331,8 +331,8 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(refused(&e)),
     };
-    if cfg.execute {
-        if let Err(e) = create_postpone_flag(cfg.postpone_cut_over_flag_file.as_deref()) {
+    if cfg.run.execute {
+        if let Err(e) = create_postpone_flag(cfg.run.postpone_cut_over_flag_file.as_deref()) {
             eprintln!("Error: {e:?}");
             return Ok(exit::REFUSED);
         }
@@ -361,7 +361,7 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         .serve_socket_file
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
-    let listener = if cfg.execute {
+    let listener = if cfg.run.execute {
         match control::bind(socket.clone(), a.serve_tcp_port).await {
             Ok(l) => {
                 if let Some(f) = l.token_file() {
@@ -391,9 +391,9 @@ async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
             force_named_panic: a.force_named_panic,
             tcp_token_file: None,
             served: control::Served {
-                throttle_flag_file: cfg.throttle_flag_file.clone(),
-                throttle_additional_flag_file: cfg.throttle_additional_flag_file.clone(),
-                panic_flag_file: cfg.panic_flag_file.clone(),
+                throttle_flag_file: cfg.run.throttle.throttle_flag_file.clone(),
+                throttle_additional_flag_file: cfg.run.throttle.throttle_additional_flag_file.clone(),
+                panic_flag_file: cfg.run.throttle.panic_flag_file.clone(),
                 ..control::Served::default()
             },
         };
@@ -494,7 +494,7 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
         Ok(Outcome::Stopped { state }) => {
             stopped(&state, a.shared.output.state_file.as_deref(), "stopped", state.resume_command.as_deref())
         }
-        Err(e) => Ok(failed(&e, handle, cfg.resume_command.as_deref())),
+        Err(e) => Ok(failed(&e, handle, cfg.run.resume_command.as_deref())),
     }
 }
 

@@ -14,7 +14,6 @@ use super::{credentials, exit, init_tracing, resume_command, say, settings};
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
-use crate::engine::hooks::HookHints;
 use crate::engine::pipeline::move_tables::{self, MoveOutcome, MoveTablesConfig};
 
 /// Builds the move's settings; checks what can be checked before connecting.
@@ -60,17 +59,16 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     let table_refs: Vec<&str> = tables.iter().map(String::as_str).collect();
     let target_database = t.target_database.clone().unwrap_or_else(|| database.clone());
     let mut cfg = MoveTablesConfig::new(source, target, &database, &target_database, &table_refs);
-    // `cfg.throttle` was made with the move's source: replicas default to its port, as before.
-    settings::apply_shared(&a.shared, &mut cfg.throttle)?;
-    take_shared(&mut cfg);
+    // Replicas without a port take the source's.
+    settings::apply_shared(&a.shared, cfg.source.port, &mut cfg.run)?;
     cfg.alter = a.alter.clone().filter(|s| !s.trim().is_empty());
     if let Some(alter) = &cfg.alter {
         crate::engine::plan::alter::parse_alter(alter).suggestion("give --alter one ALTER clause list, e.g. \"ADD COLUMN c INT\"; nothing was changed")?;
     }
-    super::refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.postpone_cut_over_flag_file.as_deref())?;
-    cfg.execute = !a.dry_run;
+    super::refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
+    cfg.run.execute = !a.dry_run;
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
-    cfg.resume_command = Some(resume_command(&argv));
+    cfg.run.resume_command = Some(resume_command(&argv));
     Ok(cfg)
 }
 
@@ -96,23 +94,6 @@ fn target_tls(
     super::tls::resolve(&flags, target_file)
 }
 
-/// The move's own copies of the shared settings, from the `MigrationConfig` the shared flags filled.
-fn take_shared(cfg: &mut MoveTablesConfig) {
-    let s = &cfg.throttle;
-    cfg.chunk_size = s.chunk_size;
-    cfg.chunk_target = s.chunk_target;
-    cfg.dml_batch_size = s.dml_batch_size;
-    cfg.postpone_cut_over = s.postpone_cut_over;
-    cfg.postpone_cut_over_flag_file = s.postpone_cut_over_flag_file.clone();
-    cfg.cut_over_lock_timeout = s.cut_over_lock_timeout;
-    cfg.default_retries = s.default_retries;
-    cfg.hooks_path = s.hooks_path.clone();
-    cfg.hook_hints = HookHints { hint: s.hooks_hint.clone(), owner: s.hooks_hint_owner.clone(), token: s.hooks_hint_token.clone() };
-    cfg.hook_timeout = s.hook_timeout;
-    cfg.resume = s.resume;
-    cfg.retry_for = s.retry_for;
-}
-
 pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     let out = a.shared.output.clone();
     let use_console = !out.headless && !out.status_json && !a.rollback && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
@@ -123,7 +104,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     };
     if a.rollback {
         return match move_tables::rollback(&cfg).await {
-            Ok(stmt) if !cfg.execute => {
+            Ok(stmt) if !cfg.run.execute => {
                 say(&format!("dry run: the tables are fenced; --rollback without --dry-run would run `{stmt};` on {}", cfg.source.display()));
                 Ok(exit::OK)
             }
@@ -142,8 +123,8 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
             }
         };
     }
-    if cfg.execute && !cfg.resume {
-        if let Err(e) = super::create_postpone_flag(cfg.postpone_cut_over_flag_file.as_deref()) {
+    if cfg.run.execute && !cfg.run.resume {
+        if let Err(e) = super::create_postpone_flag(cfg.run.postpone_cut_over_flag_file.as_deref()) {
             eprintln!("Error: {e:?}");
             return Ok(exit::REFUSED);
         }
@@ -192,7 +173,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         Ok(MoveOutcome::Stopped { state }) => {
             super::stopped(&state, out.state_file.as_deref(), &format!("stopped ({})", state.reason), state.resume_command.as_deref())
         }
-        Err(e) => Ok(super::failed(&e, &handle, cfg.resume_command.as_deref())),
+        Err(e) => Ok(super::failed(&e, &handle, cfg.run.resume_command.as_deref())),
     }
 }
 
@@ -228,8 +209,8 @@ mod tests {
         assert_eq!(cfg.tables, vec!["orders".to_string(), "items".to_string()]);
         assert_eq!((cfg.target.host.as_str(), cfg.target.port), ("db-new", 3307));
         assert_eq!((cfg.database.as_str(), cfg.target_database.as_str()), ("shop", "shop2"));
-        assert_eq!(cfg.chunk_size, 500);
-        assert!(cfg.postpone_cut_over);
+        assert_eq!(cfg.run.chunk_size, 500);
+        assert!(cfg.run.postpone_cut_over);
         assert_eq!(cfg.target.user, "u", "the target user defaults to the source's");
         let (a, argv) = parse(&["--database", "shop", "--tables", "orders,items", "--target-host", "db-new", "--target-port", "3307"])
             .expect("parse flags");
@@ -283,12 +264,12 @@ mod tests {
         };
         let cfg = with(&["--throttle-flag-file", "/tmp/t.flag", "--max-lag-millis", "900", "--max-load", "Threads_running=30", "--nice-ratio", "0.5"])
             .expect("config");
-        assert!(cfg.execute, "a move runs without --dry-run (the issue's command line has no --execute)");
-        assert_eq!(cfg.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
-        assert_eq!((cfg.throttle.max_lag_millis, cfg.throttle.nice_ratio), (900, 0.5));
-        assert_eq!(crate::engine::throttle::throttlers::format_load(&cfg.throttle.max_load), "Threads_running=30");
-        assert!(with(&["--execute"]).expect("config").execute);
-        assert!(!with(&["--dry-run"]).expect("config").execute);
+        assert!(cfg.run.execute, "a move runs without --dry-run (the issue's command line has no --execute)");
+        assert_eq!(cfg.run.throttle.throttle_flag_file, Some(PathBuf::from("/tmp/t.flag")));
+        assert_eq!((cfg.run.throttle.max_lag_millis, cfg.run.throttle.nice_ratio), (900, 0.5));
+        assert_eq!(crate::engine::throttle::throttlers::format_load(&cfg.run.throttle.max_load), "Threads_running=30");
+        assert!(with(&["--execute"]).expect("config").run.execute);
+        assert!(!with(&["--dry-run"]).expect("config").run.execute);
         let e = format!("{:?}", with(&["--max-load", "Threads_running"]).expect_err("bad max-load"));
         assert!(e.contains("--max-load"), "{e}");
         let e = format!("{:?}", with(&["--throttle-http", "ftp://x"]).expect_err("bad url"));
@@ -303,7 +284,7 @@ mod tests {
         assert!(format!("{:?}", move_config(&a, &argv).expect_err("twice")).contains("twice"));
         let (a, argv) = parse(&["--database", "d", "--tables", "a", "--target-host", "h", "--rollback", "--password", "pw"]).expect("parse");
         let cfg = move_config(&a, &argv).expect("config");
-        let c = cfg.resume_command.unwrap_or_default();
+        let c = cfg.run.resume_command.unwrap_or_default();
         assert!(c.ends_with("--resume") && !c.contains("--rollback") && !c.contains("pw"), "{c}");
     }
 }

@@ -9,7 +9,8 @@ use color_eyre::Section;
 
 use super::args::{ConnectionArgs, SharedArgs, ThrottleArgs};
 use super::credentials;
-use crate::engine::config::{ConnectionConfig, MigrationConfig, RowWrites, Secret};
+use crate::engine::config::{ConnectionConfig, RowWrites, RunSettings, Secret, ThrottleConfig};
+use crate::engine::hooks::HookHints;
 
 /// Refuses `value` of `--flag` outside `min..=max` (also a `--config` key of that name), naming the range.
 pub(crate) fn within(flag: &str, value: u64, min: u64, max: u64, unit: &str) -> Result<u64> {
@@ -49,9 +50,9 @@ fn tls_flags(a: &ConnectionArgs) -> super::tls::TlsFlags {
     }
 }
 
-/// The shared flag groups into `cfg` (copy, throttle, cut-over, hooks, run), each checked first. `move-tables`
-/// reads its own settings back out of the `MigrationConfig` this fills.
-pub(crate) fn apply_shared(a: &SharedArgs, cfg: &mut MigrationConfig) -> Result<()> {
+/// The shared flag groups into `run` (copy, throttle, cut-over, hooks, run), each checked first; the same for
+/// `migrate` and `move-tables`. `source_port` is the port a `--throttle-control-replicas` entry without one takes.
+pub(crate) fn apply_shared(a: &SharedArgs, source_port: u16, cfg: &mut RunSettings) -> Result<()> {
     let (copy, cut, hooks, run) = (&a.copy, &a.cut_over, &a.hooks, &a.run);
     if copy.chunk_size == 0 || copy.chunk_size > 100_000 {
         return Err(eyre!("--chunk-size {} is out of range", copy.chunk_size)).suggestion("use 1 to 100000 rows (gh-ost allows 10 to 100000); nothing was changed");
@@ -68,24 +69,27 @@ pub(crate) fn apply_shared(a: &SharedArgs, cfg: &mut MigrationConfig) -> Result<
     cfg.postpone_cut_over_flag_file = cut.postpone_cut_over_flag_file.clone();
     cfg.postpone_cut_over = cut.postpone_cut_over;
     cfg.hooks_path = hooks.hooks_path.clone();
-    cfg.hooks_hint = hooks.hooks_hint.clone().unwrap_or_default();
-    cfg.hooks_hint_owner = hooks.hooks_hint_owner.clone().unwrap_or_default();
-    cfg.hooks_hint_token = hooks.hooks_hint_token.clone().unwrap_or_default();
+    cfg.hook_hints = HookHints {
+        hint: hooks.hooks_hint.clone().unwrap_or_default(),
+        owner: hooks.hooks_hint_owner.clone().unwrap_or_default(),
+        token: hooks.hooks_hint_token.clone().unwrap_or_default(),
+    };
     cfg.hook_timeout = Duration::from_secs(within("hook-timeout-seconds", hooks.hook_timeout_seconds, 0, 86_400, "seconds")?.max(1));
     cfg.resume = run.resume;
     cfg.retry_for = Duration::from_secs(within("retry-seconds", run.retry_seconds, 0, 604_800, "seconds")?.max(1));
-    throttle_settings(&a.throttle, cfg)
+    let heartbeat = within("heartbeat-interval-millis", a.throttle.heartbeat_interval_millis, 10, 60_000, "ms")?;
+    cfg.heartbeat_interval = Duration::from_millis(heartbeat);
+    throttle_settings(&a.throttle, source_port, &mut cfg.throttle)
 }
 
 /// The throttle flags into `cfg`, each checked before anything connects.
-fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> {
+fn throttle_settings(a: &ThrottleArgs, source_port: u16, cfg: &mut ThrottleConfig) -> Result<()> {
     use crate::engine::throttle::throttlers;
     let bad = |flag: &str, e: String, hint: &str| eyre!("--{flag}: {e}").suggestion(hint.to_string());
     if !(0.0..=100.0).contains(&a.nice_ratio) {
         return Err(eyre!("--nice-ratio {} is out of range", a.nice_ratio)).suggestion("use 0 to 100");
     }
     cfg.max_lag_millis = within("max-lag-millis", a.max_lag_millis, 0, 86_400_000, "ms")?;
-    cfg.heartbeat_interval = Duration::from_millis(within("heartbeat-interval-millis", a.heartbeat_interval_millis, 10, 60_000, "ms")?);
     cfg.throttle_flag_file = a.throttle_flag_file.clone();
     cfg.throttle_additional_flag_file = a.throttle_additional_flag_file.clone();
     cfg.throttle_query = match a.throttle_query.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
@@ -111,7 +115,7 @@ fn throttle_settings(a: &ThrottleArgs, cfg: &mut MigrationConfig) -> Result<()> 
     cfg.critical_load_hibernate = Duration::from_secs(within("critical-load-hibernate-seconds", a.critical_load_hibernate_seconds, 0, 86_400, "seconds")?);
     if let Some(v) = &a.throttle_control_replicas {
         cfg.throttle_control_replicas =
-            throttlers::parse_replicas(v, cfg.source.port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
+            throttlers::parse_replicas(v, source_port).map_err(|e| bad("throttle-control-replicas", e, "give host[:port][,host[:port]...]"))?;
     }
     if let Some(u) = &a.throttle_http {
         throttlers::parse_http_url(u).map_err(|e| bad("throttle-http", e, "give an http://host:port/path URL"))?;
@@ -141,11 +145,6 @@ mod tests {
         }
     }
 
-    fn cfg() -> MigrationConfig {
-        let conn = ConnectionConfig { host: "h".into(), port: 3306, user: "u".into(), password: Secret::default(), socket: None, tls: None };
-        MigrationConfig::new(conn, "d", "t", "ADD COLUMN c INT")
-    }
-
     #[test]
     fn an_explicit_host_or_port_wins_over_the_option_file_even_at_the_default() {
         let dir = std::env::temp_dir().join(format!("rvn-settings-{}", std::process::id()));
@@ -171,12 +170,12 @@ mod tests {
     fn both_commands_share_one_conversion_and_its_ranges() {
         for cmd in ["migrate", "move-tables"] {
             let a = shared(&["revenant", cmd, "--chunk-size", "500", "--hooks-hint", "h1", "--cut-over-lock-timeout-seconds", "7", "--retry-seconds", "9"]);
-            let mut c = cfg();
-            apply_shared(&a, &mut c).expect("in range");
-            let mut h = cfg();
-            apply_shared(&shared(&["revenant", cmd, "--heartbeat-interval-millis", "100"]), &mut h).expect("in range");
+            let mut c = RunSettings::default();
+            apply_shared(&a, 3306, &mut c).expect("in range");
+            let mut h = RunSettings::default();
+            apply_shared(&shared(&["revenant", cmd, "--heartbeat-interval-millis", "100"]), 3306, &mut h).expect("in range");
             assert_eq!(h.heartbeat_interval, Duration::from_millis(100), "{cmd}: --heartbeat-interval-millis");
-            assert_eq!((c.chunk_size, c.hooks_hint.as_str()), (500, "h1"), "{cmd}");
+            assert_eq!((c.chunk_size, c.hook_hints.hint.as_str()), (500, "h1"), "{cmd}");
             assert_eq!((c.cut_over_lock_timeout, c.retry_for), (Duration::from_secs(7), Duration::from_secs(9)), "{cmd}");
             for (flag, value) in [
                 ("--cut-over-lock-timeout-seconds", "4611686018427387904"),
@@ -184,7 +183,7 @@ mod tests {
                 ("--hook-timeout-seconds", "86401"),
                 ("--heartbeat-interval-millis", "5"),
             ] {
-                let e = apply_shared(&shared(&["revenant", cmd, flag, value]), &mut cfg()).expect_err("out of range");
+                let e = apply_shared(&shared(&["revenant", cmd, flag, value]), 3306, &mut RunSettings::default()).expect_err("out of range");
                 let text = format!("{e:?}");
                 assert!(text.contains(&format!("{flag} {value} is out of range")), "{cmd} {flag}: {text}");
             }

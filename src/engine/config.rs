@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::engine::hooks::HookHints;
+
 /// A password: never shown by Debug or Display, never serialised.
 #[derive(Clone, Default)]
 pub struct Secret(Option<String>);
@@ -139,47 +141,49 @@ impl Default for RowWrites {
     }
 }
 
-/// Everything a migration needs.
+/// The settings every run takes, migrate and move-tables alike: the shared flag groups (copy, throttle,
+/// cut-over, hooks, run) after their one conversion (src/cli/settings.rs). Each config holds one of these; no
+/// run-wide setting is repeated in a config of its own.
 #[derive(Debug, Clone)]
-pub struct MigrationConfig {
-    pub source: ConnectionConfig,
-    pub database: String,
-    pub table: String,
-    /// The ALTER clause or full statement, as given.
-    pub alter: String,
+pub struct RunSettings {
     /// Without it: a dry run that validates and changes nothing.
     pub execute: bool,
+    /// Continue a run from its checkpoint table.
+    pub resume: bool,
+    /// How long to keep retrying after connection errors before leaving a resumable state.
+    pub retry_for: Duration,
+    /// The command a user runs to resume (printed when the run stops resumable).
+    pub resume_command: Option<String>,
     pub chunk_size: u64,
     /// Adapt the chunk size towards this duration per chunk.
     pub chunk_target: Duration,
     pub dml_batch_size: u64,
-    pub cut_over: CutOverMode,
-    pub cut_over_lock_timeout: Duration,
-    pub default_retries: u32,
-    pub approve_renamed_columns: bool,
-    pub skip_renamed_columns: bool,
-    pub allow_on_master: bool,
-    /// The server may replicate from another one (two primaries, gh-ost's `--allow-master-master`); without it a
-    /// server that is a replica is refused, naming its primary.
-    pub allow_master_master: bool,
-    pub ok_to_drop_table: bool,
-    pub initially_drop_ghost_table: bool,
-    pub initially_drop_old_table: bool,
-    pub postpone_cut_over_flag_file: Option<PathBuf>,
-    /// Start with the cut-over postponed until approved (console `C` / socket `unpostpone`).
-    pub postpone_cut_over: bool,
-    pub exact_rowcount: bool,
-    /// Verify original and ghost chunk by chunk (checksums over the shared columns) before the ready phase; on
-    /// by default (`--checksum=false` turns it off).
-    pub checksum: bool,
-    pub attempt_instant_ddl: bool,
-    /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
-    /// stops the run with the original serving).
-    pub analyze_ghost_before_cutover: bool,
-    /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
-    pub force_table_names: Option<String>,
     /// Strict mode, warnings and zero dates of the row writers.
     pub writes: RowWrites,
+    /// Lock wait timeout of the cut-over's (or the fence's) rename, retried up to `default_retries` times.
+    pub cut_over_lock_timeout: Duration,
+    pub default_retries: u32,
+    /// Start with the cut-over postponed until approved (console `C` / socket `unpostpone`).
+    pub postpone_cut_over: bool,
+    /// The cut-over waits while this file exists.
+    pub postpone_cut_over_flag_file: Option<PathBuf>,
+    /// `--hooks-path`: directory of gh-ost-on-* executables (docs/hooks.md).
+    pub hooks_path: Option<PathBuf>,
+    /// `--hooks-hint`, `--hooks-hint-owner`, `--hooks-hint-token`: passed to every hook.
+    pub hook_hints: HookHints,
+    /// `--hooks-status-interval`: how often gh-ost-on-status runs.
+    pub hooks_status_interval: Duration,
+    /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
+    pub hook_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// The throttle's inputs.
+    pub throttle: ThrottleConfig,
+}
+
+/// What holds the copy back (gh-ost's throttle flags); an input that cannot be read throttles (fails closed).
+#[derive(Debug, Clone)]
+pub struct ThrottleConfig {
     pub max_lag_millis: u64,
     pub throttle_flag_file: Option<PathBuf>,
     pub throttle_additional_flag_file: Option<PathBuf>,
@@ -187,24 +191,6 @@ pub struct MigrationConfig {
     /// Throttle while this query returns a value > 0; an error throttles (fails closed).
     pub throttle_query: Option<String>,
     pub nice_ratio: f64,
-    /// Continue a migration from its checkpoint table.
-    pub resume: bool,
-    /// How long to keep retrying after connection errors before leaving a resumable state.
-    pub retry_for: Duration,
-    /// Heartbeat interval.
-    pub heartbeat_interval: Duration,
-    /// The command a user runs to resume (printed when the run stops resumable).
-    pub resume_command: Option<String>,
-    /// `--hooks-path`: directory of gh-ost-on-* executables (docs/hooks.md).
-    pub hooks_path: Option<PathBuf>,
-    /// `--hooks-hint`, `--hooks-hint-owner`, `--hooks-hint-token`: passed to every hook.
-    pub hooks_hint: String,
-    pub hooks_hint_owner: String,
-    pub hooks_hint_token: String,
-    /// `--hooks-status-interval`: how often gh-ost-on-status runs.
-    pub hooks_status_interval: Duration,
-    /// `--hook-timeout-seconds`: a hook still running after this is killed (and has failed).
-    pub hook_timeout: Duration,
     /// `--max-load Var=N,...`: throttle while a global status variable is at or above N.
     pub max_load: Vec<crate::engine::throttle::throttlers::LoadThreshold>,
     /// `--critical-load Var=N,...`: abort (resumably) or hibernate when one is reached.
@@ -227,52 +213,15 @@ pub struct MigrationConfig {
     pub ignore_http_errors: bool,
 }
 
-impl MigrationConfig {
-    /// Defaults for everything but the connection, table and ALTER (gh-ost's defaults where they exist).
-    pub fn new(source: ConnectionConfig, database: &str, table: &str, alter: &str) -> Self {
-        MigrationConfig {
-            source,
-            database: database.to_string(),
-            table: table.to_string(),
-            alter: alter.to_string(),
-            execute: false,
-            chunk_size: 1000,
-            chunk_target: Duration::from_millis(500),
-            dml_batch_size: 1000,
-            cut_over: CutOverMode::Atomic,
-            cut_over_lock_timeout: Duration::from_secs(3),
-            default_retries: 60,
-            approve_renamed_columns: false,
-            skip_renamed_columns: false,
-            allow_on_master: true,
-            allow_master_master: false,
-            ok_to_drop_table: false,
-            initially_drop_ghost_table: false,
-            initially_drop_old_table: false,
-            postpone_cut_over_flag_file: None,
-            postpone_cut_over: false,
-            exact_rowcount: false,
-            checksum: true,
-            attempt_instant_ddl: false,
-            analyze_ghost_before_cutover: false,
-            force_table_names: None,
-            writes: RowWrites::default(),
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        ThrottleConfig {
             max_lag_millis: 1500,
             throttle_flag_file: None,
             throttle_additional_flag_file: None,
             panic_flag_file: None,
             throttle_query: None,
             nice_ratio: 0.0,
-            resume: false,
-            retry_for: Duration::from_secs(60),
-            heartbeat_interval: Duration::from_millis(500),
-            resume_command: None,
-            hooks_path: None,
-            hooks_hint: String::new(),
-            hooks_hint_owner: String::new(),
-            hooks_hint_token: String::new(),
-            hooks_status_interval: Duration::from_secs(60),
-            hook_timeout: Duration::from_secs(60),
             max_load: Vec::new(),
             critical_load: Vec::new(),
             critical_load_interval: Duration::ZERO,
@@ -283,6 +232,90 @@ impl MigrationConfig {
             throttle_http_interval: Duration::from_millis(100),
             throttle_http_timeout: Duration::from_millis(1000),
             ignore_http_errors: false,
+        }
+    }
+}
+
+impl Default for RunSettings {
+    /// gh-ost's defaults where they exist.
+    fn default() -> Self {
+        RunSettings {
+            execute: false,
+            resume: false,
+            retry_for: Duration::from_secs(60),
+            resume_command: None,
+            chunk_size: 1000,
+            chunk_target: Duration::from_millis(500),
+            dml_batch_size: 1000,
+            writes: RowWrites::default(),
+            cut_over_lock_timeout: Duration::from_secs(3),
+            default_retries: 60,
+            postpone_cut_over: false,
+            postpone_cut_over_flag_file: None,
+            hooks_path: None,
+            hook_hints: HookHints::default(),
+            hooks_status_interval: Duration::from_secs(60),
+            hook_timeout: Duration::from_secs(60),
+            heartbeat_interval: Duration::from_millis(500),
+            throttle: ThrottleConfig::default(),
+        }
+    }
+}
+
+/// Everything a migration needs: the table, the ALTER, migrate's own choices, and the run-wide settings.
+#[derive(Debug, Clone)]
+pub struct MigrationConfig {
+    pub source: ConnectionConfig,
+    pub database: String,
+    pub table: String,
+    /// The ALTER clause or full statement, as given.
+    pub alter: String,
+    pub cut_over: CutOverMode,
+    pub approve_renamed_columns: bool,
+    pub skip_renamed_columns: bool,
+    pub allow_on_master: bool,
+    /// The server may replicate from another one (two primaries, gh-ost's `--allow-master-master`); without it a
+    /// server that is a replica is refused, naming its primary.
+    pub allow_master_master: bool,
+    pub ok_to_drop_table: bool,
+    pub initially_drop_ghost_table: bool,
+    pub initially_drop_old_table: bool,
+    pub exact_rowcount: bool,
+    /// Verify original and ghost chunk by chunk (checksums over the shared columns) before the ready phase; on
+    /// by default (`--checksum=false` turns it off).
+    pub checksum: bool,
+    pub attempt_instant_ddl: bool,
+    /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
+    /// stops the run with the original serving).
+    pub analyze_ghost_before_cutover: bool,
+    /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
+    pub force_table_names: Option<String>,
+    /// Copy, throttle, cut-over, hook and run settings (shared with move-tables).
+    pub run: RunSettings,
+}
+
+impl MigrationConfig {
+    /// Defaults for everything but the connection, table and ALTER (gh-ost's defaults where they exist).
+    pub fn new(source: ConnectionConfig, database: &str, table: &str, alter: &str) -> Self {
+        MigrationConfig {
+            source,
+            database: database.to_string(),
+            table: table.to_string(),
+            alter: alter.to_string(),
+            cut_over: CutOverMode::Atomic,
+            approve_renamed_columns: false,
+            skip_renamed_columns: false,
+            allow_on_master: true,
+            allow_master_master: false,
+            ok_to_drop_table: false,
+            initially_drop_ghost_table: false,
+            initially_drop_old_table: false,
+            exact_rowcount: false,
+            checksum: true,
+            attempt_instant_ddl: false,
+            analyze_ghost_before_cutover: false,
+            force_table_names: None,
+            run: RunSettings::default(),
         }
     }
 

@@ -306,10 +306,10 @@ impl Hooks {
             migrated_host: cfg.source.display(),
             inspected_host: cfg.source.display(),
             executing_host: executing_host(),
-            dry_run: !cfg.execute,
+            dry_run: !cfg.run.execute,
         };
-        let hints = HookHints { hint: cfg.hooks_hint.clone(), owner: cfg.hooks_hint_owner.clone(), token: cfg.hooks_hint_token.clone() };
-        Hooks::new(cfg.hooks_path.clone(), cfg.hook_timeout, hints, identity)
+        let hints = cfg.run.hook_hints.clone();
+        Hooks::new(cfg.run.hooks_path.clone(), cfg.run.hook_timeout, hints, identity)
     }
 }
 

@@ -78,11 +78,11 @@ pub fn conn_config(server: &Server) -> ConnectionConfig {
 /// A migration config for tests: executes, small chunks, cut-over postponed until the test approves it.
 pub fn test_config(server: &Server, db: &str, table: &str, alter: &str) -> MigrationConfig {
     let mut cfg = MigrationConfig::new(conn_config(server), db, table, alter);
-    cfg.execute = true;
-    cfg.chunk_size = 100;
-    cfg.postpone_cut_over = true;
-    cfg.heartbeat_interval = Duration::from_millis(100);
-    cfg.retry_for = Duration::from_secs(20);
+    cfg.run.execute = true;
+    cfg.run.chunk_size = 100;
+    cfg.run.postpone_cut_over = true;
+    cfg.run.heartbeat_interval = Duration::from_millis(100);
+    cfg.run.retry_for = Duration::from_secs(20);
     cfg
 }
 

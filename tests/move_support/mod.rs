@@ -114,11 +114,11 @@ impl AppWriter {
 
 pub fn move_config(source: &Server, target: &Server, db: &str) -> MoveTablesConfig {
     let mut cfg = MoveTablesConfig::new(conn_config(source), conn_config(target), db, db, &["orders", "items"]);
-    cfg.chunk_size = 100;
-    cfg.chunk_target = Duration::from_millis(50);
-    cfg.postpone_cut_over = true;
-    cfg.retry_for = Duration::from_secs(20);
-    cfg.execute = true;
+    cfg.run.chunk_size = 100;
+    cfg.run.chunk_target = Duration::from_millis(50);
+    cfg.run.postpone_cut_over = true;
+    cfg.run.retry_for = Duration::from_secs(20);
+    cfg.run.execute = true;
     cfg
 }
 

@@ -42,8 +42,8 @@ pub async fn run(a: DemoArgs) -> Result<i32> {
         tls: None,
     };
     let mut cfg = MigrationConfig::new(conn, "demo", "orders", &a.alter);
-    cfg.execute = true;
-    cfg.postpone_cut_over = theme.is_some() || a.postpone_cut_over;
+    cfg.run.execute = true;
+    cfg.run.postpone_cut_over = theme.is_some() || a.postpone_cut_over;
     cfg.exact_rowcount = false;
     let socket = a.serve_socket_file.clone().unwrap_or_else(|| std::path::PathBuf::from("/tmp/gh-ost.demo.orders.sock"));
     init_tracing(theme.is_some(), "info");

@@ -132,7 +132,7 @@ pub async fn atomic_attempt(
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
     let (orig, old, ghost) = swap_names(cfg);
-    let lock_secs = cfg.cut_over_lock_timeout.as_secs().max(1);
+    let lock_secs = cfg.run.cut_over_lock_timeout.as_secs().max(1);
     let mut a = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over lock holder")?;
     let mut b = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over renamer")?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}")).await?;
@@ -231,7 +231,7 @@ pub async fn two_step(
     let (orig, old, ghost) = swap_names(cfg);
     let [away, back] = own_renames(cfg);
     let mut a = mysql_async::Conn::new(opts.clone()).await?;
-    a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
+    a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
     a.query_drop(away).await.wrap_err("renaming the original away")?;
     let started = Instant::now();

@@ -40,7 +40,7 @@ pub(crate) trait WithResume {
 
 impl WithResume for color_eyre::Report {
     fn with_resume(self, cfg: &MigrationConfig) -> Self {
-        match &cfg.resume_command {
+        match &cfg.run.resume_command {
             Some(c) => self.suggestion(format!("the migration is resumable: {c}")),
             None => self.suggestion("the migration is resumable: run the same command with --resume"),
         }

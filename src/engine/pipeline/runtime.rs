@@ -147,14 +147,14 @@ async fn closing_hooks(hooks: &Hooks, shared: &Shared, ending: &std::result::Res
 }
 
 /// The shared state of a new run, with the live-tunable settings taken from the flags.
-pub(crate) fn shared_for(chunk_size: u64, dml_batch_size: u64, throttle: &crate::engine::config::MigrationConfig) -> Arc<Shared> {
+pub(crate) fn shared_for(run: &crate::engine::config::RunSettings) -> Arc<Shared> {
     use std::sync::atomic::Ordering;
     let shared = Arc::new(Shared::new());
-    shared.chunk_size.store(chunk_size.max(1), Ordering::Relaxed);
-    shared.dml_batch_size.store(dml_batch_size.max(1), Ordering::Relaxed);
-    shared.max_lag_millis.store(throttle.max_lag_millis, Ordering::Relaxed);
-    shared.nice_ratio_bits.store(throttle.nice_ratio.to_bits(), Ordering::Relaxed);
-    shared.update_throttle_settings(|t| *t = crate::engine::throttle::throttlers::ThrottleSettings::from_config(throttle));
-    shared.with(|i| i.status.cutover.postponed = throttle.postpone_cut_over || throttle.postpone_cut_over_flag_file.is_some());
+    shared.chunk_size.store(run.chunk_size.max(1), Ordering::Relaxed);
+    shared.dml_batch_size.store(run.dml_batch_size.max(1), Ordering::Relaxed);
+    shared.max_lag_millis.store(run.throttle.max_lag_millis, Ordering::Relaxed);
+    shared.nice_ratio_bits.store(run.throttle.nice_ratio.to_bits(), Ordering::Relaxed);
+    shared.update_throttle_settings(|t| *t = crate::engine::throttle::throttlers::ThrottleSettings::from_config(run));
+    shared.with(|i| i.status.cutover.postponed = run.postpone_cut_over || run.postpone_cut_over_flag_file.is_some());
     shared
 }

@@ -165,7 +165,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
         ddl_allowed: ddl_rx,
         own_statements: plan.own_statements,
         retry_for: plan.retry_for,
-        writes: plan.throttle.writes,
+        writes: plan.throttle.run.writes,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let stop = stop.clone();

@@ -340,7 +340,7 @@ pub async fn check_artifacts(conn: &mut mysql_async::Conn, cfg: &MigrationConfig
                 (&cfg.database, &name),
             )
             .await?;
-        if present.is_some() && !cfg.resume {
+        if present.is_some() && !cfg.run.resume {
             if flag_ok {
                 actions.push(format!("DROP TABLE {}", qualified(&cfg.database, &name)));
             } else {
@@ -357,7 +357,7 @@ pub async fn check_artifacts(conn: &mut mysql_async::Conn, cfg: &MigrationConfig
             (&cfg.database, cfg.checkpoint_table()),
         )
         .await?;
-    if checkpoint.is_some() && !cfg.resume {
+    if checkpoint.is_some() && !cfg.run.resume {
         return Err(refuse(
             format!(
                 "a checkpoint of an earlier migration exists ({}.{})",

@@ -37,7 +37,7 @@ pub(crate) async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, ca
         let _ = &shared;
         tokio::select! {
             _ = cancel.cancelled() => return,
-            _ = tokio::time::sleep(cfg.heartbeat_interval) => {}
+            _ = tokio::time::sleep(cfg.run.heartbeat_interval) => {}
         }
     }
 }
@@ -62,7 +62,7 @@ pub(crate) async fn throttle_loop(
         if manual {
             reasons.push("commanded by user".into());
         }
-        for f in [&cfg.throttle_flag_file, &cfg.throttle_additional_flag_file].into_iter().flatten() {
+        for f in [&cfg.run.throttle.throttle_flag_file, &cfg.run.throttle.throttle_additional_flag_file].into_iter().flatten() {
             let on = crate::engine::throttle::flag_file::is_set(f);
             signals.push(ThrottleSignal { name: "flag-file".into(), value: f.display().to_string(), threshold: "exists".into(), throttling: on });
             if on {
@@ -97,7 +97,7 @@ pub(crate) async fn throttle_loop(
             request_stop(&why);
             engine_cancel.cancel();
         }
-        if let Some(p) = &cfg.panic_flag_file {
+        if let Some(p) = &cfg.run.throttle.panic_flag_file {
             if crate::engine::throttle::flag_file::is_set(p) {
                 tracing::error!("panic flag file {} exists: aborting (the migration stays resumable)", p.display());
                 request_stop(&format!("panic flag file {}", p.display()));

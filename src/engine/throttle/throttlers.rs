@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use mysql_async::prelude::Queryable;
 
-use crate::engine::config::{ConnectionConfig, MigrationConfig};
+use crate::engine::config::{ConnectionConfig, MigrationConfig, RunSettings};
 use crate::engine::shared::Shared;
 use crate::engine::sql::qualified;
 use crate::engine::status::ThrottleSignal;
@@ -50,14 +50,14 @@ pub struct ThrottleSettings {
 }
 
 impl ThrottleSettings {
-    pub fn from_config(cfg: &MigrationConfig) -> Self {
+    pub fn from_config(run: &RunSettings) -> Self {
         ThrottleSettings {
-            max_load: cfg.max_load.clone(),
-            critical_load: cfg.critical_load.clone(),
-            throttle_query: cfg.throttle_query.clone(),
-            control_replicas: cfg.throttle_control_replicas.clone(),
-            postpone_flag_file: cfg.postpone_cut_over_flag_file.clone(),
-            throttle_http: cfg.throttle_http.clone(),
+            max_load: run.throttle.max_load.clone(),
+            critical_load: run.throttle.critical_load.clone(),
+            throttle_query: run.throttle.throttle_query.clone(),
+            control_replicas: run.throttle.throttle_control_replicas.clone(),
+            postpone_flag_file: run.postpone_cut_over_flag_file.clone(),
+            throttle_http: run.throttle.throttle_http.clone(),
             replicas_generation: 0,
         }
     }
@@ -213,10 +213,10 @@ impl Throttlers {
         }
         match settings.throttle_http.clone() {
             Some(url) => {
-                if self.last_http.is_none_or(|t| t.elapsed() >= self.cfg.throttle_http_interval) {
+                if self.last_http.is_none_or(|t| t.elapsed() >= self.cfg.run.throttle.throttle_http_interval) {
                     self.last_http = Some(Instant::now());
                     self.http_reading =
-                        Some(throttle_http(&url, self.cfg.throttle_http_timeout, self.cfg.ignore_http_errors).await);
+                        Some(throttle_http(&url, self.cfg.run.throttle.throttle_http_timeout, self.cfg.run.throttle.ignore_http_errors).await);
                 }
             }
             // Cleared live: its last answer no longer counts.
@@ -333,13 +333,13 @@ impl Throttlers {
             return (readings, None);
         };
         let confirmed = match &self.critical_pending {
-            _ if self.cfg.critical_load_interval.is_zero() => true,
-            Some((since, _)) => since.elapsed() >= self.cfg.critical_load_interval,
+            _ if self.cfg.run.throttle.critical_load_interval.is_zero() => true,
+            Some((since, _)) => since.elapsed() >= self.cfg.run.throttle.critical_load_interval,
             None => false,
         };
         if !confirmed {
             if self.critical_pending.is_none() {
-                tracing::warn!("{why}: checking again in {} ms", self.cfg.critical_load_interval.as_millis());
+                tracing::warn!("{why}: checking again in {} ms", self.cfg.run.throttle.critical_load_interval.as_millis());
                 self.critical_pending = Some((Instant::now(), why.clone()));
             }
             // The copy waits while it is being confirmed.
@@ -347,13 +347,13 @@ impl Throttlers {
             return (readings, None);
         }
         self.critical_pending = None;
-        if self.cfg.critical_load_hibernate.is_zero() {
+        if self.cfg.run.throttle.critical_load_hibernate.is_zero() {
             tracing::error!("{why}: aborting (the migration stays resumable)");
             return (readings, Some(CriticalAction::Abort(why)));
         }
-        tracing::warn!("{why}: hibernating for {}s (copy and apply pause)", self.cfg.critical_load_hibernate.as_secs());
+        tracing::warn!("{why}: hibernating for {}s (copy and apply pause)", self.cfg.run.throttle.critical_load_hibernate.as_secs());
         shared.paused.store(true, Ordering::Relaxed);
-        self.hibernating_until = Some((Instant::now() + self.cfg.critical_load_hibernate, why.clone()));
+        self.hibernating_until = Some((Instant::now() + self.cfg.run.throttle.critical_load_hibernate, why.clone()));
         readings.push(Reading { signal: ThrottleSignal { name: "critical-load".into(), value: why.clone(), threshold: "hibernating".into(), throttling: true }, reason: Some(format!("critical-load hibernation ({why})")) });
         (readings, None)
     }
@@ -397,7 +397,7 @@ impl Throttlers {
             self.discovered.clear();
             self.last_discovery = None;
         }
-        if !self.cfg.discover_replicas || self.last_discovery.is_some_and(|t| t.elapsed() < DISCOVERY_INTERVAL) {
+        if !self.cfg.run.throttle.discover_replicas || self.last_discovery.is_some_and(|t| t.elapsed() < DISCOVERY_INTERVAL) {
             return;
         }
         self.last_discovery = Some(Instant::now());

@@ -89,7 +89,7 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
             return Err(e.wrap_err("the two-step cut-over stopped between its renames; --resume renames the ghost into place").with_resume(cfg));
         }
         tracing::warn!("cut-over attempt {attempt} failed: {e:#}; the original table keeps serving");
-        if attempt >= cfg.default_retries.max(1) || ctx.cancel.is_cancelled() {
+        if attempt >= cfg.run.default_retries.max(1) || ctx.cancel.is_cancelled() {
             let _ = running.ddl_allowed.send(false);
             running.tasks_cancel.cancel();
             return Err(e.wrap_err(format!("the cut-over failed {attempt} times; the original table is serving")).with_resume(cfg));
@@ -107,7 +107,7 @@ async fn wait_for_blockers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, 
         database: &cfg.database,
         tables: &tables,
         what: "cut-over",
-        bound: cfg.cut_over_lock_timeout * cfg.default_retries.max(1),
+        bound: cfg.run.cut_over_lock_timeout * cfg.run.default_retries.max(1),
         cancel: &ctx.cancel,
     };
     blockers::wait_until_clear(conn, &wait, &ctx.shared, waited_before).await

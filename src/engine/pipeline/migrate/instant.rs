@@ -19,11 +19,11 @@ pub fn statement(cfg: &MigrationConfig) -> String {
 /// Tries the ALTER in place: `Some(milliseconds)` when the server did it, `None` when it refused (logged).
 pub async fn attempt(opts: &mysql_async::Opts, cfg: &MigrationConfig) -> Result<Option<u64>> {
     let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting for the instant DDL attempt")?;
-    if cfg.writes.allow_zero_in_date {
+    if cfg.run.writes.allow_zero_in_date {
         crate::engine::sql::allow_zero_dates(&mut c).await?;
     }
     // The metadata lock is waited for no longer than a cut-over's: writers queue behind a waiting ALTER.
-    c.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1)))
+    c.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1)))
         .await
         .wrap_err("setting the instant DDL's lock wait timeout")?;
     let sql = statement(cfg);

@@ -76,7 +76,7 @@ pub struct StateDump {
 
 /// Starts a migration in the background.
 pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>) {
-    let shared = runtime::shared_for(cfg.chunk_size, cfg.dml_batch_size, &cfg);
+    let shared = runtime::shared_for(&cfg.run);
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -85,7 +85,7 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
             alter: cfg.alter.clone(),
             ghost_table: cfg.ghost_table(),
             old_table: cfg.old_table(),
-            dry_run: !cfg.execute,
+            dry_run: !cfg.run.execute,
             ..Default::default()
         };
     });
@@ -94,8 +94,8 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
         hooks: Hooks::for_migration(&cfg),
         checkpoint: CheckpointLocation { opts: cfg.source.opts(), database: cfg.database.clone(), table: cfg.checkpoint_table() },
         waits_for: "the copy is done",
-        status_hook_interval: cfg.hooks_status_interval,
-        resume_command: cfg.resume_command.clone(),
+        status_hook_interval: cfg.run.hooks_status_interval,
+        resume_command: cfg.run.resume_command.clone(),
         closing_hooks: true,
     };
     runtime::spawn(frame, move |ctx: RunContext| async move { run_phases(&cfg, &ctx).await })
@@ -130,18 +130,18 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     let mut conn = mysql_async::Conn::new(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
-    if cfg.writes.allow_zero_in_date {
+    if cfg.run.writes.allow_zero_in_date {
         // The dry run's ALTER on a temporary table and the ghost's run on this connection.
         crate::engine::sql::allow_zero_dates(&mut conn).await?;
     }
     // One migration per table, kept for the whole run (taken before anything is changed).
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
     let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
-    let (decision, resumed) = match cfg.resume {
+    let (decision, resumed) = match cfg.run.resume {
         true => resume::decide(&mut conn, cfg).await?,
         false => (Resume::SetupAgain, None),
     };
-    match (&decision, &resumed, cfg.execute) {
+    match (&decision, &resumed, cfg.run.execute) {
         (Resume::Cleanup, _, true) => {
             tracing::info!("the tables were swapped before the interruption: finishing the clean-up");
             return finish::cleanup(cfg, &mut conn, shared, 0).await;
@@ -163,12 +163,12 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     let resumed = match (&decision, resumed) {
         (Resume::Continue { drop_sentry, .. }, Some(st)) => {
             // A dry run checks the same and removes nothing.
-            resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.execute).await?;
+            resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.run.execute).await?;
             Some(st)
         }
         _ => None,
     };
-    if !cfg.execute {
+    if !cfg.run.execute {
         return Ok(dry_run(cfg, &plan, &artifact_actions));
     }
     if resumed.is_none() && cfg.attempt_instant_ddl {
@@ -179,7 +179,7 @@ async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> 
     if resumed.is_none() {
         // Before anything is created: a refusal here leaves nothing behind.
         crate::engine::stream::start::no_prepared_xa(&mut conn).await?;
-        if cfg.resume {
+        if cfg.run.resume {
             resume::drop_partial_setup(&mut conn, cfg).await?;
         }
     }
@@ -226,7 +226,7 @@ async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql
     checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "ready").await?;
     shared.enter(Phase::ReadyToCutOver);
     loop {
-        match gate::ready(ctx, &mut running, cfg.postpone_cut_over).await {
+        match gate::ready(ctx, &mut running, cfg.run.postpone_cut_over).await {
             Ok(Ok(())) => break,
             Ok(Err(Interrupted::VerifyRequested)) => {
                 if let Err(i) = verify_step(cfg, ctx, &mut running, plan, &job, true).await? {
@@ -271,7 +271,7 @@ async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, jo
             return Err(e.with_resume(cfg));
         }
         let opts = cfg.source.opts();
-        let copy_fut = job.run(&opts, range, shared.clone(), cfg.chunk_target, cfg.retry_for, running.tasks_cancel.clone());
+        let copy_fut = job.run(&opts, range, shared.clone(), cfg.run.chunk_target, cfg.run.retry_for, running.tasks_cancel.clone());
         tokio::pin!(copy_fut);
         let result = loop {
             tokio::select! {
@@ -350,7 +350,7 @@ fn dry_run(cfg: &MigrationConfig, plan: &Plan, artifact_actions: &[String]) -> O
         cfg.ghost_table(),
         cfg.changelog_table(),
         cfg.checkpoint_table(),
-        cfg.chunk_size,
+        cfg.run.chunk_size,
         cfg.cut_over
     ));
     if cfg.attempt_instant_ddl {
@@ -379,7 +379,7 @@ fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, change
         guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
         ddl_allowed: false,
         own_statements: crate::engine::cutover::swap::own_renames(cfg).into(),
-        retry_for: cfg.retry_for,
+        retry_for: cfg.run.retry_for,
         client_id_base: 1_000_000,
         throttle: cfg.clone(),
     }
@@ -429,7 +429,7 @@ pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) ->
         alter: cfg.alter.clone(),
         phase: shared.phase().map(|p| p.label().to_string()).unwrap_or_default(),
         reason: reason.to_string(),
-        resume_command: cfg.resume_command.clone(),
+        resume_command: cfg.run.resume_command.clone(),
         ..Default::default()
     };
     if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {

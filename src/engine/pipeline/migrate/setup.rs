@@ -57,8 +57,8 @@ pub(super) async fn prepare(conn: &mut mysql_async::Conn, cfg: &MigrationConfig,
         checkpoint_table: cfg.checkpoint_table(),
         checkpoint_row: checkpoint::COPY.to_string(),
         deletes: Some(delete_log.clone()),
-        writes: cfg.writes,
-        warnings: warning_rules(&plan.original, &ghost, &mapping, cfg.writes),
+        writes: cfg.run.writes,
+        warnings: warning_rules(&plan.original, &ghost, &mapping, cfg.run.writes),
     };
     Ok((mapping, changelog, job, delete_log))
 }
@@ -135,7 +135,7 @@ async fn record_start(
 ) -> Result<(BinlogPosition, CopyRange)> {
     let start = start_position(conn, mariadb, (&cfg.database, &cfg.changelog_table())).await?;
     // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
-    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.writes).await?;
+    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let bounds = job.key_bounds(&mut raw).await?;
     let _ = raw.disconnect().await;
     let estimate = estimate_rows(conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;

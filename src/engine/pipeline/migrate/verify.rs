@@ -34,7 +34,7 @@ type Round = Result<std::result::Result<Vec<Difference>, Interrupted>>;
 
 /// The verifier of this migration: the copy job's column pairs against the ghost's structure.
 pub(super) fn verifier(cfg: &MigrationConfig, plan: &Plan, job: &CopyJob) -> Verifier {
-    let rows = (cfg.chunk_size * 50).clamp(1_000, 100_000);
+    let rows = (cfg.run.chunk_size * 50).clamp(1_000, 100_000);
     Verifier::new(cfg.source.opts(), job.clone(), &plan.new_structure, POOL, rows)
 }
 
@@ -136,12 +136,12 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
 /// else the lock is released and taken again later (a paused applier is waited for before the lock: it would hold
 /// the writers).
 async fn snapshots(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, v: &Verifier, pool: &mut [mysql_async::Conn]) -> Result<std::result::Result<Duration, Interrupted>> {
-    let limit = cfg.cut_over_lock_timeout.max(Duration::from_secs(1));
+    let limit = cfg.run.cut_over_lock_timeout.max(Duration::from_secs(1));
     for attempt in 1..=LOCK_ATTEMPTS {
         while ctx.shared.paused.load(Ordering::Relaxed) && !ctx.cancel.is_cancelled() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let frozen = freeze(v, cfg.cut_over_lock_timeout).await?;
+        let frozen = freeze(v, cfg.run.cut_over_lock_timeout).await?;
         let reached = match swap::write_marker(&mut pool[0], cfg).await {
             Ok(token) => swap::await_marker(&mut running.applied_rx, &token, limit).await,
             Err(e) => Err(e),

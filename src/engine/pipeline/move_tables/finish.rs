@@ -24,7 +24,7 @@ use super::{run_hook, MoveOutcome, MoveTablesConfig, SourceState, CHECKPOINT_TAB
 
 /// An error after the fence: the exact statement that gives the tables back to the source.
 pub(super) fn after_fence(e: color_eyre::Report, cfg: &MoveTablesConfig) -> color_eyre::Report {
-    let resume = cfg.resume_command.clone().unwrap_or_else(|| "the same command with --resume".into());
+    let resume = cfg.run.resume_command.clone().unwrap_or_else(|| "the same command with --resume".into());
     e.suggestion(format!(
         "the source tables are fenced (renamed); {resume} finishes the drain; to give the tables back to the source \
          instead, run `revenant move-tables ... --rollback` or: {};",
@@ -63,14 +63,14 @@ pub(super) async fn persist_drain(tgt: &mut mysql_async::Conn, cfg: &MoveTablesC
 /// them all. A lock wait timeout leaves everything as it was and is retried.
 pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mariadb: bool, shared: &Shared, cancel: &CancellationToken) -> Result<String> {
     let mut conn = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to fence the source")?;
-    conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.cut_over_lock_timeout.as_secs().max(1))).await?;
+    conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     let stmt = cfg.fence_statement();
     let wait = blockers::BlockerWait {
         mariadb,
         database: &cfg.database,
         tables: &cfg.tables,
         what: "fence",
-        bound: cfg.cut_over_lock_timeout * cfg.default_retries.max(1),
+        bound: cfg.run.cut_over_lock_timeout * cfg.run.default_retries.max(1),
         cancel,
     };
     let mut waited = Duration::ZERO;
@@ -86,7 +86,7 @@ pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mari
         });
         match conn.query_drop(&stmt).await {
             Ok(()) => break,
-            Err(mysql_async::Error::Server(e)) if e.code == 1205 && attempt < cfg.default_retries.max(1) => {
+            Err(mysql_async::Error::Server(e)) if e.code == 1205 && attempt < cfg.run.default_retries.max(1) => {
                 tracing::warn!("fence attempt {attempt}: {}; the source tables keep serving; retrying", e.message);
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -106,7 +106,7 @@ pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
         return Err(refuse("the source tables are not fenced: there is nothing to roll back", "check the source tables by hand"));
     }
     let stmt = cfg.rollback_statement();
-    if !cfg.execute {
+    if !cfg.run.execute {
         return Ok(stmt);
     }
     src.query_drop(&stmt).await.wrap_err_with(|| format!("running {stmt}"))?;

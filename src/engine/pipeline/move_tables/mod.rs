@@ -11,7 +11,6 @@ mod preflight;
 mod setup;
 mod steps;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use color_eyre::eyre::Result;
@@ -21,8 +20,8 @@ use tokio::task::JoinHandle;
 
 use crate::engine::apply::applier::CheckpointTarget;
 use crate::engine::checkpoint;
-use crate::engine::config::{ConnectionConfig, MigrationConfig};
-use crate::engine::hooks::{Hook, HookHints, HookIdentity, Hooks};
+use crate::engine::config::{ConnectionConfig, MigrationConfig, RunSettings};
+use crate::engine::hooks::{Hook, HookIdentity, Hooks};
 use crate::engine::pipeline::commands::CheckpointLocation;
 use crate::engine::pipeline::migrate::TOOL_VERSION;
 use crate::engine::pipeline::runtime::{self, Ending, Frame, RunContext, RunOutcome};
@@ -52,7 +51,8 @@ pub(super) const CHANGELOG_COMMENT: &str = "revenant move changelog";
 /// The ALTER preflight validates when none is given (it changes nothing).
 pub(super) const NO_ALTER: &str = "ENGINE=InnoDB";
 
-/// Everything a move needs (validated and merged by the CLI, or built by tests).
+/// Everything a move needs (validated and merged by the CLI, or built by tests): the servers, the tables, and
+/// the run-wide settings migrate takes too.
 #[derive(Debug, Clone)]
 pub struct MoveTablesConfig {
     pub source: ConnectionConfig,
@@ -64,38 +64,14 @@ pub struct MoveTablesConfig {
     pub tables: Vec<String>,
     /// An ALTER clause applied to every table on the target (None: the same definition).
     pub alter: Option<String>,
-    pub chunk_size: u64,
-    pub chunk_target: Duration,
-    pub dml_batch_size: u64,
-    /// The cut-over waits for approval (console `C`, socket `unpostpone`).
-    pub postpone_cut_over: bool,
-    /// The cut-over waits while this file exists.
-    pub postpone_cut_over_flag_file: Option<PathBuf>,
-    /// Directory of gh-ost style hook executables (src/engine/hooks.rs runs them).
-    pub hooks_path: Option<PathBuf>,
-    pub hook_hints: HookHints,
-    pub hook_timeout: Duration,
-    /// Lock wait timeout of the fencing rename (retried up to `default_retries` times).
-    pub cut_over_lock_timeout: Duration,
-    pub default_retries: u32,
-    pub resume: bool,
-    pub retry_for: Duration,
-    /// The command a user runs to resume (printed when the run stops resumable).
-    pub resume_command: Option<String>,
     /// Test aid: a pause between reading a chunk on the source and writing it on the target (zero otherwise).
     pub copy_hold: Duration,
-    /// Without it: a dry run that validates both servers and every table, says what it would do, and changes
-    /// nothing on either server (as `migrate` without `--execute`).
-    pub execute: bool,
-    /// Heartbeat and throttle settings as `migrate` takes them (heartbeat interval, max lag, throttle flag files,
-    /// panic flag file, max-load, critical-load, throttle-query, throttle-http, control replicas, nice ratio); the
-    /// move fills in the source, database and changelog table ([`MoveTablesConfig::throttle_config`]).
-    pub throttle: MigrationConfig,
+    /// Copy, throttle, cut-over (here: the fence), hook and run settings, as `migrate` takes them.
+    pub run: RunSettings,
 }
 
 impl MoveTablesConfig {
     pub fn new(source: ConnectionConfig, target: ConnectionConfig, database: &str, target_database: &str, tables: &[&str]) -> Self {
-        let throttle = MigrationConfig::new(source.clone(), database, CHANGELOG_BASE, NO_ALTER);
         MoveTablesConfig {
             source,
             target,
@@ -103,38 +79,16 @@ impl MoveTablesConfig {
             target_database: target_database.to_string(),
             tables: tables.iter().map(|t| t.to_string()).collect(),
             alter: None,
-            chunk_size: 1000,
-            chunk_target: Duration::from_millis(500),
-            dml_batch_size: 1000,
-            postpone_cut_over: false,
-            postpone_cut_over_flag_file: None,
-            hooks_path: None,
-            hook_hints: HookHints::default(),
-            hook_timeout: Duration::from_secs(60),
-            cut_over_lock_timeout: Duration::from_secs(3),
-            default_retries: 60,
-            resume: false,
-            retry_for: Duration::from_secs(60),
-            resume_command: None,
             copy_hold: Duration::ZERO,
-            execute: false,
-            throttle,
+            run: RunSettings::default(),
         }
     }
 
-    /// What migrate's heartbeat and throttle loops read: the throttle settings, on this move's source database,
-    /// with [`CHANGELOG_TABLE`] as the changelog.
+    /// What migrate's heartbeat and throttle loops read: this move's settings, on its source database, with
+    /// [`CHANGELOG_TABLE`] as the changelog.
     pub fn throttle_config(&self) -> MigrationConfig {
-        let mut c = self.throttle.clone();
-        c.source = self.source.clone();
-        c.database = self.database.clone();
-        c.table = CHANGELOG_BASE.to_string();
-        c.postpone_cut_over = self.postpone_cut_over;
-        c.postpone_cut_over_flag_file = self.postpone_cut_over_flag_file.clone();
-        c.execute = self.execute;
-        c.resume = self.resume;
-        c.retry_for = self.retry_for;
-        c.resume_command = self.resume_command.clone();
+        let mut c = MigrationConfig::new(self.source.clone(), &self.database, CHANGELOG_BASE, NO_ALTER);
+        c.run = self.run.clone();
         c
     }
 
@@ -235,7 +189,7 @@ impl MoveStateDump {
             tables: cfg.tables.clone(),
             alter: cfg.alter.clone().unwrap_or_default(),
             reason,
-            resume_command: cfg.resume_command.clone(),
+            resume_command: cfg.run.resume_command.clone(),
             ..Default::default()
         }
     }
@@ -267,7 +221,7 @@ impl MoveStateDump {
 }
 
 pub(super) fn with_resume(e: color_eyre::Report, cfg: &MoveTablesConfig) -> color_eyre::Report {
-    match &cfg.resume_command {
+    match &cfg.run.resume_command {
         Some(c) => e.suggestion(format!("the move is resumable: {c}")),
         None => e.suggestion("the move is resumable: run the same command with --resume"),
     }
@@ -275,8 +229,7 @@ pub(super) fn with_resume(e: color_eyre::Report, cfg: &MoveTablesConfig) -> colo
 
 /// Starts a move in the background.
 pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutcome>>) {
-    let throttle_cfg = cfg.throttle_config();
-    let shared = runtime::shared_for(cfg.chunk_size, cfg.dml_batch_size, &throttle_cfg);
+    let shared = runtime::shared_for(&cfg.run);
     shared.with(|i| {
         i.status.target = TargetInfo {
             host: cfg.source.display(),
@@ -286,7 +239,7 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
             ghost_table: cfg.tables_text(),
             old_table: cfg.tables.iter().map(|t| MoveTablesConfig::old_table(t)).collect::<Vec<_>>().join(","),
             applier_host: cfg.target.display(),
-            dry_run: !cfg.execute,
+            dry_run: !cfg.run.execute,
             ..Default::default()
         };
         i.status.tables = cfg.tables.iter().map(|t| TableProgress { table: t.clone(), ..Default::default() }).collect();
@@ -296,8 +249,8 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
         hooks: hooks_for(&cfg),
         checkpoint: CheckpointLocation { opts: cfg.target.opts(), database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
         waits_for: "the tables are copied",
-        status_hook_interval: throttle_cfg.hooks_status_interval,
-        resume_command: cfg.resume_command.clone(),
+        status_hook_interval: cfg.run.hooks_status_interval,
+        resume_command: cfg.run.resume_command.clone(),
         closing_hooks: false,
     };
     runtime::spawn(frame, move |ctx: RunContext| async move {
@@ -348,7 +301,7 @@ pub(super) fn task_plan(cfg: &MoveTablesConfig, tables: &[MovedTable], changelog
         guarded_tables: cfg.tables.iter().map(|t| (cfg.database.clone(), t.clone())).collect(),
         ddl_allowed,
         own_statements: vec![cfg.fence_statement(), cfg.rollback_statement()],
-        retry_for: cfg.retry_for,
+        retry_for: cfg.run.retry_for,
         client_id_base: 2_000_000,
         throttle: cfg.throttle_config(),
     }
@@ -368,7 +321,7 @@ pub(super) fn hooks_for(cfg: &MoveTablesConfig) -> Result<Hooks> {
         executing_host: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
         dry_run: false,
     };
-    Hooks::new(cfg.hooks_path.clone(), cfg.hook_timeout, cfg.hook_hints.clone(), identity)
+    Hooks::new(cfg.run.hooks_path.clone(), cfg.run.hook_timeout, cfg.run.hook_hints.clone(), identity)
 }
 
 /// Fires `hook` with the move's extra variables (and the drain GTID once there is one). Any failure is an error:
@@ -395,12 +348,12 @@ mod tests {
     fn migrate_throttle_code_sees_the_move_heartbeat_table_on_the_source() {
         let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None, tls: None };
         let mut cfg = MoveTablesConfig::new(conn("src"), conn("tgt"), "shop", "shop2", &["a", "b"]);
-        cfg.throttle.max_lag_millis = 900;
-        cfg.postpone_cut_over_flag_file = Some(PathBuf::from("/tmp/p.flag"));
+        cfg.run.throttle.max_lag_millis = 900;
+        cfg.run.postpone_cut_over_flag_file = Some(std::path::PathBuf::from("/tmp/p.flag"));
         let t = cfg.throttle_config();
         assert_eq!(t.changelog_table(), CHANGELOG_TABLE);
-        assert_eq!((t.source.host.as_str(), t.database.as_str(), t.max_lag_millis), ("src", "shop", 900));
-        assert_eq!(t.postpone_cut_over_flag_file, cfg.postpone_cut_over_flag_file);
-        assert!(!cfg.execute, "a move is a dry run unless asked to execute, as migrate");
+        assert_eq!((t.source.host.as_str(), t.database.as_str(), t.run.throttle.max_lag_millis), ("src", "shop", 900));
+        assert_eq!(t.run.postpone_cut_over_flag_file, cfg.run.postpone_cut_over_flag_file);
+        assert!(!cfg.run.execute, "a move is a dry run unless asked to execute, as migrate");
     }
 }

@@ -133,14 +133,14 @@ pub(super) async fn dry_run_plan(
             ));
             steps.push(format!(
                 "would copy in chunks of {} under source share locks, apply the source's binary log to the target",
-                cfg.chunk_size
+                cfg.run.chunk_size
             ));
         }
     }
     if source_now == SourceState::Serving {
         steps.push(format!(
             "would wait at the gate{}, run the before-cut-over hooks, then fence the source with: {}",
-            if cfg.postpone_cut_over || cfg.postpone_cut_over_flag_file.is_some() { " (postponed until approved)" } else { "" },
+            if cfg.run.postpone_cut_over || cfg.run.postpone_cut_over_flag_file.is_some() { " (postponed until approved)" } else { "" },
             cfg.fence_statement()
         ));
     }

@@ -99,7 +99,7 @@ pub(super) fn copy_job(cfg: &MoveTablesConfig, table: &MovedTable) -> CopyJob {
         checkpoint_table: CHECKPOINT_TABLE.to_string(),
         checkpoint_row: MoveTablesConfig::copy_row(&table.name),
         deletes: None,
-        writes: cfg.throttle.writes,
+        writes: cfg.run.writes,
         warnings: table.warnings.clone(),
     }
 }
@@ -155,7 +155,7 @@ pub(super) async fn record_start(
     copy_rows: &mut HashMap<String, CopyRow>,
 ) -> Result<()> {
     let start = start_position(src, mariadb, (&cfg.database, CHANGELOG_TABLE)).await?;
-    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.throttle.writes).await?;
+    let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let ck = qualified(&cfg.target_database, CHECKPOINT_TABLE);
     let mut tx = tgt.start_transaction(mysql_async::TxOpts::default()).await?;
     let mut estimate_total = 0;

@@ -58,7 +58,7 @@ pub(super) async fn run_steps(cfg: &MoveTablesConfig, ctx: &RunContext) -> Resul
         i.status.target.version = plans.first().map(|(_, p)| p.version.clone()).unwrap_or_default();
     });
     let changelog_exists = check_changelog_owner(&mut sv.src, cfg).await?;
-    if !cfg.execute {
+    if !cfg.run.execute {
         let plan = dry_run_plan(&mut sv.src, cfg, &plans, state.as_ref(), source_now, sv.mariadb, changelog_exists).await?;
         for line in &plan {
             tracing::info!("{line}");
@@ -104,7 +104,7 @@ async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
     let mut tgt = mysql_async::Conn::new(cfg.target.opts()).await.map_err(|e| {
         refuse(format!("cannot connect to the target {}: {e}", cfg.target.display()), "check --target-host, --target-port, --target-user, --target-conf and the target's TLS settings (--target-ssl-ca must name the CA that signed its certificate)")
     })?;
-    if cfg.throttle.writes.allow_zero_in_date {
+    if cfg.run.writes.allow_zero_in_date {
         // The dry run's ALTER runs on the source, the target tables' on the target.
         crate::engine::sql::allow_zero_dates(&mut src).await?;
         crate::engine::sql::allow_zero_dates(&mut tgt).await?;
@@ -124,7 +124,7 @@ async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
 
 /// Where the move continues: a fresh move (checked for leftovers) sets up; a resume asks the resume table.
 async fn decide(cfg: &MoveTablesConfig, sv: &mut Servers, state: Option<&CheckpointState>, source_now: SourceState) -> Result<Resume> {
-    match (state, cfg.resume) {
+    match (state, cfg.run.resume) {
         (Some(_), false) => Err(refuse(
             format!("a checkpoint of an earlier move exists ({}.{CHECKPOINT_TABLE} on the target)", cfg.target_database),
             "run the same command with --resume to continue it, or drop it after checking (docs/move-tables.md)",
@@ -248,7 +248,7 @@ async fn map_tables(cfg: &MoveTablesConfig, tgt: &mut mysql_async::Conn, plans: 
             .ok_or_else(|| eyre!("the target table {}.{t} is missing", cfg.target_database))?;
         let mapping = schema::map_columns(&plan.original, &target_info, &plan.renames, &plan.alter.dropped_columns)
             .wrap_err_with(|| format!("mapping {}.{t} onto the target table", cfg.database))?;
-        let warnings = crate::engine::pipeline::migrate::warning_rules(&plan.original, &target_info, &mapping, cfg.throttle.writes);
+        let warnings = crate::engine::pipeline::migrate::warning_rules(&plan.original, &target_info, &mapping, cfg.run.writes);
         tables.push(MovedTable { name: t, plan, mapping, warnings });
     }
     Ok(tables)
@@ -326,7 +326,7 @@ async fn before_fence(cfg: &MoveTablesConfig, ctx: &RunContext, sv: &mut Servers
     shared.enter(Phase::ReadyToCutOver);
     set_summary(&mut sv.tgt, cfg, "phase = 'ready'").await?;
     shared.with(|i| i.status.cutover.step = "gate".into());
-    if let Err(i) = gate::ready(ctx, running, cfg.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))? {
+    if let Err(i) = gate::ready(ctx, running, cfg.run.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))? {
         return interrupted(cfg, ctx, running, i).await.map(Some);
     }
     failpoint::hit("move-gate")?;
@@ -369,7 +369,7 @@ async fn copy_table(cfg: &MoveTablesConfig, ctx: &RunContext, running: &mut Runn
     shared.copy_complete.store(false, Ordering::Relaxed);
     let across = CrossServer { target_opts: cfg.target.opts(), hold: cfg.copy_hold };
     let source_opts = cfg.source.opts();
-    let copy = job.run_across(&source_opts, across, &mut range, shared.clone(), cfg.chunk_target, cfg.retry_for, running.tasks_cancel.clone());
+    let copy = job.run_across(&source_opts, across, &mut range, shared.clone(), cfg.run.chunk_target, cfg.run.retry_for, running.tasks_cancel.clone());
     tokio::pin!(copy);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let result = loop {
