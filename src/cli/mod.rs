@@ -8,27 +8,26 @@ mod credentials;
 mod demo;
 mod ghost_compat;
 pub mod headless;
+mod migrate;
 mod move_tables;
 mod option_file;
+mod session;
 mod settings;
 mod tls;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches};
-use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use color_eyre::eyre::{eyre, Result, WrapErr};
 use color_eyre::Section;
-use tokio_util::sync::CancellationToken;
 
 pub use args::{Cli, Cmd, MigrateArgs, ThrottleArgs};
+pub(crate) use session::stop_on_signals;
 
-use crate::console::{self, ConsoleExit, ConsoleOptions, Theme};
-use crate::control::{self, ControlOptions};
-use crate::engine::config::{CutOverMode, MigrationConfig};
-use crate::engine::pipeline::migrate::{self, Outcome, StateDump};
-use crate::engine::{Command, EngineHandle, Phase};
+use crate::console::{self, ConsoleOptions, Theme};
+use crate::control;
+use crate::engine::{EngineHandle, Phase};
 
 /// Process exit codes (documented in README and docs/checkpoints.md).
 pub mod exit {
@@ -58,7 +57,7 @@ pub fn main_with_args(raw: Vec<String>) -> Result<i32> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
         match cli.command {
-            Cmd::Migrate(a) => run_migrate(a, argv).await,
+            Cmd::Migrate(a) => migrate::run(a, argv).await,
             Cmd::Demo(a) => demo::run(a).await,
             Cmd::Attach(a) => run_attach(a).await,
             Cmd::MoveTables(a) => move_tables::run(a, argv).await,
@@ -218,62 +217,6 @@ pub(crate) fn init_tracing(console: bool, level: &str) {
 }
 
 /// Builds the engine's settings from the flags; checks what can be checked before connecting.
-fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig> {
-    let database = a.database.clone().ok_or_else(|| eyre!("--database is required")).suggestion("name the table's database with --database")?;
-    let table = a.table.clone().ok_or_else(|| eyre!("--table is required")).suggestion("name the table with --table")?;
-    let alter = a.alter.clone().ok_or_else(|| eyre!("--alter is required")).suggestion("give the change, e.g. --alter \"ADD COLUMN c INT\"")?;
-    // One ALTER clause list, nothing else: refused here, before anything connects.
-    crate::engine::plan::alter::parse_alter(&alter).suggestion("give --alter one ALTER clause list, e.g. \"ADD COLUMN c INT, DROP KEY k\"; nothing was changed")?;
-    if a.approve_renamed_columns && a.skip_renamed_columns {
-        bail!("--approve-renamed-columns and --skip-renamed-columns exclude each other");
-    }
-    a.ghost.check()?;
-    let (source, _) = settings::connection(&a.conn)?;
-    let mut cfg = MigrationConfig::new(source, &database, &table, &alter);
-    settings::apply_shared(&a.shared, cfg.source.port, &mut cfg.run)?;
-    cfg.run.execute = a.execute;
-    cfg.cut_over = match a.cut_over {
-        args::CutOverArg::Atomic => CutOverMode::Atomic,
-        args::CutOverArg::TwoStep => CutOverMode::TwoStep,
-    };
-    cfg.approve_renamed_columns = a.approve_renamed_columns;
-    cfg.skip_renamed_columns = a.skip_renamed_columns;
-    cfg.allow_on_master = true;
-    cfg.allow_master_master = a.ghost.allow_master_master;
-    cfg.ok_to_drop_table = a.ok_to_drop_table;
-    cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
-    cfg.initially_drop_old_table = a.initially_drop_old_table;
-    refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
-    cfg.exact_rowcount = a.exact_rowcount;
-    cfg.checksum = a.checksum;
-    cfg.attempt_instant_ddl = a.attempt_instant_ddl;
-    cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
-    cfg.force_table_names = a.force_table_names.clone();
-    check_artifact_names(&cfg)?;
-    cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
-    cfg.run.resume_command = Some(resume_command(argv));
-    cfg.run.hooks_status_interval = Duration::from_secs(settings::within("hooks-status-interval", a.hooks_status_interval, 0, 86_400, "seconds")?.max(1));
-    // A hooks directory that is not there is refused before anything happens.
-    crate::engine::hooks::Hooks::for_migration(&cfg)?;
-    Ok(cfg)
-}
-
-/// The helper tables' names must be plain identifiers that fit the server's 64 characters.
-fn check_artifact_names(cfg: &MigrationConfig) -> Result<()> {
-    if let Some(name) = &cfg.force_table_names {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$') {
-            return Err(eyre!("--force-table-names `{name}`: only letters, digits, `_` and `$` are allowed"))
-                .suggestion("give a plain name, e.g. --force-table-names=orders_v2");
-        }
-    }
-    let longest = cfg.ghost_table();
-    if longest.chars().count() > 64 {
-        return Err(eyre!("the helper table name `{longest}` is longer than the server's 64 characters"))
-            .suggestion("give a shorter base for the helper tables with --force-table-names=NAME (at most 59 characters)");
-    }
-    Ok(())
-}
-
 /// Refuses a flag file that exists but is not a regular file of this user (a symlink, another user's file).
 pub(crate) fn refuse_foreign_flag(flag: &str, path: Option<&std::path::Path>) -> Result<()> {
     match path.map(|p| crate::engine::throttle::flag_file::check_not_foreign(flag, p)) {
@@ -290,212 +233,12 @@ pub(crate) fn create_postpone_flag(path: Option<&std::path::Path>) -> Result<()>
     }
 }
 
-/// Checks a `--resume-state` dump against the table's checkpoint; refuses when they disagree.
-async fn check_state_dump(path: &PathBuf, cfg: &MigrationConfig) -> Result<()> {
-    let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading --resume-state {}", path.display()))?;
-    let dump: StateDump = serde_json::from_str(text.trim())
-        .map_err(|e| eyre!("--resume-state {} is not a revenant state dump: {e}", path.display()))?;
-    let mut conn = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to check the state dump")?;
-    let st = crate::engine::checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table())
-        .await?
-        .ok_or_else(|| eyre!("the state dump names a migration, but {}.{} has no checkpoint", cfg.database, cfg.checkpoint_table()))?;
-    let _ = conn.disconnect().await;
-    let mut problems = Vec::new();
-    if dump.database != cfg.database || dump.table != cfg.table {
-        problems.push(format!("it is for {}.{}", dump.database, dump.table));
-    }
-    if dump.alter_fingerprint != st.alter_fingerprint {
-        problems.push("its ALTER differs from the checkpoint's".to_string());
-    }
-    if dump.applied.applied_gtid_set != st.applied_gtid_set {
-        problems.push(format!(
-            "its applied position ({}) is not the checkpoint's ({})",
-            dump.applied.applied_gtid_set, st.applied_gtid_set
-        ));
-    }
-    if dump.copy_watermark != st.copy_watermark || dump.rows_copied != st.rows_copied {
-        problems.push("its copy watermark is not the checkpoint's".to_string());
-    }
-    if !problems.is_empty() {
-        return Err(eyre!("the state dump {} disagrees with the checkpoint table: {}", path.display(), problems.join("; ")))
-            .suggestion("the dump is stale or was edited; resume with --resume alone (the checkpoint table is authoritative)");
-    }
-    Ok(())
-}
-
-async fn run_migrate(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
-    let out = a.shared.output.clone();
-    let use_console = !out.headless && !out.status_json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
-    init_tracing(use_console, out.log_level());
-    let cfg = match migration_config(&a, &argv) {
-        Ok(c) => c,
-        Err(e) => return Ok(refused(&e)),
-    };
-    if cfg.run.execute {
-        if let Err(e) = create_postpone_flag(cfg.run.postpone_cut_over_flag_file.as_deref()) {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
-    }
-    if let Some(p) = &a.resume_state {
-        if let Err(e) = check_state_dump(p, &cfg).await {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
-    }
-    let metrics_listener = match a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose() {
-        Ok(Some(addr)) => match control::metrics::bind(addr).await {
-            Ok(l) => Some(l),
-            Err(e) => {
-                eprintln!("Error: {e:?}");
-                return Ok(exit::REFUSED);
-            }
-        },
-        Ok(None) => None,
-        Err(e) => return Ok(refused(&e)),
-    };
-    let theme = if use_console { Some(Theme::select(out.theme.as_deref())?) } else { None };
-    // Control socket (gh-ost's default path), when executing: bound before the engine starts, so a squatted path
-    // is refused before anything changes.
-    let socket = out
-        .serve_socket_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("/tmp/gh-ost.{}.{}.sock", cfg.database, cfg.table)));
-    let listener = if cfg.run.execute {
-        match control::bind(socket.clone(), a.serve_tcp_port).await {
-            Ok(l) => {
-                if let Some(f) = l.token_file() {
-                    eprintln!("control TCP port 127.0.0.1:{}: send `token=<contents of {}>` first", a.serve_tcp_port.unwrap_or(0), f.display());
-                }
-                Some(l)
-            }
-            Err(e) => {
-                eprintln!("Error: {e:?}");
-                return Ok(exit::REFUSED);
-            }
-        }
-    } else {
-        None
-    };
-    let (handle, join) = migrate::start(cfg.clone());
-    let shutdown = CancellationToken::new();
-    // Metrics (read-only): the snapshot as Prometheus text.
-    let _metrics = match metrics_listener {
-        Some(l) => Some(control::metrics::serve(l, handle.status.clone(), shutdown.clone())?),
-        None => None,
-    };
-    let control_task = listener.map(|listener| {
-        let opts = ControlOptions {
-            table: cfg.table.clone(),
-            force_named_cut_over: a.force_named_cut_over,
-            force_named_panic: a.force_named_panic,
-            tcp_token_file: None,
-            served: control::Served {
-                throttle_flag_file: cfg.run.throttle.throttle_flag_file.clone(),
-                throttle_additional_flag_file: cfg.run.throttle.throttle_additional_flag_file.clone(),
-                panic_flag_file: cfg.run.throttle.panic_flag_file.clone(),
-                ..control::Served::default()
-            },
-        };
-        let h = handle.clone();
-        let sd = shutdown.clone();
-        tokio::spawn(async move {
-            if let Err(e) = control::serve_listener(listener, h, opts, sd).await {
-                tracing::error!("control socket: {e:#}");
-            }
-        })
-    });
-    // Signals: stop cleanly with a checkpoint.
-    let signal_task = stop_on_signals(handle.clone());
-    let front = FrontEnd::run(&handle, theme, &cfg.table, out.status_json, &socket).await;
-    let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
-    front.stop().await;
-    shutdown.cancel();
-    signal_task.abort();
-    if let Some(t) = control_task {
-        let _ = t.await;
-    }
-    finish(result, &handle, &a, &cfg)
-}
-
-/// The front end of a run: the console until it ends, or the headless status printer (also after the console
-/// was detached or failed, so the run keeps reporting).
-pub(crate) struct FrontEnd {
-    printer: Option<tokio::task::JoinHandle<()>>,
-    printer_stop: CancellationToken,
-}
-
-impl FrontEnd {
-    /// `theme` set: the console (the cut-over confirmation asks for `confirm_name`); otherwise the printer, in
-    /// gh-ost's lines or `status_json`.
-    pub(crate) async fn run(
-        handle: &EngineHandle,
-        theme: Option<Theme>,
-        confirm_name: &str,
-        status_json: bool,
-        socket: &std::path::Path,
-    ) -> FrontEnd {
-        let printer_stop = CancellationToken::new();
-        let printer = |json: bool| Some(tokio::spawn(headless::print_status(handle.status.clone(), json, printer_stop.clone())));
-        let printer = match theme {
-            Some(theme) => {
-                let opts = ConsoleOptions { theme, read_only: false, refresh_hz: 2.0, table_name_for_confirm: confirm_name.to_string() };
-                match console::run_console(handle.clone(), opts).await {
-                    Ok(ConsoleExit::Detached) => {
-                        tracing::info!("console detached: the run continues headless; attach with `revenant attach {}`", socket.display());
-                        printer(false)
-                    }
-                    Ok(_) => None,
-                    Err(e) => {
-                        tracing::error!("console failed: {e:#}; continuing headless");
-                        printer(false)
-                    }
-                }
-            }
-            None => printer(status_json),
-        };
-        FrontEnd { printer, printer_stop }
-    }
-
-    /// After the engine finished: lets the printer show the final snapshot, then ends it.
-    pub(crate) async fn stop(self) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        self.printer_stop.cancel();
-        if let Some(p) = self.printer {
-            let _ = p.await;
-        }
-    }
-}
-
 /// Prints a line on stdout; a closed stdout (a dropped SSH session, a closed pipe) is not an error.
 pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
-}
-
-fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: &MigrationConfig) -> Result<i32> {
-    match result {
-        Ok(Outcome::Done { old_table, stall_ms, old_table_dropped }) => {
-            say(&format!(
-                "Done: {}.{} migrated; writes stalled {stall_ms} ms at the cut-over; old table {}",
-                cfg.database,
-                cfg.table,
-                if old_table_dropped { format!("{old_table} dropped") } else { format!("kept as {old_table}") }
-            ));
-            Ok(exit::OK)
-        }
-        Ok(Outcome::AlteredInstantly { took_ms }) => {
-            say(&format!("Done: {}.{} altered in place with ALGORITHM=INSTANT in {took_ms} ms (no copy, no old table)", cfg.database, cfg.table));
-            Ok(exit::OK)
-        }
-        Ok(Outcome::DryRun { plan }) => Ok(print_plan(&plan)),
-        Ok(Outcome::Stopped { state }) => {
-            stopped(&state, a.shared.output.state_file.as_deref(), "stopped", state.resume_command.as_deref())
-        }
-        Err(e) => Ok(failed(&e, handle, cfg.run.resume_command.as_deref())),
-    }
 }
 
 /// Refused before anything changed: the reason and what to do (exit 2).
@@ -563,6 +306,24 @@ async fn run_attach(a: args::AttachArgs) -> Result<i32> {
     let opts = ConsoleOptions { theme, read_only: a.read_only, refresh_hz: a.refresh_hz, table_name_for_confirm: table };
     console::run_console(handle, opts).await?;
     Ok(exit::OK)
+}
+
+/// Prints a stop's state as JSON on stdout, or writes it to `--state-file`.
+pub(crate) fn write_state(state: &impl serde::Serialize, state_file: Option<&std::path::Path>) -> Result<()> {
+    let json = serde_json::to_string_pretty(state)?;
+    match state_file {
+        Some(p) => match crate::engine::throttle::flag_file::write_private(p, json.as_bytes()) {
+            Ok(()) => eprintln!("state written to {}", p.display()),
+            Err(e) => {
+                // The state is not lost: it goes to stdout instead (the checkpoint table holds it too).
+                eprintln!("Error: not writing --state-file: {e}; the state follows on stdout instead");
+                eprintln!("  give --state-file a path of your own (written 0600, never through a symlink)");
+                say(&json);
+            }
+        },
+        None => say(&json),
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -705,36 +466,4 @@ mod tests {
         assert!(!c.contains("s3cret") && !c.contains("--password"), "{c}");
         assert!(c.ends_with("--resume") && c.contains("'ADD COLUMN c INT'"), "{c}");
     }
-}
-
-/// Prints a stop's state as JSON on stdout, or writes it to `--state-file`.
-pub(crate) fn write_state(state: &impl serde::Serialize, state_file: Option<&std::path::Path>) -> Result<()> {
-    let json = serde_json::to_string_pretty(state)?;
-    match state_file {
-        Some(p) => match crate::engine::throttle::flag_file::write_private(p, json.as_bytes()) {
-            Ok(()) => eprintln!("state written to {}", p.display()),
-            Err(e) => {
-                // The state is not lost: it goes to stdout instead (the checkpoint table holds it too).
-                eprintln!("Error: not writing --state-file: {e}; the state follows on stdout instead");
-                eprintln!("  give --state-file a path of your own (written 0600, never through a symlink)");
-                say(&json);
-            }
-        },
-        None => say(&json),
-    }
-    Ok(())
-}
-
-/// SIGINT/SIGTERM become `Command::Stop`: the engine stops at its next safe point and writes its checkpoint.
-pub(crate) fn stop_on_signals(handle: EngineHandle) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        tracing::warn!("signal received: stopping at the next safe point");
-        let _ = handle.send(Command::Stop).await;
-    })
 }

@@ -7,10 +7,9 @@ use std::path::PathBuf;
 
 use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
-use tokio_util::sync::CancellationToken;
 
 use super::args::{MoveTablesArgs, TargetArgs};
-use super::{credentials, exit, init_tracing, resume_command, say, settings};
+use super::{credentials, exit, init_tracing, resume_command, say, session, settings};
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{ConnectionConfig, Secret};
@@ -135,29 +134,12 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
     // Bound before the engine starts: a squatted socket path is refused before anything changes.
     let listener = match control::bind(socket.clone(), None).await {
         Ok(l) => l,
-        Err(e) => {
-            eprintln!("Error: {e:?}");
-            return Ok(exit::REFUSED);
-        }
+        Err(e) => return Ok(super::refused(&e)),
     };
+    let control = Some((listener, ControlOptions { table: first.clone(), ..ControlOptions::default() }));
+    let serve = session::Serve { control, metrics: None, theme, confirm_name: first, status_json: out.status_json, socket };
     let (handle, join) = move_tables::start(cfg.clone());
-    let shutdown = CancellationToken::new();
-    let control_task = {
-        let opts = ControlOptions { table: first.clone(), ..ControlOptions::default() };
-        let (h, sd) = (handle.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            if let Err(e) = control::serve_listener(listener, h, opts, sd).await {
-                tracing::error!("control socket: {e:#}");
-            }
-        })
-    };
-    let signal_task = super::stop_on_signals(handle.clone());
-    let front = super::FrontEnd::run(&handle, theme, &first, out.status_json, &socket).await;
-    let result = join.await.map_err(|e| eyre!("engine task: {e}"))?;
-    front.stop().await;
-    shutdown.cancel();
-    signal_task.abort();
-    let _ = control_task.await;
+    let result = session::drive(&handle, join, serve).await?;
     match result {
         Ok(MoveOutcome::Done { drain_gtid }) => {
             say(&format!(

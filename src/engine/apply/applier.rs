@@ -253,6 +253,7 @@ impl Applier {
         }
     }
 
+    /// One batch in one transaction: the row changes of `items` in order, then the applied position.
     async fn apply_batch(
         &self,
         conn: &mut mysql_async::Conn,
@@ -260,59 +261,91 @@ impl Applier {
         apply_sql: &str,
         items: &[StreamItem],
     ) -> Result<()> {
-        let mut last_position: Option<&BinlogPosition> = None;
-        let mut events = 0u64;
-        let mut marker: Option<String> = None;
-        let mut heartbeat: Option<u64> = None;
-        let ddl_allowed = *self.ddl_allowed.borrow();
-        // (statement, target for messages, parameters) in the order of the source's changes.
-        let mut ops: Vec<(Cow<'_, str>, &str, Vec<Value>)> = Vec::new();
+        let mut batch = self.collect(stmts, items)?;
         let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
+        self.write_runs(&mut tx, &mut batch.ops).await?;
+        if let Some(pos) = batch.last_position {
+            tx.exec_drop(apply_sql, (pos.gtid_set.clone(), pos.file.clone(), pos.pos, batch.events, checkpoint::APPLY))
+                .await
+                .wrap_err("recording the applied position")?;
+        }
+        crate::engine::failpoint::hit("apply-before-commit")?;
+        if batch.events > 0 {
+            // Only batches that write rows of a watched table (not heartbeats alone): "between two row batches".
+            crate::engine::failpoint::hit("apply-rows-before-commit")?;
+        }
+        tx.commit().await.wrap_err("committing an apply batch")?;
+        self.publish(&batch);
+        Ok(())
+    }
+
+    /// The statements of a batch, the changelog rows it carried and the last position it reaches; a DDL on a
+    /// guarded table is fatal here, before anything is written.
+    fn collect<'a>(&'a self, stmts: &'a [Option<Statements>], items: &'a [StreamItem]) -> Result<Batch<'a>> {
+        let mut batch = Batch { ops: Vec::new(), last_position: None, events: 0, marker: None, heartbeat: None };
+        let ddl_allowed = *self.ddl_allowed.borrow();
         for item in items {
             let txn = match item {
                 StreamItem::Progress(p) => {
-                    last_position = Some(p);
+                    batch.last_position = Some(p);
                     continue;
                 }
                 StreamItem::Transaction(t) => t,
             };
-            if let Some(stmt) = &txn.statement {
-                if !ddl_allowed && !self.own_statements.iter().any(|own| own == stmt.trim()) {
-                    for (db, t) in &self.guarded_tables {
-                        if ddl_touches(stmt, &txn.schema, db, t) {
-                            bail!(Fatal(format!(
-                                "the original table {db}.{t} was changed during the run by: {stmt}; the run stops \
-                                 (nothing was swapped). Start the migration over for the table's new definition"
-                            )));
-                        }
-                    }
-                }
+            if let (Some(stmt), false) = (&txn.statement, ddl_allowed) {
+                self.refuse_guarded_ddl(stmt, &txn.schema)?;
             }
             for change in &txn.changes {
-                if let Some(cl) = &self.changelog {
-                    if change.table == cl.index {
-                        if let Some(after) = &change.after {
-                            let hint = text(after.get(cl.hint_col));
-                            let value = text(after.get(cl.value_col));
-                            if hint == "heartbeat" {
-                                heartbeat = value.parse().ok();
-                            } else if hint == "cut-over-marker" {
-                                marker = Some(value);
-                            }
-                        }
-                        continue;
-                    }
+                if self.read_changelog(change, &mut batch) {
+                    continue;
                 }
                 let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
                     continue;
                 };
-                queue_change(&mut ops, target, st, change);
-                events += 1;
+                queue_change(&mut batch.ops, target, st, change);
+                batch.events += 1;
             }
-            last_position = Some(&txn.position);
+            batch.last_position = Some(&txn.position);
         }
-        // Runs of the same statement go to the server as one batch each, in order (the order of the source's
-        // changes is kept: a run ends wherever the statement changes).
+        Ok(batch)
+    }
+
+    /// A statement of the stream that changes a guarded table (not one of this run's own) stops the run.
+    fn refuse_guarded_ddl(&self, stmt: &str, schema: &str) -> Result<()> {
+        if self.own_statements.iter().any(|own| own == stmt.trim()) {
+            return Ok(());
+        }
+        for (db, t) in &self.guarded_tables {
+            if ddl_touches(stmt, schema, db, t) {
+                bail!(Fatal(format!(
+                    "the original table {db}.{t} was changed during the run by: {stmt}; the run stops \
+                     (nothing was swapped). Start the migration over for the table's new definition"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// True when `change` is a changelog row (a heartbeat or the cut-over marker, noted in `batch`).
+    fn read_changelog(&self, change: &RowChange, batch: &mut Batch<'_>) -> bool {
+        let Some(cl) = self.changelog.as_ref().filter(|cl| change.table == cl.index) else {
+            return false;
+        };
+        if let Some(after) = &change.after {
+            let hint = text(after.get(cl.hint_col));
+            let value = text(after.get(cl.value_col));
+            if hint == "heartbeat" {
+                batch.heartbeat = value.parse().ok();
+            } else if hint == "cut-over-marker" {
+                batch.marker = Some(value);
+            }
+        }
+        true
+    }
+
+    /// Runs of the same statement go to the server as one batch each, in order (the order of the source's
+    /// changes is kept: a run ends wherever the statement changes).
+    async fn write_runs(&self, tx: &mut mysql_async::Transaction<'_>, ops: &mut [Op<'_>]) -> Result<()> {
         let mut start = 0;
         while start < ops.len() {
             let (stmt, table) = (ops[start].0.clone(), ops[start].1);
@@ -322,82 +355,89 @@ impl Applier {
                 .position(|o| o.0 != stmt || !same_param_types(first, &o.2))
                 .map_or(ops.len(), |n| start + n);
             let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.2)).collect();
-            let lenient = self.writes.strict && stmt.starts_with(LENIENT);
-            if lenient {
-                tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(RowWrites { strict: false, ..self.writes }))).await?;
-            }
-            let applied = tx.exec_batch(stmt.as_ref(), params).await;
-            // The batch's warnings are read before anything else runs on the session.
-            let mut found = match (&applied, tx.get_warnings()) {
-                (Ok(()), n) if n > 0 && self.writes.panic_on_warnings => crate::engine::copy::warnings::read(&mut tx, n).await?,
-                _ => Vec::new(),
-            };
-            if lenient {
-                tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(self.writes))).await?;
-                // Storing the ENUM error value is what the non-strict write warns about.
-                found.retain(|w| w.code != 1265);
-            }
-            applied.wrap_err_with(|| format!("applying {} row event(s) to {}", end - start, table))?;
-            if !found.is_empty() {
-                bail!(Fatal(format!(
-                    "applying {} row event(s) to {table}: the server warned: {}; the value would be changed, so the run \
-                     stops before the cut-over (the original is untouched)",
-                    end - start,
-                    crate::engine::copy::warnings::describe(&found)
-                )));
-            }
+            self.write_run(tx, &stmt, table, params).await?;
             start = end;
-        }
-        if let Some(pos) = last_position {
-            tx.exec_drop(
-                apply_sql,
-                (pos.gtid_set.clone(), pos.file.clone(), pos.pos, events, checkpoint::APPLY),
-            )
-            .await
-            .wrap_err("recording the applied position")?;
-        }
-        crate::engine::failpoint::hit("apply-before-commit")?;
-        if events > 0 {
-            // Only batches that write rows of a watched table (not heartbeats alone): "between two row batches".
-            crate::engine::failpoint::hit("apply-rows-before-commit")?;
-        }
-        tx.commit().await.wrap_err("committing an apply batch")?;
-        if let Some(pos) = last_position {
-            crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
-        }
-        self.shared.events_applied.fetch_add(events, Ordering::Relaxed);
-        if let Some(hb) = heartbeat {
-            self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);
-            self.shared.last_heartbeat_us.store(hb, Ordering::Relaxed);
-        }
-        if let Some(pos) = last_position {
-            let pos = pos.clone();
-            self.shared.checkpoint_committed(Some(&pos.gtid_set), None);
-            self.shared.with(|i| {
-                i.status.binlog.applied_gtid_set = pos.gtid_set.clone();
-                i.status.binlog.applied_file = pos.file.clone();
-                i.status.binlog.applied_pos = pos.pos;
-            });
-            self.applied_tx.send_modify(|a| {
-                a.position = Some(pos);
-                if marker.is_some() {
-                    a.marker = marker.clone();
-                }
-            });
         }
         Ok(())
     }
+
+    /// One run of one statement; the server's warnings about it are fatal (a value would change).
+    async fn write_run(&self, tx: &mut mysql_async::Transaction<'_>, stmt: &str, table: &str, params: Vec<Vec<Value>>) -> Result<()> {
+        let rows = params.len();
+        let lenient = self.writes.strict && stmt.starts_with(LENIENT);
+        if lenient {
+            tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(RowWrites { strict: false, ..self.writes }))).await?;
+        }
+        let applied = tx.exec_batch(stmt, params).await;
+        // The batch's warnings are read before anything else runs on the session.
+        let mut found = match (&applied, tx.get_warnings()) {
+            (Ok(()), n) if n > 0 && self.writes.panic_on_warnings => crate::engine::copy::warnings::read(tx, n).await?,
+            _ => Vec::new(),
+        };
+        if lenient {
+            tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(self.writes))).await?;
+            // Storing the ENUM error value is what the non-strict write warns about.
+            found.retain(|w| w.code != 1265);
+        }
+        applied.wrap_err_with(|| format!("applying {rows} row event(s) to {table}"))?;
+        if !found.is_empty() {
+            bail!(Fatal(format!(
+                "applying {rows} row event(s) to {table}: the server warned: {}; the value would be changed, so the run \
+                 stops before the cut-over (the original is untouched)",
+                crate::engine::copy::warnings::describe(&found)
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a commit: counters, heartbeat lag, the applied position for the status and for whoever waits on it.
+    fn publish(&self, batch: &Batch<'_>) {
+        if let Some(pos) = batch.last_position {
+            crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
+        }
+        self.shared.events_applied.fetch_add(batch.events, Ordering::Relaxed);
+        if let Some(hb) = batch.heartbeat {
+            self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);
+            self.shared.last_heartbeat_us.store(hb, Ordering::Relaxed);
+        }
+        let Some(pos) = batch.last_position.cloned() else { return };
+        self.shared.checkpoint_committed(Some(&pos.gtid_set), None);
+        self.shared.with(|i| {
+            i.status.binlog.applied_gtid_set = pos.gtid_set.clone();
+            i.status.binlog.applied_file = pos.file.clone();
+            i.status.binlog.applied_pos = pos.pos;
+        });
+        self.applied_tx.send_modify(|a| {
+            a.position = Some(pos);
+            if batch.marker.is_some() {
+                a.marker = batch.marker.clone();
+            }
+        });
+    }
+}
+
+/// One queued statement: (statement, target table for messages, parameters), in the order of the source's changes.
+type Op<'a> = (Cow<'a, str>, &'a str, Vec<Value>);
+
+/// What one apply batch writes and what it read on the way.
+struct Batch<'a> {
+    ops: Vec<Op<'a>>,
+    last_position: Option<&'a BinlogPosition>,
+    /// Row events of watched tables.
+    events: u64,
+    marker: Option<String>,
+    heartbeat: Option<u64>,
 }
 
 /// Queues one row change as statements: insert/update as REPLACE, delete by key, a key-changing update as delete
 /// of the old key then REPLACE of the new row.
 fn queue_change<'a>(
-    ops: &mut Vec<(Cow<'a, str>, &'a str, Vec<Value>)>,
+    ops: &mut Vec<Op<'a>>,
     target: &'a ApplyTarget,
     st: &'a Statements,
     change: &RowChange,
 ) {
-    let replace = |ops: &mut Vec<(Cow<'a, str>, &'a str, Vec<Value>)>, after: &[Value]| {
+    let replace = |ops: &mut Vec<Op<'a>>, after: &[Value]| {
         let (stmt, params) = match target.replace_with_sql(after, &change.after_sql) {
             Some((stmt, params)) => (Cow::Owned(stmt), params),
             None => (Cow::Borrowed(st.replace.as_str()), target.row_params(after)),

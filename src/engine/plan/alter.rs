@@ -178,45 +178,53 @@ pub fn parse_alter(text: &str) -> Result<AlterPlan> {
     if trimmed.is_empty() {
         bail!("the ALTER is empty");
     }
-    let toks = tokens(trimmed);
     let mut plan = AlterPlan::default();
-    let mut clause = trimmed.to_string();
-    if is_kw(toks.first(), "alter") {
-        // ALTER [ONLINE] [IGNORE] TABLE name clause
-        let mut i = 1;
-        while i < toks.len() && !toks[i].eq_ignore_ascii_case("table") {
-            i += 1;
-        }
-        if i >= toks.len() {
-            bail!("'{trimmed}' starts with ALTER but has no TABLE: give the clause only (e.g. ADD COLUMN c INT)");
-        }
-        let first = toks.get(i + 1).map(|t| unquote(t)).unwrap_or_default();
-        let mut consumed = i + 2;
-        if toks.get(i + 2).map(String::as_str) == Some(".") {
-            plan.named_database = Some(first);
-            plan.named_table = toks.get(i + 3).map(|t| unquote(t));
-            consumed = i + 4;
-        } else {
-            plan.named_table = Some(first);
-        }
-        // Cut the text after the table name: find the name tokens' end in the original text.
-        let mut pos = 0;
-        for t in toks.iter().take(consumed) {
-            if let Some(found) = trimmed[pos..].find(t.as_str()) {
-                pos += found + t.len();
-            }
-        }
-        clause = trimmed[pos..].trim().to_string();
-    }
+    let clause = strip_alter_table(trimmed, &mut plan)?;
     if clause.is_empty() {
         bail!("the ALTER has no clause after the table name");
     }
     let ct = tokens(&clause);
-    let mut depth = 0i32;
-    // Walk the top-level, comma-separated alter specifications.
-    let mut spec_start = true;
-    for i in 0..ct.len() {
-        let t = &ct[i];
+    for i in spec_starts(&ct) {
+        check_spec_word(&ct[i], ct.get(i + 1), &clause)?;
+        read_spec(&ct[i..], &mut plan);
+    }
+    plan.clause = clause;
+    Ok(plan)
+}
+
+/// `ALTER [ONLINE] [IGNORE] TABLE [db.]name clause` -> the clause (the names go into `plan`); a clause alone is
+/// returned as it is.
+fn strip_alter_table(trimmed: &str, plan: &mut AlterPlan) -> Result<String> {
+    let toks = tokens(trimmed);
+    if !is_kw(toks.first(), "alter") {
+        return Ok(trimmed.to_string());
+    }
+    let Some(i) = toks.iter().position(|t| t.eq_ignore_ascii_case("table")) else {
+        bail!("'{trimmed}' starts with ALTER but has no TABLE: give the clause only (e.g. ADD COLUMN c INT)");
+    };
+    let first = toks.get(i + 1).map(|t| unquote(t)).unwrap_or_default();
+    let mut consumed = i + 2;
+    if toks.get(i + 2).map(String::as_str) == Some(".") {
+        plan.named_database = Some(first);
+        plan.named_table = toks.get(i + 3).map(|t| unquote(t));
+        consumed = i + 4;
+    } else {
+        plan.named_table = Some(first);
+    }
+    // Cut the text after the table name: find the name tokens' end in the original text.
+    let mut pos = 0;
+    for t in toks.iter().take(consumed) {
+        if let Some(found) = trimmed[pos..].find(t.as_str()) {
+            pos += found + t.len();
+        }
+    }
+    Ok(trimmed[pos..].trim().to_string())
+}
+
+/// The token indexes where a top-level, comma-separated alter specification begins.
+fn spec_starts(ct: &[String]) -> Vec<usize> {
+    let (mut depth, mut starts, mut spec_start) = (0i32, Vec::new(), true);
+    for (i, t) in ct.iter().enumerate() {
         match t.as_str() {
             "(" => depth += 1,
             ")" => depth -= 1,
@@ -226,68 +234,69 @@ pub fn parse_alter(text: &str) -> Result<AlterPlan> {
             }
             _ => {}
         }
-        if depth != 0 {
-            continue;
-        }
-        if spec_start {
+        if depth == 0 && spec_start {
             spec_start = false;
-            check_spec_word(t, ct.get(i + 1), &clause)?;
-            let kw = t.to_ascii_lowercase();
-            if kw == "rename" {
-                let next = ct.get(i + 1).map(|s| s.to_ascii_lowercase());
-                match next.as_deref() {
-                    Some("column") => {
-                        if let (Some(a), Some(b)) = (ct.get(i + 2), ct.get(i + 4)) {
-                            let (a, b) = (unquote(a), unquote(b));
-                            if !a.eq_ignore_ascii_case(&b) {
-                                plan.renames.insert(a.to_ascii_lowercase(), b);
-                            }
-                        }
-                    }
-                    Some("index") | Some("key") => {}
-                    _ => plan.renames_table = true,
-                }
-            } else if kw == "change" {
-                let mut j = i + 1;
-                if is_kw(ct.get(j), "column") {
-                    j += 1;
-                }
-                if is_kw(ct.get(j), "if") {
-                    j += 2; // IF EXISTS
-                }
-                if let (Some(a), Some(b)) = (ct.get(j), ct.get(j + 1)) {
-                    let (a, b) = (unquote(a), unquote(b));
-                    if !a.eq_ignore_ascii_case(&b) {
-                        plan.renames.insert(a.to_ascii_lowercase(), b);
-                    }
-                }
-            } else if kw == "drop" {
-                let mut j = i + 1;
-                let next = ct.get(j).map(|s| s.to_ascii_lowercase());
-                let not_a_column = ["index", "key", "primary", "foreign", "constraint", "check", "partition", "unique", "fulltext", "spatial", "period", "system"];
-                if next.as_deref().is_some_and(|n| not_a_column.contains(&n)) {
-                    continue;
-                }
-                if is_kw(ct.get(j), "column") {
-                    j += 1;
-                }
-                if is_kw(ct.get(j), "if") && is_kw(ct.get(j + 1), "exists") {
-                    j += 2;
-                }
-                if let Some(c) = ct.get(j) {
-                    plan.dropped_columns.insert(unquote(c).to_ascii_lowercase());
-                }
-            } else if kw == "add" {
-                // ADD [CONSTRAINT [name]] FOREIGN KEY
-                let window: Vec<String> = ct[i..ct.len().min(i + 5)].iter().map(|s| s.to_ascii_lowercase()).collect();
-                if window.windows(2).any(|w| w[0] == "foreign" && w[1] == "key") {
-                    plan.adds_foreign_key = true;
-                }
-            }
+            starts.push(i);
         }
     }
-    plan.clause = clause;
-    Ok(plan)
+    starts
+}
+
+/// What one specification (its tokens from the first word on) tells the plan: renamed, dropped columns, a
+/// renamed table, an added foreign key.
+fn read_spec(spec: &[String], plan: &mut AlterPlan) {
+    let word = |k: usize| spec.get(k).map(|s| s.to_ascii_lowercase());
+    match word(0).as_deref() {
+        Some("rename") => match word(1).as_deref() {
+            Some("column") => note_rename(spec.get(2), spec.get(4), plan),
+            Some("index") | Some("key") => {}
+            _ => plan.renames_table = true,
+        },
+        Some("change") => {
+            let mut j = 1;
+            if is_kw(spec.get(j), "column") {
+                j += 1;
+            }
+            if is_kw(spec.get(j), "if") {
+                j += 2; // IF EXISTS
+            }
+            note_rename(spec.get(j), spec.get(j + 1), plan);
+        }
+        Some("drop") => {
+            let not_a_column = ["index", "key", "primary", "foreign", "constraint", "check", "partition", "unique", "fulltext", "spatial", "period", "system"];
+            if word(1).as_deref().is_some_and(|n| not_a_column.contains(&n)) {
+                return;
+            }
+            let mut j = 1;
+            if is_kw(spec.get(j), "column") {
+                j += 1;
+            }
+            if is_kw(spec.get(j), "if") && is_kw(spec.get(j + 1), "exists") {
+                j += 2;
+            }
+            if let Some(c) = spec.get(j) {
+                plan.dropped_columns.insert(unquote(c).to_ascii_lowercase());
+            }
+        }
+        Some("add") => {
+            // ADD [CONSTRAINT [name]] FOREIGN KEY
+            let window: Vec<String> = spec[..spec.len().min(5)].iter().map(|s| s.to_ascii_lowercase()).collect();
+            if window.windows(2).any(|w| w[0] == "foreign" && w[1] == "key") {
+                plan.adds_foreign_key = true;
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `from` renamed to `to` (names compared as the server does: without case).
+fn note_rename(from: Option<&String>, to: Option<&String>, plan: &mut AlterPlan) {
+    if let (Some(a), Some(b)) = (from, to) {
+        let (a, b) = (unquote(a), unquote(b));
+        if !a.eq_ignore_ascii_case(&b) {
+            plan.renames.insert(a.to_ascii_lowercase(), b);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -126,46 +126,7 @@ pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &st
         .unwrap_or_default();
     let rows: Vec<mysql_async::Row> =
         conn.query(format!("SHOW FULL COLUMNS FROM {q}")).await.wrap_err_with(|| format!("SHOW FULL COLUMNS FROM {q}"))?;
-    let mut columns = Vec::new();
-    for (i, r) in rows.into_iter().enumerate() {
-        let get = |name: &str| -> Option<String> {
-            let idx = r.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
-            match r.as_ref(idx)? {
-                mysql_async::Value::NULL => None,
-                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                other => Some(other.as_sql(true).trim_matches('\'').to_string()),
-            }
-        };
-        let column_type = get("Type").unwrap_or_default();
-        let lower = column_type.to_ascii_lowercase();
-        let data_type = lower.split(|c: char| c == '(' || c == ' ').next().unwrap_or("").to_string();
-        let extra = get("Extra").unwrap_or_default().to_ascii_uppercase();
-        let collation = get("Collation");
-        let charset = collation.as_ref().map(|c| c.split('_').next().unwrap_or(c).to_string());
-        let octet_length = if data_type == "binary" {
-            lower.split('(').nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.trim().parse().ok())
-        } else {
-            None
-        };
-        let labels = if data_type == "enum" || data_type == "set" { parse_labels(&column_type) } else { Vec::new() };
-        // MySQL marks defaults as DEFAULT_GENERATED: only these words mean a generated column.
-        let generated =
-            extra.contains("VIRTUAL GENERATED") || extra.contains("STORED GENERATED") || extra.contains("PERSISTENT");
-        columns.push(Column {
-            name: get("Field").unwrap_or_default(),
-            ordinal: i + 1,
-            unsigned: lower.contains("unsigned"),
-            data_type,
-            column_type,
-            nullable: get("Null").as_deref() == Some("YES"),
-            charset,
-            collation,
-            octet_length,
-            generated,
-            labels,
-            enum_as_index: false,
-        });
-    }
+    let mut columns: Vec<Column> = rows.iter().enumerate().map(|(i, r)| column_of(i + 1, r)).collect();
     for col in columns.iter_mut().filter(|c| c.labels.iter().any(|l| l.contains('?'))) {
         match stored_labels(conn, database, &q, col).await {
             Ok(labels) => col.labels = labels,
@@ -173,36 +134,72 @@ pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &st
         }
     }
     let index_rows: Vec<mysql_async::Row> = conn.query(format!("SHOW INDEX FROM {q}")).await.wrap_err("SHOW INDEX")?;
-    let mut keys: Vec<UniqueKey> = Vec::new();
+    let unique_keys = unique_keys_of(&index_rows, &columns);
+    Ok(Some(TableInfo { database: database.to_string(), name: table.to_string(), engine, columns, unique_keys, create_statement }))
+}
+
+/// The text of a SHOW row's field `name` (any case); None for NULL or a missing field.
+fn show_field(r: &mysql_async::Row, name: &str) -> Option<String> {
+    let idx = r.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
+    match r.as_ref(idx)? {
+        mysql_async::Value::NULL => None,
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        mysql_async::Value::Int(i) => Some(i.to_string()),
+        mysql_async::Value::UInt(u) => Some(u.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+/// One row of SHOW FULL COLUMNS as a [`Column`] (`ordinal` from 1).
+fn column_of(ordinal: usize, r: &mysql_async::Row) -> Column {
+    let get = |name: &str| show_field(r, name);
+    let column_type = get("Type").unwrap_or_default();
+    let lower = column_type.to_ascii_lowercase();
+    let data_type = lower.split(['(', ' ']).next().unwrap_or("").to_string();
+    let extra = get("Extra").unwrap_or_default().to_ascii_uppercase();
+    let collation = get("Collation");
+    let charset = collation.as_ref().map(|c| c.split('_').next().unwrap_or(c).to_string());
+    let octet_length = match data_type == "binary" {
+        true => lower.split('(').nth(1).and_then(|r| r.split(')').next()).and_then(|n| n.trim().parse().ok()),
+        false => None,
+    };
+    let labels = if data_type == "enum" || data_type == "set" { parse_labels(&column_type) } else { Vec::new() };
+    // MySQL marks defaults as DEFAULT_GENERATED: only these words mean a generated column.
+    let generated = extra.contains("VIRTUAL GENERATED") || extra.contains("STORED GENERATED") || extra.contains("PERSISTENT");
+    Column {
+        name: get("Field").unwrap_or_default(),
+        ordinal,
+        unsigned: lower.contains("unsigned"),
+        data_type,
+        column_type,
+        nullable: get("Null").as_deref() == Some("YES"),
+        charset,
+        collation,
+        octet_length,
+        generated,
+        labels,
+        enum_as_index: false,
+    }
+}
+
+/// The usable unique keys from SHOW INDEX rows: whole columns only (a prefix or an expression part makes the
+/// whole key unusable); primary first, then fewest columns, then name: the same choice every time.
+fn unique_keys_of(index_rows: &[mysql_async::Row], columns: &[Column]) -> Vec<UniqueKey> {
+    // (key, position in the key, column); position 0 marks a part that is not a whole column.
     let mut parts: Vec<(String, u64, String)> = Vec::new();
     for r in index_rows {
-        let get = |name: &str| -> Option<String> {
-            let idx = r.columns_ref().iter().position(|c| c.name_str().eq_ignore_ascii_case(name))?;
-            match r.as_ref(idx)? {
-                mysql_async::Value::NULL => None,
-                mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-                mysql_async::Value::Int(i) => Some(i.to_string()),
-                mysql_async::Value::UInt(u) => Some(u.to_string()),
-                other => Some(other.as_sql(true)),
-            }
-        };
+        let get = |name: &str| show_field(r, name);
         if get("Non_unique").as_deref() != Some("0") {
             continue;
         }
-        // A unique index over an expression (MySQL functional index) has no column name: not usable.
-        let Some(col) = get("Column_name") else {
-            parts.push((get("Key_name").unwrap_or_default(), 0, String::new()));
-            continue;
-        };
-        // Prefix indexes (Sub_part) do not make the whole column unique.
-        if get("Sub_part").is_some() {
-            parts.push((get("Key_name").unwrap_or_default(), 0, String::new()));
-            continue;
+        let key = get("Key_name").unwrap_or_default();
+        match (get("Column_name"), get("Sub_part")) {
+            (Some(col), None) => parts.push((key, get("Seq_in_index").and_then(|s| s.parse().ok()).unwrap_or(0), col)),
+            _ => parts.push((key, 0, String::new())),
         }
-        let seq = get("Seq_in_index").and_then(|s| s.parse().ok()).unwrap_or(0);
-        parts.push((get("Key_name").unwrap_or_default(), seq, col));
     }
     parts.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
+    let mut keys: Vec<UniqueKey> = Vec::new();
     let mut unusable: Vec<String> = Vec::new();
     for (index, seq, column) in parts {
         if seq == 0 {
@@ -216,18 +213,10 @@ pub async fn read_table(conn: &mut mysql_async::Conn, database: &str, table: &st
     }
     keys.retain(|k| !unusable.contains(&k.name));
     for k in &mut keys {
-        k.not_null = k.columns.iter().all(|c| columns.iter().any(|col: &Column| col.name.eq_ignore_ascii_case(c) && !col.nullable));
+        k.not_null = k.columns.iter().all(|c| columns.iter().any(|col| col.name.eq_ignore_ascii_case(c) && !col.nullable));
     }
-    // Primary first, then fewest columns, then name: the same choice every time.
     keys.sort_by(|a, b| b.is_primary.cmp(&a.is_primary).then(a.columns.len().cmp(&b.columns.len())).then(a.name.cmp(&b.name)));
-    Ok(Some(TableInfo {
-        database: database.to_string(),
-        name: table.to_string(),
-        engine,
-        columns,
-        unique_keys: keys,
-        create_statement,
-    }))
+    keys
 }
 
 /// Parses `enum('a','b''c')` / `set(...)` labels.
