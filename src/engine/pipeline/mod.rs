@@ -3,6 +3,7 @@
 
 pub mod migrate;
 pub mod commands;
+pub mod driver;
 pub mod gate;
 pub mod lock;
 pub mod move_tables;

@@ -44,7 +44,6 @@ pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, c
         (checkpoint::SUMMARY,),
     )
     .await?;
-    ctx.shared.enter(Phase::CutOver);
     let _ = running.ddl_allowed.send(true);
     Ok(())
 }

@@ -1,12 +1,13 @@
-//! migrate: one table changed in place. Its steps, in [`Phase`] order: preflight (checks, the single-run lock,
-//! the resume decision), setup (ghost, changelog and checkpoint tables; start position and copy range), copy (with
-//! the stream applied), catch-up, ready (the gate), cut-over (the swap), clean-up. Each step is a function of its
-//! own module: `setup`, `resume`, `finish`; the frame (status, commands, hooks) is `runtime`.
+//! migrate: one table changed in place, a run of the one pipeline ([`crate::engine::pipeline::driver`]). What
+//! each step does is in `steps`; the step bodies' pieces are modules of their own: `setup`, `resume`, `verify`,
+//! `finish` (cut-over and clean-up), `instant`; the frame (status, commands, hooks) is `runtime`. This module holds
+//! the outcome, the state dump and what the steps share (the copy step, stops, the task plan).
 
 mod finish;
 pub mod instant;
 mod resume;
 mod setup;
+mod steps;
 mod verify;
 
 pub(crate) use setup::warning_rules;
@@ -26,14 +27,13 @@ use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::failpoint;
 use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::pipeline::commands::CheckpointLocation;
+use crate::engine::pipeline::driver;
 use crate::engine::pipeline::gate::{self, Interrupted};
-use crate::engine::pipeline::lock::{LockPurpose, RunLock};
-use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::report::WithResume;
 use crate::engine::pipeline::resume::Resume;
 use crate::engine::pipeline::runtime::{self, Ending, Frame, RunContext, RunOutcome};
-use crate::engine::pipeline::tasks::{applied_table, join_slot, start_tasks, watched_changelog, Running, StopReason, TaskPlan, TaskResult};
-use crate::engine::plan::preflight::{self, refuse, Plan};
+use crate::engine::pipeline::tasks::{applied_table, join_slot, watched_changelog, Running, StopReason, TaskPlan, TaskResult};
+use crate::engine::plan::preflight::{refuse, Plan};
 use crate::engine::plan::schema::{ColumnMapping, TableInfo};
 use crate::engine::shared::Shared;
 use crate::engine::status::{EngineHandle, TargetInfo};
@@ -98,7 +98,7 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
         resume_command: cfg.run.resume_command.clone(),
         closing_hooks: true,
     };
-    runtime::spawn(frame, move |ctx: RunContext| async move { run_phases(&cfg, &ctx).await })
+    runtime::spawn(frame, move |ctx: RunContext| async move { driver::drive(&mut steps::Migrate { cfg: &cfg }, &ctx).await })
 }
 
 impl RunOutcome for Outcome {
@@ -122,146 +122,8 @@ fn lock_name(cfg: &MigrationConfig) -> String {
     format!("revenant.{}", &digest[..48])
 }
 
-/// The steps in order. Each returns early with the outcome when the run stops, fails or is a dry run.
-async fn run_phases(cfg: &MigrationConfig, ctx: &RunContext) -> Result<Outcome> {
-    let shared = &ctx.shared;
-    shared.enter(Phase::Preflight);
-    fire_refusable(&ctx.hooks, Hook::OnStartup, shared, "the on-startup hook refused the migration; nothing was changed").await?;
-    let mut conn = mysql_async::Conn::new(cfg.source.opts())
-        .await
-        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
-    if cfg.run.writes.allow_zero_in_date {
-        // The dry run's ALTER on a temporary table and the ghost's run on this connection.
-        crate::engine::sql::allow_zero_dates(&mut conn).await?;
-    }
-    // One migration per table, kept for the whole run (taken before anything is changed).
-    let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
-    let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
-    let (decision, resumed) = match cfg.run.resume {
-        true => resume::decide(&mut conn, cfg).await?,
-        false => (Resume::SetupAgain, None),
-    };
-    match (&decision, &resumed, cfg.run.execute) {
-        (Resume::Cleanup, _, true) => {
-            tracing::info!("the tables were swapped before the interruption: finishing the clean-up");
-            return finish::cleanup(cfg, &mut conn, shared, 0).await;
-        }
-        (Resume::FinishRename, Some(st), true) => return finish::finish_rename(&mut conn, cfg, ctx, st).await,
-        (Resume::Cleanup | Resume::FinishRename, _, _) => return Ok(dry_run_of_resume(cfg, &decision)),
-        _ => {}
-    }
-    let plan = preflight::run(&mut conn, cfg).await?;
-    fire_refusable(&ctx.hooks, Hook::OnValidated, shared, "the on-validated hook refused the migration; nothing was changed").await?;
-    shared.with(|i| {
-        i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
-        i.status.target.version = plan.version.clone();
-    });
-    for n in &plan.notes {
-        tracing::info!("{n}");
-    }
-    let artifact_actions = preflight::check_artifacts(&mut conn, cfg).await?;
-    let resumed = match (&decision, resumed) {
-        (Resume::Continue { drop_sentry, .. }, Some(st)) => {
-            // A dry run checks the same and removes nothing.
-            resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.run.execute).await?;
-            Some(st)
-        }
-        _ => None,
-    };
-    if !cfg.run.execute {
-        return Ok(dry_run(cfg, &plan, &artifact_actions));
-    }
-    if resumed.is_none() && cfg.attempt_instant_ddl {
-        if let Some(took_ms) = instant::attempt(&cfg.source.opts(), cfg).await? {
-            return Ok(Outcome::AlteredInstantly { took_ms });
-        }
-    }
-    if resumed.is_none() {
-        // Before anything is created: a refusal here leaves nothing behind.
-        crate::engine::stream::start::no_prepared_xa(&mut conn).await?;
-        if cfg.run.resume {
-            resume::drop_partial_setup(&mut conn, cfg).await?;
-        }
-    }
-    shared.enter(Phase::Setup);
-    let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;
-    run_from_copy(cfg, ctx, &mut conn, &plan, prepared).await
-}
-
-/// Copy, catch-up, ready, cut-over and clean-up, with the stream and applier running.
-async fn run_from_copy(cfg: &MigrationConfig, ctx: &RunContext, conn: &mut mysql_async::Conn, plan: &Plan, prepared: setup::Prepared) -> Result<Outcome> {
-    let shared = &ctx.shared;
-    let setup::Prepared { mapping, changelog, job, delete_log, start, mut range } = prepared;
-    failpoint::trace(&format!(
-        "run-start {} {}",
-        range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()),
-        start.gtid_set
-    ));
-    shared.with(|i| {
-        i.status.binlog.applied_gtid_set = start.gtid_set.clone();
-        i.status.binlog.applied_file = start.file.clone();
-        i.status.binlog.applied_pos = start.pos;
-    });
-    // The start position and copy range committed (or were read back on a resume): that is a checkpoint.
-    shared.checkpoint_committed(Some(&start.gtid_set), range.watermark.as_deref().map(checkpoint::describe_key));
-    shared.verify_available.store(cfg.checksum, Ordering::Relaxed);
-    shared.with(|i| i.status.verify.enabled = cfg.checksum);
-    let mut running = start_tasks(task_plan(cfg, plan, &mapping, &changelog, start, delete_log), shared, &ctx.cancel, &ctx.stop)?;
-    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "copy").await?;
-    shared.enter(Phase::Copy);
-    if let Some(out) = copy(cfg, ctx, &mut running, &job, &mut range).await? {
-        return Ok(out);
-    }
-    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "catchup").await?;
-    shared.enter(Phase::Catchup);
-    if let Err(i) = gate::catch_up(ctx, &mut running).await? {
-        return interrupted(cfg, ctx, &mut running, i).await;
-    }
-    if cfg.checksum {
-        checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "verify").await?;
-        if let Err(i) = verify_step(cfg, ctx, &mut running, plan, &job, false).await? {
-            return interrupted(cfg, ctx, &mut running, i).await;
-        }
-    }
-    checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "ready").await?;
-    shared.enter(Phase::ReadyToCutOver);
-    loop {
-        match gate::ready(ctx, &mut running, cfg.run.postpone_cut_over).await {
-            Ok(Ok(())) => break,
-            Ok(Err(Interrupted::VerifyRequested)) => {
-                if let Err(i) = verify_step(cfg, ctx, &mut running, plan, &job, true).await? {
-                    return interrupted(cfg, ctx, &mut running, i).await;
-                }
-                shared.enter(Phase::ReadyToCutOver);
-            }
-            Ok(Err(i)) => return interrupted(cfg, ctx, &mut running, i).await,
-            Err(e) => {
-                running.stop().await;
-                return Err(e.with_resume(cfg));
-            }
-        }
-    }
-    finish::begin(conn, cfg, ctx, &mut running).await?;
-    let report = finish::cut_over(cfg, ctx, &mut running, plan.mariadb).await?;
-    finish::swapped(conn, cfg, shared, &mut running, report).await
-}
-
-/// The verification phase (`fresh`: a re-verification from the start while the cut-over waits); an error stops
-/// the tasks and fails the run with the original serving.
-async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, plan: &Plan, job: &crate::engine::copy::copier::CopyJob, fresh: bool) -> Result<std::result::Result<(), Interrupted>> {
-    ctx.shared.enter(Phase::Verify);
-    match verify::run(cfg, ctx, running, plan, job, fresh).await {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            ctx.shared.with(|i| i.status.verify.running = false);
-            running.stop().await;
-            Err(e.wrap_err("the verification before the cut-over failed").with_resume(cfg))
-        }
-    }
-}
-
 /// The copy step, with its hooks; `Some(outcome)` when the run stopped or a task ended meanwhile.
-async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, range: &mut crate::engine::copy::copier::CopyRange) -> Result<Option<Outcome>> {
+pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, range: &mut crate::engine::copy::copier::CopyRange) -> Result<Option<Outcome>> {
     let shared = &ctx.shared;
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
     gate::first_throttle_check(shared).await;

@@ -254,7 +254,7 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
         closing_hooks: false,
     };
     runtime::spawn(frame, move |ctx: RunContext| async move {
-        let mut result = steps::run_steps(&cfg, &ctx).await;
+        let mut result = crate::engine::pipeline::driver::drive(&mut steps::Move { cfg: &cfg }, &ctx).await;
         if let Ok(MoveOutcome::Stopped { state }) = &mut result {
             state.complete(&cfg, &ctx.shared).await;
         }

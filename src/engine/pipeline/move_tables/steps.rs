@@ -1,6 +1,7 @@
-//! move-tables' steps in [`Phase`] order: preflight (both servers, the single-run lock, the resume decision from
-//! the shared resume table), setup, copy (table after table, across servers), catch-up (to what the source
-//! executed by the end of the copy), ready (the shared gate), cut-over (before-hook, fence, drain, announce).
+//! What each step of the pipeline ([`crate::engine::pipeline::driver`]) does for move-tables: preflight (both
+//! servers, the single-run lock, the resume decision from the shared resume table), setup, copy (table after
+//! table, across servers), catch-up (to what the source executed by the end of the copy), ready (the shared
+//! gate), cut-over (before-hook, fence, drain, announce). A move has no verify step yet.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -14,6 +15,7 @@ use crate::engine::config::MigrationConfig;
 use crate::engine::copy::copier::{CopyRange, CrossServer};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
+use crate::engine::pipeline::driver::{Flow, Run};
 use crate::engine::pipeline::gate::{self, Interrupted};
 use crate::engine::pipeline::lock::{LockPurpose, RunLock};
 use crate::engine::pipeline::phase::Phase;
@@ -38,63 +40,141 @@ struct Servers {
     mariadb: bool,
 }
 
-pub(super) async fn run_steps(cfg: &MoveTablesConfig, ctx: &RunContext) -> Result<MoveOutcome> {
-    let shared = &ctx.shared;
-    shared.enter(Phase::Preflight);
-    if cfg.tables.is_empty() {
-        return Err(refuse("no tables to move", "name them with --tables t1,t2"));
-    }
-    let mut sv = connect(cfg).await?;
-    let fingerprint = checkpoint::fingerprint(&format!("{}.{}", cfg.database, cfg.tables_text()));
-    // Lock names are at most 64 characters: the tables go in as a fingerprint.
-    let purpose = LockPurpose { name: format!("revenant.move.{}", &fingerprint[..32]), what: format!("move of {}.[{}]", cfg.database, cfg.tables_text()) };
-    let _lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
-    let state = checkpoint::read(&mut sv.tgt, &cfg.target_database, CHECKPOINT_TABLE).await?;
-    let source_now = source_state(&mut sv.src, cfg).await?;
-    let decision = decide(cfg, &mut sv, state.as_ref(), source_now).await?;
-    let plans = table_plans(&mut sv.src, cfg, source_now).await?;
-    shared.with(|i| {
-        i.status.target.flavor = if sv.mariadb { "mariadb".into() } else { "mysql".into() };
-        i.status.target.version = plans.first().map(|(_, p)| p.version.clone()).unwrap_or_default();
-    });
-    let changelog_exists = check_changelog_owner(&mut sv.src, cfg).await?;
-    if !cfg.run.execute {
-        let plan = dry_run_plan(&mut sv.src, cfg, &plans, state.as_ref(), source_now, sv.mariadb, changelog_exists).await?;
-        for line in &plan {
-            tracing::info!("{line}");
+/// move-tables' steps over one configuration.
+pub(super) struct Move<'a> {
+    pub(super) cfg: &'a MoveTablesConfig,
+}
+
+/// What preflight hands to setup.
+pub(super) struct Checked {
+    sv: Servers,
+    lock: RunLock,
+    state: Option<CheckpointState>,
+    decision: Resume,
+    plans: Vec<(String, Plan)>,
+}
+
+/// A set-up move: the servers, the mapped tables, their copy rows, and the running stream and applier.
+pub(super) struct Live {
+    sv: Servers,
+    _lock: RunLock,
+    tables: Vec<MovedTable>,
+    copy_rows: HashMap<String, CopyRow>,
+    /// The drain GTID recorded before an interruption.
+    recorded_drain: Option<String>,
+    /// The source tables were fenced before an interruption: only the drain and the announcement are left.
+    fenced: bool,
+    running: Running,
+}
+
+impl Run for Move<'_> {
+    type Outcome = MoveOutcome;
+    type Checked = Checked;
+    type Live = Live;
+
+    async fn preflight(&mut self, ctx: &RunContext) -> Result<Flow<Checked, MoveOutcome>> {
+        let cfg = self.cfg;
+        if cfg.tables.is_empty() {
+            return Err(refuse("no tables to move", "name them with --tables t1,t2"));
         }
-        return Ok(MoveOutcome::DryRun { plan });
-    }
-    if let Some(done) = finished_before(cfg, ctx, &mut sv, &decision, state.as_ref()).await? {
-        return Ok(done);
-    }
-    shared.enter(Phase::Setup);
-    if decision == Resume::SetupAgain {
-        crate::engine::stream::start::no_prepared_xa(&mut sv.src).await?;
-        setup_again(cfg, &mut sv, plans.as_slice(), state.is_some()).await?;
-    }
-    let changelog = ensure_changelog(&mut sv.src, cfg).await?;
-    failpoint::hit("move-after-setup")?;
-    let tables = map_tables(cfg, &mut sv.tgt, plans).await?;
-    let mut copy_rows = read_copy_rows(&mut sv.tgt, &cfg.target_database).await?;
-    if decision == Resume::SetupAgain {
-        record_start(&mut sv.src, &mut sv.tgt, cfg, &tables, sv.mariadb, &mut copy_rows).await?;
-    }
-    let st = checkpoint::read(&mut sv.tgt, &cfg.target_database, CHECKPOINT_TABLE)
-        .await?
-        .ok_or_else(|| eyre!("the checkpoint table vanished on the target"))?;
-    let start = restore_counters(ctx, &copy_rows, &st);
-    let fenced = decision == Resume::Drain;
-    let mut running = start_tasks(task_plan(cfg, &tables, &changelog, start, sv.mariadb, fenced), shared, &ctx.cancel, &ctx.stop)?;
-    if !fenced {
-        if let Some(out) = before_fence(cfg, ctx, &mut sv, &mut running, &tables, &copy_rows).await? {
-            return Ok(out);
+        let mut sv = connect(cfg).await?;
+        let fingerprint = checkpoint::fingerprint(&format!("{}.{}", cfg.database, cfg.tables_text()));
+        // Lock names are at most 64 characters: the tables go in as a fingerprint.
+        let purpose = LockPurpose { name: format!("revenant.move.{}", &fingerprint[..32]), what: format!("move of {}.[{}]", cfg.database, cfg.tables_text()) };
+        let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
+        let state = checkpoint::read(&mut sv.tgt, &cfg.target_database, CHECKPOINT_TABLE).await?;
+        let source_now = source_state(&mut sv.src, cfg).await?;
+        let decision = decide(cfg, &mut sv, state.as_ref(), source_now).await?;
+        let plans = table_plans(&mut sv.src, cfg, source_now).await?;
+        ctx.shared.with(|i| {
+            i.status.target.flavor = if sv.mariadb { "mariadb".into() } else { "mysql".into() };
+            i.status.target.version = plans.first().map(|(_, p)| p.version.clone()).unwrap_or_default();
+        });
+        let changelog_exists = check_changelog_owner(&mut sv.src, cfg).await?;
+        if !cfg.run.execute {
+            let plan = dry_run_plan(&mut sv.src, cfg, &plans, state.as_ref(), source_now, sv.mariadb, changelog_exists).await?;
+            for line in &plan {
+                tracing::info!("{line}");
+            }
+            return Ok(Flow::End(MoveOutcome::DryRun { plan }));
         }
-    } else {
-        shared.enter(Phase::CutOver);
-        tracing::info!("the source tables were fenced before the interruption: draining, never renaming again");
+        if let Some(done) = finished_before(cfg, ctx, &mut sv, &decision, state.as_ref()).await? {
+            return Ok(Flow::End(done));
+        }
+        Ok(Flow::Go(Checked { sv, lock, state, decision, plans }))
     }
-    fence_drain_announce(cfg, ctx, &mut sv, &mut running, st.drain_gtid.clone(), fenced).await
+
+    async fn setup(&mut self, ctx: &RunContext, c: Checked) -> Result<Flow<Live, MoveOutcome>> {
+        let cfg = self.cfg;
+        let Checked { mut sv, lock, state, decision, plans } = c;
+        if decision == Resume::SetupAgain {
+            crate::engine::stream::start::no_prepared_xa(&mut sv.src).await?;
+            setup_again(cfg, &mut sv, plans.as_slice(), state.is_some()).await?;
+        }
+        let changelog = ensure_changelog(&mut sv.src, cfg).await?;
+        failpoint::hit("move-after-setup")?;
+        let tables = map_tables(cfg, &mut sv.tgt, plans).await?;
+        let mut copy_rows = read_copy_rows(&mut sv.tgt, &cfg.target_database).await?;
+        if decision == Resume::SetupAgain {
+            record_start(&mut sv.src, &mut sv.tgt, cfg, &tables, sv.mariadb, &mut copy_rows).await?;
+        }
+        let st = checkpoint::read(&mut sv.tgt, &cfg.target_database, CHECKPOINT_TABLE)
+            .await?
+            .ok_or_else(|| eyre!("the checkpoint table vanished on the target"))?;
+        let start = restore_counters(ctx, &copy_rows, &st);
+        let fenced = decision == Resume::Drain;
+        let running = start_tasks(task_plan(cfg, &tables, &changelog, start, sv.mariadb, fenced), &ctx.shared, &ctx.cancel, &ctx.stop)?;
+        Ok(Flow::Go(Live { sv, _lock: lock, tables, copy_rows, recorded_drain: st.drain_gtid.clone(), fenced, running }))
+    }
+
+    fn runs(&self, live: &Live, phase: Phase) -> bool {
+        // A move is not verified by checksums (yet): `verify` is refused while it runs.
+        phase != Phase::Verify && !live.fenced
+    }
+
+    async fn record(&mut self, live: &mut Live, phase: Phase) -> Result<()> {
+        let assignment = match phase {
+            Phase::Copy => "phase = 'copy'",
+            Phase::Catchup => "phase = 'catchup'",
+            Phase::ReadyToCutOver => "phase = 'ready'",
+            _ => return Ok(()),
+        };
+        set_summary(&mut live.sv.tgt, self.cfg, assignment).await
+    }
+
+    async fn step(&mut self, ctx: &RunContext, live: &mut Live, phase: Phase) -> Result<Flow<(), MoveOutcome>> {
+        let cfg = self.cfg;
+        let waited = match phase {
+            Phase::Copy => return copy_tables(cfg, ctx, live).await,
+            Phase::Catchup => {
+                // Catch up with what the source executed by the end of the copy.
+                let goal = GtidSet::parse(live.sv.mariadb, &gtid_executed(&mut live.sv.src, live.sv.mariadb).await?)?;
+                gate::wait_applied(ctx, &mut live.running, &goal, live.sv.mariadb, false).await?
+            }
+            _ => {
+                ctx.shared.with(|i| i.status.cutover.step = "gate".into());
+                gate::ready(ctx, &mut live.running, cfg.run.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))?
+            }
+        };
+        match waited {
+            Ok(()) => Ok(Flow::Go(())),
+            Err(i) => Ok(Flow::End(interrupted(cfg, ctx, &mut live.running, i).await?)),
+        }
+    }
+
+    async fn cut_over(&mut self, ctx: &RunContext, mut live: Live) -> Result<MoveOutcome> {
+        let cfg = self.cfg;
+        if live.fenced {
+            tracing::info!("the source tables were fenced before the interruption: draining, never renaming again");
+        } else {
+            failpoint::hit("move-gate")?;
+            if let Some(out) = before_fence(cfg, ctx, &mut live).await? {
+                return Ok(out);
+            }
+        }
+        let recorded = live.recorded_drain.take();
+        fence_drain_announce(cfg, ctx, &mut live.sv, &mut live.running, recorded, live.fenced).await
+    }
 }
 
 async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
@@ -303,39 +383,26 @@ fn task_ended(r: TaskResult, what: &str, cfg: &MoveTablesConfig, ctx: &RunContex
     }
 }
 
-/// Copy, catch-up, the gate and the before-cut-over hook; `Some(outcome)` when the run stopped.
-async fn before_fence(cfg: &MoveTablesConfig, ctx: &RunContext, sv: &mut Servers, running: &mut Running, tables: &[MovedTable], copy_rows: &HashMap<String, CopyRow>) -> Result<Option<MoveOutcome>> {
-    let shared = &ctx.shared;
-    shared.enter(Phase::Copy);
-    set_summary(&mut sv.tgt, cfg, "phase = 'copy'").await?;
-    gate::first_throttle_check(shared).await;
-    for (index, table) in tables.iter().enumerate() {
-        if let Some(out) = copy_table(cfg, ctx, running, index, table, copy_rows).await? {
-            return Ok(Some(out));
+/// The copy step: table after table, across the servers.
+async fn copy_tables(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live) -> Result<Flow<(), MoveOutcome>> {
+    gate::first_throttle_check(&ctx.shared).await;
+    for (index, table) in live.tables.iter().enumerate() {
+        if let Some(out) = copy_table(cfg, ctx, &mut live.running, index, table, &live.copy_rows).await? {
+            return Ok(Flow::End(out));
         }
     }
-    shared.copy_complete.store(true, Ordering::Relaxed);
+    ctx.shared.copy_complete.store(true, Ordering::Relaxed);
     failpoint::hit("move-after-copy")?;
-    // Catch up with what the source executed by the end of the copy, then wait at the gate.
-    shared.enter(Phase::Catchup);
-    set_summary(&mut sv.tgt, cfg, "phase = 'catchup'").await?;
-    let goal = GtidSet::parse(sv.mariadb, &gtid_executed(&mut sv.src, sv.mariadb).await?)?;
-    if let Err(i) = gate::wait_applied(ctx, running, &goal, sv.mariadb, false).await? {
-        return interrupted(cfg, ctx, running, i).await.map(Some);
-    }
-    shared.enter(Phase::ReadyToCutOver);
-    set_summary(&mut sv.tgt, cfg, "phase = 'ready'").await?;
-    shared.with(|i| i.status.cutover.step = "gate".into());
-    if let Err(i) = gate::ready(ctx, running, cfg.run.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))? {
-        return interrupted(cfg, ctx, running, i).await.map(Some);
-    }
-    failpoint::hit("move-gate")?;
-    // T0: the application may refuse the cut-over; nothing on the source is touched yet.
-    shared.enter(Phase::CutOver);
-    set_summary(&mut sv.tgt, cfg, "phase = 'cut-over'").await?;
+    Ok(Flow::Go(()))
+}
+
+/// T0: the before-cut-over hook; the application may refuse the cut-over, and nothing on the source is touched yet.
+async fn before_fence(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live) -> Result<Option<MoveOutcome>> {
+    let shared = &ctx.shared;
+    set_summary(&mut live.sv.tgt, cfg, "phase = 'cut-over'").await?;
     shared.with(|i| i.status.cutover.step = "before-hook".into());
     if let Err(e) = run_hook(cfg, &ctx.hooks, Hook::OnBeforeCutOver, shared, None).await {
-        running.stop().await;
+        live.running.stop().await;
         return Err(with_resume(e.wrap_err("the before-cut-over hook refused the cut-over; the source tables keep serving"), cfg));
     }
     failpoint::hit("move-after-before-hook")?;
