@@ -1,4 +1,4 @@
-//! What every engine run serves while it works, for `migrate`, `move-tables` and `demo` alike: the console or
+//! What an engine run serves while it works, for `migrate` and `move-tables` alike: the console or
 //! the headless status printer, the control socket, the metrics endpoint and the signal handler, all ended in
 //! order once the engine task returns.
 

@@ -25,19 +25,26 @@ use crate::engine::stream::gtid::GtidSet;
 use crate::engine::shared::Shared;
 use crate::engine::sql::qualified;
 
-/// The before-cut-over hook (a refusal stops here: nothing was locked or renamed, the checkpoint resumes at ready),
-/// then the cut-over recorded as started.
-pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running) -> Result<()> {
+/// The end of the ready step, once the cut-over is approved: `--analyze-ghost-table-before-cutover` and the
+/// before-cut-over hook. A failure or a refusal stops here: nothing was locked or renamed, the checkpoint resumes
+/// at ready.
+pub(super) async fn before_cut_over(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running) -> Result<()> {
+    let not_started = "the cut-over did not start: the original table is serving, and --resume continues the migration";
     if cfg.analyze_ghost_before_cutover {
         if let Err(e) = analyze_ghost(conn, cfg).await {
             running.stop().await;
-            return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
+            return Err(e.wrap_err(not_started).with_resume(cfg));
         }
     }
     if let Err(e) = ctx.hooks.fire(Hook::OnBeforeCutOver, &[], &ctx.shared.snapshot(0)).await {
         running.stop().await;
-        return Err(e.wrap_err("the cut-over did not start: the original table is serving, and --resume continues the migration").with_resume(cfg));
+        return Err(e.wrap_err(not_started).with_resume(cfg));
     }
+    Ok(())
+}
+
+/// The cut-over recorded as started (a resume from here on looks at what the swap left).
+pub(super) async fn begin(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, running: &mut Running) -> Result<()> {
     checkpoint::set_phase(conn, &cfg.database, &cfg.checkpoint_table(), "cut-over").await?;
     conn.exec_drop(
         format!("UPDATE {} SET cutover_started = CURRENT_TIMESTAMP(6) WHERE id = ?", qualified(&cfg.database, &cfg.checkpoint_table())),

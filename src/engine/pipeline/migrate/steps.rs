@@ -159,7 +159,7 @@ impl Run for Migrate<'_> {
 
     async fn cut_over(&mut self, ctx: &RunContext, mut live: Live) -> Result<Outcome> {
         let cfg = self.cfg;
-        finish::begin(&mut live.conn, cfg, ctx, &mut live.running).await?;
+        finish::begin(&mut live.conn, cfg, &mut live.running).await?;
         let report = finish::cut_over(cfg, ctx, &mut live.running, live.plan.mariadb).await?;
         finish::swapped(&mut live.conn, cfg, &ctx.shared, &mut live.running, report).await
     }
@@ -194,11 +194,15 @@ async fn before_setup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn) -> Re
     Ok(None)
 }
 
-/// The ready step: the gate, and a verification again whenever one is requested while the cut-over waits.
+/// The ready step: the gate, and a verification again whenever one is requested while the cut-over waits; once
+/// approved, what comes right before the cut-over (the ghost analyzed, the before-cut-over hook).
 async fn ready(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live) -> Result<Flow<(), Outcome>> {
     loop {
         match gate::ready(ctx, &mut live.running, cfg.run.postpone_cut_over).await {
-            Ok(Ok(())) => return Ok(Flow::Go(())),
+            Ok(Ok(())) => {
+                finish::before_cut_over(&mut live.conn, cfg, ctx, &mut live.running).await?;
+                return Ok(Flow::Go(()));
+            }
             Ok(Err(Interrupted::VerifyRequested)) => {
                 ctx.shared.enter(Phase::Verify);
                 if let Err(i) = verify_step(cfg, ctx, live, true).await? {
