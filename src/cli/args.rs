@@ -238,6 +238,10 @@ pub struct MigrateArgs {
     /// Build the helper tables' names on NAME instead of the table's: _NAME_gho, _NAME_ghc, _NAME_ghk, _NAME_del
     /// (gh-ost's flag; for tables whose names are too long for the suffixes). Give it again with --resume.
     #[arg(long, value_name = "NAME", help_heading = "Migration")] pub force_table_names: Option<String>,
+    /// DANGER (gh-ost's flag): migrate a table that has foreign keys to other tables; the new table is created
+    /// without them, so after the cut-over the table has NO foreign keys. A table that other tables' foreign keys
+    /// reference is still refused (the references would follow the old table).
+    #[arg(long, help_heading = "Migration")] pub discard_foreign_keys: bool,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

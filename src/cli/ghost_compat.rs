@@ -20,7 +20,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("aliyun-rds", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
     ("gcp", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
     ("azure", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
-    ("discard-foreign-keys", false, "tables with foreign keys are refused: drop the foreign keys first, then migrate"),
     ("allow-nullable-unique-key", false, "revenant copies only by the primary key or a NOT NULL unique key: add one (or make the key's columns NOT NULL)"),
     ("include-triggers", false, "triggers are not migrated yet, and tables with triggers are refused: drop them, migrate, re-create them"),
     ("trigger-suffix", true, "triggers are not migrated yet (see --include-triggers): drop them, migrate, re-create them"),

@@ -49,6 +49,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
+    cfg.discard_foreign_keys = a.discard_foreign_keys;
     check_artifact_names(&cfg)?;
     cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
     cfg.run.resume_command = Some(resume_command(argv));

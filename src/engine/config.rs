@@ -290,6 +290,9 @@ pub struct MigrationConfig {
     pub analyze_ghost_before_cutover: bool,
     /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
     pub force_table_names: Option<String>,
+    /// gh-ost's `--discard-foreign-keys`: a table with child-side foreign keys is migrated and the new table has
+    /// none (the ghost is created without them); parent-side ones are still refused.
+    pub discard_foreign_keys: bool,
     /// Copy, throttle, cut-over, hook and run settings (shared with move-tables).
     pub run: RunSettings,
 }
@@ -315,6 +318,7 @@ impl MigrationConfig {
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
             force_table_names: None,
+            discard_foreign_keys: false,
             run: RunSettings::default(),
         }
     }

@@ -88,8 +88,8 @@ pub async fn run(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<
 pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<Plan> {
     let (mariadb, version) = check_server(conn, cfg).await?;
     let (original, alter) = check_table_and_alter(conn, cfg, original_name).await?;
-    check_relations(conn, cfg, original_name).await?;
     let mut notes = Vec::new();
+    check_relations(conn, cfg, original_name, &mut notes).await?;
     let renames = renamed_columns(cfg, &alter, &mut notes)?;
     let new_structure = validate_on_temporary(conn, cfg, original_name, &alter).await?;
     let mapping = map_columns(&original, &new_structure, &renames, &alter.dropped_columns).map_err(|e| {
@@ -240,20 +240,30 @@ async fn check_table_and_alter(conn: &mut mysql_async::Conn, cfg: &MigrationConf
     Ok((original, alter))
 }
 
-/// No foreign key on either side and no trigger: a triggerless copy cannot keep them.
-async fn check_relations(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str) -> Result<()> {
-    // Foreign keys on either side.
-    let child: Option<String> = conn
-        .exec_first(
-            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=? AND TABLE_NAME=? LIMIT 1",
+/// No foreign key on either side (child-side ones only discarded when asked) and no trigger: a triggerless copy
+/// cannot keep them.
+async fn check_relations(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, notes: &mut Vec<String>) -> Result<()> {
+    let child: Vec<String> = conn
+        .exec(
+            "SELECT CONSTRAINT_NAME FROM information_schema.REFERENTIAL_CONSTRAINTS WHERE CONSTRAINT_SCHEMA=? AND TABLE_NAME=? \
+             ORDER BY CONSTRAINT_NAME",
             (&cfg.database, original_name),
         )
         .await?;
-    if let Some(fk) = child {
-        return Err(refuse(
-            format!("Child-side foreign keys are not supported. Bailing out ({}.{} has foreign key {fk})", cfg.database, original_name),
-            "drop the foreign key first, or migrate with a blocking ALTER",
-        ));
+    match (child.first(), cfg.discard_foreign_keys) {
+        (Some(fk), false) => {
+            return Err(refuse(
+                format!("Child-side foreign keys are not supported. Bailing out ({}.{} has foreign key {fk})", cfg.database, original_name),
+                "drop the foreign key first, migrate with --discard-foreign-keys (the new table has none), or use a blocking ALTER",
+            ))
+        }
+        (Some(_), true) => notes.push(format!(
+            "--discard-foreign-keys: the new table is created without the foreign keys {} (after the cut-over {}.{} has none)",
+            child.join(", "),
+            cfg.database,
+            cfg.table
+        )),
+        (None, _) => {}
     }
     let parent: Option<(String, String)> = conn
         .exec_first(
