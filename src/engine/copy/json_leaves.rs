@@ -20,6 +20,9 @@
 //! prints a DOUBLE with a fraction or an exponent (`7.0`, `1e300`, measured), so it parses back as a DOUBLE.
 //! Rejected: one query per row or per path for the types (a round trip each); rebuilding the whole document in SQL
 //! from a client-side parse (its numbers need an exact parser, and every leaf would become a parameter).
+//! Cost, measured (MySQL 9.7, 2 cores): the walk adds about 25 us per row on the source for a plain document of 15
+//! nodes (a 11,822-row read under shared locks: 50 ms without the reports, 340 ms with them); a prefilter over
+//! `$**.*` / `$**[*]` saved too little to be worth a second way of reading the document.
 //! A DECIMAL's declared precision is not kept in JSON (`JSON_STORAGE_SIZE` of 1.50 as DECIMAL(3,2), (10,2) and
 //! (65,2) is the same, measured): its digits and scale, which the text holds, are the value.
 
