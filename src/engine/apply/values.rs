@@ -20,7 +20,7 @@ pub struct SqlValue {
 }
 
 /// Above this many parameters a JSON value is written as JSON text instead (a statement takes at most 65,535).
-const MAX_JSON_PARAMS: usize = 20_000;
+pub(crate) const MAX_JSON_PARAMS: usize = 20_000;
 
 /// Converts one binlog value of `col` into the value to bind (with `col.placeholder()`), and, for a MySQL JSON value
 /// that JSON text cannot carry exactly, the SQL that rebuilds it.
@@ -89,12 +89,6 @@ fn needs_sql(v: &jsonb::Value<'_>) -> bool {
 
 /// Appends the SQL that builds `v` (as a JSON_OBJECT / JSON_ARRAY argument) to `out`.
 fn json_sql(v: &jsonb::Value<'_>, out: &mut SqlValue) -> std::io::Result<()> {
-    // The text goes through CONVERT first: MySQL 9.7 types a bare `?` in CAST(? AS TIME(6)) as TIME and turns
-    // '12:00:01.000000' into 00:00:00 (measured).
-    fn text(out: &mut SqlValue, cast: &str, value: String) {
-        out.sql.push_str(&format!("CAST(CONVERT(? USING utf8mb4) AS {cast})"));
-        out.params.push(Value::Bytes(value.into_bytes()));
-    }
     fn members<'v>(
         out: &mut SqlValue,
         func: &str,
@@ -157,28 +151,39 @@ fn json_sql(v: &jsonb::Value<'_>, out: &mut SqlValue) -> std::io::Result<()> {
                         }
                     };
                     let decimal = Decimal::read_packed(data, false)?;
-                    text(out, &format!("DECIMAL({},{})", precision.max(1), scale), decimal.to_string());
+                    cast_text(out, &format!("DECIMAL({},{})", precision.max(1), scale), decimal.to_string());
                 }
                 ColumnType::MYSQL_TYPE_DATE => {
-                    text(out, "DATE", MysqlTime::from_int64_date_packed(packed()?).to_string());
+                    cast_text(out, "DATE", MysqlTime::from_int64_date_packed(packed()?).to_string());
                 }
                 ColumnType::MYSQL_TYPE_TIME => {
-                    text(out, "TIME(6)", format!("{:.6}", MysqlTime::from_int64_time_packed(packed()?)));
+                    cast_text(out, "TIME(6)", format!("{:.6}", MysqlTime::from_int64_time_packed(packed()?)));
                 }
                 // A TIMESTAMP inside JSON comes back as a DATETIME: same value and text, JSON_TYPE says DATETIME.
                 ColumnType::MYSQL_TYPE_DATETIME | ColumnType::MYSQL_TYPE_TIMESTAMP => {
-                    text(out, "DATETIME(6)", format!("{:.6}", MysqlTime::from_int64_datetime_packed(packed()?)));
+                    cast_text(out, "DATETIME(6)", format!("{:.6}", MysqlTime::from_int64_datetime_packed(packed()?)));
                 }
                 // Binary strings: MySQL stores any binary string expression as type 15 (VARCHAR); other types
                 // (BLOB, BIT, ...) come from columns only and are rebuilt as type 15 with the same bytes.
-                _ => {
-                    out.sql.push_str("CAST(? AS BINARY)");
-                    out.params.push(Value::Bytes(data.to_vec()));
-                }
+                _ => binary(out, data.to_vec()),
             }
         }
     }
     Ok(())
+}
+
+/// Appends `CAST(<text> AS <cast>)` (DECIMAL(p,s), DATE, TIME(6), DATETIME(6)) binding `value` as its text. The
+/// text goes through CONVERT first: MySQL 9.7 types a bare `?` in CAST(? AS TIME(6)) as TIME and turns
+/// '12:00:01.000000' into 00:00:00 (measured).
+pub(crate) fn cast_text(out: &mut SqlValue, cast: &str, value: String) {
+    out.sql.push_str(&format!("CAST(CONVERT(? USING utf8mb4) AS {cast})"));
+    out.params.push(Value::Bytes(value.into_bytes()));
+}
+
+/// Appends a binary string (a JSON opaque scalar of type 15, as MySQL stores any binary string expression).
+pub(crate) fn binary(out: &mut SqlValue, bytes: Vec<u8>) {
+    out.sql.push_str("CAST(? AS BINARY)");
+    out.params.push(Value::Bytes(bytes));
 }
 
 fn signed(out: &mut SqlValue, x: i64) {
@@ -186,7 +191,7 @@ fn signed(out: &mut SqlValue, x: i64) {
     out.params.push(Value::Int(x));
 }
 
-fn unsigned(out: &mut SqlValue, x: u64) {
+pub(crate) fn unsigned(out: &mut SqlValue, x: u64) {
     out.sql.push_str("CAST(? AS UNSIGNED)");
     out.params.push(Value::UInt(x));
 }

@@ -3,4 +3,5 @@
 
 pub mod copier;
 pub mod delete_log;
+pub mod json_leaves;
 pub mod warnings;
