@@ -372,10 +372,10 @@ async fn regression_json_opaque_values_through_move_mysql() {
         let flag = dir.join("throttle.flag");
         std::fs::write(&flag, b"")?;
         let mut cfg = MoveTablesConfig::new(common::conn_config(&source), common::conn_config(&target), db, db, &["t"]);
-        cfg.chunk_size = 100;
-        cfg.postpone_cut_over = true;
-        cfg.execute = true;
-        cfg.throttle.throttle_flag_file = Some(flag.clone());
+        cfg.run.chunk_size = 100;
+        cfg.run.postpone_cut_over = true;
+        cfg.run.execute = true;
+        cfg.run.throttle.throttle_flag_file = Some(flag.clone());
         let (handle, join) = move_tables::start(cfg);
         // Held by the flag file in the copy: the copy's range is fixed, so rows inserted now come through the
         // binary log only.
