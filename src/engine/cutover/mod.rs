@@ -1,5 +1,7 @@
-//! Cut-over: the last step of a run. `swap` renames the ghost into place (atomic or two-step) for migrate;
+//! Cut-over: the last step of a run. `swap` renames the ghost into place (atomic or two-step) for migrate,
+//! after `definition` checked that the original is still the table the migration was planned for;
 //! `blockers` finds the sessions whose locks would make a RENAME queue (and block every writer behind it).
 
 pub mod blockers;
+pub mod definition;
 pub mod swap;

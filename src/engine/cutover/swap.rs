@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::engine::apply::applier::Applied;
 use crate::engine::config::MigrationConfig;
+use crate::engine::cutover::definition;
 use crate::engine::failpoint;
 use crate::engine::sql::qualified;
 
@@ -128,6 +129,7 @@ pub fn own_renames(cfg: &MigrationConfig) -> [String; 2] {
 pub async fn atomic_attempt(
     opts: &mysql_async::Opts,
     cfg: &MigrationConfig,
+    expected_definition: &str,
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
@@ -151,6 +153,8 @@ pub async fn atomic_attempt(
             .wrap_err("locking the original table (lock wait timeout: the table is busy)")?;
         let locked_at = Instant::now();
         failpoint::hit("cutover-after-lock")?;
+        // Under the lock no DDL reaches the original before the rename: this check is exact.
+        definition::check_unchanged(&mut a, &orig, expected_definition).await?;
         let rename = format!("RENAME TABLE {orig} TO {old}, {ghost} TO {orig}");
         let renamer = tokio::spawn(async move {
             let r = b.query_drop(rename).await;
@@ -225,6 +229,7 @@ impl std::error::Error for HalfSwapped {}
 pub async fn two_step(
     opts: &mysql_async::Opts,
     cfg: &MigrationConfig,
+    expected_definition: &str,
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
@@ -233,6 +238,8 @@ pub async fn two_step(
     let mut a = mysql_async::Conn::new(opts.clone()).await?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
+    // Without a lock, a DDL could still come between this check and the rename (the atomic cut-over has none).
+    definition::check_unchanged(&mut a, &orig, expected_definition).await?;
     a.query_drop(away).await.wrap_err("renaming the original away")?;
     let started = Instant::now();
     let second = async {

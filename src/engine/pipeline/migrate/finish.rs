@@ -8,7 +8,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::{CutOverMode, MigrationConfig};
-use crate::engine::cutover::blockers;
+use crate::engine::cutover::{blockers, definition};
 use crate::engine::cutover::swap::{self, SwapReport};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
@@ -69,7 +69,8 @@ async fn analyze_ghost(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> R
 
 /// Cut-over attempts until one swaps, with backoff, up to `--default-retries`. Every failed attempt leaves the
 /// original serving, except a two-step cut-over stopped between its renames, which is never retried.
-pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool) -> Result<SwapReport> {
+pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, plan: &preflight::Plan) -> Result<SwapReport> {
+    let (mariadb, expected) = (plan.mariadb, plan.original.create_statement.as_str());
     let opts = cfg.source.opts();
     let mut marker_conn = mysql_async::Conn::new(opts.clone()).await?;
     let mut blockers_waited = Duration::ZERO;
@@ -83,13 +84,22 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
             i.status.cutover.step = "lock and rename".into();
         });
         let r = match cfg.cut_over {
-            CutOverMode::Atomic => swap::atomic_attempt(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
-            CutOverMode::TwoStep => swap::two_step(&opts, cfg, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::Atomic => swap::atomic_attempt(&opts, cfg, expected, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::TwoStep => swap::two_step(&opts, cfg, expected, &mut marker_conn, &mut running.applied_rx).await,
         };
         let e = match r {
             Ok(report) => return Ok(report),
             Err(e) => e,
         };
+        if definition::is_definition_changed(&e) {
+            running.tasks_cancel.cancel();
+            return Err(e.wrap_err(format!(
+                "the cut-over stopped: {} is serving with its new definition, nothing was swapped; start the migration over \
+                 for the table as it is now (drop {} first)",
+                cfg.table,
+                cfg.ghost_table()
+            )));
+        }
         if swap::is_half_swapped(&e) {
             running.tasks_cancel.cancel();
             return Err(e.wrap_err("the two-step cut-over stopped between its renames; --resume renames the ghost into place").with_resume(cfg));

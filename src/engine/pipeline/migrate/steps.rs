@@ -160,7 +160,7 @@ impl Run for Migrate<'_> {
     async fn cut_over(&mut self, ctx: &RunContext, mut live: Live) -> Result<Outcome> {
         let cfg = self.cfg;
         finish::begin(&mut live.conn, cfg, &mut live.running).await?;
-        let report = finish::cut_over(cfg, ctx, &mut live.running, live.plan.mariadb).await?;
+        let report = finish::cut_over(cfg, ctx, &mut live.running, &live.plan).await?;
         finish::swapped(&mut live.conn, cfg, &ctx.shared, &mut live.running, report).await
     }
 }
