@@ -144,6 +144,12 @@ fn check_flag(name: &str, verdict: &str, out: &Output) -> Result<()> {
         (_, n) if n.starts_with("ssl") => {
             ensure!(code == Some(2) && stderr.contains("--ssl"), "--{name} on a server without a verifiable TLS setup: {code:?} {stderr}")
         }
+        // Honoured together (the run of all accepted flags below); alone each lacks its companion, and is refused
+        // before anything changes as gh-ost refuses it ("--trigger-suffix must be used with --include-triggers").
+        (_, "include-triggers" | "trigger-suffix" | "remove-trigger-suffix-if-exists") => ensure!(
+            code == Some(2) && stderr.contains("--include-triggers") && stderr.contains("--trigger-suffix"),
+            "--{name} alone: {code:?} {stderr}"
+        ),
         // Accepted, but there is no checkpoint to resume from: the run gets past the flags.
         (_, "resume") => ensure!(!stderr.contains("does not implement"), "--resume: {stderr}"),
         ("honoured" | "no-op", _) => {

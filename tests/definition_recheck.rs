@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use color_eyre::eyre::{ensure, eyre, Result};
+use color_eyre::eyre::{ensure, eyre};
 use common::{each_flavor, seed_app_table, test_config, wait_phase, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::config::CutOverMode;

@@ -242,6 +242,16 @@ pub struct MigrateArgs {
     /// without them, so after the cut-over the table has NO foreign keys. A table that other tables' foreign keys
     /// reference is still refused (the references would follow the old table).
     #[arg(long, help_heading = "Migration")] pub discard_foreign_keys: bool,
+    /// gh-ost's flag: the table's triggers are created on the new table (named with --trigger-suffix) at the
+    /// cut-over, under the lock, once everything before it is applied; the copy and the applier never fire them.
+    /// Without it a table with triggers is refused.
+    #[arg(long, help_heading = "Migration")] pub include_triggers: bool,
+    /// With --include-triggers (required with it): appended to each trigger's name on the new table (e.g. _v2),
+    /// since trigger names are unique in a database and the old table keeps its own.
+    #[arg(long, value_name = "SUFFIX", help_heading = "Migration")] pub trigger_suffix: Option<String>,
+    /// With --include-triggers and --trigger-suffix: a trigger whose name ends with the suffix loses it instead
+    /// (so repeated migrations alternate between two names).
+    #[arg(long, help_heading = "Migration")] pub remove_trigger_suffix_if_exists: bool,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

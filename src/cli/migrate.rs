@@ -14,6 +14,7 @@ use super::{failed, print_plan, refuse_foreign_flag, refused, resume_command, sa
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
 use crate::engine::config::{CutOverMode, MigrationConfig};
+use crate::engine::cutover::triggers::TriggerNaming;
 use crate::engine::pipeline::migrate::{self, Outcome, StateDump};
 use crate::engine::EngineHandle;
 
@@ -50,6 +51,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
     cfg.discard_foreign_keys = a.discard_foreign_keys;
+    cfg.triggers = trigger_naming(a)?;
     check_artifact_names(&cfg)?;
     cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
     cfg.run.resume_command = Some(resume_command(argv));
@@ -57,6 +59,24 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
+}
+
+/// `--include-triggers` with its naming flags, checked as gh-ost checks them.
+fn trigger_naming(a: &MigrateArgs) -> Result<Option<TriggerNaming>> {
+    let suffix = a.trigger_suffix.clone().filter(|s| !s.is_empty());
+    match (a.include_triggers, suffix) {
+        (false, None) if a.remove_trigger_suffix_if_exists => {
+            Err(eyre!("--remove-trigger-suffix-if-exists requires --include-triggers and --trigger-suffix")).suggestion("give all three, or none")
+        }
+        (false, None) => Ok(None),
+        (false, Some(_)) => Err(eyre!("--trigger-suffix requires --include-triggers")).suggestion("add --include-triggers, or leave --trigger-suffix out"),
+        (true, None) => Err(eyre!("--include-triggers needs --trigger-suffix"))
+            .suggestion("name the suffix of the new table's triggers, e.g. --trigger-suffix=_v2 (trigger names are unique in a database)"),
+        (true, Some(s)) if !s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+            Err(eyre!("--trigger-suffix `{s}`: only letters, digits and `_` are allowed (as gh-ost)")).suggestion("give e.g. --trigger-suffix=_v2")
+        }
+        (true, Some(suffix)) => Ok(Some(TriggerNaming { suffix, remove_suffix_if_exists: a.remove_trigger_suffix_if_exists })),
+    }
 }
 
 /// The helper tables' names must be plain identifiers that fit the server's 64 characters.
@@ -199,3 +219,35 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::args::{Cli, Cmd};
+    use clap::{CommandFactory, FromArgMatches};
+
+    fn naming(extra: &[&str]) -> Result<Option<TriggerNaming>> {
+        let argv: Vec<&str> = ["revenant", "migrate"].iter().chain(extra).copied().collect();
+        let m = Cli::command().try_get_matches_from(argv).expect("parse");
+        match Cli::from_arg_matches(&m).expect("args").command {
+            Cmd::Migrate(a) => trigger_naming(&a),
+            _ => panic!("not migrate"),
+        }
+    }
+
+    #[test]
+    fn trigger_flags_are_checked_as_gh_ost_checks_them() {
+        assert_eq!(naming(&[]).expect("none"), None);
+        let n = naming(&["--include-triggers", "--trigger-suffix", "_v2", "--remove-trigger-suffix-if-exists"]).expect("valid").expect("some");
+        assert_eq!((n.suffix.as_str(), n.remove_suffix_if_exists), ("_v2", true));
+        for (bad, says) in [
+            (&["--include-triggers"][..], "needs --trigger-suffix"),
+            (&["--trigger-suffix", "_v2"][..], "requires --include-triggers"),
+            (&["--remove-trigger-suffix-if-exists"][..], "requires --include-triggers and --trigger-suffix"),
+            (&["--include-triggers", "--trigger-suffix", "a-b"][..], "only letters, digits and `_`"),
+        ] {
+            let e = format!("{:?}", naming(bad).expect_err("refused"));
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
+    }
+}

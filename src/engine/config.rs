@@ -293,6 +293,9 @@ pub struct MigrationConfig {
     /// gh-ost's `--discard-foreign-keys`: a table with child-side foreign keys is migrated and the new table has
     /// none (the ghost is created without them); parent-side ones are still refused.
     pub discard_foreign_keys: bool,
+    /// gh-ost's `--include-triggers` with its naming (`--trigger-suffix`, `--remove-trigger-suffix-if-exists`):
+    /// the original's triggers are created on the new table at the cut-over. None: a table with triggers is refused.
+    pub triggers: Option<crate::engine::cutover::triggers::TriggerNaming>,
     /// Copy, throttle, cut-over, hook and run settings (shared with move-tables).
     pub run: RunSettings,
 }
@@ -319,6 +322,7 @@ impl MigrationConfig {
             analyze_ghost_before_cutover: false,
             force_table_names: None,
             discard_foreign_keys: false,
+            triggers: None,
             run: RunSettings::default(),
         }
     }

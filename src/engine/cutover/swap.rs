@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::engine::apply::applier::Applied;
 use crate::engine::config::MigrationConfig;
 use crate::engine::cutover::definition;
+use crate::engine::cutover::triggers::{self, TriggerDef, TriggerNaming};
 use crate::engine::failpoint;
 use crate::engine::sql::qualified;
 
@@ -125,11 +126,50 @@ pub fn own_renames(cfg: &MigrationConfig) -> [String; 2] {
     [format!("RENAME TABLE {orig} TO {old}"), format!("RENAME TABLE {old} TO {orig}")]
 }
 
+/// What a swap checks and carries over besides the tables: the original's definition as preflight read it, and
+/// the triggers to create on the ghost (`--include-triggers`).
+pub struct SwapPlan<'a> {
+    pub definition: &'a str,
+    pub triggers: &'a [TriggerDef],
+    pub naming: Option<&'a TriggerNaming>,
+    /// The applier's pause switch: held while the ghost has triggers and is not yet the table (see [`with_triggers`]).
+    pub applier_paused: &'a std::sync::atomic::AtomicBool,
+}
+
+/// The ghost gets the original's triggers (when asked) once everything before the lock is applied; the applier is
+/// paused from then on, so that a failed attempt can take them off again before it writes to the ghost (the
+/// copy's and the applier's rows must never fire them). Returns whether triggers were created.
+async fn with_triggers(opts: &mysql_async::Opts, cfg: &MigrationConfig, plan: &SwapPlan<'_>, marker_conn: &mut mysql_async::Conn, applied: &mut watch::Receiver<Applied>, wait: Duration) -> Result<bool> {
+    let Some(naming) = plan.naming.filter(|_| !plan.triggers.is_empty()) else { return Ok(false) };
+    let token = write_marker(marker_conn, cfg).await?;
+    await_marker(applied, &token, wait).await?;
+    plan.applier_paused.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut t = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to create the ghost's triggers")?;
+    triggers::create_on(&mut t, &cfg.database, &cfg.ghost_table(), plan.triggers, naming).await?;
+    let _ = t.disconnect().await;
+    failpoint::hit("cutover-after-triggers")?;
+    Ok(true)
+}
+
+/// After a failed attempt that created triggers: off the ghost again, then the applier goes on.
+async fn undo_triggers(opts: &mysql_async::Opts, cfg: &MigrationConfig, plan: &SwapPlan<'_>) {
+    let Some(naming) = plan.naming.filter(|_| !plan.triggers.is_empty()) else { return };
+    let dropped = match mysql_async::Conn::new(opts.clone()).await {
+        Ok(mut c) => triggers::drop_from(&mut c, &cfg.database, &cfg.ghost_table(), plan.triggers, naming).await,
+        Err(e) => Err(e.into()),
+    };
+    match dropped {
+        Ok(()) => plan.applier_paused.store(false, std::sync::atomic::Ordering::Relaxed),
+        // The applier stays paused: writing to a ghost with triggers would fire them; --resume drops them.
+        Err(e) => tracing::error!("dropping the triggers from {} failed: {e:#}; the applier stays paused (stop and --resume)", cfg.ghost_table()),
+    }
+}
+
 /// One atomic attempt. On error, the original table is still in place and serving.
 pub async fn atomic_attempt(
     opts: &mysql_async::Opts,
     cfg: &MigrationConfig,
-    expected_definition: &str,
+    plan: &SwapPlan<'_>,
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
@@ -154,7 +194,8 @@ pub async fn atomic_attempt(
         let locked_at = Instant::now();
         failpoint::hit("cutover-after-lock")?;
         // Under the lock no DDL reaches the original before the rename: this check is exact.
-        definition::check_unchanged(&mut a, &orig, expected_definition).await?;
+        definition::check_unchanged(&mut a, &orig, plan.definition).await?;
+        let triggered = with_triggers(opts, cfg, plan, marker_conn, applied, Duration::from_secs(lock_secs * 2)).await?;
         let rename = format!("RENAME TABLE {orig} TO {old}, {ghost} TO {orig}");
         let renamer = tokio::spawn(async move {
             let r = b.query_drop(rename).await;
@@ -177,8 +218,11 @@ pub async fn atomic_attempt(
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         failpoint::hit("cutover-after-rename-queued")?;
-        let token = write_marker(watcher, cfg).await?;
-        await_marker(applied, &token, Duration::from_secs(lock_secs * 2)).await?;
+        if !triggered {
+            // (With triggers, everything before the lock was applied before they were created.)
+            let token = write_marker(watcher, cfg).await?;
+            await_marker(applied, &token, Duration::from_secs(lock_secs * 2)).await?;
+        }
         failpoint::hit("cutover-before-unlock")?;
         a.query_drop(format!("DROP TABLE {old}")).await.wrap_err("dropping the sentry")?;
         a.query_drop("UNLOCK TABLES").await.wrap_err("unlocking")?;
@@ -199,7 +243,10 @@ pub async fn atomic_attempt(
             // RENAME is no longer queued (a late RENAME would swap without the marker).
             drop(a);
             match stop_queued_rename(opts, b_id).await {
-                Ok(()) => drop_sentry_if_ours(opts, cfg).await,
+                Ok(()) => {
+                    drop_sentry_if_ours(opts, cfg).await;
+                    undo_triggers(opts, cfg, plan).await;
+                }
                 Err(why) => tracing::error!("{why:#}; the sentry {} stays (drop it once no RENAME is queued)", cfg.old_table()),
             }
             Err(e)
@@ -229,7 +276,7 @@ impl std::error::Error for HalfSwapped {}
 pub async fn two_step(
     opts: &mysql_async::Opts,
     cfg: &MigrationConfig,
-    expected_definition: &str,
+    plan: &SwapPlan<'_>,
     marker_conn: &mut mysql_async::Conn,
     applied: &mut watch::Receiver<Applied>,
 ) -> Result<SwapReport> {
@@ -239,13 +286,14 @@ pub async fn two_step(
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
     // Without a lock, a DDL could still come between this check and the rename (the atomic cut-over has none).
-    definition::check_unchanged(&mut a, &orig, expected_definition).await?;
+    definition::check_unchanged(&mut a, &orig, plan.definition).await?;
     a.query_drop(away).await.wrap_err("renaming the original away")?;
     let started = Instant::now();
     let second = async {
         failpoint::hit("cutover-two-step-after-first-rename")?;
         let token = write_marker(marker_conn, cfg).await?;
         await_marker(applied, &token, Duration::from_secs(30)).await?;
+        with_triggers(opts, cfg, plan, marker_conn, applied, Duration::from_secs(30)).await?;
         failpoint::hit("cutover-two-step-second-rename")?;
         a.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err("renaming the ghost in")
     }
@@ -254,6 +302,7 @@ pub async fn two_step(
         // Put the original back; only if that fails too is the table missing (and --resume finishes the swap).
         return match a.query_drop(back).await {
             Ok(()) => {
+                undo_triggers(opts, cfg, plan).await;
                 failpoint::hit("cutover-two-step-after-rollback")?;
                 Err(e.wrap_err("the two-step cut-over did not complete; the original table was renamed back and serves"))
             }

@@ -10,6 +10,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::engine::plan::alter::{parse_alter, AlterPlan};
 use crate::engine::config::MigrationConfig;
+use crate::engine::cutover::triggers::{self, TriggerDef};
 use crate::engine::plan::schema::{map_columns, read_table, ColumnMapping, TableInfo};
 use crate::engine::sql::{qualified, quote_ident};
 
@@ -25,6 +26,8 @@ pub struct Plan {
     pub mapping: ColumnMapping,
     pub renames: HashMap<String, String>,
     pub notes: Vec<String>,
+    /// The original's triggers (with `--include-triggers`; a table with triggers is refused otherwise).
+    pub triggers: Vec<TriggerDef>,
 }
 
 /// A refusal: the message, and what to do.
@@ -90,6 +93,7 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
     let (original, alter) = check_table_and_alter(conn, cfg, original_name).await?;
     let mut notes = Vec::new();
     check_relations(conn, cfg, original_name, &mut notes).await?;
+    let triggers = check_triggers(conn, cfg, original_name, &mut notes).await?;
     let renames = renamed_columns(cfg, &alter, &mut notes)?;
     let new_structure = validate_on_temporary(conn, cfg, original_name, &alter).await?;
     let mapping = map_columns(&original, &new_structure, &renames, &alter.dropped_columns).map_err(|e| {
@@ -99,7 +103,7 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
         )
     })?;
     refuse_time_zone_dependent_key(&mapping, &new_structure)?;
-    Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes })
+    Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes, triggers })
 }
 
 /// A key column changed between DATETIME and TIMESTAMP: the conversion depends on the session's time zone, so the
@@ -278,19 +282,25 @@ async fn check_relations(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, or
             "drop the referencing foreign key first",
         ));
     }
-    let trigger: Option<String> = conn
-        .exec_first(
-            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE EVENT_OBJECT_SCHEMA=? AND EVENT_OBJECT_TABLE=? LIMIT 1",
-            (&cfg.database, original_name),
-        )
-        .await?;
-    if let Some(t) = trigger {
-        return Err(refuse(
-            format!("{}.{} has trigger {t}", cfg.database, original_name),
-            "triggers would not fire on the ghost table; drop them, migrate, and re-create them",
-        ));
-    }
     Ok(())
+}
+
+/// The original's triggers: refused without `--include-triggers`; with it, read and their new names checked.
+async fn check_triggers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, notes: &mut Vec<String>) -> Result<Vec<TriggerDef>> {
+    let defs = triggers::read(conn, &cfg.database, original_name).await?;
+    let Some(first) = defs.first() else { return Ok(defs) };
+    let Some(naming) = &cfg.triggers else {
+        return Err(refuse(
+            format!("{}.{} has trigger {} (and {} in all)", cfg.database, original_name, first.name, defs.len()),
+            "migrate with --include-triggers --trigger-suffix=_v2 (the triggers are created on the new table at the cut-over), or drop them, migrate, and re-create them",
+        ));
+    };
+    triggers::check_names(conn, &cfg.database, &defs, naming)
+        .await
+        .map_err(|e| refuse(format!("{e:#}"), "choose another --trigger-suffix (letters, digits, _): the names must fit 64 characters and be free"))?;
+    let renamed: Vec<String> = defs.iter().map(|d| format!("{} -> {}", d.name, naming.ghost_name(&d.name))).collect();
+    notes.push(format!("--include-triggers: created on the new table at the cut-over: {}", renamed.join(", ")));
+    Ok(defs)
 }
 
 /// The columns the ALTER renames, confirmed (`--approve-renamed-columns`) or skipped (`--skip-renamed-columns`).

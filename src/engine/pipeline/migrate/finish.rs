@@ -70,7 +70,13 @@ async fn analyze_ghost(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> R
 /// Cut-over attempts until one swaps, with backoff, up to `--default-retries`. Every failed attempt leaves the
 /// original serving, except a two-step cut-over stopped between its renames, which is never retried.
 pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, plan: &preflight::Plan) -> Result<SwapReport> {
-    let (mariadb, expected) = (plan.mariadb, plan.original.create_statement.as_str());
+    let mariadb = plan.mariadb;
+    let swap_plan = swap::SwapPlan {
+        definition: &plan.original.create_statement,
+        triggers: &plan.triggers,
+        naming: cfg.triggers.as_ref(),
+        applier_paused: &ctx.shared.paused,
+    };
     let opts = cfg.source.opts();
     let mut marker_conn = mysql_async::Conn::new(opts.clone()).await?;
     let mut blockers_waited = Duration::ZERO;
@@ -84,8 +90,8 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
             i.status.cutover.step = "lock and rename".into();
         });
         let r = match cfg.cut_over {
-            CutOverMode::Atomic => swap::atomic_attempt(&opts, cfg, expected, &mut marker_conn, &mut running.applied_rx).await,
-            CutOverMode::TwoStep => swap::two_step(&opts, cfg, expected, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::Atomic => swap::atomic_attempt(&opts, cfg, &swap_plan, &mut marker_conn, &mut running.applied_rx).await,
+            CutOverMode::TwoStep => swap::two_step(&opts, cfg, &swap_plan, &mut marker_conn, &mut running.applied_rx).await,
         };
         let e = match r {
             Ok(report) => return Ok(report),
@@ -138,6 +144,10 @@ pub(super) async fn swapped(conn: &mut mysql_async::Conn, cfg: &MigrationConfig,
     });
     failpoint::hit("after-swap")?;
     running.stop().await;
+    if cfg.triggers.is_some() {
+        // The cut-over held the applier while the ghost had triggers; the swap is done.
+        shared.paused.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
     cleanup(cfg, conn, shared, report.stall_ms).await
 }
 
@@ -152,6 +162,10 @@ pub(super) async fn finish_rename(conn: &mut mysql_async::Conn, cfg: &MigrationC
     let plan = preflight::run_on(conn, cfg, &cfg.old_table()).await?;
     let (mapping, changelog, _job, delete_log) = setup::prepare(conn, cfg, &plan).await?;
     delete_log.deactivate();
+    if let Some(naming) = &cfg.triggers {
+        // The applier replays from the checkpoint: the ghost must not fire triggers an interrupted attempt left.
+        crate::engine::cutover::triggers::drop_from(conn, &cfg.database, &cfg.ghost_table(), &plan.triggers, naming).await?;
+    }
     let start = BinlogPosition { gtid_set: st.applied_gtid_set.clone(), file: st.applied_file.clone(), pos: st.applied_pos };
     let mut plan_of_tasks = super::task_plan(cfg, &plan, &mapping, &changelog, start, delete_log);
     plan_of_tasks.ddl_allowed = true;
@@ -161,6 +175,11 @@ pub(super) async fn finish_rename(conn: &mut mysql_async::Conn, cfg: &MigrationC
         return super::interrupted(cfg, ctx, &mut running, i).await;
     }
     failpoint::hit("before-finish-rename")?;
+    if let Some(naming) = &cfg.triggers {
+        // Nothing writes the ghost now (applied up to what the server executed, the original renamed away): its
+        // triggers go on before it takes the name.
+        crate::engine::cutover::triggers::recreate_on(conn, &cfg.database, &cfg.ghost_table(), &plan.triggers, naming).await?;
+    }
     swap::finish_two_step(conn, cfg).await.map_err(|e| e.with_resume(cfg))?;
     ctx.shared.with(|i| i.status.cutover.step = "swapped".into());
     running.stop().await;

@@ -93,6 +93,10 @@ pub(super) async fn run(
         setup_tables(conn, cfg, plan).await?;
     }
     crate::engine::failpoint::hit("after-setup")?;
+    if let (Some(naming), Some(_)) = (&cfg.triggers, resumed) {
+        // A crash during a cut-over attempt can leave the original's triggers on the ghost: off before any write.
+        crate::engine::cutover::triggers::drop_from(conn, &cfg.database, &cfg.ghost_table(), &plan.triggers, naming).await?;
+    }
     let (mapping, changelog, job, delete_log) = prepare(conn, cfg, plan).await?;
     let (start, range) = match resumed {
         Some(st) => restore(st, shared)?,
