@@ -1,7 +1,8 @@
 //! gh-ost's `--include-triggers` on both flavours and both cut-over modes, under a writer: the original's
 //! triggers are created on the new table at the cut-over, so every write fires them exactly once (before the swap
 //! on the original, after it on the new table, never by the copy or the applier), the new table's triggers carry
-//! the suffix, and the old table keeps its own.
+//! the suffix, and the old table keeps its own. A cut-over attempt that fails after creating them (a fail point)
+//! takes them off the ghost before the applier goes on, and the next attempt swaps with the counts still exact.
 
 mod common;
 
@@ -125,6 +126,12 @@ async fn triggers_are_created_on_the_new_table_at_the_cut_over_and_fire_once_per
         server.conn().await?.query_drop("CREATE DATABASE app").await?;
         one_mode(&server, "atomic", CutOverMode::Atomic).await.map_err(|e| e.wrap_err(format!("{flavor} atomic")))?;
         one_mode(&server, "twostep", CutOverMode::TwoStep).await.map_err(|e| e.wrap_err(format!("{flavor} two-step")))?;
+        // The first attempt fails right after creating the triggers (the original serves, the writer goes on):
+        // they come off the ghost before the applier writes again, and the second attempt swaps.
+        std::env::set_var("REVENANT_FAILPOINTS", "cutover-after-triggers@1");
+        let retried = one_mode(&server, "retried", CutOverMode::Atomic).await;
+        std::env::remove_var("REVENANT_FAILPOINTS");
+        retried.map_err(|e| e.wrap_err(format!("{flavor} atomic, first attempt failed after the triggers")))?;
         Ok(())
     })
     .await;
