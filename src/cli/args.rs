@@ -252,6 +252,12 @@ pub struct MigrateArgs {
     /// With --include-triggers and --trigger-suffix: a trigger whose name ends with the suffix loses it instead
     /// (so repeated migrations alternate between two names).
     #[arg(long, help_heading = "Migration")] pub remove_trigger_suffix_if_exists: bool,
+    /// Replica mode (gh-ost's default): when --host is a replica its binary log is streamed and the table is
+    /// changed on its primary; this names the primary (HOST[:PORT], port 3306 by default) instead of the one the
+    /// replica reports (two primaries, or a primary the replica knows by another name).
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Connection")] pub assume_master_host: Option<String>,
+    /// Replica mode: the user on the primary (default: --user); the password comes from the same sources.
+    #[arg(long, value_name = "USER", help_heading = "Connection")] pub master_user: Option<String>,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

@@ -10,12 +10,10 @@ use color_eyre::Section;
 
 /// gh-ost flags revenant cannot honour: name, whether it takes a value, and why / what to do instead.
 pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
-    ("migrate-on-replica", false, "replica mode is not built yet: run revenant against the primary (--host PRIMARY)"),
-    ("test-on-replica", false, "replica mode is not built yet: run a dry run (without --execute) against the primary instead"),
-    ("test-on-replica-skip-replica-stop", false, "replica mode is not built yet: run a dry run (without --execute) against the primary instead"),
-    ("assume-master-host", true, "revenant connects to the primary given by --host: point --host at it"),
-    ("master-user", true, "revenant connects to one server: give its user with --user"),
-    ("master-password", true, "revenant connects to one server: give its password with --conf, MYSQL_PWD or --ask-pass"),
+    ("migrate-on-replica", false, "migrating a replica's own table is not built: --host=REPLICA without this flag changes the table on its primary (replica mode)"),
+    ("test-on-replica", false, "testing on a replica is not built: run a dry run (without --execute), which validates the ALTER on a temporary copy"),
+    ("test-on-replica-skip-replica-stop", false, "testing on a replica is not built: run a dry run (without --execute), which validates the ALTER on a temporary copy"),
+    ("master-password", true, "the primary is reached with --host's password sources (--conf, MYSQL_PWD, --ask-pass): leave the flag out"),
     ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
     ("aliyun-rds", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
     ("gcp", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),

@@ -52,6 +52,8 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.force_table_names = a.force_table_names.clone();
     cfg.discard_foreign_keys = a.discard_foreign_keys;
     cfg.triggers = trigger_naming(a)?;
+    cfg.assume_master_host = a.assume_master_host.as_deref().map(host_port).transpose()?;
+    cfg.master_user = a.master_user.clone().filter(|u| !u.is_empty());
     check_artifact_names(&cfg)?;
     cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
     cfg.run.resume_command = Some(resume_command(argv));
@@ -59,6 +61,19 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     // A hooks directory that is not there is refused before anything happens.
     crate::engine::hooks::Hooks::for_migration(&cfg)?;
     Ok(cfg)
+}
+
+/// `--assume-master-host HOST[:PORT]`.
+fn host_port(text: &str) -> Result<(String, u16)> {
+    let bad = || eyre!("--assume-master-host `{text}` is not HOST[:PORT]");
+    let (host, port) = match text.rsplit_once(':') {
+        Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
+        None => (text, 3306),
+    };
+    if host.is_empty() || port == 0 {
+        return Err(bad()).suggestion("give e.g. --assume-master-host=db-primary.example:3306");
+    }
+    Ok((host.to_string(), port))
 }
 
 /// `--include-triggers` with its naming flags, checked as gh-ost checks them.
@@ -135,6 +150,11 @@ pub(super) async fn run(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
     let use_console = !out.headless && !out.status_json && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
     init_tracing(use_console, out.log_level());
     let cfg = match migration_config(&a, &argv) {
+        Ok(c) => c,
+        Err(e) => return Ok(refused(&e)),
+    };
+    // gh-ost's default topology: --host may name a replica; the table is changed on its primary.
+    let cfg = match crate::engine::plan::topology::resolve(cfg).await {
         Ok(c) => c,
         Err(e) => return Ok(refused(&e)),
     };

@@ -265,7 +265,15 @@ impl Default for RunSettings {
 /// Everything a migration needs: the table, the ALTER, migrate's own choices, and the run-wide settings.
 #[derive(Debug, Clone)]
 pub struct MigrationConfig {
+    /// The primary: the table is read and changed there (ghost, changelog, checkpoint, cut-over).
     pub source: ConnectionConfig,
+    /// Replica mode (gh-ost's default topology): the server whose binary log is streamed, when `--host` named a
+    /// replica; `source` is then its primary. None: the binary log of `source`.
+    pub binlog_source: Option<ConnectionConfig>,
+    /// gh-ost's `--assume-master-host` (host, port): the primary, instead of the one `--host` replicates from.
+    pub assume_master_host: Option<(String, u16)>,
+    /// gh-ost's `--master-user`: the user on the primary in replica mode (default: `source`'s).
+    pub master_user: Option<String>,
     pub database: String,
     pub table: String,
     /// The ALTER clause or full statement, as given.
@@ -305,6 +313,9 @@ impl MigrationConfig {
     pub fn new(source: ConnectionConfig, database: &str, table: &str, alter: &str) -> Self {
         MigrationConfig {
             source,
+            binlog_source: None,
+            assume_master_host: None,
+            master_user: None,
             database: database.to_string(),
             table: table.to_string(),
             alter: alter.to_string(),
@@ -325,6 +336,11 @@ impl MigrationConfig {
             triggers: None,
             run: RunSettings::default(),
         }
+    }
+
+    /// The server whose binary log the run streams (the replica in replica mode, else the primary).
+    pub fn binlog_server(&self) -> &ConnectionConfig {
+        self.binlog_source.as_ref().unwrap_or(&self.source)
     }
 
     /// The name the artifact tables are built on: the table's, or gh-ost's `--force-table-names`.

@@ -92,6 +92,9 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
     let (mariadb, version) = check_server(conn, cfg).await?;
     let (original, alter) = check_table_and_alter(conn, cfg, original_name).await?;
     let mut notes = Vec::new();
+    if let Some(replica) = &cfg.binlog_source {
+        notes.push(format!("replica mode: the binary log of {} is streamed; the table is changed on its primary {}", replica.display(), cfg.source.display()));
+    }
     check_relations(conn, cfg, original_name, &mut notes).await?;
     let triggers = check_triggers(conn, cfg, original_name, &mut notes).await?;
     let renames = renamed_columns(cfg, &alter, &mut notes)?;
@@ -142,7 +145,30 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
         ));
     }
     refuse_replica(conn, mariadb, cfg).await?;
-    // Binary log settings.
+    match &cfg.binlog_source {
+        Some(replica) => {
+            let mut c = mysql_async::Conn::new(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
+            let checked = check_binlog(&mut c, mariadb, Some(replica)).await;
+            let _ = c.disconnect().await;
+            checked.map_err(|e| e.wrap_err(format!("the replica {} (replica mode streams its binary log)", replica.display())))?;
+        }
+        None => check_binlog(conn, mariadb, None).await?,
+    }
+    Ok((mariadb, version))
+}
+
+/// The binary log as revenant reads it, on the server it streams from (`replica`: in replica mode, which also
+/// needs the primary's changes logged there), and the privilege to read it.
+async fn check_binlog(conn: &mut mysql_async::Conn, mariadb: bool, replica: Option<&crate::engine::config::ConnectionConfig>) -> Result<()> {
+    if let Some(r) = replica {
+        let updates = var(conn, "log_slave_updates").await?.unwrap_or_default();
+        if updates != "1" && !updates.eq_ignore_ascii_case("on") {
+            return Err(refuse(
+                format!("log_slave_updates is OFF on the replica {}: the primary's changes are not in its binary log", r.display()),
+                "start the replica with --log-slave-updates (log_replica_updates), or point --host at the primary",
+            ));
+        }
+    }
     let log_bin = var(conn, "log_bin").await?.unwrap_or_default();
     if log_bin != "1" && !log_bin.eq_ignore_ascii_case("on") {
         return Err(refuse("log_bin is OFF on the server", "start the server with --log-bin: revenant reads the binary log"));
@@ -196,7 +222,7 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
             "GRANT REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO the migration user",
         ));
     }
-    Ok((mariadb, version))
+    Ok(())
 }
 
 /// The table (there, InnoDB) and the ALTER (one clause list that names no other table and renames nothing).

@@ -32,10 +32,17 @@ use crate::engine::stream::binlog::{current_position, BinlogPosition};
 
 /// The start position of a new run, with every transaction it covers committed and visible when it returns.
 /// `changelog` is the run's heartbeat table (database, table) on the same server.
-pub async fn start_position(conn: &mut mysql_async::Conn, mariadb: bool, changelog: (&str, &str)) -> Result<BinlogPosition> {
+///
+/// `binlog`: the server whose binary log is streamed when it is not `conn`'s (a replica in replica mode). Its
+/// position is read first; every transaction in it was committed on `conn` (the primary) before it reached the
+/// replica, so the fence below, committed on `conn` after that read, orders them before the copy's read view there.
+pub async fn start_position(conn: &mut mysql_async::Conn, mut binlog: Option<&mut mysql_async::Conn>, mariadb: bool, changelog: (&str, &str)) -> Result<BinlogPosition> {
     let deadline = Instant::now() + XA_WAIT;
     let position = loop {
-        let position = current_position(conn, mariadb).await?;
+        let position = match binlog.as_deref_mut() {
+            Some(b) => current_position(b, mariadb).await?,
+            None => current_position(conn, mariadb).await?,
+        };
         let prepared = prepared_xa(conn).await?;
         if prepared.is_empty() {
             break position;

@@ -231,7 +231,7 @@ fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, change
     let mut table = applied_table(plan, mapping, &cfg.table, &cfg.database, &cfg.ghost_table());
     table.target.deletes = Some(delete_log);
     TaskPlan {
-        source: cfg.source.opts(),
+        source: cfg.binlog_server().opts(),
         target: cfg.source.opts(),
         mariadb: plan.mariadb,
         start,

@@ -2,7 +2,7 @@
 //! turned into a [`Resume`] decision by the pure [`resume_from`]; then the checks that need the preflight's plan
 //! (the same ALTER, the same original, a binary log still there) before a run continues.
 
-use color_eyre::eyre::Result;
+use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
@@ -77,7 +77,16 @@ pub(super) async fn check_continue(conn: &mut mysql_async::Conn, cfg: &Migration
         ));
     }
     if !plan.mariadb {
-        check_position_kept(conn, st).await?;
+        match &cfg.binlog_source {
+            // Replica mode: the stream continues from the replica's binary log.
+            Some(replica) => {
+                let mut c = mysql_async::Conn::new(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
+                let kept = check_position_kept(&mut c, st).await;
+                let _ = c.disconnect().await;
+                kept?;
+            }
+            None => check_position_kept(conn, st).await?,
+        }
     }
     if drop_sentry {
         conn.query_drop(format!("DROP TABLE {}", qualified(&cfg.database, &cfg.old_table()))).await?;

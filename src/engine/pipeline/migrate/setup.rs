@@ -137,7 +137,14 @@ async fn record_start(
     shared: &Shared,
     hooks: &Hooks,
 ) -> Result<(BinlogPosition, CopyRange)> {
-    let start = start_position(conn, mariadb, (&cfg.database, &cfg.changelog_table())).await?;
+    let mut binlog = match &cfg.binlog_source {
+        Some(b) => Some(mysql_async::Conn::new(b.opts()).await.wrap_err_with(|| format!("connecting to the binlog server {}", b.display()))?),
+        None => None,
+    };
+    let start = start_position(conn, binlog.as_mut(), mariadb, (&cfg.database, &cfg.changelog_table())).await?;
+    if let Some(b) = binlog {
+        let _ = b.disconnect().await;
+    }
     // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let bounds = job.key_bounds(&mut raw).await?;

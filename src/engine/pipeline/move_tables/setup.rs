@@ -154,7 +154,7 @@ pub(super) async fn record_start(
     mariadb: bool,
     copy_rows: &mut HashMap<String, CopyRow>,
 ) -> Result<()> {
-    let start = start_position(src, mariadb, (&cfg.database, CHANGELOG_TABLE)).await?;
+    let start = start_position(src, None, mariadb, (&cfg.database, CHANGELOG_TABLE)).await?;
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let ck = qualified(&cfg.target_database, CHECKPOINT_TABLE);
     let mut tx = tgt.start_transaction(mysql_async::TxOpts::default()).await?;
