@@ -6,7 +6,7 @@
 //! `delete_log`); without a delete log the range is read under shared locks (`LOCK IN SHARE MODE`), gh-ost's way.
 //! Each chunk's transaction also moves the copy watermark in the checkpoint table. The chunk size adapts to a
 //! target chunk time within bounds. Across servers (move-tables) a chunk is read under locks on the source and
-//! written to the target before those locks are released (`run_across`).
+//! written to the target before those locks are released (`run_across`; the chunk itself is in `across`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,7 +21,6 @@ use tokio_util::sync::CancellationToken;
 use crate::engine::checkpoint;
 use crate::engine::config::RowWrites;
 use crate::engine::copy::delete_log::DeleteLog;
-use crate::engine::copy::json_leaves;
 use crate::engine::copy::warnings::{self, Verdict, WarningRules};
 use crate::engine::failpoint;
 use crate::engine::retry::{self, Retry, Transient};
@@ -85,7 +84,7 @@ impl CopyJob {
             .collect::<Vec<_>>()
             .join(", ")
     }
-    fn source(&self) -> String {
+    pub(super) fn source(&self) -> String {
         format!("{} FORCE INDEX ({})", qualified(&self.source_db, &self.source_table), quote_ident(&self.key_index))
     }
 
@@ -282,7 +281,7 @@ impl CopyJob {
     }
 
     /// The next chunk after `lower` (its end, whether it is the last, its WHERE with parameters), traced as begun.
-    async fn bounds(&self, conn: &mut mysql_async::Conn, lower: Option<&[Value]>, range_end: &[Value], size: u64) -> Result<ChunkBounds> {
+    pub(super) async fn bounds(&self, conn: &mut mysql_async::Conn, lower: Option<&[Value]>, range_end: &[Value], size: u64) -> Result<ChunkBounds> {
         let (end, last) = self.next_chunk(conn, lower, range_end, size).await?;
         let (cond, params) = self.range_where(lower, &end);
         let end_text = checkpoint::encode_key(&end);
@@ -341,122 +340,10 @@ impl CopyJob {
         Ok((end, last, rows, started))
     }
 
-    /// One chunk across servers (Ghostferry's order): the chunk's rows are read on the source under shared locks
-    /// in a source transaction, written with INSERT IGNORE together with the watermark in one target transaction,
-    /// the target commits, and only then the source transaction ends. A write to one of those rows on the source
-    /// waits for the locks, so it reaches the binary log (and the applier) after the copied row is on the target:
-    /// without that, a row deleted between the read and the write would come back on the target.
-    #[allow(clippy::too_many_arguments)]
-    async fn copy_chunk_across(
-        &self,
-        source: &mut mysql_async::Conn,
-        target: &mut mysql_async::Conn,
-        hold: Duration,
-        lower: Option<&[Value]>,
-        range_end: &[Value],
-        size: u64,
-        target_cols: &[String],
-        source_cols: &[String],
-        update_sql: &str,
-    ) -> Result<(Vec<Value>, bool, u64, Instant)> {
-        let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(source, lower, range_end, size).await?;
-        // MySQL JSON columns: the leaves their text cannot carry are reported beside them (see json_leaves).
-        let reports: Vec<String> = self
-            .json_columns()
-            .map(|i| json_leaves::report_sql(&format!("{}.{}", qualified(&self.source_db, &self.source_table), quote_ident(&self.columns[i].0.name))))
-            .collect();
-        let selected: Vec<&str> = source_cols.iter().chain(&reports).map(String::as_str).collect();
-        let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", selected.join(", "), self.source());
-        let started = Instant::now();
-        let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
-        let rows: Vec<mysql_async::Row> = stx.exec(&select, params.clone()).await.wrap_err_with(|| {
-            format!("reading a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
-        })?;
-        if !hold.is_zero() {
-            // Test aid: widens the window between the read and the write, in which writers must wait.
-            tokio::time::sleep(hold).await;
-        }
-        let mut ttx = target.start_transaction(TxOpts::default()).await.wrap_err("starting the target side of a chunk")?;
-        let written = self.write_across(&mut ttx, &rows, target_cols, &end).await?;
-        self.commit_chunk(ttx, update_sql, &end_text, written, last, &span).await.wrap_err("committing a chunk on the target")?;
-        // Only now may writers touch the rows read: their changes reach the binary log after the copy landed.
-        stx.rollback().await.wrap_err("releasing the chunk's locks on the source")?;
-        Ok((end, last, written, started))
-    }
-
-    /// The positions (in `columns`) of MySQL JSON columns, whose reports follow the columns in a cross-server read.
-    fn json_columns(&self) -> impl Iterator<Item = usize> + '_ {
-        self.columns.iter().enumerate().filter(|(_, (c, _))| c.is_json()).map(|(i, _)| i)
-    }
-
-    /// Writes rows read on the source (the columns, then the JSON reports) with INSERT IGNORE in the target's
-    /// transaction, in statements of at most 1000 rows and 60000 parameters (the protocol allows 65535); returns the
-    /// rows written.
-    async fn write_across(&self, ttx: &mut mysql_async::Transaction<'_>, rows: &[mysql_async::Row], target_cols: &[String], end: &[Value]) -> Result<u64> {
-        let json: Vec<usize> = self.json_columns().collect();
-        let placeholders: Vec<String> = self.columns.iter().map(|(c, _)| c.placeholder()).collect();
-        let mut written = 0u64;
-        let mut start = 0;
-        while start < rows.len() {
-            let (mut tuples, mut values) = (Vec::new(), Vec::new());
-            let mut next = start;
-            while next < rows.len() && tuples.len() < 1000 {
-                let (sql, params) = self.row_across(&rows[next], &json, &placeholders)?;
-                if !tuples.is_empty() && values.len() + params.len() > 60_000 {
-                    break;
-                }
-                tuples.push(sql);
-                values.extend(params);
-                next += 1;
-            }
-            let insert = format!(
-                "INSERT IGNORE INTO {} ({}) VALUES {}",
-                qualified(&self.target_db, &self.target_table),
-                target_cols.join(", "),
-                tuples.join(", ")
-            );
-            ttx.exec_drop(&insert, values).await.wrap_err_with(|| {
-                format!("writing a chunk of {}.{} to {}.{}", self.source_db, self.source_table, self.target_db, self.target_table)
-            })?;
-            written += ttx.affected_rows();
-            let count = ttx.get_warnings();
-            if count > 0 {
-                self.check_warnings(ttx, count, Locate::Rows(&rows[start..next]), end).await?;
-            }
-            start = next;
-        }
-        Ok(written)
-    }
-
-    /// One row's `(...)` of a cross-server INSERT and its parameters: TIME as text (see `time_as_text`), a MySQL
-    /// JSON value with reported leaves as the SQL that rebuilds it.
-    fn row_across(&self, row: &mysql_async::Row, json: &[usize], placeholders: &[String]) -> Result<(String, Vec<Value>)> {
-        let mut parts = Vec::with_capacity(placeholders.len());
-        let mut params = Vec::with_capacity(placeholders.len());
-        for (i, placeholder) in placeholders.iter().enumerate() {
-            let value = row.as_ref(i).cloned().map(crate::engine::apply::values::time_as_text).unwrap_or(Value::NULL);
-            let rebuilt = match json.iter().position(|&j| j == i) {
-                Some(k) if value != Value::NULL => json_leaves::rebuild(&self.columns[i].0.name, &value, row.as_ref(placeholders.len() + k))?,
-                _ => None,
-            };
-            match rebuilt {
-                Some(sql) => {
-                    parts.push(sql.sql);
-                    params.extend(sql.params);
-                }
-                None => {
-                    parts.push(placeholder.clone());
-                    params.push(value);
-                }
-            }
-        }
-        Ok((format!("({})", parts.join(", ")), params))
-    }
-
     /// Judges the warnings of a chunk's INSERT (see `warnings`): expected skips pass; a value the new definition
     /// cannot hold stops the run (`--panic-on-warnings`) naming the warning and the row's key; duplicates on a key
     /// the ALTER adds are refused when the original holds them, else the chunk is tried again.
-    async fn check_warnings(&self, conn: &mut impl Queryable, count: u16, locate: Locate<'_>, end: &[Value]) -> Result<()> {
+    pub(super) async fn check_warnings(&self, conn: &mut impl Queryable, count: u16, locate: Locate<'_>, end: &[Value]) -> Result<()> {
         let listed = warnings::read(conn, count).await?;
         match warnings::judge(&self.warnings, count, &listed) {
             Verdict::Clean => Ok(()),
@@ -552,7 +439,7 @@ impl CopyJob {
 
     /// Moves the watermark to `end` (encoded) in the chunk's transaction and commits it; `span` names the chunk in
     /// the test trace.
-    async fn commit_chunk(
+    pub(super) async fn commit_chunk(
         &self,
         mut tx: mysql_async::Transaction<'_>,
         update_sql: &str,
@@ -611,7 +498,7 @@ pub async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, 
 }
 
 /// Where the rows of a chunk's INSERT come from, to name the key of a row a warning points at.
-enum Locate<'a> {
+pub(super) enum Locate<'a> {
     /// `INSERT ... SELECT` over this range (same server), in key order.
     Range(&'a str, &'a [Value]),
     /// `INSERT ... VALUES` of these rows (across servers), in this order.
@@ -619,12 +506,12 @@ enum Locate<'a> {
 }
 
 /// One chunk's key range, as both chunk copies (same server, across servers) begin it.
-struct ChunkBounds {
-    end: Vec<Value>,
-    last: bool,
-    cond: String,
-    params: Vec<Value>,
-    end_text: String,
+pub(super) struct ChunkBounds {
+    pub(super) end: Vec<Value>,
+    pub(super) last: bool,
+    pub(super) cond: String,
+    pub(super) params: Vec<Value>,
+    pub(super) end_text: String,
     /// "<lower> <end>" for the trace.
-    span: String,
+    pub(super) span: String,
 }
