@@ -3,7 +3,8 @@
 //! there. The oracle holds on the primary (the new table holds the original's rows over the shared columns) and on
 //! the replica (the same tables arrive by replication); nothing was written on the replica itself (its executed
 //! GTIDs are all the primary's). `--assume-master-host` names the primary explicitly, and a replica whose
-//! primary is itself a replica is refused, naming what to do.
+//! primary is itself a replica is refused, naming what to do. `--replica-server-id` sets the stream's server id,
+//! and one the topology already uses is refused.
 
 mod common;
 
@@ -99,7 +100,8 @@ async fn host_names_a_replica_the_binlog_is_read_there_and_the_table_changed_on_
         .await?;
         wait_caught_up(replica, &primary, Duration::from_secs(60)).await?;
         replica.conn().await?.query_drop("SET GLOBAL read_only = 1").await?;
-        migrate_through_the_replica(&primary, replica, &[]).await?;
+        // gh-ost's --replica-server-id: the stream presents the id given.
+        migrate_through_the_replica(&primary, replica, &["--replica-server-id=424242".to_string()]).await?;
 
         // --assume-master-host names the primary; a second migration of the new table.
         p.query_drop("DROP TABLE shop._orders_del").await?;
@@ -107,6 +109,12 @@ async fn host_names_a_replica_the_binlog_is_read_there_and_the_table_changed_on_
         wait_caught_up(replica, &primary, Duration::from_secs(60)).await?;
         migrate_through_the_replica(&primary, replica, &[format!("--assume-master-host=127.0.0.1:{}", primary.port)]).await?;
 
+        // --replica-server-id of a server in the topology: refused before anything changes, naming it.
+        for (id, who) in [(primary.server_id, format!("127.0.0.1:{} itself", primary.port)), (replica.server_id, "its replica".to_string())] {
+            let out = revenant(&primary, &[format!("--replica-server-id={id}")]).output()?;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            ensure!(out.status.code() == Some(2) && stderr.contains(&format!("--replica-server-id {id} is the server id of")) && stderr.contains(&who), "server id {id}: {stderr}");
+        }
         // A chain (replica of a replica): refused before anything changes, naming the flag.
         let second = Server::start(flavor).await?;
         replicate_from(&second, replica).await?;

@@ -258,6 +258,10 @@ pub struct MigrateArgs {
     #[arg(long, value_name = "HOST[:PORT]", help_heading = "Connection")] pub assume_master_host: Option<String>,
     /// Replica mode: the user on the primary (default: --user); the password comes from the same sources.
     #[arg(long, value_name = "USER", help_heading = "Connection")] pub master_user: Option<String>,
+    /// The server id the binary log stream presents (gh-ost's flag; default: one picked per run, 1000000 and up).
+    /// One the server or a replica of it already has is refused.
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Connection")]
+    pub replica_server_id: Option<u32>,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.

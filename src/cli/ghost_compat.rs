@@ -22,7 +22,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
     ("timestamp-old-table", false, "the old table is always _<table>_del: rename it after the run, or use --ok-to-drop-table"),
-    ("replica-server-id", true, "revenant picks its own binlog client id (1000000 and up): leave the flag out, and keep server ids below 1000000"),
     ("mysql-timeout", true, "revenant retries lost connections for --retry-seconds, then stops resumably: use --retry-seconds"),
     ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
     ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),

@@ -274,6 +274,9 @@ pub struct MigrationConfig {
     pub assume_master_host: Option<(String, u16)>,
     /// gh-ost's `--master-user`: the user on the primary in replica mode (default: `source`'s).
     pub master_user: Option<String>,
+    /// gh-ost's `--replica-server-id`: the server id the binlog stream presents (None: one picked per run, 1000000
+    /// and up). Preflight refuses one the server or a replica of it already has.
+    pub replica_server_id: Option<u32>,
     pub database: String,
     pub table: String,
     /// The ALTER clause or full statement, as given.
@@ -316,6 +319,7 @@ impl MigrationConfig {
             binlog_source: None,
             assume_master_host: None,
             master_user: None,
+            replica_server_id: None,
             database: database.to_string(),
             table: table.to_string(),
             alter: alter.to_string(),

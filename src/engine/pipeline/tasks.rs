@@ -68,6 +68,8 @@ pub(crate) struct TaskPlan {
     pub(crate) retry_for: Duration,
     /// Distinguishes the binlog client ids of migrate (1,000,000+) and move-tables (2,000,000+).
     pub(crate) client_id_base: u32,
+    /// gh-ost's `--replica-server-id`: the binlog client's server id, given (checked free at preflight).
+    pub(crate) client_server_id: Option<u32>,
     /// The heartbeat and throttle settings (source, database, changelog table, thresholds).
     pub(crate) throttle: MigrationConfig,
 }
@@ -144,7 +146,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
     let stream_cfg = StreamConfig {
         opts: plan.source,
         mariadb: plan.mariadb,
-        client_server_id: client_server_id(plan.client_id_base),
+        client_server_id: plan.client_server_id.unwrap_or_else(|| client_server_id(plan.client_id_base)),
         start: plan.start,
         watched,
         retry_for: plan.retry_for,

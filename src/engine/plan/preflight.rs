@@ -154,7 +154,36 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
         }
         None => check_binlog(conn, mariadb, None).await?,
     }
+    if let Some(id) = cfg.replica_server_id {
+        check_server_id_free(cfg, id, mariadb).await?;
+    }
     Ok((mariadb, version))
+}
+
+/// `--replica-server-id`: not the streamed server's own id, nor one of its replicas' (the server would drop the
+/// replica whose id the stream takes).
+async fn check_server_id_free(cfg: &MigrationConfig, id: u32, mariadb: bool) -> Result<()> {
+    let server = cfg.binlog_server();
+    let mut c = mysql_async::Conn::new(server.opts()).await.wrap_err_with(|| format!("connecting to {}", server.display()))?;
+    let own: u32 = c.query_first("SELECT @@server_id").await?.unwrap_or(0);
+    let rows: Vec<mysql_async::Row> = c.query(if mariadb { "SHOW SLAVE HOSTS" } else { "SHOW REPLICAS" }).await.unwrap_or_default();
+    let _ = c.disconnect().await;
+    // MariaDB's SHOW SLAVE HOSTS says Server_id, MySQL's SHOW REPLICAS Server_Id.
+    let id_of = |r: &mysql_async::Row| ["Server_id", "Server_Id"].iter().find_map(|n| r.get_opt::<u32, _>(*n).and_then(|v| v.ok()));
+    let taken = rows.iter().find(|r| id_of(r) == Some(id));
+    let who = match (own == id, taken) {
+        (true, _) => format!("{} itself", server.display()),
+        (false, Some(r)) => {
+            let host: String = r.get_opt("Host").and_then(|v| v.ok()).unwrap_or_default();
+            let port: u32 = r.get_opt("Port").and_then(|v| v.ok()).unwrap_or(0);
+            format!("its replica {host}:{port}")
+        }
+        (false, None) => return Ok(()),
+    };
+    Err(refuse(
+        format!("--replica-server-id {id} is the server id of {who}: the binary log stream would take its place"),
+        "give an id no server of the topology has (gh-ost's default is 99999), or leave the flag out",
+    ))
 }
 
 /// The binary log as revenant reads it, on the server it streams from (`replica`: in replica mode, which also

@@ -34,13 +34,19 @@ use crate::engine::stream::binlog::{current_position, BinlogPosition};
 /// `changelog` is the run's heartbeat table (database, table) on the same server.
 ///
 /// `binlog`: the server whose binary log is streamed when it is not `conn`'s (a replica in replica mode). Its
-/// position is read first; every transaction in it was committed on `conn` (the primary) before it reached the
-/// replica, so the fence below, committed on `conn` after that read, orders them before the copy's read view there.
+/// position is read first, once it holds everything `conn` (the primary) executed, the run's own setup included
+/// (else the stream would meet the ghost's CREATE after its start); every transaction in it was committed on
+/// `conn` before it reached the replica, so the fence below, committed on `conn` after that read, orders them
+/// before the copy's read view there.
 pub async fn start_position(conn: &mut mysql_async::Conn, mut binlog: Option<&mut mysql_async::Conn>, mariadb: bool, changelog: (&str, &str)) -> Result<BinlogPosition> {
     let deadline = Instant::now() + XA_WAIT;
     let position = loop {
         let position = match binlog.as_deref_mut() {
-            Some(b) => current_position(b, mariadb).await?,
+            Some(b) => {
+                let primary = current_position(conn, mariadb).await?;
+                wait_replicated(b, mariadb, &primary.gtid_set).await?;
+                current_position(b, mariadb).await?
+            }
             None => current_position(conn, mariadb).await?,
         };
         let prepared = prepared_xa(conn).await?;
@@ -66,6 +72,34 @@ pub async fn start_position(conn: &mut mysql_async::Conn, mut binlog: Option<&mu
     .await
     .wrap_err("committing the start fence (a write that makes the start position and the copy range agree)")?;
     Ok(position)
+}
+
+/// How long the replica of replica mode may take to execute what the primary executed before the copy starts.
+const REPLICA_WAIT: Duration = Duration::from_secs(600);
+
+/// Waits until the replica executed `gtid_set` (the primary's, read just before), up to [`REPLICA_WAIT`].
+async fn wait_replicated(replica: &mut mysql_async::Conn, mariadb: bool, gtid_set: &str) -> Result<()> {
+    if gtid_set.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    loop {
+        let waited: Option<i64> = match mariadb {
+            true => replica.exec_first("SELECT MASTER_GTID_WAIT(?, 1)", (gtid_set,)).await,
+            false => replica.exec_first("SELECT WAIT_FOR_EXECUTED_GTID_SET(?, 1)", (gtid_set,)).await,
+        }
+        .wrap_err("waiting for the replica to execute the primary's transactions")?;
+        if waited == Some(0) {
+            return Ok(());
+        }
+        if started.elapsed() > REPLICA_WAIT {
+            return Err(refuse(
+                format!("the replica has not executed the primary's transactions {gtid_set} after {} s", REPLICA_WAIT.as_secs()),
+                "check that the replica replicates (SHOW REPLICA STATUS) and is not far behind, then resume with --resume",
+            ));
+        }
+        tracing::info!("waiting for the replica to catch up with the primary before the copy starts ({} s)", started.elapsed().as_secs());
+    }
 }
 
 /// Waits (up to [`XA_WAIT`]) until no prepared XA transaction is pending, then returns; refuses naming them

@@ -243,6 +243,7 @@ fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, change
         own_statements: crate::engine::cutover::swap::own_renames(cfg).into(),
         retry_for: cfg.run.retry_for,
         client_id_base: 1_000_000,
+        client_server_id: cfg.replica_server_id,
         throttle: cfg.clone(),
     }
 }

@@ -303,6 +303,7 @@ pub(super) fn task_plan(cfg: &MoveTablesConfig, tables: &[MovedTable], changelog
         own_statements: vec![cfg.fence_statement(), cfg.rollback_statement()],
         retry_for: cfg.run.retry_for,
         client_id_base: 2_000_000,
+        client_server_id: None,
         throttle: cfg.throttle_config(),
     }
 }
