@@ -304,7 +304,8 @@ impl Hooks {
             old_table: cfg.old_table(),
             ddl: cfg.alter.clone(),
             migrated_host: cfg.source.display(),
-            inspected_host: cfg.source.display(),
+            // Replica mode: gh-ost's inspected host is the replica whose binary log is read.
+            inspected_host: cfg.binlog_server().display(),
             executing_host: executing_host(),
             dry_run: !cfg.run.execute,
         };

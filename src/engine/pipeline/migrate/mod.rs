@@ -79,7 +79,9 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
     let shared = runtime::shared_for(&cfg.run);
     shared.with(|i| {
         i.status.target = TargetInfo {
-            host: cfg.source.display(),
+            // Replica mode: gh-ost's "inspecting" the replica, "migrating" (writes) its primary.
+            host: cfg.binlog_server().display(),
+            applier_host: cfg.binlog_source.as_ref().map(|_| cfg.source.display()).unwrap_or_default(),
             database: cfg.database.clone(),
             table: cfg.table.clone(),
             alter: cfg.alter.clone(),
