@@ -55,6 +55,8 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.assume_master_host = a.assume_master_host.as_deref().map(host_port).transpose()?;
     cfg.master_user = a.master_user.clone().filter(|u| !u.is_empty());
     cfg.replica_server_id = a.replica_server_id;
+    // Checked here, before replica mode connects to anything (bound later, in before_start).
+    a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose()?;
     check_artifact_names(&cfg)?;
     cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
     cfg.run.resume_command = Some(resume_command(argv));
