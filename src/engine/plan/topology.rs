@@ -47,7 +47,7 @@ fn primary_at(cfg: &MigrationConfig, host: String, port: u16) -> ConnectionConfi
 async fn connect(c: &ConnectionConfig, what: &str) -> Result<mysql_async::Conn> {
     mysql_async::Conn::new(c.opts())
         .await
-        .map_err(|e| refuse(format!("cannot connect to {what} {}: {e}", c.display()), c.connect_hint()))
+        .map_err(|e| refuse(format!("cannot connect to {} ({what}): {e}", c.display()), c.connect_hint()))
 }
 
 /// `cfg` with replica mode resolved: `source` becomes the primary and `binlog_source` the replica `--host`
