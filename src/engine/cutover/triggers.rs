@@ -8,7 +8,7 @@
 use color_eyre::eyre::{eyre, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
-use crate::engine::sql::{qualified, quote_ident, quote_literal};
+use crate::engine::sql::{qualified, quote_literal};
 
 /// The longest name the server takes for a trigger.
 pub const MAX_NAME: usize = 64;
@@ -140,11 +140,6 @@ pub async fn drop_from(conn: &mut mysql_async::Conn, db: &str, ghost: &str, defs
 pub async fn recreate_on(conn: &mut mysql_async::Conn, db: &str, ghost: &str, defs: &[TriggerDef], naming: &TriggerNaming) -> Result<()> {
     drop_from(conn, db, ghost, defs, naming).await?;
     create_on(conn, db, ghost, defs, naming).await
-}
-
-/// The names for people: `a, b`.
-pub fn names(defs: &[TriggerDef]) -> String {
-    defs.iter().map(|d| quote_ident(&d.name)).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
