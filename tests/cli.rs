@@ -38,9 +38,9 @@ async fn gh_ost_style_command_lines() {
         assert_eq!(create_before, create_after);
 
         // A gh-ost flag revenant does not implement is refused by name, before anything happens.
-        let out = revenant(&server, &["--database", "shop", "--table", "orders", "--alter", "ADD COLUMN w INT", "--execute", "--test-on-replica"]).output()?;
+        let out = revenant(&server, &["--database", "shop", "--table", "orders", "--alter", "ADD COLUMN w INT", "--execute", "--tungsten"]).output()?;
         assert_eq!(out.status.code(), Some(2));
-        assert!(String::from_utf8_lossy(&out.stderr).contains("--test-on-replica"));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--tungsten"));
         assert_eq!(tables(&mut c, "shop").await?, vec!["orders".to_string()]);
 
         // A bad ALTER is refused with the server's reason, before anything is created.

@@ -1,8 +1,8 @@
 //! Every flag of gh-ost (read from `gh-ost --help` when the binary is here, else the checked-in list of gh-ost
 //! 145799ee's flags) given to `revenant migrate` on a real server: honoured and no-op flags run the dry run,
 //! refused ones are refused by name with what to do and change nothing; none reaches clap's "unexpected argument";
-//! docs/gh-ost-compatibility.md says the same of each. gh-ost's runbook line parses: against a replica it is
-//! refused naming the primary, against the primary its dry run passes.
+//! docs/gh-ost-compatibility.md says the same of each. gh-ost's runbook line runs against a replica (replica mode)
+//! and on the primary; the two command lines of gh-ost's resume page resume a migration killed mid-copy.
 
 mod common;
 
@@ -150,6 +150,15 @@ fn check_flag(name: &str, verdict: &str, out: &Output) -> Result<()> {
             code == Some(2) && stderr.contains("--include-triggers") && stderr.contains("--trigger-suffix"),
             "--{name} alone: {code:?} {stderr}"
         ),
+        // Honoured on a replica (tests/on_replica.rs); this server replicates from nobody: refused before anything
+        // changes, as gh-ost refuses them on a primary, and the companion flag alone as gh-ost refuses it.
+        (_, "test-on-replica" | "migrate-on-replica") => ensure!(
+            code == Some(2) && stderr.contains("replicates from nobody") && stderr.contains(&format!("--{name}")),
+            "--{name} on a server that is no replica: {code:?} {stderr}"
+        ),
+        (_, "test-on-replica-skip-replica-stop") => {
+            ensure!(code == Some(2) && stderr.contains("requires --test-on-replica"), "--{name} alone: {code:?} {stderr}")
+        }
         // Accepted, but there is no checkpoint to resume from: the run gets past the flags.
         (_, "resume") => ensure!(!stderr.contains("does not implement"), "--resume: {stderr}"),
         ("honoured" | "no-op", _) => {
@@ -211,7 +220,9 @@ async fn every_gh_ost_flag_is_honoured_accepted_or_refused_by_name() {
                 // gh-ost's single-dash spelling is refused by name too.
                 let single = spelled(&s, name, value).split_off(1);
                 check_flag(name, verdict, &s.migrate(&[single])?)?;
-            } else if !["help", "version", "check-flag", "ask-pass", "resume"].contains(&name.as_str()) && !name.starts_with("ssl") {
+            } else if !["help", "version", "check-flag", "ask-pass", "resume", "test-on-replica", "migrate-on-replica", "test-on-replica-skip-replica-stop"].contains(&name.as_str())
+                && !name.starts_with("ssl")
+            {
                 accepted.push((name.clone(), value));
             }
         }
@@ -371,6 +382,76 @@ async fn the_runbook_line_runs_against_a_replica_in_replica_mode_and_on_the_prim
         let after = common::table_checksum(&mut c, "shop", "orders", &["id", "v"]).await?;
         ensure!(before == after && before.0 == 3, "rows before {before:?}, after {after:?}");
         ensure!(shop_tables(&mut c).await? == ["orders"], "artifacts left on the primary");
+        let _ = std::fs::remove_dir_all(&s.dir);
+        Ok(())
+    })
+    .await;
+}
+
+/// gh-ost's resume page (doc/resume.md of 145799ee), its two command lines as given there, pointed at a sandbox
+/// replica (root, no password): the first run with `--gtid --checkpoint --checkpoint-seconds=60 --execute`, killed
+/// (kill -9) mid-copy; the second with `--resume` instead of the checkpoint flags.
+fn resume_page(replica: u16, socket: &Path, resume: bool) -> Vec<String> {
+    let mut line: Vec<String> = ["--chunk-size=100", "--host=127.0.0.1", "--user=root", "--database=mydb", "--table=mytable"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    line.push(format!("--port={replica}"));
+    line.push("--alter=add column mycol varchar(20)".into());
+    line.push("--gtid".into());
+    match resume {
+        false => line.extend(["--checkpoint".to_string(), "--checkpoint-seconds=60".to_string()]),
+        true => line.push("--resume".into()),
+    }
+    line.push("--execute".into());
+    line.push(format!("--serve-socket-file={}", socket.display()));
+    line
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resume_pages_command_lines_resume_a_killed_migration_on_a_replica() {
+    each_flavor(|flavor| async move {
+        let (primary, replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+        let replica = &replicas[0];
+        let mut c = primary.conn().await?;
+        exec_all(&mut c, "CREATE DATABASE mydb;\nCREATE TABLE mydb.mytable (id INT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(40))").await?;
+        c.query_drop(
+            "INSERT INTO mydb.mytable (a, b) SELECT seq, CONCAT('row ', seq) FROM (SELECT @n := @n + 1 AS seq FROM \
+             information_schema.COLUMNS x, information_schema.COLUMNS y, (SELECT @n := 0) z LIMIT 20000) s",
+        )
+        .await?;
+        let before = common::table_checksum(&mut c, "mydb", "mytable", &["id", "a", "b"]).await?;
+        revenant::sandbox::wait_caught_up(replica, &primary, std::time::Duration::from_secs(30)).await?;
+        let s = Scratch::new(&primary, &format!("resume-page-{}", flavor.name()))?;
+        let socket = s.dir.join("resume.sock");
+        let run = |resume: bool| {
+            let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+            p.args(["migrate", "--headless"]).args(resume_page(replica.port, &socket, resume)).env_remove("MYSQL_PWD").env_remove("REVENANT_FAILPOINTS");
+            p.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            p
+        };
+        // The first run, killed once its checkpoint (on the primary: replica mode) records copied chunks.
+        let mut first = run(false).spawn()?;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let copied = loop {
+            let n: Option<u64> = c.query_first("SELECT rows_copied FROM mydb._mytable_ghk WHERE id = 'copy'").await.unwrap_or(None);
+            if n.is_some_and(|n| n >= 2000) || std::time::Instant::now() > deadline || first.try_wait()?.is_some() {
+                break n.unwrap_or(0);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        };
+        let _ = first.kill();
+        let _ = first.wait();
+        ensure!((2000..20000).contains(&copied), "the first run was not caught mid-copy: {copied} rows copied");
+        // The second line resumes from the checkpoint and completes (no postpone flag: it cuts over).
+        let out = run(true).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(out.status.success(), "the resume page's second line failed: {stderr}");
+        let old = common::table_checksum(&mut c, "mydb", "_mytable_del", &["id", "a", "b"]).await?;
+        let new = common::table_checksum(&mut c, "mydb", "mytable", &["id", "a", "b"]).await?;
+        ensure!(old == before && new == before, "rows before {before:?}, old table {old:?}, new table {new:?}");
+        let cols: Vec<String> = c.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mydb' AND TABLE_NAME = 'mytable' ORDER BY ORDINAL_POSITION").await?;
+        ensure!(cols == ["id", "a", "b", "mycol"], "the new table's columns: {cols:?}");
         let _ = std::fs::remove_dir_all(&s.dir);
         Ok(())
     })

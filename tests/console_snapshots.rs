@@ -7,7 +7,7 @@ use ratatui::Terminal;
 use revenant::console::{render, Action, ConsoleExit, ConsoleState, Popup, Theme};
 use revenant::engine::status::{
     BinlogStatus, CheckpointStatus, CopyStatus, CutOverStatus, Eta, TableProgress, TargetInfo, ThrottleSignal,
-    ThrottleStatus, VerifyStatus,
+    IndexStatus, ThrottleStatus, VerifyStatus,
 };
 use revenant::engine::{Command, Phase, Status};
 
@@ -85,7 +85,9 @@ fn copy_in_progress() -> Status {
         },
         cutover: CutOverStatus::default(),
         verify: Default::default(),
+        indexes: Default::default(),
         tables: vec![],
+        failover: Default::default(),
         paused: false,
         message: None,
         resume_command: None,
@@ -124,6 +126,16 @@ fn verifying() -> Status {
     s.phase_seconds = vec![(Phase::Preflight, 1.2), (Phase::Setup, 3.4), (Phase::Copy, 1322.0), (Phase::Catchup, 8.0), (Phase::Verify, 41.0)];
     s.cutover = CutOverStatus::default();
     s.verify = VerifyStatus { enabled: true, running: true, round: 1, chunks_done: 22, chunks_total: 55, rows_verified: 1_100_000, last_lock_ms: Some(4), ..Default::default() };
+    s
+}
+
+fn adding_indexes() -> Status {
+    let mut s = ready_postponed();
+    s.phase = Some(Phase::Indexes);
+    s.phase_seconds = vec![(Phase::Preflight, 1.2), (Phase::Setup, 3.4), (Phase::Copy, 1322.0), (Phase::Indexes, 74.0)];
+    s.cutover = CutOverStatus::default();
+    s.verify = VerifyStatus::default();
+    s.indexes = IndexStatus { deferred: vec!["idx_customer".into(), "idx_created_at".into()], building: true, build_seconds: Some(74.0) };
     s
 }
 
@@ -264,6 +276,11 @@ fn snapshot_copy_in_progress() {
 #[test]
 fn snapshot_ready_postponed() {
     snap_both("ready_postponed", &state(), &ready_postponed());
+}
+
+#[test]
+fn snapshot_adding_indexes() {
+    snap_both("adding_indexes", &state(), &adding_indexes());
 }
 
 #[test]

@@ -6,85 +6,27 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Proc, Stdio};
+use std::process::{Child, Command as Proc};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{bail, eyre, Result};
-use common::{each_flavor, exec_all, table_checksum, Server, Writer};
+use common::run::{Fixture, PACED};
+use common::trace::{check_bound, read_trace};
+use common::{each_flavor, exec_all, seed, stderr_of, table_checksum, Server, Writer};
 use mysql_async::prelude::Queryable;
 use rand::{Rng, SeedableRng};
-use revenant::engine::stream::gtid::GtidSet;
 
 const ALTER: &str = "ADD COLUMN f INT NOT NULL DEFAULT 1";
 
-struct Fixture {
-    dir: PathBuf,
-    flag: PathBuf,
-    trace: PathBuf,
-    socket: PathBuf,
-}
-
-impl Fixture {
-    fn new(tag: &str, port: u16) -> Result<Fixture> {
-        let dir = std::env::temp_dir().join(format!("revenant-crash-{tag}-{}-{port}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(Fixture { flag: dir.join("postpone.flag"), trace: dir.join("trace.log"), socket: dir.join("ctl.sock"), dir })
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-async fn seed(server: &Server, db: &str, rows: u64) -> Result<()> {
-    let mut c = server.conn().await?;
-    exec_all(
-        &mut c,
-        &format!(
-            "CREATE DATABASE {db};\nCREATE TABLE {db}.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64), c DATETIME(6), d DECIMAL(10,2), KEY(a))"
-        ),
-    )
-    .await?;
-    c.query_drop(format!("INSERT INTO {db}.t (a, b, c, d) VALUES (1, 'seed', NOW(6), 1.5)")).await?;
-    let mut have = 1;
-    while have < rows {
-        let take = (rows - have).min(have);
-        c.query_drop(format!(
-            "INSERT INTO {db}.t (a, b, c, d) SELECT a + {have}, CONCAT('row ', id + {have}), c - INTERVAL id SECOND, d + id FROM {db}.t ORDER BY id LIMIT {take}"
-        ))
-        .await?;
-        have += take;
-    }
-    Ok(())
-}
-
 /// revenant with the postpone flag file (created when missing: the cut-over waits until the test removes it).
 fn revenant(server: &Server, db: &str, fx: &Fixture, extra: &[&str]) -> Proc {
-    let mut p = revenant_unpostponed(server, db, fx, extra);
-    p.arg(format!("--postpone-cut-over-flag-file={}", fx.flag.display()));
-    p
+    common::run::migrate(server, db, fx, true, &[&["--alter", ALTER], &PACED[..], extra].concat())
 }
 
 /// revenant without a postponed cut-over.
 fn revenant_unpostponed(server: &Server, db: &str, fx: &Fixture, extra: &[&str]) -> Proc {
-    let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
-    p.args(["migrate", "--host", "127.0.0.1", "--port", &server.port.to_string(), "--user", "root", "--database", db])
-        .args(["--table", "t", "--alter", ALTER, "--execute", "--status-json", "--chunk-size", "200"])
-        .args(["--chunk-time-millis", "20", "--nice-ratio", "3", "--max-lag-millis", "10000", "--default-retries", "5"])
-        .arg(format!("--serve-socket-file={}", fx.socket.display()))
-        .args(extra)
-        .env("REVENANT_TRACE_FILE", &fx.trace)
-        .env_remove("REVENANT_FAILPOINTS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    p
+    common::run::migrate(server, db, fx, false, &[&["--alter", ALTER], &PACED[..], extra].concat())
 }
 
 /// Reads status-JSON lines until `pred` holds on one (or the process ends); returns the stdout reader thread's lines.
@@ -117,93 +59,6 @@ fn wait_for_line(child: &mut Child, timeout: Duration, pred: impl Fn(&str) -> bo
     }
 }
 
-fn stderr_of(child: &mut Child) -> String {
-    let mut s = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut s);
-    }
-    s
-}
-
-/// One run's trace: what it started from, which chunks it began and committed, which batches it committed.
-#[derive(Debug, Default)]
-struct RunTrace {
-    start_watermark: String,
-    start_gtid: String,
-    begun: Vec<(String, String)>,
-    committed: Vec<(String, String)>,
-    batches: Vec<String>,
-}
-
-fn read_trace(path: &Path) -> Result<Vec<RunTrace>> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let mut order: Vec<String> = Vec::new();
-    let mut runs: HashMap<String, RunTrace> = HashMap::new();
-    for line in text.lines() {
-        let mut it = line.splitn(3, ' ');
-        let (Some(pid), Some(kind), rest) = (it.next(), it.next(), it.next().unwrap_or("")) else { continue };
-        if !runs.contains_key(pid) {
-            order.push(pid.to_string());
-        }
-        let run = runs.entry(pid.to_string()).or_default();
-        let mut parts = rest.splitn(2, ' ');
-        let (a, b) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
-        match kind {
-            "run-start" => {
-                run.start_watermark = a;
-                run.start_gtid = b;
-            }
-            "chunk-begin" => run.begun.push((a, b)),
-            "chunk-commit" => run.committed.push((a, b)),
-            "batch-commit" => run.batches.push(rest.to_string()),
-            _ => {}
-        }
-    }
-    Ok(order.into_iter().filter_map(|p| runs.remove(&p)).collect())
-}
-
-/// The bound: after a kill, a resume starts from the last committed chunk (or the one chunk in flight, when the
-/// kill came between its commit and its trace line), so at most one chunk is copied again; and it streams from at
-/// least the last committed batch's position, so no committed batch is applied again.
-fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
-    let mut redone_chunks = 0;
-    let mut resumes = 0;
-    for w in runs.windows(2) {
-        let (prev, next) = (&w[0], &w[1]);
-        // A chunk rolled back by a deadlock is retried from the same lower bound (maybe to another end): only a
-        // chunk whose lower bound never committed was in flight at the kill.
-        let mut in_flight: Vec<&(String, String)> =
-            prev.begun.iter().filter(|b| !prev.committed.iter().any(|c| c.0 == b.0)).collect();
-        in_flight.dedup_by(|a, b| a.0 == b.0);
-        let distinct: std::collections::HashSet<&String> = in_flight.iter().map(|c| &c.0).collect();
-        if distinct.len() > 1 {
-            let around: Vec<String> = prev
-                .begun
-                .iter()
-                .map(|b| format!("{}{}->{}", if prev.committed.contains(b) { "C " } else { "- " }, b.0, b.1))
-                .collect();
-            bail!("a run had {} chunks in flight at once: {in_flight:?}; its chunks: {around:?}", distinct.len());
-        }
-        let last_committed = prev.committed.last().map(|c| c.1.clone()).unwrap_or_else(|| prev.start_watermark.clone());
-        let allowed: Vec<String> = std::iter::once(last_committed.clone()).chain(in_flight.iter().map(|c| c.1.clone())).collect();
-        if !next.start_watermark.is_empty() && !allowed.contains(&next.start_watermark) {
-            bail!("resume started copying at {} but the last committed chunk ended at {last_committed}", next.start_watermark);
-        }
-        if next.start_watermark == last_committed && !in_flight.is_empty() {
-            redone_chunks += 1;
-        }
-        if let Some(last_batch) = prev.batches.last() {
-            let stored = GtidSet::parse(mariadb, &next.start_gtid)?;
-            let committed = GtidSet::parse(mariadb, last_batch)?;
-            if !stored.contains(&committed) {
-                bail!("resume streams from {} which is before the committed batch {last_batch}", next.start_gtid);
-            }
-        }
-        resumes += 1;
-    }
-    Ok((resumes, redone_chunks))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_dash_nine_at_random_moments_then_resume() {
@@ -213,8 +68,8 @@ async fn kill_dash_nine_at_random_moments_then_resume() {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let server = Server::start(flavor).await?;
         seed_table(&server).await?;
-        let fx = Fixture::new("kill", server.port)?;
-        std::fs::write(&fx.flag, b"")?;
+        let fx = Fixture::new("crash", "kill", server.port)?;
+        std::fs::write(&fx.postpone, b"")?;
         let writer = Writer::start(&server, "crash", "t", &["a", "b", "c", "d"], true).await?;
         let mut phases_killed: Vec<String> = Vec::new();
         for k in 0..kills {
@@ -248,7 +103,7 @@ async fn kill_dash_nine_at_random_moments_then_resume() {
             bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
         }
         tokio::time::sleep(Duration::from_millis(800)).await;
-        std::fs::remove_file(&fx.flag)?;
+        std::fs::remove_file(&fx.postpone)?;
         let status = child.wait()?;
         if !status.success() {
             bail!("final run failed: {status}\n{}", stderr_of(&mut child));
@@ -258,7 +113,7 @@ async fn kill_dash_nine_at_random_moments_then_resume() {
         let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
         let new = table_checksum(&mut c, "crash", "t", &cols).await?;
         assert_eq!(old, new, "rows differ after {kills} kills and resumes ({ops} writer ops)");
-        let runs = read_trace(&fx.trace)?;
+        let runs = read_trace(&fx.trace);
         let (resumes, redone) = check_bound(&runs, flavor == common::Flavor::MariaDb)?;
         // A run killed during its start-up traces nothing (it committed nothing); most runs get further.
         assert!(resumes * 2 >= kills, "only {resumes} of {kills} runs got past their start-up before the kill");
@@ -290,7 +145,7 @@ async fn read_phase(server: &Server) -> Result<String> {
 /// checks the original table still serves (or the migration completed), then resumes to completion.
 async fn cutover_failpoint_case(server: &Server, db: &str, failpoint: &str) -> Result<()> {
     seed(server, db, 3000).await?;
-    let fx = Fixture::new(&format!("fp-{db}"), server.port)?;
+    let fx = Fixture::new("crash", &format!("fp-{db}"), server.port)?;
     let writer = Writer::start(server, db, "t", &["a", "b", "c", "d"], true).await?;
     let mut cmd = revenant(server, db, &fx, &["--default-retries", "1"]);
     cmd.env("REVENANT_FAILPOINTS", failpoint);
@@ -299,7 +154,7 @@ async fn cutover_failpoint_case(server: &Server, db: &str, failpoint: &str) -> R
     let ops = writer.stop().await?;
     ready?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    std::fs::remove_file(&fx.flag)?;
+    std::fs::remove_file(&fx.postpone)?;
     let status = child.wait()?;
     let err = stderr_of(&mut child);
     assert!(!status.success(), "{failpoint}: the fail point did not stop the run: {err}");
@@ -358,7 +213,7 @@ async fn sigterm_dumps_state_and_resume_state_checks_it() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
         seed(&server, "sig", 60_000).await?;
-        let fx = Fixture::new("sig", server.port)?;
+        let fx = Fixture::new("crash", "sig", server.port)?;
         let state = fx.dir.join("state.json");
         let writer = Writer::start(&server, "sig", "t", &["a", "b", "c", "d"], true).await?;
         let mut child = revenant(&server, "sig", &fx, &[&format!("--state-file={}", state.display())]).spawn()?;
@@ -390,7 +245,7 @@ async fn sigterm_dumps_state_and_resume_state_checks_it() {
         let out = revenant(&server, "sig", &fx, &[&format!("--resume-state={}", state.display())]).output()?;
         assert_eq!(out.status.code(), Some(2), "stale dump refused: {}", String::from_utf8_lossy(&out.stderr));
         let ops = writer.stop().await?;
-        std::fs::remove_file(&fx.flag)?;
+        std::fs::remove_file(&fx.postpone)?;
         let out = revenant_unpostponed(&server, "sig", &fx, &[&format!("--resume-state={}.2", state.display())]).output()?;
         assert!(out.status.success(), "resume from the fresh dump: {}", String::from_utf8_lossy(&out.stderr));
         let mut c = server.conn().await?;
@@ -414,7 +269,7 @@ async fn bad_resumes_are_refused_and_drop_nothing() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
         seed(&server, "bad", 20_000).await?;
-        let fx = Fixture::new("bad", server.port)?;
+        let fx = Fixture::new("crash", "bad", server.port)?;
         // Start, then kill during the copy, once a chunk has committed (the ghost holds rows).
         let mut child = revenant(&server, "bad", &fx, &[]).spawn()?;
         let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| {
@@ -480,8 +335,9 @@ async fn database_server_killed_mid_copy_then_resumed() {
     each_flavor(|flavor| async move {
         let mut server = Server::start(flavor).await?;
         seed(&server, "srv", 120_000).await?;
-        let fx = Fixture::new("srv", server.port)?;
-        let mut child = revenant(&server, "srv", &fx, &["--retry-seconds", "5"]).spawn()?;
+        let fx = Fixture::new("crash", "srv", server.port)?;
+        // Without following (tests/failover.rs has the server's return adopted by itself): the run stops.
+        let mut child = revenant(&server, "srv", &fx, &["--retry-seconds", "5", "--failover-timeout", "0"]).spawn()?;
         let _ = wait_for_line(&mut child, Duration::from_secs(60), |l| l.contains("\"phase\":\"copy\""));
         std::thread::sleep(Duration::from_millis(400));
         server.kill9();
@@ -490,7 +346,7 @@ async fn database_server_killed_mid_copy_then_resumed() {
         assert!(!status.success(), "the migration cannot finish without its server");
         assert!(err.contains("--resume"), "the exact resume command is printed: {err}");
         server.restart().await?;
-        std::fs::remove_file(&fx.flag)?;
+        std::fs::remove_file(&fx.postpone)?;
         let out = revenant_unpostponed(&server, "srv", &fx, &["--resume"]).output()?;
         assert!(out.status.success(), "resume after the server crash: {}", String::from_utf8_lossy(&out.stderr));
         let mut c = server.conn().await?;
@@ -526,7 +382,7 @@ async fn resume_on_a_promoted_replica_after_failover() {
         let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
         let replica = replicas.remove(0);
         seed(&primary, "fo", 60_000).await?;
-        let fx = Fixture::new("fo", primary.port)?;
+        let fx = Fixture::new("crash", "fo", primary.port)?;
         let writer = Writer::start(&primary, "fo", "t", &["a", "b", "c", "d"], true).await?;
         let mut child = revenant(&primary, "fo", &fx, &[]).spawn()?;
         let seen = wait_for_line(&mut child, Duration::from_secs(60), |l| {
@@ -547,7 +403,7 @@ async fn resume_on_a_promoted_replica_after_failover() {
         primary.stop();
         promote(&replica).await?;
         let writer = Writer::start(&replica, "fo", "t", &["a", "b", "c", "d"], true).await?;
-        let fx2 = Fixture::new("fo-promoted", replica.port)?;
+        let fx2 = Fixture::new("crash", "fo-promoted", replica.port)?;
         let mut child = revenant(&replica, "fo", &fx2, &["--resume"]).spawn()?;
         let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
         let ops_after = writer.stop().await?;
@@ -556,7 +412,7 @@ async fn resume_on_a_promoted_replica_after_failover() {
             bail!("the resumed run on the promoted replica never got ready: {e:#}\n{}", stderr_of(&mut child));
         }
         tokio::time::sleep(Duration::from_millis(800)).await;
-        std::fs::remove_file(&fx2.flag)?;
+        std::fs::remove_file(&fx2.postpone)?;
         let status = child.wait()?;
         let stderr = stderr_of(&mut child);
         if !status.success() {
@@ -584,7 +440,7 @@ async fn tables_of(c: &mut mysql_async::Conn, db: &str) -> Result<Vec<String>> {
 /// renames (no `t`: the original is `_t_del`). Either way `--resume` completes it with nothing lost.
 async fn two_step_case(server: &Server, db: &str, failpoint: &str, half: bool) -> Result<()> {
     seed(server, db, 3000).await?;
-    let fx = Fixture::new(&format!("two-{db}"), server.port)?;
+    let fx = Fixture::new("crash", &format!("two-{db}"), server.port)?;
     let writer = Writer::start(server, db, "t", &["a", "b", "c", "d"], true).await?;
     let mut cmd = revenant(server, db, &fx, &["--default-retries", "1", "--cut-over", "two-step"]);
     cmd.env("REVENANT_FAILPOINTS", failpoint);
@@ -592,7 +448,7 @@ async fn two_step_case(server: &Server, db: &str, failpoint: &str, half: bool) -
     let ready = wait_for_line(&mut child, Duration::from_secs(120), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
     let ops = writer.stop().await?;
     ready?;
-    std::fs::remove_file(&fx.flag)?;
+    std::fs::remove_file(&fx.postpone)?;
     let status = child.wait()?;
     let err = stderr_of(&mut child);
     assert!(!status.success(), "{failpoint}: the fail point did not stop the run: {err}");
@@ -627,7 +483,7 @@ async fn two_step_cut_over_stopped_between_its_renames_is_finished_by_resume() {
         two_step_case(&server, "two3", "cutover-two-step-second-rename,cutover-two-step-after-rollback=exit", false).await?;
         // A crash in the resumed run right before its rename: the next resume still finishes it.
         seed(&server, "two2", 2000).await?;
-        let fx = Fixture::new("two2", server.port)?;
+        let fx = Fixture::new("crash", "two2", server.port)?;
         let mut first = revenant_unpostponed(&server, "two2", &fx, &["--cut-over", "two-step"]);
         first.env("REVENANT_FAILPOINTS", "cutover-two-step-after-first-rename=exit");
         assert!(!first.output()?.status.success());
@@ -655,7 +511,7 @@ async fn the_single_run_lock_survives_a_kill_of_its_connection() {
     each_flavor(|flavor| async move {
         let server = Server::start(flavor).await?;
         seed(&server, "lk", 3000).await?;
-        let fx = Fixture::new("lk", server.port)?;
+        let fx = Fixture::new("crash", "lk", server.port)?;
         let mut child = revenant(&server, "lk", &fx, &[]).spawn()?;
         let ready = wait_for_line(&mut child, Duration::from_secs(120), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
         ready?;
@@ -672,14 +528,14 @@ async fn the_single_run_lock_survives_a_kill_of_its_connection() {
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         };
-        let fx2 = Fixture::new("lk2", server.port)?;
+        let fx2 = Fixture::new("crash", "lk2", server.port)?;
         let second = revenant_unpostponed(&server, "lk", &fx2, &["--resume"]).output()?;
         let err = String::from_utf8_lossy(&second.stderr);
         assert_eq!(second.status.code(), Some(2), "a second run must be refused: {err}");
         assert!(err.contains("another migration of lk.t is running"), "{err}");
         assert_eq!(lock_holder(&mut c, name).await?, Some(again), "the refused run took nothing");
         // The first run still owns the migration and completes it.
-        std::fs::remove_file(&fx.flag)?;
+        std::fs::remove_file(&fx.postpone)?;
         let status = child.wait()?;
         assert!(status.success(), "the first run: {}", stderr_of(&mut child));
         let cols = ["id", "a", "b", "c", "d"];

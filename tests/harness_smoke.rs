@@ -59,7 +59,7 @@ async fn binlog_stream_decodes_an_insert_with_its_gtid() {
         let mariadb = flavor == Flavor::MariaDb;
         let start = binlog::current_position(&mut c, mariadb).await?;
         let table = schema::read_table(&mut c, "smoke", "t").await?.ok_or_else(|| eyre!("table missing"))?;
-        let (tx, mut rx) = tokio::sync::mpsc::channel(100);
+        let (tx, mut rx) = revenant::engine::stream::queue::channel(100, revenant::engine::stream::queue::QUEUE_BYTES);
         let cancel = CancellationToken::new();
         let state = Arc::new(Mutex::new(StreamerState::default()));
         let cfg = StreamConfig {

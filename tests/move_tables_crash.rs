@@ -14,7 +14,7 @@ use std::process::{Command as Proc, Stdio};
 use std::time::Duration;
 
 use color_eyre::eyre::{bail, Result};
-use common::{each_flavor, Server};
+use common::{each_flavor, stderr_of, Server};
 use move_support::{hook_lines, scratch, seed, verify_moved, AppWriter};
 use mysql_async::prelude::Queryable;
 use revenant::engine::pipeline::move_tables::{MoveStateDump, CHECKPOINT_TABLE};
@@ -93,14 +93,6 @@ fn wait_for(child: &mut std::process::Child, needle: &str, timeout: Duration) ->
     }
 }
 
-fn stderr_of(child: &mut std::process::Child) -> String {
-    use std::io::Read;
-    let mut s = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let _ = e.read_to_string(&mut s);
-    }
-    s
-}
 
 async fn tables_on(server: &Server, db: &str) -> Result<Vec<String>> {
     let mut c = server.conn().await?;

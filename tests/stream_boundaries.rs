@@ -16,14 +16,14 @@ use revenant::engine::pipeline::migrate;
 use revenant::engine::plan::schema::read_table;
 use revenant::engine::stream::binlog::{self, current_position, BinlogPosition, StreamConfig, StreamItem, StreamerState, Transaction, WatchedTable};
 use revenant::engine::stream::gtid::{Gtid, GtidSet};
+use revenant::engine::stream::queue;
 use revenant::engine::Phase;
 use revenant::sandbox::ServerOptions;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 /// A streamer on `db.t` from `start`, through `port` (the server's, or a proxy's).
 struct Streamer {
-    rx: mpsc::Receiver<StreamItem>,
+    rx: queue::QueueRx,
     state: Arc<Mutex<StreamerState>>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<Result<()>>,
@@ -41,7 +41,7 @@ async fn streamer(server: &Server, port: u16, db: &str, start: BinlogPosition) -
         watched: vec![WatchedTable { database: db.into(), table: "t".into(), columns: info.columns }],
         retry_for: Duration::from_secs(30),
     };
-    let (tx, rx) = mpsc::channel(1000);
+    let (tx, rx) = queue::channel(1000, queue::QUEUE_BYTES);
     let state = Arc::new(Mutex::new(StreamerState::default()));
     let cancel = CancellationToken::new();
     let task = tokio::spawn(binlog::run(cfg, tx, state.clone(), cancel.clone()));
@@ -384,23 +384,7 @@ fn revenant(server: &Server, dir: &std::path::Path, flag: Option<&std::path::Pat
 /// Waits for a status line containing `needle` on the child's stdout (drained on a thread).
 #[cfg(feature = "failpoints")]
 fn wait_for_status(child: &mut std::process::Child, needle: &str, timeout: Duration) -> Result<()> {
-    use std::io::BufRead;
-    let stdout = child.stdout.take().ok_or_else(|| eyre!("no stdout"))?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(|l| l.ok()) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = std::time::Instant::now() + timeout;
-    while std::time::Instant::now() < deadline {
-        match rx.recv_timeout(Duration::from_millis(200)) {
-            Ok(line) if line.contains(needle) => return Ok(()),
-            Ok(_) | Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => bail!("revenant ended before {needle}"),
-        }
-    }
-    bail!("no {needle} within {timeout:?}")
+    common::run::wait_for_line(&common::run::lines_of(child)?, needle, timeout)
 }
 
 /// Issue 13.1's case: a SAVEPOINT inside a transaction, --dml-batch-size 1, the process killed before the commit

@@ -24,6 +24,10 @@ struct Done {
     inserts: AtomicU64,
     updates: AtomicU64,
     deletes: AtomicU64,
+    /// Ids the writer inserted (the insert succeeded) whose DELETE then found no row: a lost row, or a test bug.
+    missing: std::sync::Mutex<Vec<u64>>,
+    /// Ids the writer inserted and did not delete, at the end.
+    kept: std::sync::Mutex<Vec<u64>>,
 }
 
 /// Inserts rows, updates rows 1..=200 (never deleted), deletes rows it inserted, until `stop`.
@@ -45,15 +49,17 @@ async fn write(server_conn: mysql_async::Conn, table: String, stop: Arc<AtomicBo
         if i.is_multiple_of(5) {
             if let Some(id) = mine.pop() {
                 match c.query_drop(format!("DELETE FROM app.{table} WHERE id = {id}")).await {
-                    Ok(()) => {
+                    Ok(()) if c.affected_rows() == 1 => {
                         done.deletes.fetch_add(1, Relaxed);
                     }
+                    Ok(()) => done.missing.lock().map_err(|_| eyre!("poisoned"))?.push(id),
                     Err(_) => mine.push(id),
                 }
             }
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    *done.kept.lock().map_err(|_| eyre!("poisoned"))? = mine;
     Ok(())
 }
 
@@ -103,6 +109,16 @@ async fn one_mode(server: &Server, table: &str, mode: CutOverMode) -> Result<()>
     stop.store(true, Relaxed);
     writer.await??;
     let (ins, upd, del) = (done.inserts.load(Relaxed), done.updates.load(Relaxed), done.deletes.load(Relaxed));
+    let missing = done.missing.lock().map_err(|_| eyre!("poisoned"))?.clone();
+    if let Some(id) = missing.first() {
+        let in_new = count(&mut c, format!("SELECT COUNT(*) FROM app.{table} WHERE id = {id}")).await?;
+        let in_old = count(&mut c, format!("SELECT COUNT(*) FROM app._{table}_del WHERE id = {id}")).await?;
+        let audit: Vec<(u64, String)> = c.query(format!("SELECT id, action FROM app.{table}_audit WHERE t_id = {id}")).await?;
+        return Err(eyre!(
+            "{table}: the writer inserted ids {missing:?} and their DELETE found no row; id {id}: {in_new} in the new \
+             table, {in_old} in the old, audit rows {audit:?}"
+        ));
+    }
     ensure!(ins > 50 && upd > 10 && del > 5, "{table}: the writer wrote too little to show anything: {ins} {upd} {del}");
     let audit_ins = count(&mut c, format!("SELECT COUNT(*) FROM app.{table}_audit WHERE action = 'insert'")).await?;
     let audit_del = count(&mut c, format!("SELECT COUNT(*) FROM app.{table}_audit WHERE action = 'delete'")).await?;
@@ -115,6 +131,18 @@ async fn one_mode(server: &Server, table: &str, mode: CutOverMode) -> Result<()>
     let old: Vec<String> = [format!("{table}_ad"), format!("{table}_ai"), format!("{table}_bu")].into();
     ensure!(trigger_names(&mut c, &format!("_{table}_del")).await? == old, "{table}: the old table keeps its triggers");
     let rows = count(&mut c, format!("SELECT COUNT(*) FROM app.{table}")).await?;
+    if rows != 3000 + ins - del {
+        let kept = done.kept.lock().map_err(|_| eyre!("poisoned"))?.clone();
+        let mut lost = Vec::new();
+        for id in kept {
+            if count(&mut c, format!("SELECT COUNT(*) FROM app.{table} WHERE id = {id}")).await? == 0 {
+                let in_old = count(&mut c, format!("SELECT COUNT(*) FROM app._{table}_del WHERE id = {id}")).await?;
+                let max_old = count(&mut c, format!("SELECT MAX(id) FROM app._{table}_del")).await?;
+                lost.push(format!("id {id} (in the old table: {in_old}, old table's max id {max_old})"));
+            }
+        }
+        return Err(eyre!("{table}: rows {rows}, expected {}; inserted ids missing from the new table: {lost:?}", 3000 + ins - del));
+    }
     ensure!(rows == 3000 + ins - del, "{table}: rows {rows}, expected {}", 3000 + ins - del);
     Ok(())
 }

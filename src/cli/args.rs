@@ -229,6 +229,13 @@ pub struct MigrateArgs {
     /// before any cut-over. `verify` on the socket (`v` in the console) verifies again while the cut-over waits.
     #[arg(long, help_heading = "Migration", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub checksum: bool,
+    /// Create the ghost table with its primary and unique keys only and add its other secondary indexes after the
+    /// copy, in one in-place ALTER (ALGORITHM=INPLACE, LOCK=NONE) while the binlog is applied: the server builds
+    /// them from sorted rows, faster than the copy inserting into them row by row. On by default;
+    /// --defer-secondary-indexes=false creates the ghost with all its indexes. Tables with FULLTEXT, SPATIAL,
+    /// functional indexes or foreign keys keep all their indexes.
+    #[arg(long, help_heading = "Migration", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub defer_secondary_indexes: bool,
     /// First ask the server for the ALTER with ALGORITHM=INSTANT (metadata only, lock wait as the cut-over's);
     /// done if it can, else the migration runs as usual. This alters the original table in place.
     #[arg(long, help_heading = "Migration")] pub attempt_instant_ddl: bool,
@@ -238,6 +245,18 @@ pub struct MigrateArgs {
     /// Build the helper tables' names on NAME instead of the table's: _NAME_gho, _NAME_ghc, _NAME_ghk, _NAME_del
     /// (gh-ost's flag; for tables whose names are too long for the suffixes). Give it again with --resume.
     #[arg(long, value_name = "NAME", help_heading = "Migration")] pub force_table_names: Option<String>,
+    /// gh-ost's flag: the original is renamed to _<table>_<YYYYMMDDhhmmss>_del (the run's start, local time), so
+    /// old tables of several migrations do not clash. The name is kept in the checkpoint: --resume uses it.
+    #[arg(long, help_heading = "Migration")] pub timestamp_old_table: bool,
+    /// gh-ost's flag: run the whole migration on the replica --host names (nothing on its primary), then stop
+    /// replication, cut over and swap straight back: the original serves again and the migrated copy stays as
+    /// _<table>_gho, to compare while replication stays stopped (START REPLICA afterwards).
+    #[arg(long, help_heading = "Connection")] pub test_on_replica: bool,
+    /// With --test-on-replica: do not stop replication before the cut-over (the tables may then differ).
+    #[arg(long, help_heading = "Connection")] pub test_on_replica_skip_replica_stop: bool,
+    /// gh-ost's flag: run the whole migration on the replica --host names, cut-over included (its primary keeps
+    /// the old table; replication goes on). The replica's writes get its own GTIDs.
+    #[arg(long, help_heading = "Connection")] pub migrate_on_replica: bool,
     /// DANGER (gh-ost's flag): migrate a table that has foreign keys to other tables; the new table is created
     /// without them, so after the cut-over the table has NO foreign keys. A table that other tables' foreign keys
     /// reference is still refused (the references would follow the old table).
@@ -262,6 +281,8 @@ pub struct MigrateArgs {
     /// One the server or a replica of it already has is refused.
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(u32).range(1..), help_heading = "Connection")]
     pub replica_server_id: Option<u32>,
+    #[command(flatten)]
+    pub failover: FailoverArgs,
     #[command(flatten)]
     pub shared: SharedArgs,
     /// Continue from a state dump (checked against the checkpoint table); implies --resume.
@@ -373,7 +394,23 @@ pub struct MoveTablesArgs {
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]
+    pub failover: FailoverArgs,
+    #[command(flatten)]
     pub shared: SharedArgs,
+}
+
+/// Following a promoted primary (docs/failover.md), for migrate's `--host` and a move's source (and, with the
+/// timeout, its target).
+#[derive(Debug, Clone, Args)]
+pub struct FailoverArgs {
+    /// revenant's: servers that may be the new primary after a failover (HOST:PORT,...), tried after --host
+    /// itself and before the replicas revenant discovered (docs/failover.md).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',', help_heading = "Connection")]
+    pub failover_candidates: Vec<String>,
+    /// revenant's: how long to wait for a new primary once the primary is gone or demoted (90s, 10m, 1h; 0: do not
+    /// follow); past it the run stops resumably (exit 3).
+    #[arg(long, value_name = "DURATION", default_value = "10m", help_heading = "Connection")]
+    pub failover_timeout: String,
 }
 
 /// The server a move copies the tables to.
@@ -402,6 +439,10 @@ pub struct TargetArgs {
     #[arg(long)] pub target_ssl_allow_insecure: bool,
     /// ssl-mode for the target: DISABLED, REQUIRED, VERIFY_CA, VERIFY_IDENTITY.
     #[arg(long)] pub target_ssl_mode: Option<String>,
+    /// revenant's: servers that may be the target's new primary after a failover (HOST:PORT,...), tried after
+    /// --target-host and before the target's replicas revenant discovered (docs/failover.md).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub target_failover_candidates: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -18,6 +18,8 @@ pub fn status_line(s: &Status) -> String {
         Some(crate::engine::Phase::Verify) => verifying_text(s),
         _ => throttle,
     };
+    let state = s.failover.in_state(state);
+    let (read_file, read_pos) = s.binlog.read_position();
     format!(
         "Copy: {}/{} {:.1}%; Applied: {}; Backlog: {}/{}; Time: {}(total), {}(copy); streamer: {}:{}; Lag: {:.2}s, HeartbeatLag: {:.2}s, State: {}; ETA: {}",
         s.copy.rows_copied,
@@ -28,8 +30,8 @@ pub fn status_line(s: &Status) -> String {
         s.binlog.backlog_capacity,
         format_duration(s.elapsed_seconds),
         format_duration(s.elapsed_copy_seconds),
-        if s.binlog.read_file.is_empty() { &s.binlog.applied_file } else { &s.binlog.read_file },
-        if s.binlog.read_pos == 0 { s.binlog.applied_pos } else { s.binlog.read_pos },
+        read_file,
+        read_pos,
         s.heartbeat_lag_seconds.unwrap_or(0.0),
         s.heartbeat_lag_seconds.unwrap_or(0.0),
         state,
@@ -76,5 +78,32 @@ pub async fn print_status(mut rx: watch::Receiver<Status>, json: bool, stop: Can
             _ = stop.cancelled() => return,
             r = rx.changed() => if r.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::status::FailoverStatus;
+
+    #[test]
+    fn the_status_line_says_a_failover_is_waited_for_then_where_it_was_adopted() {
+        let mut s = Status { phase: Some(crate::engine::Phase::Copy), ..Default::default() };
+        s.failover = FailoverStatus {
+            waiting: true,
+            reason: "127.0.0.1:3306 read_only is on".into(),
+            old_primary: "127.0.0.1:3306".into(),
+            waited_seconds: 12.0,
+            candidates_tried: vec!["127.0.0.1:3307: replicates from 127.0.0.1:3306".into()],
+            ..Default::default()
+        };
+        let line = status_line(&s);
+        assert!(line.contains("State: waiting for a new primary (12s so far; 127.0.0.1:3306 read_only is on; tried: 127.0.0.1:3307: replicates from"), "{line}");
+        s.failover.waiting = false;
+        s.failover.adopted_on = "127.0.0.1:3307".into();
+        s.failover.adopted_gtid_set = "0-1-42".into();
+        s.failover.count = 1;
+        let line = status_line(&s);
+        assert!(line.contains("State: migrating; adopted on 127.0.0.1:3307 at GTID 0-1-42 (failover 1 of this run)"), "{line}");
     }
 }

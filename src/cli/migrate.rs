@@ -13,7 +13,7 @@ use super::args::{self, MigrateArgs};
 use super::{failed, print_plan, refuse_foreign_flag, refused, resume_command, say, session, settings, stopped, exit, init_tracing};
 use crate::console::Theme;
 use crate::control::{self, ControlOptions};
-use crate::engine::config::{CutOverMode, MigrationConfig};
+use crate::engine::config::{CutOverMode, MigrationConfig, OnReplica};
 use crate::engine::cutover::triggers::TriggerNaming;
 use crate::engine::pipeline::migrate::{self, Outcome, StateDump};
 use crate::engine::EngineHandle;
@@ -40,6 +40,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.approve_renamed_columns = a.approve_renamed_columns;
     cfg.skip_renamed_columns = a.skip_renamed_columns;
     cfg.allow_on_master = true;
+    cfg.on_replica = on_replica(a)?;
     cfg.allow_master_master = a.ghost.allow_master_master;
     cfg.ok_to_drop_table = a.ok_to_drop_table;
     cfg.initially_drop_ghost_table = a.initially_drop_ghost_table;
@@ -47,6 +48,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.checksum = a.checksum;
+    cfg.defer_secondary_indexes = a.defer_secondary_indexes;
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
@@ -55,6 +57,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.assume_master_host = a.assume_master_host.as_deref().map(host_port).transpose()?;
     cfg.master_user = a.master_user.clone().filter(|u| !u.is_empty());
     cfg.replica_server_id = a.replica_server_id;
+    cfg.failover = settings::failover(&a.failover)?;
     // Checked here, before replica mode connects to anything (bound later, in before_start).
     a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose()?;
     check_artifact_names(&cfg)?;
@@ -95,6 +98,27 @@ fn trigger_naming(a: &MigrateArgs) -> Result<Option<TriggerNaming>> {
         }
         (true, Some(suffix)) => Ok(Some(TriggerNaming { suffix, remove_suffix_if_exists: a.remove_trigger_suffix_if_exists })),
     }
+}
+
+/// gh-ost's `--test-on-replica` (with `--test-on-replica-skip-replica-stop`) and `--migrate-on-replica`, checked
+/// as gh-ost checks them.
+fn on_replica(a: &MigrateArgs) -> Result<Option<OnReplica>> {
+    if a.test_on_replica_skip_replica_stop && !a.test_on_replica {
+        bail!("--test-on-replica-skip-replica-stop requires --test-on-replica");
+    }
+    if a.test_on_replica && a.migrate_on_replica {
+        bail!("--migrate-on-replica and --test-on-replica are mutually exclusive");
+    }
+    let mode = match (a.test_on_replica, a.migrate_on_replica) {
+        (true, _) => OnReplica::Test { stop_replication: !a.test_on_replica_skip_replica_stop },
+        (false, true) => OnReplica::Migrate,
+        (false, false) => return Ok(None),
+    };
+    if a.allow_on_master {
+        let flag = if a.test_on_replica { "--test-on-replica" } else { "--migrate-on-replica" };
+        return Err(eyre!("--allow-on-master and {flag} are mutually exclusive")).suggestion(format!("{flag} runs on the replica --host names; leave out --allow-on-master"));
+    }
+    Ok(Some(mode))
 }
 
 /// The helper tables' names must be plain identifiers that fit the server's 64 characters.
@@ -161,6 +185,10 @@ pub(super) async fn run(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         Ok(c) => c,
         Err(e) => return Ok(refused(&e)),
     };
+    let mut cfg = cfg;
+    if let Err(e) = crate::engine::plan::old_table::resolve(&mut cfg, a.timestamp_old_table).await {
+        return Ok(refused(&e));
+    }
     let serve = match before_start(&a, &cfg, use_console).await {
         Ok(s) => s,
         Err(e) => return Ok(refused(&e)),
@@ -227,6 +255,21 @@ fn finish(result: Result<Outcome>, handle: &EngineHandle, a: &MigrateArgs, cfg: 
                 cfg.database,
                 cfg.table,
                 if old_table_dropped { format!("{old_table} dropped") } else { format!("kept as {old_table}") }
+            ));
+            Ok(exit::OK)
+        }
+        Ok(Outcome::TestedOnReplica { ghost_table, stall_ms, replication_stopped }) => {
+            let replication = match replication_stopped {
+                true => "replication stays stopped: compare the two tables, then START REPLICA",
+                false => "replication kept running (--test-on-replica-skip-replica-stop)",
+            };
+            say(&format!(
+                "Tested on the replica {}: {}.{} was migrated and swapped back (writes stalled {stall_ms} ms); it serves \
+                 as before, the migrated copy is {}.{ghost_table}; {replication}",
+                cfg.source.display(),
+                cfg.database,
+                cfg.table,
+                cfg.database
             ));
             Ok(exit::OK)
         }

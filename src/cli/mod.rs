@@ -418,9 +418,9 @@ mod tests {
 
     #[test]
     fn gh_ost_flags_in_a_config_file_are_refused_by_name_and_go_booleans_parse() {
-        let (dir, f) = scratch_file("cfg-ghost", "c.toml", "table = \"a\"\ntest-on-replica = true\n");
+        let (dir, f) = scratch_file("cfg-ghost", "c.toml", "table = \"a\"\ntungsten = true\n");
         let e = prepare_argv(argv(&["--config", f.to_str().expect("utf8")]), &Cli::command()).err().expect("refused");
-        assert!(format!("{e:?}").contains("--test-on-replica is a gh-ost flag that revenant does not implement"), "{e:?}");
+        assert!(format!("{e:?}").contains("--tungsten is a gh-ost flag that revenant does not implement"), "{e:?}");
         let Ok(Prepared::Run(v)) = prepare_argv(argv(&["-exact-rowcount=false", "-execute=true", "-gtid"]), &Cli::command()) else {
             panic!("not prepared")
         };

@@ -54,6 +54,7 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
         password: Secret::new(target_password),
         socket: None,
         tls,
+        gtid_domain_id: None,
     };
     let table_refs: Vec<&str> = tables.iter().map(String::as_str).collect();
     let target_database = t.target_database.clone().unwrap_or_else(|| database.clone());
@@ -66,6 +67,9 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     }
     super::refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
     cfg.run.execute = !a.dry_run;
+    cfg.failover = settings::failover(&a.failover)?;
+    cfg.target_failover_candidates =
+        t.target_failover_candidates.iter().map(|c| settings::candidate("target-failover-candidates", c)).collect::<Result<_>>()?;
     let argv: Vec<String> = argv.iter().filter(|s| s.as_str() != "--rollback").cloned().collect();
     cfg.run.resume_command = Some(resume_command(&argv));
     Ok(cfg)
@@ -256,6 +260,23 @@ mod tests {
         assert!(e.contains("--max-load"), "{e}");
         let e = format!("{:?}", with(&["--throttle-http", "ftp://x"]).expect_err("bad url"));
         assert!(e.contains("--throttle-http"), "{e}");
+    }
+
+    #[test]
+    fn failover_flags_name_the_source_and_the_target_candidates() {
+        let base = ["--database", "d", "--tables", "a", "--target-host", "h"];
+        let with = |extra: &[&str]| {
+            let args: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&args).expect("parse");
+            move_config(&a, &argv)
+        };
+        let cfg = with(&["--failover-candidates", "s2:3307", "--target-failover-candidates", "t2:3308,t3:3309", "--failover-timeout", "90s"]).expect("config");
+        assert_eq!(cfg.failover.candidates, vec![("s2".to_string(), 3307)]);
+        assert_eq!(cfg.target_failover_candidates, vec![("t2".to_string(), 3308), ("t3".to_string(), 3309)]);
+        assert_eq!(cfg.failover.timeout, std::time::Duration::from_secs(90));
+        assert_eq!(with(&[]).expect("config").failover.timeout, std::time::Duration::from_secs(600), "followed by default, as migrate");
+        let e = format!("{:?}", with(&["--target-failover-candidates", "t2"]).expect_err("no port"));
+        assert!(e.contains("--target-failover-candidates `t2` is not HOST:PORT"), "{e}");
     }
 
     #[test]

@@ -7,9 +7,9 @@ use std::time::Duration;
 use color_eyre::eyre::{eyre, Result};
 use color_eyre::Section;
 
-use super::args::{ConnectionArgs, SharedArgs, ThrottleArgs};
+use super::args::{ConnectionArgs, FailoverArgs, SharedArgs, ThrottleArgs};
 use super::credentials;
-use crate::engine::config::{ConnectionConfig, RowWrites, RunSettings, Secret, ThrottleConfig};
+use crate::engine::config::{ConnectionConfig, FailoverSettings, RowWrites, RunSettings, Secret, ThrottleConfig};
 use crate::engine::hooks::HookHints;
 
 /// Refuses `value` of `--flag` outside `min..=max` (also a `--config` key of that name), naming the range.
@@ -33,7 +33,7 @@ pub(crate) fn connection(a: &ConnectionArgs) -> Result<(ConnectionConfig, creden
     }
     let tls = super::tls::resolve(&tls_flags(a), &found.tls_options)?;
     super::tls::announce(&format!("{host}:{port}"), tls.as_ref());
-    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None, tls };
+    let source = ConnectionConfig { host, port, user, password: Secret::new(found.password.clone()), socket: None, tls, gtid_domain_id: None };
     Ok((source, found))
 }
 
@@ -129,6 +129,43 @@ fn throttle_settings(a: &ThrottleArgs, source_port: u16, cfg: &mut ThrottleConfi
     cfg.ignore_http_errors = a.ignore_http_errors;
     Ok(())
 }
+
+/// `--failover-candidates` and `--failover-timeout`.
+pub(crate) fn failover(a: &FailoverArgs) -> Result<FailoverSettings> {
+    Ok(FailoverSettings {
+        candidates: a.failover_candidates.iter().map(|c| candidate("failover-candidates", c)).collect::<Result<_>>()?,
+        timeout: failover_timeout(&a.failover_timeout)?,
+    })
+}
+
+/// One of `--failover-candidates` (or `--target-failover-candidates`, the flag named `flag`): HOST:PORT (the port is required: candidates seldom share one).
+pub(crate) fn candidate(flag: &str, text: &str) -> Result<(String, u16)> {
+    match text.trim().rsplit_once(':') {
+        Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0) => Ok((h.to_string(), p.parse().unwrap_or(3306))),
+        _ => Err(eyre!("--{flag} `{text}` is not HOST:PORT")).suggestion(format!("give e.g. --{flag}=db2:3306,db3:3306")),
+    }
+}
+
+/// `--failover-timeout`: seconds, or a number with s, m or h.
+fn failover_timeout(text: &str) -> Result<Duration> {
+    let t = text.trim();
+    let (num, unit) = match t.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => t.split_at(i),
+        None => (t, "s"),
+    };
+    let scale = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => 0,
+    };
+    match num.parse::<u64>() {
+        Ok(n) if scale > 0 && n.saturating_mul(scale) <= 7 * 86_400 => Ok(Duration::from_secs(n * scale)),
+        _ => Err(eyre!("--failover-timeout `{text}` is not a duration of at most 7 days"))
+            .suggestion("give e.g. --failover-timeout=10m, 90s or 0 (do not follow a new primary)"),
+    }
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -137,9 +137,11 @@ fn revenant_lines(s: &Status) -> String {
     out
 }
 
-/// `coordinates`: the binary log position read so far.
+/// `coordinates`: the binary log position read so far (the applied one until the stream's is known, as the status
+/// line does).
 pub fn coordinates(s: &Status) -> String {
-    format!("{}:{}", s.binlog.read_file, s.binlog.read_pos)
+    let (file, pos) = s.binlog.read_position();
+    format!("{file}:{pos}")
 }
 
 /// `applier` (where the ghost is written) and `inspector` (where the original is read and the binlog tailed).
@@ -151,17 +153,7 @@ pub fn host_line(s: &Status, applier: bool) -> String {
 
 /// Now in the local time zone, as gh-ost prints its start time ("Mon Jan 02 15:04:05 -0700 2006").
 fn local_time_now() -> String {
-    // SAFETY: time(NULL), localtime_r into our own struct and strftime into our own buffer of the given length.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        if libc::localtime_r(&now, &mut tm).is_null() {
-            return String::new();
-        }
-        let mut buf = [0u8; 64];
-        let n = libc::strftime(buf.as_mut_ptr().cast(), buf.len(), c"%a %b %d %H:%M:%S %z %Y".as_ptr(), &tm);
-        String::from_utf8_lossy(&buf[..n]).into_owned()
-    }
+    crate::engine::plan::old_table::local_time(c"%a %b %d %H:%M:%S %z %Y")
 }
 
 /// This machine's host name (empty if it cannot be read).

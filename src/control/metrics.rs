@@ -148,6 +148,13 @@ pub fn render(s: &Status) -> String {
         &one(s.cutover.last_stall_ms.map(|m| m as f64).unwrap_or(f64::NAN)),
     );
     verify_metrics(s, &mut metric);
+    let ix = &s.indexes;
+    metric("indexes_deferred", "gauge", "Secondary indexes the ghost was created without, added after the copy (--defer-secondary-indexes).", &one(ix.deferred.len() as f64));
+    metric("index_build_seconds", "gauge", "Seconds the deferred indexes have taken to add (the build running, or the last one; NaN before one).", &one(ix.build_seconds.unwrap_or(f64::NAN)));
+    let f = &s.failover;
+    metric("failover_waiting", "gauge", "1 while the run waits for a new primary (docs/failover.md).", &one(if f.waiting { 1.0 } else { 0.0 }));
+    metric("failover_waiting_seconds", "gauge", "Seconds waited for a new primary (the wait running, or the last one).", &one(f.waited_seconds));
+    metric("failovers_total", "counter", "New primaries this run was adopted on.", &one(f64::from(f.count)));
     metric("elapsed_seconds", "gauge", "Seconds since this process started the migration.", &one(s.elapsed_seconds));
     out
 }
@@ -185,6 +192,7 @@ mod tests {
         assert_eq!(text.lines().filter(|l| l.starts_with("revenant_phase{") && l.ends_with(" 1")).count(), 1);
         assert!(text.contains("revenant_phase{database=\"app\",table=\"it\\\"ems\",phase=\"verify\"} 0\n"), "{text}");
         assert!(text.contains("revenant_verify_last_identical{database=\"app\",table=\"it\\\"ems\"} NaN\n"), "{text}");
+        assert!(text.contains("revenant_failover_waiting{database=\"app\",table=\"it\\\"ems\"} 0\n"), "{text}");
     }
 
     #[test]

@@ -25,6 +25,18 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A migration run on a replica itself (gh-ost's flags of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnReplica {
+    /// `--migrate-on-replica`: copy, apply and cut over on the replica; replication goes on.
+    Migrate,
+    /// `--test-on-replica`: the same, but before the cut-over replication is stopped (unless
+    /// `--test-on-replica-skip-replica-stop`: `stop_replication` false) and right after the swap the tables are
+    /// swapped back: the original serves under its name again and the migrated copy stays as the ghost table, to
+    /// be compared while replication stays stopped.
+    Test { stop_replication: bool },
+}
+
 /// Where and as whom to connect.
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
@@ -36,6 +48,10 @@ pub struct ConnectionConfig {
     /// TLS to this server (None: plain TCP, as the server allows). Every connection revenant opens to it takes
     /// its options from [`ConnectionConfig::opts`], so they all use it alike.
     pub tls: Option<TlsConfig>,
+    /// MariaDB: the GTID domain of every transaction written through this connection (`SET SESSION
+    /// gtid_domain_id`); set for a migration on a replica, whose own writes must not take sequence numbers of the
+    /// domains it replicates (gtid_strict_mode would stop its replication).
+    pub gtid_domain_id: Option<u32>,
 }
 
 /// How much of the server's certificate is checked.
@@ -96,6 +112,9 @@ impl ConnectionConfig {
         }
         if let Some(tls) = &self.tls {
             b = b.ssl_opts(Some(tls.ssl_opts()));
+        }
+        if let Some(domain) = self.gtid_domain_id {
+            b = b.init(vec![format!("SET SESSION gtid_domain_id = {domain}")]);
         }
         b.into()
     }
@@ -285,6 +304,9 @@ pub struct MigrationConfig {
     pub approve_renamed_columns: bool,
     pub skip_renamed_columns: bool,
     pub allow_on_master: bool,
+    /// gh-ost's `--test-on-replica` / `--migrate-on-replica`: the whole migration on the replica `--host` names
+    /// (no replica mode; nothing is written on its primary). None: the usual topology.
+    pub on_replica: Option<OnReplica>,
     /// The server may replicate from another one (two primaries, gh-ost's `--allow-master-master`); without it a
     /// server that is a replica is refused, naming its primary.
     pub allow_master_master: bool,
@@ -295,20 +317,44 @@ pub struct MigrationConfig {
     /// Verify original and ghost chunk by chunk (checksums over the shared columns) before the ready phase; on
     /// by default (`--checksum=false` turns it off).
     pub checksum: bool,
+    /// Create the ghost without its plain secondary indexes and add them in place after the copy (on by default;
+    /// `--defer-secondary-indexes=false` turns it off). See `engine::plan::indexes`.
+    pub defer_secondary_indexes: bool,
     pub attempt_instant_ddl: bool,
     /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
     /// stops the run with the original serving).
     pub analyze_ghost_before_cutover: bool,
     /// gh-ost's `--force-table-names`: the artifact tables are `_<name>_gho`, `_ghc`, `_ghk`, `_del`.
     pub force_table_names: Option<String>,
+    /// The old table's name when it is not `_<base>_del`: gh-ost's `--timestamp-old-table` (`_<base>_<start
+    /// time>_del`, chosen by the command line for a new run and read back from the checkpoint's `old-table` row on
+    /// resume, so every run of one migration renames the original to the same name).
+    pub old_table_name: Option<String>,
     /// gh-ost's `--discard-foreign-keys`: a table with child-side foreign keys is migrated and the new table has
     /// none (the ghost is created without them); parent-side ones are still refused.
     pub discard_foreign_keys: bool,
     /// gh-ost's `--include-triggers` with its naming (`--trigger-suffix`, `--remove-trigger-suffix-if-exists`):
     /// the original's triggers are created on the new table at the cut-over. None: a table with triggers is refused.
     pub triggers: Option<crate::engine::cutover::triggers::TriggerNaming>,
+    /// Following a promoted primary (docs/failover.md).
+    pub failover: FailoverSettings,
     /// Copy, throttle, cut-over, hook and run settings (shared with move-tables).
     pub run: RunSettings,
+}
+
+/// How a migration follows its primary when it goes away or is demoted (docs/failover.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverSettings {
+    /// `--failover-candidates`: servers that may be the new primary, tried after `--host` itself.
+    pub candidates: Vec<(String, u16)>,
+    /// `--failover-timeout`: how long to wait for a new primary before stopping resumably (zero: never follow).
+    pub timeout: Duration,
+}
+
+impl Default for FailoverSettings {
+    fn default() -> Self {
+        FailoverSettings { candidates: Vec::new(), timeout: Duration::from_secs(600) }
+    }
 }
 
 impl MigrationConfig {
@@ -327,17 +373,21 @@ impl MigrationConfig {
             approve_renamed_columns: false,
             skip_renamed_columns: false,
             allow_on_master: true,
+            on_replica: None,
             allow_master_master: false,
             ok_to_drop_table: false,
             initially_drop_ghost_table: false,
             initially_drop_old_table: false,
             exact_rowcount: false,
             checksum: true,
+            defer_secondary_indexes: true,
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
             force_table_names: None,
+            old_table_name: None,
             discard_foreign_keys: false,
             triggers: None,
+            failover: FailoverSettings::default(),
             run: RunSettings::default(),
         }
     }
@@ -358,7 +408,15 @@ impl MigrationConfig {
         format!("_{}_ghc", self.artifact_base())
     }
     pub fn old_table(&self) -> String {
+        self.old_table_name.clone().unwrap_or_else(|| self.default_old_table())
+    }
+    /// `_<base>_del`, the old table's name without `--timestamp-old-table`.
+    pub fn default_old_table(&self) -> String {
         format!("_{}_del", self.artifact_base())
+    }
+    /// gh-ost's `--timestamp-old-table` name for a run started at `stamp` (`YYYYMMDDhhmmss`, local time).
+    pub fn timestamped_old_table(&self, stamp: &str) -> String {
+        format!("_{}_{stamp}_del", self.artifact_base())
     }
     pub fn checkpoint_table(&self) -> String {
         format!("_{}_ghk", self.artifact_base())

@@ -1,5 +1,6 @@
 //! Named fail points for crash tests. Built only with the `failpoints` feature; `REVENANT_FAILPOINTS=name,...`
-//! makes the named points fail (`name`) or kill the process at once (`name=exit`, a crash without clean-up);
+//! makes the named points fail (`name`) or kill the process at once (`name=exit`, a crash without clean-up), or
+//! wait there while the file `REVENANT_FAILPOINT_HOLD` exists (`name=hold`: a test does something meanwhile);
 //! `name@N` / `name=exit@N` act on the point's N-th hit only (counted per process).
 
 use color_eyre::eyre::Result;
@@ -21,10 +22,30 @@ pub fn hit(name: &str) -> Result<()> {
                 // Like kill -9: no destructors, no checkpoint.
                 std::process::abort();
             }
+            if action == "hold" {
+                hold();
+                return Ok(());
+            }
             bail!("fail point {name}");
         }
     }
     Ok(())
+}
+
+/// Waits while the file named by `REVENANT_FAILPOINT_HOLD` exists, off the async workers (block_in_place) when on
+/// a multi-threaded runtime, so the run's other tasks go on.
+#[cfg(feature = "failpoints")]
+fn hold() {
+    let Some(path) = std::env::var_os("REVENANT_FAILPOINT_HOLD").map(std::path::PathBuf::from) else { return };
+    let wait = || {
+        while path.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(wait),
+        _ => wait(),
+    }
 }
 
 /// Counts this hit of `name` (1 for the first).

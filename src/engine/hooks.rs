@@ -31,10 +31,14 @@ pub enum Hook {
     OnFailure,
     OnStatus,
     OnBatchCopyRetry,
+    OnStopReplication,
+    OnStartReplication,
+    /// revenant's own: the run was adopted on a new primary (docs/failover.md).
+    OnFailover,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 12] = [
+    pub const ALL: [Hook; 15] = [
         Hook::OnStartup,
         Hook::OnValidated,
         Hook::OnRowcountComplete,
@@ -47,6 +51,9 @@ impl Hook {
         Hook::OnFailure,
         Hook::OnStatus,
         Hook::OnBatchCopyRetry,
+        Hook::OnStopReplication,
+        Hook::OnStartReplication,
+        Hook::OnFailover,
     ];
 
     /// gh-ost's file name prefix for this hook.
@@ -64,6 +71,9 @@ impl Hook {
             Hook::OnFailure => "gh-ost-on-failure",
             Hook::OnStatus => "gh-ost-on-status",
             Hook::OnBatchCopyRetry => "gh-ost-on-batch-copy-retry",
+            Hook::OnStopReplication => "gh-ost-on-stop-replication",
+            Hook::OnStartReplication => "gh-ost-on-start-replication",
+            Hook::OnFailover => "revenant-on-failover",
         }
     }
 
@@ -71,7 +81,7 @@ impl Hook {
     /// on-batch-copy-retry only log: the first two report, on-success runs after the swap (nothing to undo), the
     /// last must not turn a retried chunk into a failed migration. on-interactive-command refuses the command.
     pub fn fails_step(&self) -> bool {
-        !matches!(self, Hook::OnStatus | Hook::OnFailure | Hook::OnSuccess | Hook::OnBatchCopyRetry)
+        !matches!(self, Hook::OnStatus | Hook::OnFailure | Hook::OnSuccess | Hook::OnBatchCopyRetry | Hook::OnStartReplication | Hook::OnFailover)
     }
 }
 
@@ -373,21 +383,23 @@ fn tail(s: &str, max: usize) -> &str {
     &s[start..]
 }
 
-/// A short status text for `GH_OST_STATUS` (on-status), in the spirit of gh-ost's status line.
+/// A short status text for `GH_OST_STATUS` (on-status), in the spirit of gh-ost's status line; a failover (waiting
+/// for a new primary, or where the run was adopted) is in its state, as in the status line.
 pub fn status_text(s: &Status) -> String {
+    let state = if s.throttle.throttled {
+        format!("throttled, {}", s.throttle.reason)
+    } else {
+        s.phase.map(|p| p.gh_ost_state().to_string()).unwrap_or_else(|| "initializing".into())
+    };
+    let state = s.failover.in_state(state);
     format!(
-        "Copy: {}/{} {:.1}%; Applied: {}; Backlog: {}; Lag: {:.2}s; State: {}; ETA: {}",
+        "Copy: {}/{} {:.1}%; Applied: {}; Backlog: {}; Lag: {:.2}s; State: {state}; ETA: {}",
         s.copy.rows_copied,
         s.copy.rows_estimate,
         s.copy.percent(),
         s.binlog.events_applied,
         s.binlog.backlog,
         s.heartbeat_lag_seconds.unwrap_or(0.0),
-        if s.throttle.throttled {
-            format!("throttled, {}", s.throttle.reason)
-        } else {
-            s.phase.map(|p| p.gh_ost_state().to_string()).unwrap_or_else(|| "initializing".into())
-        },
         s.eta
     )
 }
@@ -395,6 +407,20 @@ pub fn status_text(s: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_on_status_text_carries_a_failover() {
+        let mut s = Status { phase: Some(crate::engine::Phase::Copy), ..Default::default() };
+        assert!(status_text(&s).contains("State: migrating;"), "{}", status_text(&s));
+        s.failover.waiting = true;
+        s.failover.reason = "127.0.0.1:3306 is read-only".into();
+        assert!(status_text(&s).contains("State: waiting for a new primary"), "{}", status_text(&s));
+        s.failover.waiting = false;
+        s.failover.adopted_on = "127.0.0.1:3307".into();
+        s.failover.adopted_gtid_set = "0-1-42".into();
+        s.failover.count = 1;
+        assert!(status_text(&s).contains("State: migrating; adopted on 127.0.0.1:3307 at GTID 0-1-42"), "{}", status_text(&s));
+    }
 
     fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
         let p = dir.join(name);

@@ -35,8 +35,12 @@ pub struct Status {
     pub cutover: CutOverStatus,
     /// The verification before the cut-over (and any re-verification while it waits).
     pub verify: VerifyStatus,
+    /// The secondary indexes added to the ghost after the copy (`--defer-secondary-indexes`).
+    pub indexes: IndexStatus,
     /// Per-table progress (move-tables); empty for a single-table migration.
     pub tables: Vec<TableProgress>,
+    /// Following a promoted primary (docs/failover.md): waiting for one, or where the run was adopted.
+    pub failover: FailoverStatus,
     /// True while copy and apply are paused by the operator.
     pub paused: bool,
     /// Set when the phase is Failed or Stopped: what happened and what to do.
@@ -114,6 +118,16 @@ pub struct BinlogStatus {
     pub streaming: bool,
 }
 
+impl BinlogStatus {
+    /// The position read so far, file and offset; the applied one until the stream's is known.
+    pub fn read_position(&self) -> (&str, u64) {
+        match self.read_file.is_empty() {
+            true => (&self.applied_file, self.applied_pos),
+            false => (&self.read_file, self.read_pos),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct ThrottleStatus {
@@ -169,6 +183,64 @@ pub fn format_duration(seconds: f64) -> String {
     }
 }
 
+/// Where the run stands with a lost or demoted primary.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct FailoverStatus {
+    /// True from the moment the primary was found gone or demoted until a new one is adopted (or the wait ends).
+    pub waiting: bool,
+    /// Which of the run's servers failed over last: empty for migrate (its one primary), `source` or `target` for a
+    /// move.
+    pub side: String,
+    /// Why the primary was given up (unreachable past --retry-seconds, read-only, replicating).
+    pub reason: String,
+    /// host:port of the primary given up.
+    pub old_primary: String,
+    /// Seconds waited for a new primary so far (while waiting) or in all (once adopted).
+    pub waited_seconds: f64,
+    /// The candidates tried, each with what was found there ("127.0.0.1:3307: read-only").
+    pub candidates_tried: Vec<String>,
+    /// host:port of the primary the run was adopted on last, and the checkpoint's GTID set it resumed at.
+    pub adopted_on: String,
+    pub adopted_gtid_set: String,
+    /// Failovers followed in this run.
+    pub count: u32,
+}
+
+impl FailoverStatus {
+    /// " of the source" / " of the target" for a move, "" for migrate.
+    fn of_side(&self) -> String {
+        if self.side.is_empty() {
+            String::new()
+        } else {
+            format!(" of the {}", self.side)
+        }
+    }
+
+    /// A status line's state with the failover in it: while waiting, the wait replaces it; after an adoption, the
+    /// adoption follows it.
+    pub fn in_state(&self, state: String) -> String {
+        match self.text() {
+            f if self.waiting => f,
+            f if f.is_empty() => state,
+            f => format!("{state}; {f}"),
+        }
+    }
+
+    /// The line the status line, the console and the log show ("" when there was no failover).
+    pub fn text(&self) -> String {
+        if self.waiting {
+            let tried = if self.candidates_tried.is_empty() { "none yet".to_string() } else { self.candidates_tried.join("; ") };
+            format!("waiting for a new primary{} ({} so far; {}; tried: {tried})", self.of_side(), format_duration(self.waited_seconds), self.reason)
+        } else if !self.adopted_on.is_empty() {
+            let side = if self.side.is_empty() { String::new() } else { format!("{} ", self.side) };
+            format!("{side}adopted on {} at GTID {} (failover {} of this run)", self.adopted_on, self.adopted_gtid_set, self.count)
+        } else {
+            String::new()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct CheckpointStatus {
@@ -199,6 +271,18 @@ pub struct CutOverStatus {
     /// move-tables: the GTID set to drain to, and the events left to drain.
     pub drain_gtid: Option<String>,
     pub events_left_to_drain: Option<u64>,
+}
+
+/// The deferred secondary indexes: which ones the ghost was created without, and their build after the copy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct IndexStatus {
+    /// The indexes added (or to add) after the copy, by name.
+    pub deferred: Vec<String>,
+    /// True while the ALTER that adds them runs.
+    pub building: bool,
+    /// How long the build took (or has taken so far), seconds.
+    pub build_seconds: Option<f64>,
 }
 
 /// The verification: progress of the pass running, and what the last one found.

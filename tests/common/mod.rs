@@ -2,7 +2,10 @@
 //! failure, plus small SQL helpers. Servers come from `revenant::sandbox` (real servers, never mocks).
 #![allow(dead_code)]
 
+pub mod follow;
+pub mod run;
 pub mod tls;
+pub mod trace;
 
 use std::future::Future;
 
@@ -72,7 +75,7 @@ pub async fn seed_app_table(server: &Server, table: &str, rows: u32) -> Result<(
 
 /// Engine connection settings for root on a sandbox server.
 pub fn conn_config(server: &Server) -> ConnectionConfig {
-    ConnectionConfig { host: "127.0.0.1".into(), port: server.port, user: "root".into(), password: Secret::new(None), socket: None, tls: None }
+    ConnectionConfig { host: "127.0.0.1".into(), port: server.port, user: "root".into(), password: Secret::new(None), socket: None, tls: None, gtid_domain_id: None }
 }
 
 /// A migration config for tests: executes, small chunks, cut-over postponed until the test approves it.
@@ -214,4 +217,38 @@ pub async fn migrate_with_writer(
     assert_eq!(old, new, "{db}.{table}: rows differ between _{table}_del and {table} after the migration ({ops} writer ops)");
     assert!(old.0 > 0, "{db}.{table}: the table is empty: the test proves nothing");
     Ok(ops)
+}
+
+/// `db.t` (id, a, b, c DATETIME(6), d DECIMAL, KEY(a)) with `rows` rows, doubled in by INSERT ... SELECT: the table
+/// the crash, failover and resume tests migrate.
+pub async fn seed(server: &Server, db: &str, rows: u64) -> Result<()> {
+    let mut c = server.conn().await?;
+    exec_all(
+        &mut c,
+        &format!(
+            "CREATE DATABASE {db};\nCREATE TABLE {db}.t (id BIGINT AUTO_INCREMENT PRIMARY KEY, a INT, b VARCHAR(64), c DATETIME(6), d DECIMAL(10,2), KEY(a))"
+        ),
+    )
+    .await?;
+    c.query_drop(format!("INSERT INTO {db}.t (a, b, c, d) VALUES (1, 'seed', NOW(6), 1.5)")).await?;
+    let mut have = 1;
+    while have < rows {
+        let take = (rows - have).min(have);
+        c.query_drop(format!(
+            "INSERT INTO {db}.t (a, b, c, d) SELECT a + {have}, CONCAT('row ', id + {have}), c - INTERVAL id SECOND, d + id FROM {db}.t ORDER BY id LIMIT {take}"
+        ))
+        .await?;
+        have += take;
+    }
+    Ok(())
+}
+
+/// What a finished child wrote on stderr (taken: a second call gets nothing).
+pub fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
 }

@@ -40,6 +40,7 @@ pub async fn run(a: DemoArgs) -> Result<i32> {
         password: Secret::new(server.root_password().map(str::to_string)),
         socket: None,
         tls: None,
+        gtid_domain_id: None,
     };
     let mut cfg = MigrationConfig::new(conn, "demo", "orders", &a.alter);
     cfg.run.execute = true;
@@ -140,7 +141,7 @@ async fn report(server: &Server, outcome: Result<Outcome>, counts: &LoadCounts) 
             println!("demo: stopped ({}; {load}); the sandbox server and its files are removed", state.reason);
             exit::STOPPED
         }
-        Ok(Outcome::DryRun { .. } | Outcome::AlteredInstantly { .. }) => exit::OK,
+        Ok(Outcome::DryRun { .. } | Outcome::AlteredInstantly { .. } | Outcome::TestedOnReplica { .. }) => exit::OK,
         Err(e) => {
             eprintln!("demo: the migration failed: {e:?}");
             exit::FAILED

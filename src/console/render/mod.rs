@@ -114,6 +114,10 @@ pub(super) fn throttle_badge(status: &Status, theme: &Theme) -> Option<Span<'sta
     if !running {
         return None;
     }
+    if status.failover.waiting {
+        let f = &status.failover;
+        return Some(Span::styled(format!(" WAITING FOR A NEW PRIMARY ({}, {} candidates tried) ", format_duration(f.waited_seconds), f.candidates_tried.len()), theme.badge_warn));
+    }
     if status.throttle.throttled {
         let reason = if status.throttle.reason.is_empty() { "throttled".to_string() } else { status.throttle.reason.clone() };
         Some(Span::styled(format!(" THROTTLED: {reason} "), theme.badge_warn))
@@ -213,14 +217,23 @@ pub(super) fn render_strip(frame: &mut Frame, area: Rect, status: &Status, theme
         _ => status.phase_seconds.iter().filter_map(|(p, _)| p.strip_index()).max(),
     };
     let seconds = |p: Phase| status.phase_seconds.iter().rev().find(|(q, _)| *q == p).map(|(_, s)| *s);
-    let build = |times: bool, sep: &'static str, abbreviate: bool| -> Vec<Span<'static>> {
+    // How much to shorten the labels that are not current: nothing, those already passed, all of them.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Short {
+        None,
+        Passed,
+        All,
+    }
+    let build = |times: bool, sep: &'static str, short: Short| -> Vec<Span<'static>> {
         let mut spans = vec![Span::raw(" ")];
         for (i, p) in Phase::STRIP.iter().enumerate() {
             if i > 0 {
                 spans.push(Span::styled(sep, theme.dim));
             }
             let is_current = current == Some(*p);
-            let mut label = if abbreviate && !is_current { p.label().chars().take(4).collect() } else { p.label().to_string() };
+            let passed = reached.is_some_and(|r| i < r);
+            let abbreviate = !is_current && (short == Short::All || (short == Short::Passed && passed));
+            let mut label = if abbreviate { p.label().chars().take(4).collect() } else { p.label().to_string() };
             if let Some(s) = seconds(*p).filter(|_| times || is_current) {
                 label.push(' ');
                 label.push_str(&format_duration(s));
@@ -245,12 +258,19 @@ pub(super) fn render_strip(frame: &mut Frame, area: Rect, status: &Status, theme
         }
         spans
     };
-    let mut spans = build(true, " › ", false);
-    for (times, sep, abbreviate) in [(false, " › ", false), (false, "›", false), (false, "›", true)] {
+    let mut spans = build(true, " › ", Short::None);
+    let narrower = [
+        (true, "›", Short::None),
+        (false, " › ", Short::None),
+        (false, "›", Short::None),
+        (false, "›", Short::Passed),
+        (false, "›", Short::All),
+    ];
+    for (times, sep, short) in narrower {
         if width_of(&spans) <= w {
             break;
         }
-        spans = build(times, sep, abbreviate);
+        spans = build(times, sep, short);
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

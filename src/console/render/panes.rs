@@ -388,6 +388,22 @@ pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<
     lines
 }
 
+/// The deferred secondary indexes while they are added (after the copy), and how long that took once done.
+fn index_lines(status: &Status, theme: &Theme, kv: &dyn Fn(&str, String, Style) -> Line<'static>) -> Vec<Line<'static>> {
+    let ix = &status.indexes;
+    if ix.deferred.is_empty() {
+        return Vec::new();
+    }
+    let took = ix.build_seconds.map(format_duration).unwrap_or_default();
+    match status.phase {
+        Some(Phase::Indexes) => vec![kv("indexes", format!("adding {} in place  {took}", ix.deferred.join(", ")), theme.accent)],
+        Some(Phase::Catchup | Phase::Verify | Phase::ReadyToCutOver) if ix.build_seconds.is_some() => {
+            vec![kv("indexes", format!("{} added in {took}", ix.deferred.len()), theme.value)]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// The verification: a gauge while a pass runs, then when the last one ended and what it found.
 fn verify_lines(status: &Status, theme: &Theme, kv: &dyn Fn(&str, String, Style) -> Line<'static>) -> Vec<Line<'static>> {
     let v = &status.verify;
@@ -448,6 +464,7 @@ pub(super) fn cutover_lines(
     if let Some(reason) = &co.blocked_reason {
         lines.push(kv("blocked", reason.clone(), theme.error));
     }
+    lines.extend(index_lines(status, theme, kv));
     lines.extend(verify_lines(status, theme, kv));
     if let Some(gtid) = &co.drain_gtid {
         let left = co.events_left_to_drain.map(|n| format!("{} events left", fmt_int(n))).unwrap_or_else(|| "measuring".into());

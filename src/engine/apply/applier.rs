@@ -3,6 +3,21 @@
 //! Each batch's transaction also records the applied position in the checkpoint table, so the checkpoint always
 //! matches the ghost table. It also reads the changelog table's heartbeats (lag) and cut-over markers.
 //! The applier's connection may point at another server than the one the binlog is read from (move-tables).
+//!
+//! Parts: a source transaction heavier than the assembler's part budget arrives as [`StreamItem::Part`]s and then
+//! its last part (a `Transaction`), and may be written in several target transactions. That keeps the checkpoint's
+//! promise because the `apply` row moves only with a whole item (a `Transaction` or `Progress`), never with a part:
+//! - between parts the `apply` row still holds the position before the source transaction, so a crash (or a
+//!   reconnect of the stream) starts again at its first event and applies all of it again from its row images.
+//!   REPLACE of an after image and DELETE by a before image's key are idempotent and keep the source's order, so
+//!   the rows the transaction touched end as its last change left them whatever part of it was applied before;
+//!   rows it did not touch were not written by its parts. Nobody reads the ghost before the cut-over.
+//! - the cut-over and the verification wait for their marker, a one-row transaction of their own written after
+//!   the writers were blocked: it is applied after every part of every transaction before it. A marker is reported
+//!   only once the last part of its transaction is committed (a marker in a part whose last part lands in a later
+//!   batch is not reported at all: the wait times out and tries again, never too early).
+//! - move-tables' drain waits for a GTID set in the published position, which parts never move.
+//! - DDL and statement-format DML come as single-query transactions, never in parts.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -12,11 +27,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::stream::assembler::Fatal;
 use crate::engine::stream::binlog::{BinlogPosition, ChangeKind, RowChange, StreamItem};
+use crate::engine::stream::queue::QueueRx;
 use crate::engine::stream::statement::{self, NameCase};
 use crate::engine::checkpoint;
 use crate::engine::config::RowWrites;
@@ -24,7 +40,9 @@ use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::retry::{self, Retry};
 use crate::engine::plan::schema::Column;
 use crate::engine::shared::Shared;
+use crate::engine::apply::multi_row;
 use crate::engine::apply::values::SqlValue;
+use crate::engine::copy::warnings::ServerWarning;
 use crate::engine::sql::{qualified, quote_ident};
 
 /// How one watched table's changes are written.
@@ -160,6 +178,8 @@ pub struct Applier {
     pub retry_for: Duration,
     /// The session the batches are written in (strict mode).
     pub writes: RowWrites,
+    /// Runs of REPLACE go as multi-row statements (servers without bulk execution: MySQL; see `multi_row`).
+    pub multi_row_values: bool,
 }
 
 fn now_micros() -> u64 {
@@ -193,7 +213,7 @@ pub fn writer_sql_mode(writes: RowWrites) -> &'static str {
 
 impl Applier {
     /// Applies until the stream ends or `cancel` fires; returns after finishing the batch in flight.
-    pub async fn run(self, mut rx: mpsc::Receiver<StreamItem>, cancel: CancellationToken) -> Result<()> {
+    pub async fn run(self, mut rx: QueueRx, cancel: CancellationToken) -> Result<()> {
         let mut conn = writer_conn(&self.conn_opts, self.writes).await?;
         let stmts: Vec<Option<Statements>> = self.targets.iter().map(|t| t.as_ref().map(|t| t.statements())).collect();
         let apply_sql = checkpoint::apply_update_sql(&self.checkpoint.database, &self.checkpoint.table);
@@ -210,22 +230,14 @@ impl Applier {
             items.clear();
             // Whole transactions until the batch holds --dml-batch-size rows (the first one counts too: a batch
             // of 1 used to take two transactions).
-            let mut rows = match &first {
-                StreamItem::Transaction(t) => t.changes.len(),
-                StreamItem::Progress(_) => 0,
-            };
+            // A part counts as its rows: a batch holds at most one part beyond the limit, so it is bounded in bytes.
+            let mut rows = item_rows(&first);
             items.push(first);
             let limit = self.shared.dml_batch_size.load(Ordering::Relaxed).max(1) as usize;
             while rows < limit {
-                match rx.try_recv() {
-                    Ok(item) => {
-                        if let StreamItem::Transaction(t) = &item {
-                            rows += t.changes.len();
-                        }
-                        items.push(item);
-                    }
-                    Err(_) => break,
-                }
+                let Some(item) = rx.try_recv() else { break };
+                rows += item_rows(&item);
+                items.push(item);
             }
             self.shared.backlog.store(rx.len() as u64, Ordering::Relaxed);
             let started = std::time::Instant::now();
@@ -264,15 +276,21 @@ impl Applier {
         let mut batch = self.collect(stmts, items)?;
         let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
         self.write_runs(&mut tx, &mut batch.ops).await?;
-        if let Some(pos) = batch.last_position {
-            tx.exec_drop(apply_sql, (pos.gtid_set.clone(), pos.file.clone(), pos.pos, batch.events, checkpoint::APPLY))
-                .await
-                .wrap_err("recording the applied position")?;
+        // The position after the batch's last whole item: a batch of parts only keeps the stored one, before their
+        // source transaction (see the module doc), and counts its events.
+        if batch.last_position.is_some() || batch.events > 0 {
+            let pos = batch.last_position;
+            let params = (pos.map(|p| p.gtid_set.clone()), pos.map(|p| p.file.clone()), pos.map(|p| p.pos), batch.events, checkpoint::APPLY);
+            tx.exec_drop(apply_sql, params).await.wrap_err("recording the applied position")?;
         }
         crate::engine::failpoint::hit("apply-before-commit")?;
         if batch.events > 0 {
             // Only batches that write rows of a watched table (not heartbeats alone): "between two row batches".
             crate::engine::failpoint::hit("apply-rows-before-commit")?;
+        }
+        if batch.ends_in_part {
+            // A batch that ends between two parts of one source transaction.
+            crate::engine::failpoint::hit("apply-part-before-commit")?;
         }
         tx.commit().await.wrap_err("committing an apply batch")?;
         self.publish(&batch);
@@ -282,12 +300,19 @@ impl Applier {
     /// The statements of a batch, the changelog rows it carried and the last position it reaches; a DDL on a
     /// guarded table is fatal here, before anything is written.
     fn collect<'a>(&'a self, stmts: &'a [Option<Statements>], items: &'a [StreamItem]) -> Result<Batch<'a>> {
-        let mut batch = Batch { ops: Vec::new(), last_position: None, events: 0, marker: None, heartbeat: None };
+        let mut batch = Batch { ops: Vec::new(), last_position: None, events: 0, notes: Notes::default(), ends_in_part: false };
         let ddl_allowed = *self.ddl_allowed.borrow();
+        // Changelog rows of parts: reported with their transaction's last part, if it is in this batch.
+        let mut part_notes = Notes::default();
         for item in items {
+            batch.ends_in_part = matches!(item, StreamItem::Part(_));
             let txn = match item {
                 StreamItem::Progress(p) => {
                     batch.last_position = Some(p);
+                    continue;
+                }
+                StreamItem::Part(changes) => {
+                    self.queue_changes(stmts, changes, &mut batch, &mut part_notes);
                     continue;
                 }
                 StreamItem::Transaction(t) => t,
@@ -295,19 +320,27 @@ impl Applier {
             if let (Some(stmt), false) = (&txn.statement, ddl_allowed) {
                 self.refuse_guarded_ddl(stmt, &txn.schema)?;
             }
-            for change in &txn.changes {
-                if self.read_changelog(change, &mut batch) {
-                    continue;
-                }
-                let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
-                    continue;
-                };
-                queue_change(&mut batch.ops, target, st, change);
-                batch.events += 1;
-            }
+            batch.notes.take_from(&mut part_notes);
+            let mut notes = std::mem::take(&mut batch.notes);
+            self.queue_changes(stmts, &txn.changes, &mut batch, &mut notes);
+            batch.notes = notes;
             batch.last_position = Some(&txn.position);
         }
         Ok(batch)
+    }
+
+    /// Queues the statements of `changes` in `batch`; changelog rows are noted in `notes`.
+    fn queue_changes<'a>(&'a self, stmts: &'a [Option<Statements>], changes: &[RowChange], batch: &mut Batch<'a>, notes: &mut Notes) {
+        for change in changes {
+            if self.read_changelog(change, notes) {
+                continue;
+            }
+            let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
+                continue;
+            };
+            queue_change(&mut batch.ops, target, st, change);
+            batch.events += 1;
+        }
     }
 
     /// A statement of the stream that changes a guarded table (not one of this run's own) stops the run.
@@ -326,8 +359,8 @@ impl Applier {
         Ok(())
     }
 
-    /// True when `change` is a changelog row (a heartbeat or the cut-over marker, noted in `batch`).
-    fn read_changelog(&self, change: &RowChange, batch: &mut Batch<'_>) -> bool {
+    /// True when `change` is a changelog row (a heartbeat or the cut-over marker, noted in `notes`).
+    fn read_changelog(&self, change: &RowChange, notes: &mut Notes) -> bool {
         let Some(cl) = self.changelog.as_ref().filter(|cl| change.table == cl.index) else {
             return false;
         };
@@ -335,9 +368,9 @@ impl Applier {
             let hint = text(after.get(cl.hint_col));
             let value = text(after.get(cl.value_col));
             if hint == "heartbeat" {
-                batch.heartbeat = value.parse().ok();
+                notes.heartbeat = value.parse().ok();
             } else if hint == "cut-over-marker" {
-                batch.marker = Some(value);
+                notes.marker = Some(value);
             }
         }
         true
@@ -368,11 +401,10 @@ impl Applier {
         if lenient {
             tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(RowWrites { strict: false, ..self.writes }))).await?;
         }
-        let applied = tx.exec_batch(stmt, params).await;
-        // The batch's warnings are read before anything else runs on the session.
-        let mut found = match (&applied, tx.get_warnings()) {
-            (Ok(()), n) if n > 0 && self.writes.panic_on_warnings => crate::engine::copy::warnings::read(tx, n).await?,
-            _ => Vec::new(),
+        let mut found = Vec::new();
+        let applied = match multi_row::row_group(stmt).filter(|_| self.multi_row_values && rows > 1) {
+            Some(group) => self.write_groups(tx, stmt, group, params, &mut found).await,
+            None => self.write_batch(tx, stmt, params, &mut found).await,
         };
         if lenient {
             tx.query_drop(format!("SET SESSION sql_mode = '{}'", writer_sql_mode(self.writes))).await?;
@@ -390,13 +422,37 @@ impl Applier {
         Ok(())
     }
 
+    /// One `exec_batch` (MariaDB: one round trip); its warnings are read before anything else runs on the session.
+    async fn write_batch(&self, tx: &mut mysql_async::Transaction<'_>, stmt: &str, params: Vec<Vec<Value>>, found: &mut Vec<ServerWarning>) -> Result<()> {
+        tx.exec_batch(stmt, params).await?;
+        self.read_warnings(tx, found).await
+    }
+
+    /// Multi-row statements over groups of the run's rows (see `multi_row`), each one's warnings read after it.
+    async fn write_groups(&self, tx: &mut mysql_async::Transaction<'_>, stmt: &str, group: &str, params: Vec<Vec<Value>>, found: &mut Vec<ServerWarning>) -> Result<()> {
+        for rows in multi_row::groups(params) {
+            let sql = multi_row::statement(stmt, group, rows.len());
+            tx.exec_drop(sql, rows.into_iter().flatten().collect::<Vec<Value>>()).await?;
+            self.read_warnings(tx, found).await?;
+        }
+        Ok(())
+    }
+
+    async fn read_warnings(&self, tx: &mut mysql_async::Transaction<'_>, found: &mut Vec<ServerWarning>) -> Result<()> {
+        let n = tx.get_warnings();
+        if n > 0 && self.writes.panic_on_warnings {
+            found.extend(crate::engine::copy::warnings::read(tx, n).await?);
+        }
+        Ok(())
+    }
+
     /// After a commit: counters, heartbeat lag, the applied position for the status and for whoever waits on it.
     fn publish(&self, batch: &Batch<'_>) {
         if let Some(pos) = batch.last_position {
             crate::engine::failpoint::trace(&format!("batch-commit {}", pos.gtid_set));
         }
         self.shared.events_applied.fetch_add(batch.events, Ordering::Relaxed);
-        if let Some(hb) = batch.heartbeat {
+        if let Some(hb) = batch.notes.heartbeat {
             self.shared.heartbeat_lag_us.store(now_micros().saturating_sub(hb), Ordering::Relaxed);
             self.shared.last_heartbeat_us.store(hb, Ordering::Relaxed);
         }
@@ -409,8 +465,8 @@ impl Applier {
         });
         self.applied_tx.send_modify(|a| {
             a.position = Some(pos);
-            if batch.marker.is_some() {
-                a.marker = batch.marker.clone();
+            if batch.notes.marker.is_some() {
+                a.marker = batch.notes.marker.clone();
             }
         });
     }
@@ -422,11 +478,38 @@ type Op<'a> = (Cow<'a, str>, &'a str, Vec<Value>);
 /// What one apply batch writes and what it read on the way.
 struct Batch<'a> {
     ops: Vec<Op<'a>>,
+    /// The position after the batch's last whole item (None: the batch holds parts only).
     last_position: Option<&'a BinlogPosition>,
     /// Row events of watched tables.
     events: u64,
+    notes: Notes,
+    /// The batch's last item is a part: it ends inside a source transaction.
+    ends_in_part: bool,
+}
+
+/// The changelog rows a batch read: the last heartbeat and cut-over marker.
+#[derive(Debug, Default)]
+struct Notes {
     marker: Option<String>,
     heartbeat: Option<u64>,
+}
+
+impl Notes {
+    /// Takes what `later` noted (the parts of the transaction that now ends), over what this holds.
+    fn take_from(&mut self, later: &mut Notes) {
+        let later = std::mem::take(later);
+        self.marker = later.marker.or(self.marker.take());
+        self.heartbeat = later.heartbeat.or(self.heartbeat);
+    }
+}
+
+/// Rows an item counts for in a batch.
+fn item_rows(item: &StreamItem) -> usize {
+    match item {
+        StreamItem::Transaction(t) => t.changes.len(),
+        StreamItem::Part(changes) => changes.len(),
+        StreamItem::Progress(_) => 0,
+    }
 }
 
 /// Queues one row change as statements: insert/update as REPLACE, delete by key, a key-changing update as delete

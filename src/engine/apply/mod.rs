@@ -2,4 +2,5 @@
 //! with the checkpoint's `apply` row; binlog values turned into parameters or SQL.
 
 pub mod applier;
+mod multi_row;
 pub mod values;

@@ -2,6 +2,7 @@
 //! - `summary`: what is migrated (fingerprints of the ALTER and of the original table), phase, cut-over fields;
 //! - `copy`: the copy watermark (last key copied), written in the same transaction as the chunk it covers;
 //! - `apply`: the applied binlog position (GTID set, file:pos), written in the same transaction as the batch.
+//! - `old-table`: the name the original is renamed to at the cut-over (`table_name`), fixed when the run starts;
 //! move-tables adds one `copy:<table>` row per table. `SELECT * FROM _<t>_ghk` tells a person where things stand.
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
@@ -15,12 +16,13 @@ use crate::engine::sql::qualified;
 pub const SUMMARY: &str = "summary";
 pub const COPY: &str = "copy";
 pub const APPLY: &str = "apply";
+pub const OLD_TABLE: &str = "old-table";
 
 /// DDL of the checkpoint table.
 pub fn create_statement(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
-  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | apply | copy:<table>',
+  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | apply | old-table | copy:<table>',
   phase VARCHAR(32) NULL,
   database_name VARCHAR(64) NULL,
   table_name VARCHAR(64) NULL,
@@ -163,6 +165,8 @@ pub struct CheckpointState {
     pub cutover_started: bool,
     pub drain_gtid: Option<String>,
     pub cutover_complete: bool,
+    /// The `old-table` row's name (None: a checkpoint written before that row existed, so `_<t>_del`).
+    pub old_table: Option<String>,
 }
 
 /// Where the applier stands, as the checkpoint's `apply` row records it (flattened into the state dumps).
@@ -245,10 +249,18 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
                 st.events_applied = n("events_applied");
                 st.batches_applied = n("batches_applied");
             }
+            Some(OLD_TABLE) => st.old_table = s("table_name"),
             _ => {}
         }
     }
     Ok(if have_summary { Some(st) } else { None })
+}
+
+/// The rows copied by every copy row of the checkpoint (migrate's `copy`, a move's `copy:<table>`).
+pub async fn rows_copied_total(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<u64> {
+    let q = format!("SELECT CAST(COALESCE(SUM(rows_copied), 0) AS UNSIGNED) FROM {} WHERE id = ? OR id LIKE ?", qualified(db, table));
+    let n: Option<u64> = conn.exec_first(&q, (COPY, format!("{COPY}:%"))).await.wrap_err_with(|| format!("summing the rows copied in {db}.{table}"))?;
+    Ok(n.unwrap_or(0))
 }
 
 /// SQL that records a copied chunk; run inside the chunk's transaction.
@@ -260,10 +272,12 @@ pub fn copy_update_sql(db: &str, table: &str) -> String {
     )
 }
 
-/// SQL that records an applied batch; run inside the batch's transaction.
+/// SQL that records an applied batch; run inside the batch's transaction. A NULL position (a batch of parts of one
+/// source transaction only) keeps the stored one and counts the batch.
 pub fn apply_update_sql(db: &str, table: &str) -> String {
     format!(
-        "UPDATE {} SET applied_gtid_set = ?, applied_file = ?, applied_pos = ?, events_applied = events_applied + ?, \
+        "UPDATE {} SET applied_gtid_set = COALESCE(?, applied_gtid_set), applied_file = COALESCE(?, applied_file), \
+         applied_pos = COALESCE(?, applied_pos), events_applied = events_applied + ?, \
          batches_applied = batches_applied + 1 WHERE id = ?",
         qualified(db, table)
     )

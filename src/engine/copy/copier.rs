@@ -303,41 +303,52 @@ impl CopyJob {
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
         let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(conn, lower, range_end, size).await?;
-        let insert = format!(
-            "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} ORDER BY {}{}",
-            qualified(&self.target_db, &self.target_table),
-            ghost_cols.join(", "),
-            orig_cols.join(", "),
-            self.source(),
-            self.order_by(false),
-            if self.deletes.is_some() { "" } else { " LOCK IN SHARE MODE" }
-        );
-        let started = Instant::now();
-        let mut opts = TxOpts::default();
-        if let Some(log) = &self.deletes {
-            // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
-            log.settle(conn).await?;
-            // The SELECT of an INSERT ... SELECT is a consistent read without locks only below REPEATABLE READ.
-            opts.with_isolation_level(IsolationLevel::ReadCommitted);
-        }
-        let mut tx = conn.start_transaction(opts).await?;
-        tx.exec_drop(&insert, params.clone()).await.wrap_err_with(|| {
-            format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
-        })?;
-        let rows = tx.affected_rows();
-        let count = tx.get_warnings();
-        if count > 0 {
-            self.check_warnings(&mut tx, count, Locate::Range(&cond, &params), &end).await?;
-        }
-        if let Some(log) = &self.deletes {
-            let (checked, removed) = log.recheck(&mut tx).await?;
-            if checked > 0 {
-                failpoint::trace(&format!("chunk-recheck {end_text} checked={checked} removed={removed}"));
-                tracing::debug!("chunk up to {end_text}: {checked} deleted key(s) checked, {removed} row(s) removed");
+        // Lock-free while the delete log holds every key it must (see delete_log); under shared locks otherwise.
+        let mut lock_free = self.deletes.as_ref().is_some_and(|l| !l.overflowed());
+        loop {
+            let insert = format!(
+                "INSERT IGNORE INTO {} ({}) SELECT {} FROM {} WHERE {cond} ORDER BY {}{}",
+                qualified(&self.target_db, &self.target_table),
+                ghost_cols.join(", "),
+                orig_cols.join(", "),
+                self.source(),
+                self.order_by(false),
+                if lock_free { "" } else { " LOCK IN SHARE MODE" }
+            );
+            let log = self.deletes.as_ref().filter(|_| lock_free);
+            let started = Instant::now();
+            let mut opts = TxOpts::default();
+            if let Some(log) = log {
+                // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
+                log.settle(conn).await?;
+                // The SELECT of an INSERT ... SELECT is a consistent read without locks only below REPEATABLE READ.
+                opts.with_isolation_level(IsolationLevel::ReadCommitted);
             }
+            let mut tx = conn.start_transaction(opts).await?;
+            tx.exec_drop(&insert, params.clone()).await.wrap_err_with(|| {
+                format!("copying a chunk of {}.{} up to {}", self.source_db, self.source_table, checkpoint::describe_key(&end))
+            })?;
+            let rows = tx.affected_rows();
+            let count = tx.get_warnings();
+            if count > 0 {
+                self.check_warnings(&mut tx, count, Locate::Range(&cond, &params), &end).await?;
+            }
+            if let Some(log) = log {
+                let Some((checked, removed)) = log.recheck(&mut tx).await? else {
+                    // The log overflowed while this chunk ran: it may lack keys the check needs. Again, under locks.
+                    tx.rollback().await.wrap_err("rolling back a chunk to copy it again under locks")?;
+                    failpoint::trace(&format!("chunk-relock {end_text}"));
+                    lock_free = false;
+                    continue;
+                };
+                if checked > 0 {
+                    failpoint::trace(&format!("chunk-recheck {end_text} checked={checked} removed={removed}"));
+                    tracing::debug!("chunk up to {end_text}: {checked} deleted key(s) checked, {removed} row(s) removed");
+                }
+            }
+            self.commit_chunk(tx, update_sql, &end_text, rows, last, &span).await.wrap_err("committing a chunk")?;
+            return Ok((end, last, rows, started));
         }
-        self.commit_chunk(tx, update_sql, &end_text, rows, last, &span).await.wrap_err("committing a chunk")?;
-        Ok((end, last, rows, started))
     }
 
     /// Judges the warnings of a chunk's INSERT (see `warnings`): expected skips pass; a value the new definition

@@ -22,6 +22,19 @@
 //!
 //! Everything in 2. happens in the chunk's transaction with its watermark, so a crash redoes the chunk, the check
 //! included.
+//!
+//! Bounded memory: the log holds at most [`DELETE_LOG_BYTES`] of keys. While the copy is throttled or paused
+//! nothing settles them, and one large DELETE records every key it removes, so the log can pass that bound. It
+//! then overflows: its keys are dropped, nothing more is recorded until the copy ends, and every chunk from then on
+//! reads the original under shared locks (`LOCK IN SHARE MODE`, gh-ost's way), which is exact without any log: a
+//! locking read returns the latest committed rows and waits for a delete that is logged but not yet committed, and
+//! a delete after it waits for the chunk's commit, so it lands on top. The chunk in flight when the log overflows
+//! may miss keys in its step 2: step 2 refuses to run on an overflowed log (checked when it starts and before each
+//! batch of keys), the chunk's transaction is rolled back and the chunk copied again under locks. Overflow is
+//! sticky, so a step 2 that started on a log that had not overflowed saw every key recorded since its step 1.
+//! Why not fewer keys: the log could skip keys beyond the copy's range end or below its watermark, but comparing
+//! keys in the server's order (collations) outside the server is not exact, and keys inside the range left to copy
+//! are exactly the ones that grow while the copy is paused; locking reads are the exact fallback.
 
 use std::sync::Mutex;
 
@@ -35,18 +48,33 @@ use crate::engine::sql::{qualified, quote_ident};
 /// At most this many keys in one statement of either step.
 const BATCH: usize = 500;
 
+/// The bytes of keys the log holds at most (as [`key_weight`] estimates them) before it overflows.
+pub const DELETE_LOG_BYTES: usize = 8 << 20;
+
 #[derive(Debug, Default)]
 struct Entries {
     /// Key values as the applier's DELETE binds them, in the order recorded.
     keys: Vec<Vec<Value>>,
+    /// What `keys` weigh.
+    bytes: usize,
     /// False once the copy is complete: nothing is recorded any more.
     active: bool,
+    /// The log passed its bound: keys dropped, nothing recorded, chunks read under locks (see the module doc).
+    overflowed: bool,
+}
+
+/// Roughly what one recorded key holds in memory.
+fn key_weight(key: &[Value]) -> usize {
+    let value = |v: &Value| std::mem::size_of::<Value>() + if let Value::Bytes(b) = v { b.len() + 16 } else { 0 };
+    40 + key.iter().map(value).sum::<usize>()
 }
 
 /// The keys deleted by the applier that the copy still has to account for, shared by the applier and the copier.
 #[derive(Debug)]
 pub struct DeleteLog {
     entries: Mutex<Entries>,
+    /// [`DELETE_LOG_BYTES`] (smaller in tests).
+    budget: usize,
     /// `db.ghost` and `db.original`, qualified.
     ghost: String,
     original: String,
@@ -65,6 +93,7 @@ impl DeleteLog {
         let tuple = |items: Vec<String>| if items.len() == 1 { items.concat() } else { format!("({})", items.join(", ")) };
         DeleteLog {
             entries: Mutex::new(Entries { active, ..Entries::default() }),
+            budget: DELETE_LOG_BYTES,
             ghost: qualified(&target.database, &target.table),
             original: qualified(database, table),
             ghost_key: tuple(target.key.iter().map(|(_, _, n)| quote_ident(n)).collect()),
@@ -81,54 +110,89 @@ impl DeleteLog {
 
     /// The applier is about to delete `key` from the ghost table.
     pub fn record(&self, key: &[Value]) {
-        if let Ok(mut e) = self.entries.lock() {
-            if e.active {
-                e.keys.push(key.to_vec());
-            }
+        let Ok(mut e) = self.entries.lock() else { return };
+        if !e.active || e.overflowed {
+            return;
         }
+        let w = key_weight(key);
+        if e.bytes + w > self.budget {
+            tracing::warn!(
+                "the applier deleted {} keys of {} the copy has not settled yet (more than {} KiB): the rest of the \
+                 copy reads its chunks under shared locks (LOCK IN SHARE MODE, gh-ost's way) instead of keeping them",
+                e.keys.len() + 1,
+                self.original,
+                self.budget / 1024
+            );
+            crate::engine::failpoint::trace(&format!("delete-log-overflow {}", e.keys.len() + 1));
+            (e.keys, e.bytes, e.overflowed) = (Vec::new(), 0, true);
+            return;
+        }
+        e.bytes += w;
+        e.keys.push(key.to_vec());
     }
 
     /// The copy is complete: stop recording.
     pub fn deactivate(&self) {
         if let Ok(mut e) = self.entries.lock() {
             e.active = false;
-            e.keys.clear();
+            (e.keys, e.bytes) = (Vec::new(), 0);
         }
     }
 
-    fn snapshot(&self) -> Vec<Vec<Value>> {
-        self.entries.lock().map(|e| e.keys.clone()).unwrap_or_default()
+    /// True once the log passed its bound: chunks must read under shared locks (see the module doc).
+    pub fn overflowed(&self) -> bool {
+        self.entries.lock().map(|e| e.overflowed).unwrap_or(true)
+    }
+
+    /// How many keys are recorded now (None: overflowed).
+    fn recorded(&self) -> Option<usize> {
+        self.entries.lock().ok().filter(|e| !e.overflowed).map(|e| e.keys.len())
+    }
+
+    /// Keys `from..to` (at most [`BATCH`]) as one parameter list with their count; None once overflowed.
+    fn batch(&self, from: usize, to: usize) -> Option<(usize, Vec<Value>)> {
+        let e = self.entries.lock().ok().filter(|e| !e.overflowed)?;
+        let keys = e.keys.get(from..to.min(from + BATCH).min(e.keys.len()))?;
+        Some((keys.len(), keys.concat()))
     }
 
     /// Step 1, on the copier's connection outside any transaction, right before a chunk's transaction starts:
-    /// waits until every delete recorded so far is committed on the original, then forgets those keys.
+    /// waits until every delete recorded so far is committed on the original, then forgets those keys. Stops
+    /// early on an overflowed log (the chunk's step 2 then refuses, see the module doc).
     pub async fn settle(&self, conn: &mut mysql_async::Conn) -> Result<usize> {
-        let keys = self.snapshot();
-        for batch in keys.chunks(BATCH) {
-            let sql = format!("SELECT COUNT(*) FROM {} WHERE {} LOCK IN SHARE MODE", self.original, self.key_in(&self.original_key, batch.len()));
+        let Some(n) = self.recorded() else { return Ok(0) };
+        let mut done = 0;
+        while done < n {
+            let Some((count, params)) = self.batch(done, n).filter(|(c, _)| *c > 0) else { break };
+            let sql = format!("SELECT COUNT(*) FROM {} WHERE {} LOCK IN SHARE MODE", self.original, self.key_in(&self.original_key, count));
             let _: Option<u64> = conn
-                .exec_first(sql, batch.concat())
+                .exec_first(sql, params)
                 .await
                 .wrap_err("waiting for the commit of rows the applier deleted (a locking read of the original)")?;
+            done += count;
         }
         if let Ok(mut e) = self.entries.lock() {
-            let n = keys.len().min(e.keys.len());
-            e.keys.drain(..n);
+            let n = done.min(e.keys.len());
+            let gone: usize = e.keys.drain(..n).map(|k| key_weight(&k)).sum();
+            e.bytes = e.bytes.saturating_sub(gone);
         }
-        Ok(keys.len())
+        Ok(done)
     }
 
     /// Step 2, in the chunk's transaction after its INSERT: removes from the ghost table every row whose key the
     /// applier deleted since step 1 and that the original no longer holds. Per batch of keys: lock the ghost rows,
     /// read which keys the original still holds (a locking read: it waits for the deletes' commit), delete the
     /// others from the ghost. The keys the original holds are bound back as it returned them, with the same
-    /// placeholders as the applier's DELETE. Returns (keys checked, rows removed).
-    pub async fn recheck(&self, tx: &mut mysql_async::Transaction<'_>) -> Result<(usize, u64)> {
-        let keys = self.snapshot();
+    /// placeholders as the applier's DELETE. Returns (keys checked, rows removed), or None when the log overflowed
+    /// before or during the check: the chunk must then be rolled back and copied under locks.
+    pub async fn recheck(&self, tx: &mut mysql_async::Transaction<'_>) -> Result<Option<(usize, u64)>> {
+        let Some(n) = self.recorded() else { return Ok(None) };
         let mut removed = 0u64;
-        for batch in keys.chunks(BATCH) {
-            let params = batch.concat();
-            let in_ghost = self.key_in(&self.ghost_key, batch.len());
+        let mut done = 0;
+        while done < n {
+            let Some((count, params)) = self.batch(done, n).filter(|(c, _)| *c > 0) else { return Ok(None) };
+            done += count;
+            let in_ghost = self.key_in(&self.ghost_key, count);
             let _: Vec<u8> = tx
                 .exec(format!("SELECT 1 FROM {} WHERE {in_ghost} FOR UPDATE", self.ghost), params.clone())
                 .await
@@ -139,7 +203,7 @@ impl DeleteLog {
                         "SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE",
                         self.original_columns,
                         self.original,
-                        self.key_in(&self.original_key, batch.len())
+                        self.key_in(&self.original_key, count)
                     ),
                     params.clone(),
                 )
@@ -154,7 +218,7 @@ impl DeleteLog {
             tx.exec_drop(sql, delete_params).await.wrap_err("removing deleted rows the chunk copied")?;
             removed += tx.affected_rows();
         }
-        Ok((keys.len(), removed))
+        Ok(Some((n, removed)))
     }
 }
 
@@ -165,6 +229,7 @@ mod tests {
     fn log() -> DeleteLog {
         DeleteLog {
             entries: Mutex::new(Entries { active: true, ..Entries::default() }),
+            budget: 1000,
             ghost: "`d`.`_t_gho`".into(),
             original: "`d`.`t`".into(),
             ghost_key: "(`a`, `b`)".into(),
@@ -184,10 +249,29 @@ mod tests {
         let l = log();
         l.record(&[Value::Int(1)]);
         l.record(&[Value::Int(2)]);
-        assert_eq!(l.snapshot().len(), 2);
+        assert_eq!(l.recorded(), Some(2));
+        assert_eq!(l.batch(0, 2).map(|(n, p)| (n, p.len())), Some((2, 2)));
         l.deactivate();
-        assert!(l.snapshot().is_empty());
+        assert_eq!(l.recorded(), Some(0));
         l.record(&[Value::Int(3)]);
-        assert!(l.snapshot().is_empty());
+        assert_eq!(l.recorded(), Some(0));
+    }
+
+    #[test]
+    fn past_its_bound_the_log_drops_its_keys_and_records_no_more() {
+        let l = log();
+        let key = [Value::Int(7)];
+        let fit = 1000 / key_weight(&key);
+        for _ in 0..fit {
+            l.record(&key);
+        }
+        assert_eq!(l.recorded(), Some(fit), "keys within the bound are kept");
+        assert!(!l.overflowed());
+        l.record(&key);
+        assert!(l.overflowed(), "one key past the bound overflows the log");
+        assert_eq!(l.recorded(), None, "an overflowed log offers no keys to check");
+        assert!(l.batch(0, 10).is_none());
+        l.record(&key);
+        assert!(l.entries.lock().unwrap().keys.is_empty(), "nothing is recorded after the overflow");
     }
 }

@@ -112,6 +112,49 @@ async fn stop_queued_rename(opts: &mysql_async::Opts, b_id: u32) -> Result<()> {
     }
 }
 
+/// After the sentry is dropped and before the unlock: waits until the queued RENAME asks for the original's
+/// exclusive lock. The RENAME takes its locks in name order (`_t_del`, `_t_gho`, then `t`): while it waited on
+/// the sentry it had not asked for `t` yet, and if the unlock came before it did, a writer waiting on `t` would
+/// get it first and write into the table that is about to become `_t_del`, after the marker (seen on MySQL under
+/// a writer: one insert in the old table only). Once the RENAME's request on `t` is pending, it is served before
+/// any writer's. Read from performance_schema.metadata_locks where its instrument shows our own lock on `t`;
+/// elsewhere (MariaDB without it) a pause of [`RENAME_SETTLE`] gives the RENAME its turn. A RENAME that never asks
+/// within [`RENAME_ASK_WAIT`] fails the attempt (the caller stops it while `t` is still locked: nothing swaps).
+async fn rename_waits_on_original(watcher: &mut mysql_async::Conn, cfg: &MigrationConfig, b_id: u32) -> Result<()> {
+    let locks_on_t = |status: &str| {
+        format!(
+            "SELECT COUNT(*) FROM performance_schema.metadata_locks m JOIN performance_schema.threads th ON th.THREAD_ID = \
+             m.OWNER_THREAD_ID WHERE m.OBJECT_TYPE = 'TABLE' AND m.OBJECT_SCHEMA = ? AND m.OBJECT_NAME = ? AND \
+             m.LOCK_STATUS = '{status}' AND (th.PROCESSLIST_ID = ? OR '{status}' = 'GRANTED')"
+        )
+    };
+    let params = (cfg.database.as_str(), cfg.table.as_str(), b_id);
+    let instrumented = matches!(watcher.exec_first::<u64, _, _>(locks_on_t("GRANTED"), params).await, Ok(Some(n)) if n > 0);
+    if !instrumented {
+        tokio::time::sleep(RENAME_SETTLE).await;
+        return Ok(());
+    }
+    let (started, deadline) = (Instant::now(), Instant::now() + RENAME_ASK_WAIT);
+    for polls in 1u32.. {
+        let pending: Option<u64> = watcher.exec_first(locks_on_t("PENDING"), params).await.wrap_err("reading the RENAME's metadata locks")?;
+        if pending.unwrap_or(0) > 0 {
+            tracing::debug!("the RENAME asks for the lock on {} ({polls} looks, {:?})", cfg.table, started.elapsed());
+            failpoint::trace(&format!("rename-pending-after {polls}"));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the RENAME did not ask for the lock on {} within {RENAME_ASK_WAIT:?} after the sentry was dropped", cfg.table);
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(())
+}
+
+/// Without a metadata-lock instrument: how long the RENAME is given to ask for the original's lock.
+const RENAME_SETTLE: Duration = Duration::from_millis(20);
+/// With one: how long it may take before the attempt is given up.
+const RENAME_ASK_WAIT: Duration = Duration::from_secs(2);
+
 /// The original, old and ghost tables, qualified.
 fn swap_names(cfg: &MigrationConfig) -> (String, String, String) {
     (qualified(&cfg.database, &cfg.table), qualified(&cfg.database, &cfg.old_table()), qualified(&cfg.database, &cfg.ghost_table()))
@@ -225,6 +268,11 @@ pub async fn atomic_attempt(
         }
         failpoint::hit("cutover-before-unlock")?;
         a.query_drop(format!("DROP TABLE {old}")).await.wrap_err("dropping the sentry")?;
+        if let Err(e) = rename_waits_on_original(watcher, cfg, b_id).await {
+            // The sentry is gone: the RENAME must go before the lock does (it cannot run while `t` is locked).
+            stop_queued_rename(opts, b_id).await?;
+            return Err(e);
+        }
         a.query_drop("UNLOCK TABLES").await.wrap_err("unlocking")?;
         let (b, r) = renamer.await.map_err(|e| eyre!("renamer task: {e}"))?;
         let stall_ms = locked_at.elapsed().as_millis() as u64;

@@ -17,7 +17,7 @@ pub(crate) enum Flow<T, O> {
 }
 
 /// The steps that run while the stream and the applier run, in order; the cut-over follows them.
-pub(crate) const LIVE_STEPS: [Phase; 4] = [Phase::Copy, Phase::Catchup, Phase::Verify, Phase::ReadyToCutOver];
+pub(crate) const LIVE_STEPS: [Phase; 5] = [Phase::Copy, Phase::Indexes, Phase::Catchup, Phase::Verify, Phase::ReadyToCutOver];
 
 /// What a kind of run does at each step.
 pub(crate) trait Run {

@@ -31,7 +31,7 @@ pub(crate) type WaitResult = Result<std::result::Result<(), Interrupted>>;
 const TICK: Duration = Duration::from_millis(100);
 
 /// A stop, or a task that ended, interrupts any wait.
-async fn interrupted(ctx: &RunContext, running: &mut Running) -> Option<Interrupted> {
+pub(crate) async fn interrupted(ctx: &RunContext, running: &mut Running) -> Option<Interrupted> {
     if ctx.cancel.is_cancelled() {
         return Some(Interrupted::Stopped);
     }
@@ -59,6 +59,10 @@ pub(crate) async fn catch_up(ctx: &RunContext, running: &mut Running) -> WaitRes
 pub(crate) async fn wait_applied(ctx: &RunContext, running: &mut Running, goal: &GtidSet, mariadb: bool, draining: bool) -> WaitResult {
     let mut first = true;
     loop {
+        if draining && first {
+            // Before the stop check: a test that holds here (`=hold`) sees a stop made meanwhile honoured.
+            failpoint::hit("move-mid-drain")?;
+        }
         if let Some(i) = interrupted(ctx, running).await {
             return Ok(Err(i));
         }
@@ -69,9 +73,6 @@ pub(crate) async fn wait_applied(ctx: &RunContext, running: &mut Running, goal: 
         if draining {
             let left = goal.count_after(&applied);
             shared.with(|i| i.status.cutover.events_left_to_drain = Some(left));
-            if first {
-                failpoint::hit("move-mid-drain")?;
-            }
         }
         first = false;
         if applied.contains(goal) && shared.backlog.load(Ordering::Relaxed) == 0 {

@@ -33,13 +33,25 @@ pub(crate) struct LockPurpose {
     pub(crate) name: String,
     /// "migration of shop.orders", "move of shop.[a,b]".
     pub(crate) what: String,
+    /// Seconds to wait for the lock before refusing (see [`wait_for`]).
+    pub(crate) wait: u64,
+}
+
+/// How long a run waits for its lock: not at all, except right after a failover was adopted, when the attempt
+/// before may have released it on the same server (a move whose target moved) only a moment ago.
+pub(crate) fn wait_for(shared: &crate::engine::shared::Shared) -> u64 {
+    if shared.with(|i| i.status.failover.count) > 0 {
+        10
+    } else {
+        0
+    }
 }
 
 impl RunLock {
     /// Takes the lock (refusing when another run holds it) and starts its keeper. A lost lock records why in
     /// `stop` and cancels `cancel`.
     pub(crate) async fn acquire(opts: &mysql_async::Opts, purpose: LockPurpose, stop: StopReason, cancel: CancellationToken) -> Result<RunLock> {
-        let conn = take(opts, &purpose.name).await?.ok_or_else(|| {
+        let conn = take(opts, &purpose.name, purpose.wait).await?.ok_or_else(|| {
             refuse(
                 format!("another {} is running (lock {} is held)", purpose.what, purpose.name),
                 "wait for it to finish, or attach to it with `revenant attach`",
@@ -50,10 +62,10 @@ impl RunLock {
     }
 }
 
-/// `GET_LOCK(name, 0)` on a new connection: the connection when it got the lock, None when another holds it.
-async fn take(opts: &mysql_async::Opts, name: &str) -> Result<Option<mysql_async::Conn>> {
+/// `GET_LOCK(name, wait)` on a new connection: the connection when it got the lock, None when another holds it.
+async fn take(opts: &mysql_async::Opts, name: &str, wait: u64) -> Result<Option<mysql_async::Conn>> {
     let mut conn = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting for the single-run lock")?;
-    let got: Option<i64> = conn.exec_first("SELECT GET_LOCK(?, 0)", (name,)).await.wrap_err("taking the single-run lock")?;
+    let got: Option<i64> = conn.exec_first("SELECT GET_LOCK(?, ?)", (name, wait)).await.wrap_err("taking the single-run lock")?;
     Ok((got == Some(1)).then_some(conn))
 }
 
@@ -73,7 +85,7 @@ async fn keep(opts: mysql_async::Opts, purpose: LockPurpose, mut conn: mysql_asy
             continue;
         }
         tracing::warn!("the single-run lock {} was lost (its connection ended); taking it again", purpose.name);
-        match take(&opts, &purpose.name).await {
+        match take(&opts, &purpose.name, 0).await {
             Ok(Some(c)) => {
                 conn = c;
                 tracing::info!("the single-run lock {} is held again", purpose.name);

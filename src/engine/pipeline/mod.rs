@@ -4,6 +4,8 @@
 pub mod migrate;
 pub mod commands;
 pub mod driver;
+pub mod failover;
+pub(crate) mod follow;
 pub mod gate;
 pub mod lock;
 pub mod move_tables;

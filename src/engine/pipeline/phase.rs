@@ -13,6 +13,9 @@ pub enum Phase {
     Setup,
     /// Copying rows in chunks while the binlog is applied.
     Copy,
+    /// Rows copied; adding the secondary indexes the ghost was created without, in place, while the binlog is
+    /// applied (`--defer-secondary-indexes`).
+    Indexes,
     /// Rows copied; applying the remaining binlog backlog.
     Catchup,
     /// Caught up; proving that original and ghost hold the same rows (checksums per chunk), repairing what differs.
@@ -33,10 +36,11 @@ pub enum Phase {
 
 impl Phase {
     /// Every phase, in order (terminal ones last).
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Preflight,
         Phase::Setup,
         Phase::Copy,
+        Phase::Indexes,
         Phase::Catchup,
         Phase::Verify,
         Phase::ReadyToCutOver,
@@ -49,7 +53,7 @@ impl Phase {
 
     /// The phases shown on the console's phase strip, in order: every one up to Done (Stopped and Failed are
     /// shown as badges instead).
-    pub const STRIP: &'static [Phase] = Phase::ALL.split_at(9).0;
+    pub const STRIP: &'static [Phase] = Phase::ALL.split_at(10).0;
 
     /// A short label for badges and the strip.
     pub fn label(self) -> &'static str {
@@ -57,6 +61,7 @@ impl Phase {
             Phase::Preflight => "preflight",
             Phase::Setup => "setup",
             Phase::Copy => "copy",
+            Phase::Indexes => "indexes",
             Phase::Catchup => "catch-up",
             Phase::Verify => "verify",
             Phase::ReadyToCutOver => "ready",
@@ -73,6 +78,7 @@ impl Phase {
         match self {
             Phase::Preflight | Phase::Setup => "initializing",
             Phase::Copy => "migrating",
+            Phase::Indexes => "migrating",
             Phase::Catchup => "migrating",
             Phase::Verify => "migrating",
             Phase::ReadyToCutOver => "postponing cut-over",
@@ -95,7 +101,7 @@ impl Phase {
 
     /// Throttle, pause and checkpoint commands make sense while rows or events still move.
     pub fn is_running(self) -> bool {
-        matches!(self, Phase::Copy | Phase::Catchup | Phase::Verify | Phase::ReadyToCutOver)
+        matches!(self, Phase::Copy | Phase::Indexes | Phase::Catchup | Phase::Verify | Phase::ReadyToCutOver)
     }
 
     /// Index on the strip (terminal failure states map to the last position reached is unknown here).

@@ -90,6 +90,7 @@ fn refuse(what: impl Into<String>, todo: impl Into<String>) -> Resume {
 /// The phase a continued run enters first, from the checkpoint's phase.
 fn continue_at(ck: &CheckpointFacts) -> Phase {
     match ck.base_phase() {
+        "indexes" => Phase::Indexes,
         "catchup" => Phase::Catchup,
         "verify" => Phase::Verify,
         "ready" | "cut-over" => Phase::ReadyToCutOver,
@@ -194,7 +195,7 @@ mod tests {
     use super::*;
 
     const OLDS: [OldTable; 3] = [OldTable::Absent, OldTable::Sentry, OldTable::Table];
-    const PHASES: [&str; 9] = ["setup", "copy", "catchup", "ready", "cut-over", "stopped:copy", "drain", "complete", "cleanup"];
+    const PHASES: [&str; 10] = ["setup", "copy", "indexes", "catchup", "ready", "cut-over", "stopped:copy", "drain", "complete", "cleanup"];
 
     fn facts(phase: &str, started: bool) -> CheckpointFacts {
         CheckpointFacts { phase: phase.into(), cutover_started: started, ..Default::default() }
@@ -281,6 +282,7 @@ mod tests {
         };
         assert_eq!(at("copy"), Phase::Copy);
         assert_eq!(at("stopped:copy"), Phase::Copy);
+        assert_eq!(at("indexes"), Phase::Indexes);
         assert_eq!(at("catchup"), Phase::Catchup);
         assert_eq!(at("ready"), Phase::ReadyToCutOver);
         assert_eq!(at("stopped:cut-over"), Phase::ReadyToCutOver);

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use color_eyre::eyre::Result;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -16,9 +16,11 @@ use crate::engine::plan::preflight::Plan;
 use crate::engine::plan::schema::{Column, ColumnMapping, TableInfo};
 use crate::engine::shared::Shared;
 use crate::engine::stream::binlog::{self, BinlogPosition, StreamConfig, StreamerState, WatchedTable};
+use crate::engine::stream::queue::{self, QUEUE_BYTES};
 use crate::engine::throttle::loops::{heartbeat_loop, throttle_loop};
 
-/// How many transactions the streamer may queue ahead of the applier.
+/// How many transactions (or parts of one) the streamer may queue ahead of the applier; the queue is bounded in
+/// bytes of row changes too (`QUEUE_BYTES`).
 const QUEUE_TRANSACTIONS: usize = 1000;
 
 /// Why a run was asked to stop (a command, a signal, critical load, the panic flag file); the first reason wins.
@@ -40,6 +42,15 @@ impl StopReason {
 
     pub(crate) fn requested(&self) -> bool {
         self.get().is_some()
+    }
+
+    /// Forgets a stop that the failover watch recorded (the run goes on on the new primary); an operator's stays.
+    pub(crate) fn clear_failover(&self) {
+        if let Ok(mut r) = self.0.lock() {
+            if r.as_deref().is_some_and(|w| w.starts_with(crate::engine::pipeline::failover::STOP_PREFIX)) {
+                *r = None;
+            }
+        }
     }
 }
 
@@ -142,7 +153,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
     let changelog = ChangelogWatch { index: changelog_index, hint_col: column("hint"), value_col: column("value") };
     watched.push(plan.changelog);
     targets.push(None);
-    let (tx, rx) = mpsc::channel(QUEUE_TRANSACTIONS);
+    let (tx, rx) = queue::channel(QUEUE_TRANSACTIONS, QUEUE_BYTES);
     let stream_cfg = StreamConfig {
         opts: plan.source,
         mariadb: plan.mariadb,
@@ -168,6 +179,8 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
         own_statements: plan.own_statements,
         retry_for: plan.retry_for,
         writes: plan.throttle.run.writes,
+        // MariaDB executes a batch in one round trip; MySQL gets multi-row statements instead.
+        multi_row_values: !plan.mariadb,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let stop = stop.clone();

@@ -9,7 +9,7 @@ use color_eyre::Section;
 use mysql_async::prelude::Queryable;
 
 use crate::engine::plan::alter::{parse_alter, AlterPlan};
-use crate::engine::config::MigrationConfig;
+use crate::engine::config::{MigrationConfig, OnReplica};
 use crate::engine::cutover::triggers::{self, TriggerDef};
 use crate::engine::plan::schema::{map_columns, read_table, ColumnMapping, TableInfo};
 use crate::engine::sql::{qualified, quote_ident};
@@ -44,11 +44,15 @@ async fn var(conn: &mut mysql_async::Conn, name: &str) -> Result<Option<String>>
     }
 }
 
-/// A server that replicates from another is refused: revenant migrates on the primary (replica mode, gh-ost's
-/// `--migrate-on-replica` / `--test-on-replica`, is not built). A read-only one always; a writable one unless
-/// `allow_master_master` says it is one of two primaries that replicate from each other.
+/// A server that replicates from another is refused unless the run was asked to work on a replica (gh-ost's
+/// `--migrate-on-replica` / `--test-on-replica`): replica mode has changed `--host` to its primary by now. A
+/// read-only one always; a writable one unless `allow_master_master` says it is one of two primaries that
+/// replicate from each other.
 async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &MigrationConfig) -> Result<()> {
     let q = if mariadb { "SHOW SLAVE STATUS" } else { "SHOW REPLICA STATUS" };
+    if let Some(mode) = cfg.on_replica {
+        return require_replica(conn, q, cfg, mode).await;
+    }
     let read_only = var(conn, "read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on"));
     let server = cfg.source.display();
     let rows: Vec<mysql_async::Row> = match conn.query(q).await {
@@ -74,12 +78,32 @@ async fn refuse_replica(conn: &mut mysql_async::Conn, mariadb: bool, cfg: &Migra
     }
     let todo = format!("point --host at the primary {primary} (gh-ost's runbooks add --allow-on-master)");
     if read_only {
-        return Err(refuse(format!("{server} is a replica (it replicates from {primary}, read_only=ON); migrating on a replica is not built yet"), todo));
+        return Err(refuse(format!("{server} is a replica (it replicates from {primary}, read_only=ON)"), format!("{todo}; to run the whole migration on this replica, add --migrate-on-replica or --test-on-replica")));
     }
     Err(refuse(
-        format!("{server} is a replica (it replicates from {primary}); migrating on a replica is not built yet"),
+        format!("{server} is a replica (it replicates from {primary})"),
         format!("{todo}; if the two servers are writable primaries replicating from each other, add --allow-master-master"),
     ))
+}
+
+/// `--test-on-replica` / `--migrate-on-replica`: `--host` must be a replica, and one revenant can write on.
+async fn require_replica(conn: &mut mysql_async::Conn, q: &str, cfg: &MigrationConfig, mode: OnReplica) -> Result<()> {
+    let flag = match mode {
+        OnReplica::Migrate => "--migrate-on-replica",
+        OnReplica::Test { .. } => "--test-on-replica",
+    };
+    let server = cfg.source.display();
+    let rows: Vec<mysql_async::Row> = conn.query(q).await.map_err(|e| {
+        Report::new(e).wrap_err(format!("{q} on {server}")).suggestion(format!("{flag} checks that --host is a replica: GRANT REPLICATION CLIENT (on MariaDB also SLAVE MONITOR) ON *.*"))
+    })?;
+    if rows.is_empty() {
+        return Err(refuse(format!("{flag}: {server} replicates from nobody"), format!("point --host at a replica, or leave out {flag} to migrate on this server")));
+    }
+    if var(conn, "super_read_only").await?.is_some_and(|v| v == "1" || v.eq_ignore_ascii_case("on")) {
+        return Err(refuse(format!("{flag}: super_read_only is ON on {server}: revenant cannot create the ghost table there"), "SET GLOBAL super_read_only = OFF on the replica for the run (read_only may stay ON for a user with SUPER or CONNECTION_ADMIN)"));
+    }
+    tracing::info!("{flag}: the whole migration runs on the replica {server}; its primary is not touched");
+    Ok(())
 }
 
 /// Runs every check; returns the plan or the first refusal.
@@ -94,6 +118,13 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
     let mut notes = Vec::new();
     if let Some(replica) = &cfg.binlog_source {
         notes.push(format!("replica mode: the binary log of {} is streamed; the table is changed on its primary {}", replica.display(), cfg.source.display()));
+    }
+    if let Some(mode) = cfg.on_replica {
+        notes.push(match mode {
+            OnReplica::Migrate => format!("--migrate-on-replica: everything runs on the replica {}, the cut-over included; replication goes on", cfg.source.display()),
+            OnReplica::Test { .. } => format!("--test-on-replica: everything runs on the replica {}; replication is stopped before the cut-over, and the tables are swapped back right after it (the migrated copy stays as {})", cfg.source.display(), cfg.ghost_table()),
+        });
+        notes.push("the replica's own writes (ghost, changelog, checkpoint, renames) get its own GTIDs, as with gh-ost: mind them before promoting this replica".into());
     }
     check_relations(conn, cfg, original_name, &mut notes).await?;
     let triggers = check_triggers(conn, cfg, original_name, &mut notes).await?;
@@ -152,7 +183,7 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
             let _ = c.disconnect().await;
             checked.map_err(|e| e.wrap_err(format!("the replica {} (replica mode streams its binary log)", replica.display())))?;
         }
-        None => check_binlog(conn, mariadb, None).await?,
+        None => check_binlog(conn, mariadb, cfg.on_replica.map(|_| &cfg.source)).await?,
     }
     if let Some(id) = cfg.replica_server_id {
         check_server_id_free(cfg, id, mariadb).await?;

@@ -41,6 +41,7 @@ fn primary_at(cfg: &MigrationConfig, host: String, port: u16) -> ConnectionConfi
         password: cfg.source.password.clone(),
         socket: None,
         tls: cfg.source.tls.clone(),
+        gtid_domain_id: None,
     }
 }
 
@@ -50,9 +51,36 @@ async fn connect(c: &ConnectionConfig, what: &str) -> Result<mysql_async::Conn> 
         .map_err(|e| refuse(format!("cannot connect to {} ({what}): {e}", c.display()), c.connect_hint()))
 }
 
+/// revenant's own GTID domain on a MariaDB replica it migrates on ([`OWN_DOMAIN`], or the first domain above it
+/// that the replica does not replicate): its writes there must not take sequence numbers in a replicated domain
+/// (with gtid_strict_mode the replica's SQL thread would stop at the primary's next transaction). The same domain
+/// on every run of the migration, so a resume adds no new one. None on MySQL (its GTIDs carry the server's UUID).
+async fn own_gtid_domain(c: &ConnectionConfig) -> Result<Option<u32>> {
+    let mut conn = connect(c, "--host").await?;
+    let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
+    if !version.to_ascii_lowercase().contains("mariadb") {
+        let _ = conn.disconnect().await;
+        return Ok(None);
+    }
+    let replicated: String = conn.query_first("SELECT @@gtid_slave_pos").await?.unwrap_or_default();
+    let _ = conn.disconnect().await;
+    let used: Vec<u32> = replicated.split(',').filter_map(|g| g.trim().split('-').next()?.parse().ok()).collect();
+    let domain = (OWN_DOMAIN..).find(|d| !used.contains(d)).unwrap_or(OWN_DOMAIN);
+    tracing::info!("the replica's own writes go to GTID domain {domain} (it replicates domains {used:?})");
+    Ok(Some(domain))
+}
+
+/// The GTID domain revenant writes in on a MariaDB replica, when the replica does not replicate it already.
+pub const OWN_DOMAIN: u32 = 4242;
+
 /// `cfg` with replica mode resolved: `source` becomes the primary and `binlog_source` the replica `--host`
 /// named; unchanged when `--host` is the primary (or one of two primaries).
 pub async fn resolve(mut cfg: MigrationConfig) -> Result<MigrationConfig> {
+    if cfg.on_replica.is_some() {
+        // gh-ost's --test-on-replica / --migrate-on-replica: everything on --host itself.
+        cfg.source.gtid_domain_id = own_gtid_domain(&cfg.source).await?;
+        return Ok(cfg);
+    }
     if cfg.binlog_source.is_some() {
         return Ok(cfg);
     }

@@ -24,6 +24,17 @@
 //!
 //! The one case that cannot be exact: an XA COMMIT whose PREPARE lies before the stream's first start (its rows
 //! were prepared, so invisible to the copy, and are not in the log read): that is a [`Fatal`] error.
+//!
+//! Parts (bounded memory): a transaction whose watched rows weigh more than the part budget ([`Weigh`], about
+//! [`PART_BYTES`]) is handed out in [`Output::Part`]s as its rows arrive, the last rows going out as the
+//! [`Output::Transaction`] with its GTID and safe set. A part carries neither: the position stays before the
+//! transaction until its last part, so a checkpoint stored between parts starts again at the transaction's first
+//! event (the applier's side of the argument is in `apply/applier.rs`). Only a transaction that cannot be rolled
+//! back any more once its rows are logged is split: an XA transaction is never (its rows wait for XA COMMIT and may
+//! be dropped at XA ROLLBACK). MySQL shows XA at once (`XA START` follows the GTID); MariaDB logs no XA START but
+//! flags the GTID event of an XA group (`FL_PREPARED_XA`), so that flag keeps the group whole; a group that shows
+//! as XA only after parts were handed out is a [`Fatal`] error, never a guess. A transaction ending in `ROLLBACK`
+//! with rows (a mix with a non-transactional table) is fatal whether or not parts went out.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -32,6 +43,21 @@ use color_eyre::eyre::Result;
 
 use crate::engine::stream::gtid::{Gtid, GtidSet};
 use crate::engine::stream::statement::{self, Control, NameCase};
+
+/// The part budget: a transaction's watched rows are handed out once they weigh this much (see the module doc).
+pub const PART_BYTES: usize = 2 << 20;
+
+/// What a rows payload costs in memory, roughly (bytes).
+pub trait Weigh {
+    fn weight(&self) -> usize;
+}
+
+/// A test's payload: a label, weighing its length.
+impl Weigh for String {
+    fn weight(&self) -> usize {
+        self.len()
+    }
+}
 
 /// A deterministic stop: retrying reads the same events again. The run stops; the message says why and what to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,7 +85,8 @@ pub fn is_fatal(e: &color_eyre::eyre::Report) -> bool {
 pub enum Event<R> {
     /// MySQL GTID / GTID_TAGGED / ANONYMOUS_GTID (`gtid` None), MariaDB GTID. `standalone`: MariaDB's flag (a
     /// single statement, or else a transaction with an implicit BEGIN); None on MySQL (the next event decides).
-    Gtid { gtid: Option<Gtid>, standalone: Option<bool> },
+    /// `xa`: MariaDB's flag of an XA group (`FL_PREPARED_XA`); false on MySQL (`XA START` tells).
+    Gtid { gtid: Option<Gtid>, standalone: Option<bool>, xa: bool },
     /// A QUERY event: default database and text.
     Query { schema: String, text: String },
     /// A rows event; `table` is the watched table's index, None for other tables (their rows are not decoded).
@@ -90,6 +117,9 @@ pub enum Output<R> {
     },
     /// A transaction with nothing to apply was passed.
     Progress { safe_set: String },
+    /// Rows of a transaction still open, handed out because they weigh more than the part budget. No GTID and no
+    /// position: the transaction's last part is its `Transaction` (possibly with no rows).
+    Part { rows: Vec<R> },
 }
 
 /// A watched table's names as the source spells them (compared with the server's [`NameCase`]).
@@ -112,7 +142,23 @@ struct Open<R> {
     gtid: Option<Gtid>,
     /// The xid, for a group opened by `XA START`.
     xa: Option<String>,
+    /// MariaDB flagged the group as XA in its GTID event.
+    xa_flagged: bool,
     rows: Vec<R>,
+    /// What `rows` weigh, and how many parts of this group went out already.
+    weight: usize,
+    parts: usize,
+}
+
+impl<R> Open<R> {
+    fn new(gtid: Option<Gtid>, xa: Option<String>, xa_flagged: bool, rows: Vec<R>) -> Self {
+        Open { gtid, xa, xa_flagged, rows, weight: 0, parts: 0 }
+    }
+
+    /// Nothing of the group was kept or handed out yet.
+    fn empty(&self) -> bool {
+        self.rows.is_empty() && self.parts == 0
+    }
 }
 
 #[derive(Debug)]
@@ -131,11 +177,18 @@ pub struct Assembler<R> {
     state: State<R>,
     watched: Vec<WatchedName>,
     case: NameCase,
+    part_bytes: usize,
 }
 
-impl<R> Assembler<R> {
+impl<R: Weigh> Assembler<R> {
     pub fn new(start: GtidSet, watched: Vec<WatchedName>, case: NameCase) -> Self {
-        Assembler { executed: start, frozen: None, pending: BTreeMap::new(), state: State::Idle, watched, case }
+        Assembler { executed: start, frozen: None, pending: BTreeMap::new(), state: State::Idle, watched, case, part_bytes: PART_BYTES }
+    }
+
+    /// The same with another part budget (tests).
+    pub fn with_part_bytes(mut self, bytes: usize) -> Self {
+        self.part_bytes = bytes.max(1);
+        self
     }
 
     /// The position safe to record now (never covering a prepared, unresolved XA transaction).
@@ -160,7 +213,7 @@ impl<R> Assembler<R> {
     /// Feeds one event; returns what it completes, if anything.
     pub fn feed(&mut self, event: Event<R>) -> Result<Option<Output<R>>> {
         match event {
-            Event::Gtid { gtid, standalone } => {
+            Event::Gtid { gtid, standalone, xa } => {
                 if let Some(label) = self.open_label() {
                     return fatal(format!(
                         "the binlog transaction {label} ended without a commit event before the next GTID (an event \
@@ -169,7 +222,7 @@ impl<R> Assembler<R> {
                     ));
                 }
                 self.state = match standalone {
-                    Some(false) => State::Open(Open { gtid, xa: None, rows: Vec::new() }),
+                    Some(false) => State::Open(Open::new(gtid, None, xa, Vec::new())),
                     _ => State::AfterGtid(gtid),
                 };
                 Ok(None)
@@ -203,18 +256,24 @@ impl<R> Assembler<R> {
         let state = std::mem::replace(&mut self.state, State::Idle);
         match state {
             State::Open(mut open) => {
-                let fresh = open.rows.is_empty() && open.xa.is_none();
+                let fresh = open.empty() && open.xa.is_none();
                 let out = match control {
-                    Control::Commit => return Ok(self.finish(open.gtid, open.rows, None)),
-                    Control::XaCommit { one_phase: true, .. } => return Ok(self.finish(open.gtid, open.rows, None)),
+                    Control::Commit => return Ok(self.finish_open(open)),
+                    Control::XaCommit { one_phase: true, .. } => return Ok(self.finish_open(open)),
                     Control::XaCommit { xid, one_phase: false } if fresh => return self.xa_resolve(open.gtid, &xid, true),
                     Control::XaRollback(xid) if fresh => return self.xa_resolve(open.gtid, &xid, false),
                     // MariaDB logs no XA START: the xid first shows in XA END.
+                    Control::XaStart(_) | Control::XaEnd(_) if open.parts > 0 => fatal(format!(
+                        "the binlog transaction {} showed as XA ('{text}') after {} part(s) of its rows were handed \
+                         out: revenant cannot apply rows an XA ROLLBACK may drop; the run stops (resumably) before it",
+                        label(&open.gtid),
+                        open.parts
+                    )),
                     Control::XaStart(xid) | Control::XaEnd(xid) if open.xa.is_none() || open.xa.as_ref() == Some(&xid) => {
                         open.xa = Some(xid);
                         Ok(None)
                     }
-                    Control::Rollback if open.rows.is_empty() => return Ok(self.finish(open.gtid, Vec::new(), None)),
+                    Control::Rollback if open.empty() => return Ok(self.finish(open.gtid, Vec::new(), None)),
                     Control::Rollback => fatal(format!(
                         "the binlog transaction {} changed a watched table and ended with ROLLBACK (a mix with a \
                          non-transactional table); revenant cannot tell which of its rows stayed",
@@ -255,7 +314,7 @@ impl<R> Assembler<R> {
     }
 
     fn open(&mut self, gtid: Option<Gtid>, xa: Option<String>) -> Result<Option<Output<R>>> {
-        self.state = State::Open(Open { gtid, xa, rows: Vec::new() });
+        self.state = State::Open(Open::new(gtid, xa, false, Vec::new()));
         Ok(None)
     }
 
@@ -282,13 +341,20 @@ impl<R> Assembler<R> {
         match &mut self.state {
             State::Open(open) => {
                 if table.is_some() {
+                    open.weight += rows.weight();
                     open.rows.push(rows);
+                    return Ok(self.part());
                 }
             }
             State::AfterGtid(g) => {
                 let gtid = g.take();
-                let rows = if table.is_some() { vec![rows] } else { Vec::new() };
-                self.state = State::Open(Open { gtid, xa: None, rows });
+                let mut open = Open::new(gtid, None, false, Vec::new());
+                if table.is_some() {
+                    open.weight = rows.weight();
+                    open.rows.push(rows);
+                }
+                self.state = State::Open(open);
+                return Ok(self.part());
             }
             State::Idle => {
                 if let Some(i) = table {
@@ -300,22 +366,53 @@ impl<R> Assembler<R> {
         Ok(None)
     }
 
+    /// The open group's rows as a part, once they weigh the budget and the group can be split (not XA).
+    fn part(&mut self) -> Option<Output<R>> {
+        let State::Open(open) = &mut self.state else { return None };
+        if open.weight < self.part_bytes || open.xa.is_some() || open.xa_flagged || open.rows.is_empty() {
+            return None;
+        }
+        open.weight = 0;
+        open.parts += 1;
+        Some(Output::Part { rows: std::mem::take(&mut open.rows) })
+    }
+
     fn end_commit(&mut self) -> Option<Output<R>> {
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => None,
             State::AfterGtid(g) => self.finish(g, Vec::new(), None),
-            State::Open(open) => self.finish(open.gtid, open.rows, None),
+            State::Open(open) => self.finish_open(open),
         }
+    }
+
+    /// A committed group: its last rows go out as the `Transaction` (with none, when parts carried them all).
+    fn finish_open(&mut self, open: Open<R>) -> Option<Output<R>> {
+        if open.parts == 0 {
+            return self.finish(open.gtid, open.rows, None);
+        }
+        self.state = State::Idle;
+        if let Some(g) = &open.gtid {
+            self.executed.add(g);
+        }
+        Some(Output::Transaction { safe_set: self.safe_set().to_string(), gtid: open.gtid, rows: open.rows, statement: None })
     }
 
     fn xa_prepare(&mut self, one_phase: bool) -> Result<Option<Output<R>>> {
         let open = match std::mem::replace(&mut self.state, State::Idle) {
             State::Open(o) => o,
-            State::AfterGtid(g) => Open { gtid: g, xa: None, rows: Vec::new() },
+            State::AfterGtid(g) => Open::new(g, None, false, Vec::new()),
             State::Idle => return fatal("an XA PREPARE event outside any transaction".to_string()),
         };
         if one_phase {
-            return Ok(self.finish(open.gtid, open.rows, None));
+            return Ok(self.finish_open(open));
+        }
+        if open.parts > 0 {
+            return fatal(format!(
+                "an XA PREPARE event in {} after {} part(s) of its rows were handed out: revenant cannot apply rows an \
+                 XA ROLLBACK may drop; the run stops (resumably) before it",
+                label(&open.gtid),
+                open.parts
+            ));
         }
         let Some(xid) = open.xa else {
             return fatal(format!("an XA PREPARE event in {} without XA START", label(&open.gtid)));

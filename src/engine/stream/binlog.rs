@@ -1,5 +1,7 @@
 //! The binlog streamer: reads the source server's binary log from a GTID position, keeps the row events of the
-//! watched tables, and hands whole transactions (with the position after each) to the applier.
+//! watched tables, and hands whole transactions (with the position after each) to the applier; a transaction
+//! heavier than the assembler's part budget goes in parts first ([`StreamItem::Part`]), through a queue bounded in
+//! bytes (`queue.rs`).
 //! Works on MySQL (COM_BINLOG_DUMP_GTID) and MariaDB (`@slave_connect_state`, raw GTID events). Boundaries and
 //! positions are the assembler's (`assembler.rs`); this file does the I/O. Reconnects from the last safe position
 //! after a network error or when the server falls silent (no event or heartbeat for `SILENCE_TIMEOUT`).
@@ -12,10 +14,10 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStreamRequest, Value};
 use mysql_common::binlog::events::EventData;
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::stream::assembler::{is_fatal, Assembler, Event as AsmEvent, Fatal, Output, WatchedName};
+use crate::engine::stream::assembler::{is_fatal, Assembler, Event as AsmEvent, Fatal, Output, WatchedName, Weigh};
+use crate::engine::stream::queue::QueueTx;
 use crate::engine::stream::events::{self, Mapped, Note};
 use crate::engine::stream::gtid::{Gtid, GtidSet};
 use crate::engine::stream::statement::NameCase;
@@ -60,7 +62,25 @@ pub struct RowChange {
     pub after_sql: Vec<(usize, values::SqlValue)>,
 }
 
-/// A committed source transaction.
+impl RowChange {
+    /// Roughly what this change holds in memory (its images and SQL values), for the byte budgets.
+    pub fn weight(&self) -> usize {
+        fn value(v: &Value) -> usize {
+            std::mem::size_of::<Value>() + if let Value::Bytes(b) = v { b.capacity() + 16 } else { 0 }
+        }
+        let image = |r: &Option<Vec<Value>>| r.as_ref().map_or(0, |row| 24 + row.iter().map(value).sum::<usize>());
+        let sql: usize = self.after_sql.iter().map(|(_, s)| 64 + s.sql.capacity() + s.params.iter().map(value).sum::<usize>()).sum();
+        std::mem::size_of::<RowChange>() + image(&self.before) + image(&self.after) + sql
+    }
+}
+
+impl Weigh for Vec<RowChange> {
+    fn weight(&self) -> usize {
+        self.iter().map(RowChange::weight).sum()
+    }
+}
+
+/// A committed source transaction (or the last part of one handed out in parts).
 #[derive(Debug, Clone)]
 pub struct Transaction {
     pub gtid: Option<Gtid>,
@@ -78,6 +98,9 @@ pub struct Transaction {
 #[derive(Debug)]
 pub enum StreamItem {
     Transaction(Transaction),
+    /// Row changes of a source transaction still open, in order; its last part is its `Transaction`. No GTID and
+    /// no position: whoever records positions records none for a part (see the assembler's module doc).
+    Part(Vec<RowChange>),
     /// Transactions without watched rows were passed; the position moved on to here.
     Progress(BinlogPosition),
 }
@@ -139,7 +162,7 @@ pub const FIRST_EVENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// assembler) ends it at once: retrying would read the same events again.
 pub async fn run(
     cfg: StreamConfig,
-    out: mpsc::Sender<StreamItem>,
+    out: QueueTx,
     state: std::sync::Arc<std::sync::Mutex<StreamerState>>,
     cancel: CancellationToken,
 ) -> Result<()> {
@@ -270,7 +293,7 @@ impl ProgressGate {
 async fn stream_once(
     cfg: &StreamConfig,
     position: &mut BinlogPosition,
-    out: &mpsc::Sender<StreamItem>,
+    out: &QueueTx,
     state: &std::sync::Arc<std::sync::Mutex<StreamerState>>,
     cancel: &CancellationToken,
     healthy: &mut bool,
@@ -318,10 +341,12 @@ async fn stream_once(
         note_position(&mapped.note, log_pos, fake_with_checksum, position, state);
         let event = decode_rows(&ev, mapped, |id| stream.get_tme(id), &cfg.watched)?;
         let Some(output) = asm.feed(event)? else { continue };
-        if log_pos > 0 {
+        if log_pos > 0 && !matches!(output, Output::Part { .. }) {
             position.pos = log_pos;
         }
         let item = match output {
+            // The position stays before the transaction until its last part.
+            Output::Part { rows } => StreamItem::Part(rows.into_iter().flatten().collect()),
             Output::Progress { safe_set } => {
                 position.gtid_set = safe_set;
                 progress.pending = true;
@@ -375,7 +400,7 @@ fn decode_rows<'t>(
     let (table, label) = match mapped.event {
         AsmEvent::Rows { table: Some(i), .. } => (i, mapped.table.unwrap_or_default()),
         AsmEvent::Rows { table: None, .. } => return Ok(AsmEvent::Rows { table: None, rows: Vec::new() }),
-        AsmEvent::Gtid { gtid, standalone } => return Ok(AsmEvent::Gtid { gtid, standalone }),
+        AsmEvent::Gtid { gtid, standalone, xa } => return Ok(AsmEvent::Gtid { gtid, standalone, xa }),
         AsmEvent::Query { schema, text } => return Ok(AsmEvent::Query { schema, text }),
         AsmEvent::Xid => return Ok(AsmEvent::Xid),
         AsmEvent::XaPrepare { one_phase } => return Ok(AsmEvent::XaPrepare { one_phase }),

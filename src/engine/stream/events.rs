@@ -81,7 +81,10 @@ pub fn map<'t>(
             let domain = u32::from_le_bytes(d[8..12].try_into().unwrap_or([0; 4]));
             // Flag bit 1: standalone (one statement, no XID); otherwise an implicit BEGIN (MariaDB logs none).
             let standalone = Some(d[12] & 1 != 0);
-            Mapped::plain(Event::Gtid { gtid: Some(Gtid::MariaDb { domain, server: header.server_id(), seq }), standalone })
+            // FL_PREPARED_XA (64): the group is an XA transaction's `XA START .. XA PREPARE` (MariaDB logs no XA
+            // START; the xid first shows in XA END): the assembler must not hand its rows out in parts.
+            let xa = d[12] & 64 != 0;
+            Mapped::plain(Event::Gtid { gtid: Some(Gtid::MariaDb { domain, server: header.server_id(), seq }), standalone, xa })
         }
         // MariaDB compressed query (165) and rows events (166-171): table id in the first 6 bytes.
         165 => Mapped::plain(Event::Unreadable {
@@ -119,9 +122,9 @@ fn map_decoded(ev: &BinlogEvent, rows_of: impl Fn(u64, Option<&str>) -> Mapped) 
                 Some(tag) => format!("{sid}:{}", String::from_utf8_lossy(tag.as_bytes()).to_ascii_lowercase()),
                 None => sid,
             };
-            Mapped::plain(Event::Gtid { gtid: Some(Gtid::MySql { sid, gno: g.gno() }), standalone: None })
+            Mapped::plain(Event::Gtid { gtid: Some(Gtid::MySql { sid, gno: g.gno() }), standalone: None, xa: false })
         }
-        EventData::AnonymousGtidEvent(_) => Mapped::plain(Event::Gtid { gtid: None, standalone: None }),
+        EventData::AnonymousGtidEvent(_) => Mapped::plain(Event::Gtid { gtid: None, standalone: None, xa: false }),
         EventData::QueryEvent(q) => Mapped::plain(Event::Query {
             schema: String::from_utf8_lossy(q.schema_raw()).into_owned(),
             text: q.query().into_owned(),
@@ -154,13 +157,14 @@ pub fn describe(code: u8, m: &Mapped) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('\n', "\\n").replace('\t', "\\t");
     let table = m.table.clone().unwrap_or_else(|| "?".into());
     let body = match &m.event {
-        Event::Gtid { gtid, standalone } => {
+        Event::Gtid { gtid, standalone, xa } => {
             let flag = match standalone {
                 Some(true) => "\tstandalone",
                 Some(false) => "\ttransaction",
                 None => "",
             };
-            format!("gtid\t{}{flag}", gtid.as_ref().map_or_else(|| "-".to_string(), ToString::to_string))
+            let xa = if *xa { "\txa" } else { "" };
+            format!("gtid\t{}{flag}{xa}", gtid.as_ref().map_or_else(|| "-".to_string(), ToString::to_string))
         }
         Event::Query { schema, text } => format!("query\t{}\t{}", esc(schema), esc(text)),
         Event::Rows { .. } => format!("rows\t{table}"),
@@ -197,7 +201,7 @@ pub fn parse_fixture_line(line: &str, mariadb: bool, watched: &[&str]) -> Option
                 "transaction" => Some(false),
                 _ => None,
             };
-            Event::Gtid { gtid, standalone }
+            Event::Gtid { gtid, standalone, xa: field(4) == "xa" }
         }
         "query" => Event::Query { schema: unesc(field(2)), text: unesc(field(3)) },
         "rows" => Event::Rows { table: is_watched(field(2)), rows: field(2).to_string() },

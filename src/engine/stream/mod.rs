@@ -5,5 +5,6 @@ pub mod assembler;
 pub mod binlog;
 pub mod events;
 pub mod gtid;
+pub mod queue;
 pub mod start;
 pub mod statement;

@@ -42,6 +42,17 @@ pub(crate) async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, ca
     }
 }
 
+/// The streamer's read position and connection into the status.
+fn publish_stream_position(shared: &Shared, streamer: &Mutex<StreamerState>) {
+    if let Ok(s) = streamer.lock() {
+        shared.with(|i| {
+            i.status.binlog.read_file = s.file.clone();
+            i.status.binlog.read_pos = s.pos;
+            i.status.binlog.streaming = s.connected;
+        });
+    }
+}
+
 /// Decides whether the copy is throttled, and why (gh-ost's wording). Fails closed: a signal that cannot be read
 /// throttles. `request_stop` records why the run must stop (critical load, panic flag file) before `engine_cancel`
 /// is cancelled. Also drives move-tables' cross-server copy.
@@ -55,6 +66,8 @@ pub(crate) async fn throttle_loop(
 ) {
     let mut throttlers = Throttlers::new(cfg.clone());
     loop {
+        // The stream's position first: the throttlers' reads below may take a while (connections, queries).
+        publish_stream_position(&shared, &streamer);
         let mut reasons: Vec<String> = Vec::new();
         let mut signals = Vec::new();
         let manual = shared.manual_throttle.load(Ordering::Relaxed);
@@ -104,14 +117,7 @@ pub(crate) async fn throttle_loop(
                 engine_cancel.cancel();
             }
         }
-        let connected = streamer.lock().map(|s| s.connected).unwrap_or(false);
-        if let Ok(s) = streamer.lock() {
-            shared.with(|i| {
-                i.status.binlog.read_file = s.file.clone();
-                i.status.binlog.read_pos = s.pos;
-                i.status.binlog.streaming = connected;
-            });
-        }
+        publish_stream_position(&shared, &streamer);
         shared.with(|i| {
             i.throttle_reason = if reasons.is_empty() { None } else { Some(reasons.join(", ")) };
             i.signals = signals;

@@ -7,8 +7,8 @@ use color_eyre::eyre::Result;
 use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
-use crate::engine::config::{CutOverMode, MigrationConfig};
-use crate::engine::cutover::{blockers, definition};
+use crate::engine::config::{CutOverMode, MigrationConfig, OnReplica};
+use crate::engine::cutover::{blockers, definition, on_replica};
 use crate::engine::cutover::swap::{self, SwapReport};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
@@ -41,6 +41,17 @@ pub(super) async fn before_cut_over(conn: &mut mysql_async::Conn, cfg: &Migratio
         return Err(e.wrap_err(not_started).with_resume(cfg));
     }
     Ok(())
+}
+
+/// `--test-on-replica`: replication stopped before the cut-over (see `cutover/on_replica.rs`); true when this
+/// run tests (a failed cut-over then starts replication again). A failure stops here, nothing renamed.
+pub(super) async fn stop_replication_for_test(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, mariadb: bool) -> Result<bool> {
+    let Some(OnReplica::Test { stop_replication }) = cfg.on_replica else { return Ok(false) };
+    if let Err(e) = on_replica::stop_replication(conn, cfg, mariadb, stop_replication, &ctx.hooks, &ctx.shared).await {
+        running.stop().await;
+        return Err(e.wrap_err("the test's cut-over did not start: the original table is serving, and --resume continues").with_resume(cfg));
+    }
+    Ok(true)
 }
 
 /// The cut-over recorded as started (a resume from here on looks at what the swap left).
@@ -186,7 +197,8 @@ pub(super) async fn finish_rename(conn: &mut mysql_async::Conn, cfg: &MigrationC
     cleanup(cfg, conn, &ctx.shared, 0).await
 }
 
-/// Drops the changelog and checkpoint tables (ours) and, when asked, the old table.
+/// Drops the changelog and checkpoint tables (ours) and, when asked, the old table; a test on a replica swaps
+/// back first and keeps the ghost.
 pub(super) async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn, shared: &Shared, stall_ms: u64) -> Result<Outcome> {
     shared.enter(Phase::Cleanup);
     let ck = qualified(&cfg.database, &cfg.checkpoint_table());
@@ -194,6 +206,11 @@ pub(super) async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn,
         .exec_drop(format!("UPDATE {ck} SET phase = 'cleanup', cutover_complete = 1 WHERE id = ?"), (checkpoint::SUMMARY,))
         .await;
     conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.changelog_table()))).await?;
+    if let Some(OnReplica::Test { stop_replication }) = cfg.on_replica {
+        on_replica::swap_back(conn, cfg).await?;
+        conn.query_drop(format!("DROP TABLE IF EXISTS {ck}")).await?;
+        return Ok(Outcome::TestedOnReplica { ghost_table: cfg.ghost_table(), stall_ms, replication_stopped: stop_replication });
+    }
     let mut dropped = false;
     if cfg.ok_to_drop_table {
         conn.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.old_table()))).await?;

@@ -1,9 +1,11 @@
 //! migrate: one table changed in place, a run of the one pipeline ([`crate::engine::pipeline::driver`]). What
-//! each step does is in `steps`; the step bodies' pieces are modules of their own: `setup`, `resume`, `verify`,
+//! each step does is in `steps`; the step bodies' pieces are modules of their own: `setup`, `indexes`, `resume`, `verify`,
 //! `finish` (cut-over and clean-up), `instant`; the frame (status, commands, hooks) is `runtime`. This module holds
 //! the outcome, the state dump and what the steps share (the copy step, stops, the task plan).
 
 mod finish;
+mod follow;
+mod indexes;
 pub mod instant;
 mod resume;
 mod setup;
@@ -27,7 +29,6 @@ use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::failpoint;
 use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::pipeline::commands::CheckpointLocation;
-use crate::engine::pipeline::driver;
 use crate::engine::pipeline::gate::{self, Interrupted};
 use crate::engine::pipeline::report::WithResume;
 use crate::engine::pipeline::resume::Resume;
@@ -47,6 +48,9 @@ pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
 pub enum Outcome {
     /// Swapped; the original is kept as `old_table` (or dropped with --ok-to-drop-table).
     Done { old_table: String, stall_ms: u64, old_table_dropped: bool },
+    /// `--test-on-replica`: swapped and swapped back on the replica; the original serves under its name, the
+    /// migrated copy is `ghost_table`; replication stays stopped unless the stop was skipped.
+    TestedOnReplica { ghost_table: String, stall_ms: u64, replication_stopped: bool },
     /// `--attempt-instant-ddl` and the server altered the table in place (`ALGORITHM=INSTANT`): no ghost, no copy.
     AlteredInstantly { took_ms: u64 },
     /// Dry run: validated, nothing changed; what would be done.
@@ -100,13 +104,13 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
         resume_command: cfg.run.resume_command.clone(),
         closing_hooks: true,
     };
-    runtime::spawn(frame, move |ctx: RunContext| async move { driver::drive(&mut steps::Migrate { cfg: &cfg }, &ctx).await })
+    runtime::spawn(frame, move |ctx: RunContext| async move { crate::engine::pipeline::follow::follow(&mut follow::Migration { cfg }, &ctx).await })
 }
 
 impl RunOutcome for Outcome {
     fn ending(&self) -> Ending {
         match self {
-            Outcome::Done { .. } | Outcome::AlteredInstantly { .. } | Outcome::DryRun { .. } => Ending::Done,
+            Outcome::Done { .. } | Outcome::TestedOnReplica { .. } | Outcome::AlteredInstantly { .. } | Outcome::DryRun { .. } => Ending::Done,
             Outcome::Stopped { state } => Ending::Stopped { reason: state.reason.clone(), resume_command: state.resume_command.clone() },
         }
     }
@@ -297,6 +301,10 @@ pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) ->
         resume_command: cfg.run.resume_command.clone(),
         ..Default::default()
     };
+    // A failover's stop writes nothing to the primary it gives up (the run continues on the new one).
+    if reason.starts_with(crate::engine::pipeline::failover::STOP_PREFIX) {
+        return dump;
+    }
     if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {
         let _ = checkpoint::set_phase(&mut c, &cfg.database, &cfg.checkpoint_table(), &format!("stopped:{}", dump.phase)).await;
         if let Ok(Some(st)) = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table()).await {

@@ -51,6 +51,13 @@ pub(super) async fn decide(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) 
                 "resume with the same --database and --table",
             ));
         }
+        let recorded = st.old_table.clone().unwrap_or_else(|| cfg.default_old_table());
+        if recorded != cfg.old_table() {
+            return Err(refuse(
+                format!("the checkpoint's migration renames the original to {recorded}; this run would rename it to {}", cfg.old_table()),
+                "resume from the command line (it reads the old table's name from the checkpoint), or set the same name",
+            ));
+        }
     }
     let observed = observe(conn, cfg).await?;
     let decision = resume_from(RunKind::Migrate, st.as_ref().map(CheckpointFacts::from).as_ref(), observed);

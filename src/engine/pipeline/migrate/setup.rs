@@ -31,6 +31,8 @@ pub(super) struct Prepared {
     pub(super) delete_log: Arc<DeleteLog>,
     pub(super) start: BinlogPosition,
     pub(super) range: CopyRange,
+    /// The secondary indexes the ghost lacks (deferred to the index step).
+    pub(super) missing_indexes: Vec<String>,
 }
 
 /// Reads the ghost and changelog tables and maps the columns; builds the copy job.
@@ -105,7 +107,9 @@ pub(super) async fn run(
     if shared.copy_complete.load(Ordering::Relaxed) {
         delete_log.deactivate();
     }
-    Ok(Prepared { mapping, changelog, job, delete_log, start, range })
+    let missing_indexes: Vec<String> = super::indexes::missing(conn, cfg, plan).await?.into_iter().map(|d| d.name).collect();
+    shared.with(|i| i.status.indexes.deferred = missing_indexes.clone());
+    Ok(Prepared { mapping, changelog, job, delete_log, start, range, missing_indexes })
 }
 
 /// A resumed run: the position and watermark from the checkpoint, the counters into the status.
@@ -199,12 +203,16 @@ async fn setup_tables(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan:
     )
     .await?;
     conn.exec_drop(format!("INSERT INTO {ck} (id) VALUES (?), (?)"), (checkpoint::COPY, checkpoint::APPLY)).await?;
+    conn.exec_drop(format!("INSERT INTO {ck} (id, table_name) VALUES (?, ?)"), (checkpoint::OLD_TABLE, cfg.old_table())).await?;
     conn.query_drop(format!("CREATE TABLE {} LIKE {}", qualified(db, &cfg.ghost_table()), qualified(db, &cfg.table)))
         .await
         .wrap_err("creating the ghost table")?;
     conn.query_drop(format!("ALTER TABLE {} {}", qualified(db, &cfg.ghost_table()), plan.alter.clause))
         .await
         .wrap_err("altering the ghost table")?;
+    if cfg.defer_secondary_indexes {
+        super::indexes::defer(conn, cfg, plan).await?;
+    }
     // Keep the original's AUTO_INCREMENT counter (rows deleted at the end would otherwise lower it), unless the
     // ALTER sets one.
     if !plan.alter.clause.to_ascii_lowercase().contains("auto_increment") {

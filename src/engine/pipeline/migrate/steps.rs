@@ -1,6 +1,6 @@
 //! What each step of the pipeline ([`crate::engine::pipeline::driver`]) does for migrate: preflight (hooks, the
 //! single-run lock, the resume decision, the plan, the instant attempt), setup (ghost, changelog and checkpoint
-//! tables; the stream and the applier started), copy, catch-up, verify, ready, and the cut-over with its
+//! tables; the stream and the applier started), copy, the deferred indexes, catch-up, verify, ready, and the cut-over with its
 //! clean-up. A resume past the swap (only the clean-up left, or a two-step cut-over between its renames) ends in
 //! preflight with the short path of `finish`.
 
@@ -10,12 +10,13 @@ use color_eyre::eyre::Result;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::MigrationConfig;
+use crate::engine::cutover::on_replica;
 use crate::engine::copy::copier::{CopyJob, CopyRange};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
 use crate::engine::pipeline::driver::{Flow, Run};
 use crate::engine::pipeline::gate::{self, Interrupted};
-use crate::engine::pipeline::lock::{LockPurpose, RunLock};
+use crate::engine::pipeline::lock::{self, LockPurpose, RunLock};
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::report::WithResume;
 use crate::engine::pipeline::resume::Resume;
@@ -23,7 +24,7 @@ use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::{start_tasks, Running};
 use crate::engine::plan::preflight::{self, refuse, Plan};
 
-use super::{copy, dry_run, dry_run_of_resume, finish, fire_refusable, instant, interrupted, lock_name, resume, setup, task_plan, verify, Outcome};
+use super::{copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, setup, task_plan, verify, Outcome};
 
 /// migrate's steps over one configuration.
 pub(super) struct Migrate<'a> {
@@ -47,6 +48,8 @@ pub(super) struct Live {
     job: CopyJob,
     range: CopyRange,
     running: Running,
+    /// The ghost lacks secondary indexes of the new structure: the index step adds them.
+    indexes_missing: bool,
 }
 
 impl Run for Migrate<'_> {
@@ -66,7 +69,7 @@ impl Run for Migrate<'_> {
             crate::engine::sql::allow_zero_dates(&mut conn).await?;
         }
         // One migration per table, kept for the whole run (taken before anything is changed).
-        let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table) };
+        let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
         let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
         let (decision, resumed) = match cfg.run.resume {
             true => resume::decide(&mut conn, cfg).await?,
@@ -108,7 +111,7 @@ impl Run for Migrate<'_> {
         let (cfg, shared) = (self.cfg, &ctx.shared);
         let Checked { mut conn, lock, plan, resumed, artifact_actions } = c;
         let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;
-        let setup::Prepared { mapping, changelog, job, delete_log, start, range } = prepared;
+        let setup::Prepared { mapping, changelog, job, delete_log, start, range, missing_indexes } = prepared;
         failpoint::trace(&format!(
             "run-start {} {}",
             range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()),
@@ -124,17 +127,23 @@ impl Run for Migrate<'_> {
         shared.verify_available.store(cfg.checksum, Ordering::Relaxed);
         shared.with(|i| i.status.verify.enabled = cfg.checksum);
         let running = start_tasks(task_plan(cfg, &plan, &mapping, &changelog, start, delete_log), shared, &ctx.cancel, &ctx.stop)?;
-        Ok(Flow::Go(Live { conn, _lock: lock, plan, job, range, running }))
+        let indexes_missing = !missing_indexes.is_empty();
+        Ok(Flow::Go(Live { conn, _lock: lock, plan, job, range, running, indexes_missing }))
     }
 
-    fn runs(&self, _live: &Live, phase: Phase) -> bool {
-        phase != Phase::Verify || self.cfg.checksum
+    fn runs(&self, live: &Live, phase: Phase) -> bool {
+        match phase {
+            Phase::Verify => self.cfg.checksum,
+            Phase::Indexes => live.indexes_missing,
+            _ => true,
+        }
     }
 
     async fn record(&mut self, live: &mut Live, phase: Phase) -> Result<()> {
         let cfg = self.cfg;
         let word = match phase {
             Phase::Copy => "copy",
+            Phase::Indexes => "indexes",
             Phase::Catchup => "catchup",
             Phase::Verify => "verify",
             Phase::ReadyToCutOver => "ready",
@@ -147,6 +156,7 @@ impl Run for Migrate<'_> {
         let cfg = self.cfg;
         let waited = match phase {
             Phase::Copy => return Ok(copy(cfg, ctx, &mut live.running, &live.job, &mut live.range).await?.map_or(Flow::Go(()), Flow::End)),
+            Phase::Indexes => indexes::build(&mut live.conn, cfg, ctx, &live.plan, &mut live.running).await?,
             Phase::Catchup => gate::catch_up(ctx, &mut live.running).await?,
             Phase::Verify => verify_step(cfg, ctx, live, false).await?,
             _ => return ready(cfg, ctx, live).await,
@@ -159,8 +169,16 @@ impl Run for Migrate<'_> {
 
     async fn cut_over(&mut self, ctx: &RunContext, mut live: Live) -> Result<Outcome> {
         let cfg = self.cfg;
+        let testing = finish::stop_replication_for_test(&mut live.conn, cfg, ctx, &mut live.running, live.plan.mariadb).await?;
         finish::begin(&mut live.conn, cfg, &mut live.running).await?;
-        let report = finish::cut_over(cfg, ctx, &mut live.running, &live.plan).await?;
+        let report = match finish::cut_over(cfg, ctx, &mut live.running, &live.plan).await {
+            Ok(report) => report,
+            Err(e) if testing => {
+                on_replica::start_replication(&mut live.conn, cfg, &ctx.hooks, &ctx.shared).await;
+                return Err(e);
+            }
+            Err(e) => return Err(e),
+        };
         finish::swapped(&mut live.conn, cfg, &ctx.shared, &mut live.running, report).await
     }
 }

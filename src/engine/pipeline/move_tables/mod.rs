@@ -7,6 +7,7 @@
 //! continues from any crash without renaming twice. docs/move-tables.md describes the protocol.
 
 mod finish;
+mod follow;
 mod preflight;
 mod setup;
 mod steps;
@@ -20,7 +21,7 @@ use tokio::task::JoinHandle;
 
 use crate::engine::apply::applier::CheckpointTarget;
 use crate::engine::checkpoint;
-use crate::engine::config::{ConnectionConfig, MigrationConfig, RunSettings};
+use crate::engine::config::{ConnectionConfig, FailoverSettings, MigrationConfig, RunSettings};
 use crate::engine::hooks::{Hook, HookIdentity, Hooks};
 use crate::engine::pipeline::commands::CheckpointLocation;
 use crate::engine::pipeline::migrate::TOOL_VERSION;
@@ -66,6 +67,11 @@ pub struct MoveTablesConfig {
     pub alter: Option<String>,
     /// Test aid: a pause between reading a chunk on the source and writing it on the target (zero otherwise).
     pub copy_hold: Duration,
+    /// Following failovers (docs/failover.md): `candidates` are the source's (`--failover-candidates`, as
+    /// migrate's for `--host`); the timeout bounds each wait, for either server.
+    pub failover: FailoverSettings,
+    /// `--target-failover-candidates`: servers that may be the target's new primary, tried after `--target-host`.
+    pub target_failover_candidates: Vec<(String, u16)>,
     /// Copy, throttle, cut-over (here: the fence), hook and run settings, as `migrate` takes them.
     pub run: RunSettings,
 }
@@ -80,6 +86,8 @@ impl MoveTablesConfig {
             tables: tables.iter().map(|t| t.to_string()).collect(),
             alter: None,
             copy_hold: Duration::ZERO,
+            failover: FailoverSettings::default(),
+            target_failover_candidates: Vec::new(),
             run: RunSettings::default(),
         }
     }
@@ -235,7 +243,7 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
             host: cfg.source.display(),
             database: cfg.database.clone(),
             table: cfg.tables_text(),
-            alter: format!("move to {}/{}{}", cfg.target.display(), cfg.target_database, cfg.alter.as_deref().map(|a| format!(" with {a}")).unwrap_or_default()),
+            alter: move_text(&cfg),
             ghost_table: cfg.tables_text(),
             old_table: cfg.tables.iter().map(|t| MoveTablesConfig::old_table(t)).collect::<Vec<_>>().join(","),
             applier_host: cfg.target.display(),
@@ -253,13 +261,12 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
         resume_command: cfg.run.resume_command.clone(),
         closing_hooks: false,
     };
-    runtime::spawn(frame, move |ctx: RunContext| async move {
-        let mut result = crate::engine::pipeline::driver::drive(&mut steps::Move { cfg: &cfg }, &ctx).await;
-        if let Ok(MoveOutcome::Stopped { state }) = &mut result {
-            state.complete(&cfg, &ctx.shared).await;
-        }
-        result
-    })
+    runtime::spawn(frame, move |ctx: RunContext| async move { crate::engine::pipeline::follow::follow(&mut follow::Moving { cfg }, &ctx).await })
+}
+
+/// What the status calls the change: "move to host:port/db" (with the ALTER).
+pub(super) fn move_text(cfg: &MoveTablesConfig) -> String {
+    format!("move to {}/{}{}", cfg.target.display(), cfg.target_database, cfg.alter.as_deref().map(|a| format!(" with {a}")).unwrap_or_default())
 }
 
 impl RunOutcome for MoveOutcome {
@@ -347,7 +354,7 @@ mod tests {
 
     #[test]
     fn migrate_throttle_code_sees_the_move_heartbeat_table_on_the_source() {
-        let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None, tls: None };
+        let conn = |host: &str| ConnectionConfig { host: host.into(), port: 3306, user: "u".into(), password: Default::default(), socket: None, tls: None, gtid_domain_id: None };
         let mut cfg = MoveTablesConfig::new(conn("src"), conn("tgt"), "shop", "shop2", &["a", "b"]);
         cfg.run.throttle.max_lag_millis = 900;
         cfg.run.postpone_cut_over_flag_file = Some(std::path::PathBuf::from("/tmp/p.flag"));

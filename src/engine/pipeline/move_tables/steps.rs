@@ -17,7 +17,7 @@ use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
 use crate::engine::pipeline::driver::{Flow, Run};
 use crate::engine::pipeline::gate::{self, Interrupted};
-use crate::engine::pipeline::lock::{LockPurpose, RunLock};
+use crate::engine::pipeline::lock::{self, LockPurpose, RunLock};
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::resume::{resume_from, CheckpointFacts, Observed, OldTable, Resume, RunKind};
 use crate::engine::pipeline::runtime::RunContext;
@@ -80,7 +80,7 @@ impl Run for Move<'_> {
         let mut sv = connect(cfg).await?;
         let fingerprint = checkpoint::fingerprint(&format!("{}.{}", cfg.database, cfg.tables_text()));
         // Lock names are at most 64 characters: the tables go in as a fingerprint.
-        let purpose = LockPurpose { name: format!("revenant.move.{}", &fingerprint[..32]), what: format!("move of {}.[{}]", cfg.database, cfg.tables_text()) };
+        let purpose = LockPurpose { name: format!("revenant.move.{}", &fingerprint[..32]), what: format!("move of {}.[{}]", cfg.database, cfg.tables_text()), wait: lock::wait_for(&ctx.shared) };
         let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
         let state = checkpoint::read(&mut sv.tgt, &cfg.target_database, CHECKPOINT_TABLE).await?;
         let source_now = source_state(&mut sv.src, cfg).await?;
@@ -122,14 +122,18 @@ impl Run for Move<'_> {
             .await?
             .ok_or_else(|| eyre!("the checkpoint table vanished on the target"))?;
         let start = restore_counters(ctx, &copy_rows, &st);
+        // Test builds: where this run starts copying (the first table not complete) and streaming, for the redo bound.
+        let first = tables.iter().find_map(|t| copy_rows.get(&t.name).filter(|r| !r.complete).map(|r| r.watermark.clone().unwrap_or_else(|| "start".into())));
+        failpoint::trace(&format!("run-start {} {}", first.unwrap_or_else(|| "start".into()), start.gtid_set));
         let fenced = decision == Resume::Drain;
         let running = start_tasks(task_plan(cfg, &tables, &changelog, start, sv.mariadb, fenced), &ctx.shared, &ctx.cancel, &ctx.stop)?;
         Ok(Flow::Go(Live { sv, _lock: lock, tables, copy_rows, recorded_drain: st.drain_gtid.clone(), fenced, running }))
     }
 
     fn runs(&self, live: &Live, phase: Phase) -> bool {
-        // A move is not verified by checksums (yet): `verify` is refused while it runs.
-        phase != Phase::Verify && !live.fenced
+        // A move is not verified by checksums (yet): `verify` is refused while it runs; its target tables are
+        // created with all their indexes.
+        phase != Phase::Verify && phase != Phase::Indexes && !live.fenced
     }
 
     async fn record(&mut self, live: &mut Live, phase: Phase) -> Result<()> {
