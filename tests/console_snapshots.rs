@@ -59,6 +59,7 @@ fn copy_in_progress() -> Status {
             rows_per_second: 2048.6,
             chunk_size: 1000,
             complete: false,
+            slices: 1,
         },
         binlog: BinlogStatus {
             read_file: "mysql-bin.000123".into(),
@@ -271,6 +272,16 @@ fn snap_both(name: &str, st: &ConsoleState, status: &Status) {
 #[test]
 fn snapshot_copy_in_progress() {
     snap_both("copy_in_progress", &state(), &copy_in_progress());
+}
+
+/// A parallel copy shows its workers beside the chunk size.
+#[test]
+fn snapshot_parallel_copy() {
+    let mut s = copy_in_progress();
+    s.copy.slices = 3;
+    let screen = draw(&state(), &s, 120, 40);
+    assert!(screen.contains("workers 3"), "{screen}");
+    insta::assert_snapshot!("parallel_copy_120x40", screen);
 }
 
 #[test]

@@ -131,6 +131,58 @@ async fn kill_dash_nine_at_random_moments_then_resume() {
     .await;
 }
 
+/// The parallel copy (`--copy-threads 3`): kill -9 at random moments of the copy under a writer, resume each time;
+/// every slice resumes at its own last committed chunk (at most one chunk per slice copied again) and the tables
+/// end identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_copy_killed_at_random_moments_resumes_every_slice() {
+    each_flavor(|flavor| async move {
+        let kills = 6;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20261207);
+        let server = Server::start(flavor).await?;
+        seed_table(&server).await?;
+        let fx = Fixture::new("crash", "parallel", server.port)?;
+        let writer = Writer::start(&server, "crash", "t", &["a", "b", "c", "d"], true).await?;
+        for k in 0..kills {
+            let resume: &[&str] = if k == 0 { &[] } else { &["--resume"] };
+            let mut child = revenant(&server, "crash", &fx, &[&["--copy-threads", "3"], resume].concat()).spawn()?;
+            let _ = wait_for_line(&mut child, Duration::from_millis(rng.gen_range(300..900)), |_| false);
+            child.kill()?;
+            if child.wait()?.success() {
+                bail!("run {k} finished before it was killed");
+            }
+        }
+        let mut child = revenant(&server, "crash", &fx, &["--resume"]).spawn()?;
+        let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+        let ops = writer.stop().await?;
+        if let Err(e) = ready {
+            let _ = child.kill();
+            bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
+        }
+        let mut c = server.conn().await?;
+        let slices: Vec<String> = c.query("SELECT id FROM crash._t_ghk WHERE id LIKE 'copy%' ORDER BY id").await?;
+        assert_eq!(slices, ["copy", "copy#2", "copy#3"], "three slices, each with its own watermark row");
+        std::fs::remove_file(&fx.postpone)?;
+        let status = child.wait()?;
+        if !status.success() {
+            bail!("final run failed: {status}\n{}", stderr_of(&mut child));
+        }
+        let cols = ["id", "a", "b", "c", "d"];
+        let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
+        let new = table_checksum(&mut c, "crash", "t", &cols).await?;
+        assert_eq!(old, new, "rows differ after {kills} kills of a parallel copy ({ops} writer ops)");
+        let runs = read_trace(&fx.trace);
+        assert!(runs.iter().any(|r| r.slice_starts.len() == 3), "the runs traced three slices: {:?}", runs.iter().map(|r| &r.slice_starts).collect::<Vec<_>>());
+        let sliced: std::collections::BTreeSet<usize> = runs.iter().flat_map(|r| r.committed_slice.iter().copied()).collect();
+        assert_eq!(sliced.len(), 3, "chunks of all three slices committed: {sliced:?}");
+        let (resumes, redone) = check_bound(&runs, flavor == common::Flavor::MariaDb)?;
+        assert!(resumes * 2 >= kills, "only {resumes} of {kills} runs got past their start-up before the kill");
+        eprintln!("[{flavor}] parallel copy: {kills} kills, {resumes} resumes, {redone} chunks redone over 3 slices; {ops} writer ops; {} rows", old.0);
+        Ok(())
+    })
+    .await;
+}
+
 async fn seed_table(server: &Server) -> Result<()> {
     seed(server, "crash", 120_000).await
 }

@@ -151,6 +151,7 @@ METHODS = [
     ("gh-ost", "`gh-ost --alter \"ADD COLUMN f INT\" --allow-on-master --assume-rbr --skip-metadata-lock-check --execute` (145799ee)"),
     ("revenant", "`revenant migrate --alter \"ADD COLUMN f INT\" --execute --headless --ok-to-drop-table`"),
     ("revenant-all-indexes", "the same with `--defer-secondary-indexes=false` (the ghost keeps `KEY (a)` during the copy; idle only)"),
+    ("revenant-one-thread", "the same with `--copy-threads 1` (one copy worker instead of this machine's cores; idle only)"),
 ]
 
 
@@ -227,6 +228,7 @@ RATIOS = [
     ("gh-ost idle / revenant idle", lambda S: ratio(_sec(S, "gh-ost", "idle"), _sec(S, "revenant", "idle"))),
     ("gh-ost loaded / revenant loaded", lambda S: ratio(_sec(S, "gh-ost", "loaded"), _sec(S, "revenant", "loaded"))),
     ("revenant idle / revenant --defer-secondary-indexes=false idle", lambda S: ratio(_sec(S, "revenant", "idle"), _sec(S, "revenant-all-indexes", "idle"))),
+    ("revenant idle / revenant --copy-threads 1 idle", lambda S: ratio(_sec(S, "revenant", "idle"), _sec(S, "revenant-one-thread", "idle"))),
 ]
 
 

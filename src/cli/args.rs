@@ -236,6 +236,11 @@ pub struct MigrateArgs {
     /// functional indexes or foreign keys keep all their indexes.
     #[arg(long, help_heading = "Migration", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub defer_secondary_indexes: bool,
+    /// Copy with N workers at once, each on its own slice of the key range with its own watermark row in the
+    /// checkpoint (a kill -9 redoes at most one chunk per slice). Default: this machine's cores, at most 4; a table
+    /// under 10 chunks per slice gets fewer. The slices are fixed when the copy starts: --resume keeps them.
+    #[arg(long, value_name = "N", help_heading = "Migration", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub copy_threads: Option<u16>,
     /// First ask the server for the ALTER with ALGORITHM=INSTANT (metadata only, lock wait as the cut-over's);
     /// done if it can, else the migration runs as usual. This alters the original table in place.
     #[arg(long, help_heading = "Migration")] pub attempt_instant_ddl: bool,

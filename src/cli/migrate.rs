@@ -49,6 +49,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.exact_rowcount = a.exact_rowcount;
     cfg.checksum = a.checksum;
     cfg.defer_secondary_indexes = a.defer_secondary_indexes;
+    cfg.copy_threads = a.copy_threads.map(usize::from);
     cfg.attempt_instant_ddl = a.attempt_instant_ddl;
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();

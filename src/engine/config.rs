@@ -320,6 +320,9 @@ pub struct MigrationConfig {
     /// Create the ghost without its plain secondary indexes and add them in place after the copy (on by default;
     /// `--defer-secondary-indexes=false` turns it off). See `engine::plan::indexes`.
     pub defer_secondary_indexes: bool,
+    /// `--copy-threads`: copy workers, one per slice of the key range (None: this machine's cores, at most 4; see
+    /// `engine::copy::parallel`). A resume keeps the slices its checkpoint holds.
+    pub copy_threads: Option<usize>,
     pub attempt_instant_ddl: bool,
     /// `--analyze-ghost-table-before-cutover`: ANALYZE TABLE on the ghost right before the cut-over (a failure
     /// stops the run with the original serving).
@@ -381,6 +384,7 @@ impl MigrationConfig {
             exact_rowcount: false,
             checksum: true,
             defer_secondary_indexes: true,
+            copy_threads: None,
             attempt_instant_ddl: false,
             analyze_ghost_before_cutover: false,
             force_table_names: None,

@@ -40,6 +40,8 @@ pub struct Shared {
     pub events_applied: AtomicU64,
     pub backlog: AtomicU64,
     pub chunk_size: AtomicU64,
+    /// How many times the operator set the chunk size (`chunk-size=`): each copy worker takes it up then.
+    pub chunk_size_set: AtomicU64,
     pub dml_batch_size: AtomicU64,
     pub max_lag_millis: AtomicU64,
     /// Nice ratio as f64 bits.
@@ -94,6 +96,7 @@ impl Shared {
             events_applied: AtomicU64::new(0),
             backlog: AtomicU64::new(0),
             chunk_size: AtomicU64::new(1000),
+            chunk_size_set: AtomicU64::new(0),
             dml_batch_size: AtomicU64::new(1000),
             max_lag_millis: AtomicU64::new(1500),
             nice_ratio_bits: AtomicU64::new(0f64.to_bits()),

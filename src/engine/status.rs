@@ -82,6 +82,8 @@ pub struct CopyStatus {
     pub chunk_size: u64,
     /// True once every chunk was copied.
     pub complete: bool,
+    /// Slices of the key range copied at once, one worker each (`--copy-threads`; 0 or 1: one copier).
+    pub slices: u64,
 }
 
 impl CopyStatus {

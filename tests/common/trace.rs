@@ -8,15 +8,37 @@ use std::path::Path;
 use color_eyre::eyre::{bail, Result};
 use revenant::engine::stream::gtid::GtidSet;
 
-/// One run's trace: what it started from, which chunks it began and committed, which batches it committed. A
-/// failover starts a new run in the same process: each `run-start` line begins one.
+/// One run's trace: what it started from, which chunks it began and committed (each with its copy slice, 1 for a
+/// copy of one slice), which batches it committed. A failover starts a new run in the same process: each
+/// `run-start` line begins one. A parallel copy adds `slice-start <slice> <watermark>` lines and tags its chunk
+/// lines `chunk-begin#<slice>` (the first slice's lines carry no tag).
 #[derive(Debug, Default)]
 pub struct RunTrace {
     pub start_watermark: String,
     pub start_gtid: String,
+    /// Each slice's starting watermark (`start`, a key, or `complete`); only slice 1 for a copy of one slice.
+    pub slice_starts: std::collections::BTreeMap<usize, String>,
     pub begun: Vec<(String, String)>,
     pub committed: Vec<(String, String)>,
+    /// The slice of each entry of `begun` and `committed`.
+    pub begun_slice: Vec<usize>,
+    pub committed_slice: Vec<usize>,
     pub batches: Vec<String>,
+}
+
+impl RunTrace {
+    fn chunks(&self, slice: usize, committed: bool) -> Vec<&(String, String)> {
+        let (list, slices) = if committed { (&self.committed, &self.committed_slice) } else { (&self.begun, &self.begun_slice) };
+        list.iter().zip(slices).filter(|(_, s)| **s == slice).map(|(c, _)| c).collect()
+    }
+}
+
+/// `chunk-begin` -> (kind, slice 1); `chunk-begin#3` -> (kind, slice 3).
+fn kind_and_slice(kind: &str) -> (&str, usize) {
+    match kind.split_once('#') {
+        Some((k, n)) => (k, n.parse().unwrap_or(0)),
+        None => (kind, 1),
+    }
 }
 
 pub fn read_trace(path: &Path) -> Vec<RunTrace> {
@@ -29,14 +51,26 @@ pub fn read_trace(path: &Path) -> Vec<RunTrace> {
         let mut parts = rest.splitn(2, ' ');
         let (a, b) = (parts.next().unwrap_or("").to_string(), parts.next().unwrap_or("").to_string());
         if kind == "run-start" {
-            runs.push(RunTrace { start_watermark: a, start_gtid: b, ..Default::default() });
+            let mut run = RunTrace { start_watermark: a.clone(), start_gtid: b, ..Default::default() };
+            run.slice_starts.insert(1, a);
+            runs.push(run);
             current.insert(pid.to_string(), runs.len() - 1);
             continue;
         }
         let Some(run) = current.get(pid).map(|&i| &mut runs[i]) else { continue };
+        let (kind, slice) = kind_and_slice(kind);
         match kind {
-            "chunk-begin" => run.begun.push((a, b)),
-            "chunk-commit" => run.committed.push((a, b)),
+            "slice-start" => {
+                run.slice_starts.insert(a.parse().unwrap_or(0), b);
+            }
+            "chunk-begin" => {
+                run.begun.push((a, b));
+                run.begun_slice.push(slice);
+            }
+            "chunk-commit" => {
+                run.committed.push((a, b));
+                run.committed_slice.push(slice);
+            }
             "batch-commit" => run.batches.push(rest.to_string()),
             _ => {}
         }
@@ -44,35 +78,17 @@ pub fn read_trace(path: &Path) -> Vec<RunTrace> {
     runs
 }
 
-/// The bound: after a kill or a failover, a resumed run starts from the last committed chunk (or the one chunk in flight, when the
-/// kill came between its commit and its trace line), so at most one chunk is copied again; and it streams from at
-/// least the last committed batch's position, so no committed batch is applied again.
+/// The bound: after a kill or a failover, each copy slice of the resumed run starts from its last committed chunk
+/// (or the one chunk in flight, when the kill came between its commit and its trace line), so at most one chunk
+/// per slice is copied again; and it streams from at least the last committed batch's position, so no committed
+/// batch is applied again. Returns (resumes, chunks copied again over all slices).
 pub fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
     let mut redone_chunks = 0;
     let mut resumes = 0;
     for w in runs.windows(2) {
         let (prev, next) = (&w[0], &w[1]);
-        // A chunk rolled back by a deadlock is retried from the same lower bound (maybe to another end): only a
-        // chunk whose lower bound never committed was in flight at the kill.
-        let mut in_flight: Vec<&(String, String)> =
-            prev.begun.iter().filter(|b| !prev.committed.iter().any(|c| c.0 == b.0)).collect();
-        in_flight.dedup_by(|a, b| a.0 == b.0);
-        let distinct: std::collections::HashSet<&String> = in_flight.iter().map(|c| &c.0).collect();
-        if distinct.len() > 1 {
-            let around: Vec<String> = prev
-                .begun
-                .iter()
-                .map(|b| format!("{}{}->{}", if prev.committed.contains(b) { "C " } else { "- " }, b.0, b.1))
-                .collect();
-            bail!("a run had {} chunks in flight at once: {in_flight:?}; its chunks: {around:?}", distinct.len());
-        }
-        let last_committed = prev.committed.last().map(|c| c.1.clone()).unwrap_or_else(|| prev.start_watermark.clone());
-        let allowed: Vec<String> = std::iter::once(last_committed.clone()).chain(in_flight.iter().map(|c| c.1.clone())).collect();
-        if !next.start_watermark.is_empty() && !allowed.contains(&next.start_watermark) {
-            bail!("the resumed run started copying at {} but the last committed chunk ended at {last_committed}", next.start_watermark);
-        }
-        if next.start_watermark == last_committed && !in_flight.is_empty() {
-            redone_chunks += 1;
+        for (slice, start) in &prev.slice_starts {
+            redone_chunks += check_slice(prev, next, *slice, start)?;
         }
         if let Some(last_batch) = prev.batches.last() {
             let stored = GtidSet::parse(mariadb, &next.start_gtid)?;
@@ -84,4 +100,30 @@ pub fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
         resumes += 1;
     }
     Ok((resumes, redone_chunks))
+}
+
+/// One slice's part of [`check_bound`]: its chunks in flight at the end of `prev` (at most one) and where `next`
+/// starts it. Returns 1 when the chunk in flight is copied again.
+fn check_slice(prev: &RunTrace, next: &RunTrace, slice: usize, start: &str) -> Result<usize> {
+    let (begun, committed) = (prev.chunks(slice, false), prev.chunks(slice, true));
+    // A chunk rolled back by a deadlock is retried from the same lower bound (maybe to another end): only a
+    // chunk whose lower bound never committed was in flight at the kill.
+    let mut in_flight: Vec<&(String, String)> = begun.iter().copied().filter(|b| !committed.iter().any(|c| c.0 == b.0)).collect();
+    in_flight.dedup_by(|a, b| a.0 == b.0);
+    let distinct: std::collections::HashSet<&String> = in_flight.iter().map(|c| &c.0).collect();
+    if distinct.len() > 1 {
+        let around: Vec<String> =
+            begun.iter().map(|b| format!("{}{}->{}", if committed.contains(b) { "C " } else { "- " }, b.0, b.1)).collect();
+        bail!("slice {slice} had {} chunks in flight at once: {in_flight:?}; its chunks: {around:?}", distinct.len());
+    }
+    let last_committed = committed.last().map(|c| c.1.clone()).unwrap_or_else(|| start.to_string());
+    let Some(next_start) = next.slice_starts.get(&slice).filter(|s| !s.is_empty()) else { return Ok(0) };
+    if next_start == "complete" {
+        return Ok(0);
+    }
+    let allowed: Vec<String> = std::iter::once(last_committed.clone()).chain(in_flight.iter().map(|c| c.1.clone())).collect();
+    if !allowed.contains(next_start) {
+        bail!("the resumed run started copying slice {slice} at {next_start} but its last committed chunk ended at {last_committed}");
+    }
+    Ok(usize::from(*next_start == last_committed && !in_flight.is_empty()))
 }

@@ -232,9 +232,14 @@ pub(super) fn copy_lines(status: &Status, theme: &Theme, width: usize) -> Vec<Li
         Span::styled(fmt_int(c.rows_per_second.round() as u64), theme.value),
         Span::styled("  chunk ", theme.label),
         Span::styled(fmt_int(c.chunk_size), theme.value),
+    ];
+    if c.slices > 1 {
+        second.extend([Span::styled("  workers ", theme.label), Span::styled(c.slices.to_string(), theme.value)]);
+    }
+    second.extend([
         Span::styled("  copy time ", theme.label),
         Span::styled(format_duration(status.elapsed_copy_seconds), theme.value),
-    ];
+    ]);
     if c.complete {
         second.push(Span::styled("  ✓ copy complete", theme.success));
     }

@@ -1,6 +1,7 @@
 //! The checkpoint table `_<t>_ghk`, kept on the server that holds the ghost table. Rows:
 //! - `summary`: what is migrated (fingerprints of the ALTER and of the original table), phase, cut-over fields;
-//! - `copy`: the copy watermark (last key copied), written in the same transaction as the chunk it covers;
+//! - `copy`: the copy watermark (last key copied), written in the same transaction as the chunk it covers; a
+//!   parallel copy adds `copy#2`, `copy#3`, ... (one per slice of the key range, see `copy::parallel`);
 //! - `apply`: the applied binlog position (GTID set, file:pos), written in the same transaction as the batch.
 //! - `old-table`: the name the original is renamed to at the cut-over (`table_name`), fixed when the run starts;
 //! move-tables adds one `copy:<table>` row per table. `SELECT * FROM _<t>_ghk` tells a person where things stand.
@@ -22,7 +23,7 @@ pub const OLD_TABLE: &str = "old-table";
 pub fn create_statement(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
-  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | apply | old-table | copy:<table>',
+  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | copy#<n> | apply | old-table | copy:<table>',
   phase VARCHAR(32) NULL,
   database_name VARCHAR(64) NULL,
   table_name VARCHAR(64) NULL,
@@ -167,6 +168,29 @@ pub struct CheckpointState {
     pub cutover_complete: bool,
     /// The `old-table` row's name (None: a checkpoint written before that row existed, so `_<t>_del`).
     pub old_table: Option<String>,
+    /// A parallel copy's slices in order, the `copy` row first (empty: a checkpoint of one slice). With slices,
+    /// `copy_complete`, `rows_copied` and `chunks_copied` above are over all of them; `copy_watermark` and
+    /// `copy_range_end` stay the first slice's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slices: Vec<CopySliceState>,
+}
+
+/// One copy slice's row (`copy` or `copy#<n>`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct CopySliceState {
+    pub row: String,
+    pub range_end: Option<String>,
+    pub watermark: Option<String>,
+    pub complete: bool,
+    pub rows_copied: u64,
+}
+
+/// The slice index of a `copy#<n>` row id (`copy` is 0).
+pub fn slice_index(id: &str) -> Option<usize> {
+    match id {
+        COPY => Some(0),
+        _ => id.strip_prefix(COPY)?.strip_prefix('#')?.parse::<usize>().ok().filter(|n| *n >= 2).map(|n| n - 1),
+    }
 }
 
 /// Where the applier stands, as the checkpoint's `apply` row records it (flattened into the state dumps).
@@ -209,6 +233,7 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
     };
     let mut st = CheckpointState::default();
     let mut have_summary = false;
+    let mut slices: Vec<(usize, CopySliceState, u64)> = Vec::new();
     for r in rows {
         let s = |name: &str| -> Option<String> {
             let idx = r.columns_ref().iter().position(|c| c.name_str() == name)?;
@@ -219,7 +244,18 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
             }
         };
         let n = |name: &str| -> u64 { s(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
-        match s("id").as_deref() {
+        let id = s("id").unwrap_or_default();
+        if let Some(index) = slice_index(&id) {
+            let slice = CopySliceState {
+                row: id.clone(),
+                range_end: s("copy_range_end"),
+                watermark: s("copy_watermark"),
+                complete: n("copy_complete") == 1,
+                rows_copied: n("rows_copied"),
+            };
+            slices.push((index, slice, n("chunks_copied")));
+        }
+        match Some(id.as_str()) {
             Some(SUMMARY) => {
                 have_summary = true;
                 st.phase = s("phase").unwrap_or_default();
@@ -253,13 +289,20 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
             _ => {}
         }
     }
+    if slices.len() > 1 {
+        slices.sort_by_key(|(i, _, _)| *i);
+        st.copy_complete = slices.iter().all(|(_, s, _)| s.complete);
+        st.rows_copied = slices.iter().map(|(_, s, _)| s.rows_copied).sum();
+        st.chunks_copied = slices.iter().map(|(_, _, c)| c).sum();
+        st.slices = slices.into_iter().map(|(_, s, _)| s).collect();
+    }
     Ok(if have_summary { Some(st) } else { None })
 }
 
-/// The rows copied by every copy row of the checkpoint (migrate's `copy`, a move's `copy:<table>`).
+/// The rows copied by every copy row of the checkpoint (migrate's `copy` and `copy#<n>`, a move's `copy:<table>`).
 pub async fn rows_copied_total(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<u64> {
-    let q = format!("SELECT CAST(COALESCE(SUM(rows_copied), 0) AS UNSIGNED) FROM {} WHERE id = ? OR id LIKE ?", qualified(db, table));
-    let n: Option<u64> = conn.exec_first(&q, (COPY, format!("{COPY}:%"))).await.wrap_err_with(|| format!("summing the rows copied in {db}.{table}"))?;
+    let q = format!("SELECT CAST(COALESCE(SUM(rows_copied), 0) AS UNSIGNED) FROM {} WHERE id = ? OR id LIKE ? OR id LIKE ?", qualified(db, table));
+    let n: Option<u64> = conn.exec_first(&q, (COPY, format!("{COPY}:%"), format!("{COPY}#%"))).await.wrap_err_with(|| format!("summing the rows copied in {db}.{table}"))?;
     Ok(n.unwrap_or(0))
 }
 
@@ -288,4 +331,19 @@ pub async fn set_phase(conn: &mut mysql_async::Conn, db: &str, table: &str, phas
     conn.exec_drop(format!("UPDATE {} SET phase = ? WHERE id = ?", qualified(db, table)), (phase, SUMMARY))
         .await
         .wrap_err("updating the checkpoint phase")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_name_their_slice() {
+        assert_eq!(slice_index("copy"), Some(0));
+        assert_eq!(slice_index("copy#2"), Some(1));
+        assert_eq!(slice_index("copy#12"), Some(11));
+        for other in ["copy#1", "copy#0", "copy#x", "copy:orders", "apply", "summary", "copyx"] {
+            assert_eq!(slice_index(other), None, "{other}");
+        }
+    }
 }

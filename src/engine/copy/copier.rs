@@ -63,6 +63,18 @@ pub struct CrossServer {
     pub hold: Duration,
 }
 
+/// Which worker of a copy a run is: slice `index` of `count` (see `parallel`). A lone worker finishes the copy
+/// itself; one of several leaves that to `parallel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Slot {
+    pub const ONLY: Slot = Slot { index: 0, count: 1 };
+}
+
 /// Where a copy stands: everything after `watermark` up to `range_end` is left.
 #[derive(Debug, Clone, Default)]
 pub struct CopyRange {
@@ -84,6 +96,13 @@ impl CopyJob {
             .collect::<Vec<_>>()
             .join(", ")
     }
+    /// The test trace's tag of this job's chunks: `#<n>` for slice n > 1 of a parallel copy, else nothing.
+    fn slice_tag(&self) -> String {
+        match checkpoint::slice_index(&self.checkpoint_row) {
+            Some(i) if i > 0 => format!("#{}", i + 1),
+            _ => String::new(),
+        }
+    }
     pub(super) fn source(&self) -> String {
         format!("{} FORCE INDEX ({})", qualified(&self.source_db, &self.source_table), quote_ident(&self.key_index))
     }
@@ -98,6 +117,21 @@ impl CopyJob {
             (Some(a), Some(b)) => Some((a.unwrap(), b.unwrap())),
             _ => None,
         })
+    }
+
+    /// The rows of the table, counted up to `cap` (a bound on what a stale estimate can get wrong, cheaply).
+    pub async fn count_up_to(&self, conn: &mut mysql_async::Conn, cap: u64) -> Result<u64> {
+        let q = format!("SELECT COUNT(*) FROM (SELECT 1 FROM {} LIMIT {cap}) AS capped", self.source());
+        let n: Option<u64> = conn.exec_first(q, ()).await.wrap_err("counting the rows to copy (up to a cap)")?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// The key of the row at `offset` (0-based) in key order, None past the end (a parallel copy's split point).
+    pub async fn key_at_offset(&self, conn: &mut mysql_async::Conn, offset: u64) -> Result<Option<Vec<Value>>> {
+        let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
+        let q = format!("SELECT {cols} FROM {} ORDER BY {} LIMIT 1 OFFSET {offset}", self.source(), self.order_by(false));
+        let row: Option<mysql_async::Row> = conn.exec_first(q, ()).await.wrap_err("reading a key at an offset")?;
+        Ok(row.map(|r| r.unwrap()))
     }
 
     /// WHERE clause and parameters for `lower < key <= upper` (no lower bound: from the start).
@@ -161,7 +195,30 @@ impl CopyJob {
         retry_for: Duration,
         cancel: CancellationToken,
     ) -> Result<bool> {
-        self.run_with(conn_opts, None, range, shared, target_chunk_time, retry_for, cancel).await
+        self.run_with(conn_opts, None, Slot::ONLY, range, shared, target_chunk_time, retry_for, cancel).await
+    }
+
+    /// One worker of a parallel copy (see `parallel`): its slice `range`, its own chunk size, its watermark row
+    /// (`self.checkpoint_row`); the copy is complete once every worker returned true.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_slice(
+        &self,
+        conn_opts: &mysql_async::Opts,
+        slot: Slot,
+        range: &mut CopyRange,
+        shared: Arc<Shared>,
+        target_chunk_time: Duration,
+        retry_for: Duration,
+        cancel: CancellationToken,
+    ) -> Result<bool> {
+        if let Some(log) = &self.deletes {
+            log.join(slot.index);
+        }
+        let done = self.run_with(conn_opts, None, slot, range, shared, target_chunk_time, retry_for, cancel).await;
+        if let Some(log) = &self.deletes {
+            log.leave(slot.index);
+        }
+        done
     }
 
     /// Like [`run`](Self::run), but reads on the source server and writes the rows (and the checkpoint, which lives
@@ -177,7 +234,7 @@ impl CopyJob {
         retry_for: Duration,
         cancel: CancellationToken,
     ) -> Result<bool> {
-        self.run_with(source_opts, Some(across), range, shared, target_chunk_time, retry_for, cancel).await
+        self.run_with(source_opts, Some(across), Slot::ONLY, range, shared, target_chunk_time, retry_for, cancel).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -185,6 +242,7 @@ impl CopyJob {
         &self,
         conn_opts: &mysql_async::Opts,
         across: Option<CrossServer>,
+        slot: Slot,
         range: &mut CopyRange,
         shared: Arc<Shared>,
         target_chunk_time: Duration,
@@ -203,6 +261,7 @@ impl CopyJob {
         let ghost_cols: Vec<String> = self.columns.iter().map(|(_, n)| quote_ident(n)).collect();
         let orig_cols: Vec<String> = self.columns.iter().map(|(c, _)| quote_ident(&c.name)).collect();
         let update_sql = checkpoint::copy_update_sql(&self.checkpoint_db, &self.checkpoint_table);
+        let mut sizing = ChunkSizing::new(&shared, slot);
         loop {
             // Throttled or paused: the copy waits; the applier goes on.
             loop {
@@ -215,7 +274,7 @@ impl CopyJob {
                 }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            let mut size = shared.chunk_size.load(Ordering::Relaxed).max(1);
+            let mut size = sizing.next(&shared);
             let lower = range.watermark.clone();
             let first_try = Instant::now();
             let mut attempt = 0u32;
@@ -224,7 +283,7 @@ impl CopyJob {
                     (Some(a), Some(target)) => {
                         self.copy_chunk_across(&mut conn, target, a.hold, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await
                     }
-                    _ => self.copy_chunk(&mut conn, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await,
+                    _ => self.copy_chunk(&mut conn, slot.index, lower.as_deref(), &range_end, size, &ghost_cols, &orig_cols, &update_sql).await,
                 };
                 match copied {
                     Ok(r) => break r,
@@ -237,7 +296,7 @@ impl CopyJob {
                         tracing::debug!("chunk retry {attempt}: {e:#}");
                         if retry::wants_smaller(&e) {
                             size = (size / 2).max(MIN_CHUNK.min(size));
-                            shared.chunk_size.store(size, Ordering::Relaxed);
+                            sizing.set(&shared, size);
                         }
                         shared.with(|i| i.last_copy_error = Some(format!("{e:#}")));
                         shared.copy_retries.fetch_add(1, Ordering::Relaxed);
@@ -262,9 +321,11 @@ impl CopyJob {
             shared.rows_copied.fetch_add(rows, Ordering::Relaxed);
             shared.checkpoint_committed(None, Some(checkpoint::describe_key(&end)));
             if last {
-                shared.copy_complete.store(true, Ordering::Relaxed);
-                if let Some(log) = &self.deletes {
-                    log.deactivate();
+                if slot.count == 1 {
+                    shared.copy_complete.store(true, Ordering::Relaxed);
+                    if let Some(log) = &self.deletes {
+                        log.deactivate();
+                    }
                 }
                 return Ok(true);
             }
@@ -272,7 +333,7 @@ impl CopyJob {
             let secs = took.as_secs_f64().max(0.001);
             let factor = (target_chunk_time.as_secs_f64() / secs).clamp(0.5, 2.0);
             let next = ((size as f64) * factor) as u64;
-            shared.chunk_size.store(next.clamp(MIN_CHUNK, MAX_CHUNK), Ordering::Relaxed);
+            sizing.set(&shared, next.clamp(MIN_CHUNK, MAX_CHUNK));
             let nice = shared.nice_ratio();
             if nice > 0.0 {
                 tokio::time::sleep(took.mul_f64(nice)).await;
@@ -286,7 +347,7 @@ impl CopyJob {
         let (cond, params) = self.range_where(lower, &end);
         let end_text = checkpoint::encode_key(&end);
         let span = format!("{} {end_text}", lower.map(checkpoint::encode_key).unwrap_or_else(|| "start".into()));
-        failpoint::trace(&format!("chunk-begin {span}"));
+        failpoint::trace(&format!("chunk-begin{} {span}", self.slice_tag()));
         Ok(ChunkBounds { end, last, cond, params, end_text, span })
     }
 
@@ -295,6 +356,7 @@ impl CopyJob {
     async fn copy_chunk(
         &self,
         conn: &mut mysql_async::Conn,
+        worker: usize,
         lower: Option<&[Value]>,
         range_end: &[Value],
         size: u64,
@@ -320,7 +382,7 @@ impl CopyJob {
             let mut opts = TxOpts::default();
             if let Some(log) = log {
                 // Deletes recorded so far are committed before the chunk's read is taken (see delete_log).
-                log.settle(conn).await?;
+                log.settle(worker, conn).await?;
                 // The SELECT of an INSERT ... SELECT is a consistent read without locks only below REPEATABLE READ.
                 opts.with_isolation_level(IsolationLevel::ReadCommitted);
             }
@@ -334,15 +396,15 @@ impl CopyJob {
                 self.check_warnings(&mut tx, count, Locate::Range(&cond, &params), &end).await?;
             }
             if let Some(log) = log {
-                let Some((checked, removed)) = log.recheck(&mut tx).await? else {
+                let Some((checked, removed)) = log.recheck(worker, &mut tx).await? else {
                     // The log overflowed while this chunk ran: it may lack keys the check needs. Again, under locks.
                     tx.rollback().await.wrap_err("rolling back a chunk to copy it again under locks")?;
-                    failpoint::trace(&format!("chunk-relock {end_text}"));
+                    failpoint::trace(&format!("chunk-relock{} {end_text}", self.slice_tag()));
                     lock_free = false;
                     continue;
                 };
                 if checked > 0 {
-                    failpoint::trace(&format!("chunk-recheck {end_text} checked={checked} removed={removed}"));
+                    failpoint::trace(&format!("chunk-recheck{} {end_text} checked={checked} removed={removed}", self.slice_tag()));
                     tracing::debug!("chunk up to {end_text}: {checked} deleted key(s) checked, {removed} row(s) removed");
                 }
             }
@@ -464,7 +526,7 @@ impl CopyJob {
             .wrap_err("recording the copy watermark")?;
         failpoint::hit("copy-before-commit")?;
         tx.commit().await?;
-        failpoint::trace(&format!("chunk-commit {span}"));
+        failpoint::trace(&format!("chunk-commit{} {span}", self.slice_tag()));
         Ok(())
     }
 
@@ -506,6 +568,39 @@ pub async fn estimate_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, 
         }
     }
     Ok(find(&value).unwrap_or(0))
+}
+
+/// One worker's chunk size: its own, adapted to its chunk time; the first worker's is the one the status shows. A
+/// size set from the console or the socket (`chunk-size=`, counted in `Shared::chunk_size_set`) reaches every
+/// worker at its next chunk.
+struct ChunkSizing {
+    size: u64,
+    seen_set: u64,
+    publishes: bool,
+}
+
+impl ChunkSizing {
+    fn new(shared: &Shared, slot: Slot) -> Self {
+        let seen_set = shared.chunk_size_set.load(Ordering::Relaxed);
+        ChunkSizing { size: shared.chunk_size.load(Ordering::Relaxed).max(1), seen_set, publishes: slot.index == 0 }
+    }
+
+    /// The size for the next chunk: the operator's when one was set since, else this worker's.
+    fn next(&mut self, shared: &Shared) -> u64 {
+        let set = shared.chunk_size_set.load(Ordering::Relaxed);
+        if set != self.seen_set {
+            self.seen_set = set;
+            self.size = shared.chunk_size.load(Ordering::Relaxed).max(1);
+        }
+        self.size
+    }
+
+    fn set(&mut self, shared: &Shared, size: u64) {
+        self.size = size;
+        if self.publishes {
+            shared.chunk_size.store(size, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Where the rows of a chunk's INSERT come from, to name the key of a row a warning points at.

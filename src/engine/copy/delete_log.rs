@@ -23,6 +23,15 @@
 //! Everything in 2. happens in the chunk's transaction with its watermark, so a crash redoes the chunk, the check
 //! included.
 //!
+//! Several copy workers (`--copy-threads`, see `copy::parallel`): every key gets a sequence number, and each worker
+//! keeps its own cursor, the sequence its last step 1 reached. A worker's step 1 waits for the keys from its cursor
+//! on and moves the cursor; its step 2 checks the keys from its cursor on. So each worker sees exactly the keys it
+//! would see alone, whatever the others do; a key is forgotten only once every worker's cursor passed it (a worker
+//! that joins starts at the oldest key kept: keys forgotten before were found committed by a step 1 already, and a
+//! commit holds for every reader). A worker's step 2 also checks keys of the others' ranges: harmless (it removes
+//! only ghost rows the original no longer holds), and when two workers lock each other's ghost rows the server
+//! picks one as a deadlock victim, whose chunk is rolled back and copied again (retried as any deadlock).
+//!
 //! Bounded memory: the log holds at most [`DELETE_LOG_BYTES`] of keys. While the copy is throttled or paused
 //! nothing settles them, and one large DELETE records every key it removes, so the log can pass that bound. It
 //! then overflows: its keys are dropped, nothing more is recorded until the copy ends, and every chunk from then on
@@ -36,6 +45,8 @@
 //! keys in the server's order (collations) outside the server is not exact, and keys inside the range left to copy
 //! are exactly the ones that grow while the copy is paused; locking reads are the exact fallback.
 
+use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use color_eyre::eyre::{Result, WrapErr};
@@ -53,8 +64,11 @@ pub const DELETE_LOG_BYTES: usize = 8 << 20;
 
 #[derive(Debug, Default)]
 struct Entries {
-    /// Key values as the applier's DELETE binds them, in the order recorded.
-    keys: Vec<Vec<Value>>,
+    /// Key values as the applier's DELETE binds them, in the order recorded; `keys[0]` has sequence `base`.
+    keys: VecDeque<Vec<Value>>,
+    base: u64,
+    /// Each copy worker's cursor: the sequence its last step 1 reached (see the module doc).
+    cursors: BTreeMap<usize, u64>,
     /// What `keys` weigh.
     bytes: usize,
     /// False once the copy is complete: nothing is recorded any more.
@@ -124,18 +138,36 @@ impl DeleteLog {
                 self.budget / 1024
             );
             crate::engine::failpoint::trace(&format!("delete-log-overflow {}", e.keys.len() + 1));
-            (e.keys, e.bytes, e.overflowed) = (Vec::new(), 0, true);
+            e.base += e.keys.len() as u64;
+            (e.keys, e.bytes, e.overflowed) = (VecDeque::new(), 0, true);
             return;
         }
         e.bytes += w;
-        e.keys.push(key.to_vec());
+        e.keys.push_back(key.to_vec());
+    }
+
+    /// Copy worker `worker` starts: its cursor is the oldest key kept (see the module doc).
+    pub fn join(&self, worker: usize) {
+        if let Ok(mut e) = self.entries.lock() {
+            let base = e.base;
+            e.cursors.insert(worker, base);
+        }
+    }
+
+    /// Copy worker `worker` is done: keys only it still needed are forgotten.
+    pub fn leave(&self, worker: usize) {
+        if let Ok(mut e) = self.entries.lock() {
+            e.cursors.remove(&worker);
+            e.forget_passed();
+        }
     }
 
     /// The copy is complete: stop recording.
     pub fn deactivate(&self) {
         if let Ok(mut e) = self.entries.lock() {
             e.active = false;
-            (e.keys, e.bytes) = (Vec::new(), 0);
+            e.base += e.keys.len() as u64;
+            (e.keys, e.bytes) = (VecDeque::new(), 0);
         }
     }
 
@@ -144,27 +176,39 @@ impl DeleteLog {
         self.entries.lock().map(|e| e.overflowed).unwrap_or(true)
     }
 
-    /// How many keys are recorded now (None: overflowed).
-    fn recorded(&self) -> Option<usize> {
-        self.entries.lock().ok().filter(|e| !e.overflowed).map(|e| e.keys.len())
+    /// The sequence after the last key recorded (None: overflowed).
+    fn recorded(&self) -> Option<u64> {
+        self.entries.lock().ok().filter(|e| !e.overflowed).map(|e| e.base + e.keys.len() as u64)
     }
 
-    /// Keys `from..to` (at most [`BATCH`]) as one parameter list with their count; None once overflowed.
-    fn batch(&self, from: usize, to: usize) -> Option<(usize, Vec<Value>)> {
+    /// Where `worker`'s keys begin (a worker that never joined: at the oldest key kept).
+    fn cursor(&self, worker: usize) -> u64 {
+        self.entries.lock().map(|e| e.cursors.get(&worker).copied().unwrap_or(e.base)).unwrap_or(0)
+    }
+
+    /// Keys of sequences `from..to` (at most [`BATCH`]) as one parameter list with their count; None once
+    /// overflowed.
+    fn batch(&self, from: u64, to: u64) -> Option<(u64, Vec<Value>)> {
         let e = self.entries.lock().ok().filter(|e| !e.overflowed)?;
-        let keys = e.keys.get(from..to.min(from + BATCH).min(e.keys.len()))?;
-        Some((keys.len(), keys.concat()))
+        // A cursor below the oldest key kept never happens for a joined worker (keys go only once every joined
+        // cursor passed them); an unjoined one starts there.
+        let start = from.max(e.base).saturating_sub(e.base) as usize;
+        let end = (to.saturating_sub(e.base) as usize).min(start + BATCH).min(e.keys.len());
+        let keys: Vec<&Vec<Value>> = e.keys.range(start.min(end)..end).collect();
+        Some((keys.len() as u64, keys.into_iter().flatten().cloned().collect()))
     }
 
     /// Step 1, on the copier's connection outside any transaction, right before a chunk's transaction starts:
-    /// waits until every delete recorded so far is committed on the original, then forgets those keys. Stops
-    /// early on an overflowed log (the chunk's step 2 then refuses, see the module doc).
-    pub async fn settle(&self, conn: &mut mysql_async::Conn) -> Result<usize> {
+    /// waits until every delete recorded so far is committed on the original, then moves `worker`'s cursor past
+    /// those keys (forgotten once no worker needs them). Stops early on an overflowed log (the chunk's step 2 then
+    /// refuses, see the module doc).
+    pub async fn settle(&self, worker: usize, conn: &mut mysql_async::Conn) -> Result<u64> {
         let Some(n) = self.recorded() else { return Ok(0) };
-        let mut done = 0;
+        let from = self.cursor(worker);
+        let mut done = from;
         while done < n {
             let Some((count, params)) = self.batch(done, n).filter(|(c, _)| *c > 0) else { break };
-            let sql = format!("SELECT COUNT(*) FROM {} WHERE {} LOCK IN SHARE MODE", self.original, self.key_in(&self.original_key, count));
+            let sql = format!("SELECT COUNT(*) FROM {} WHERE {} LOCK IN SHARE MODE", self.original, self.key_in(&self.original_key, count as usize));
             let _: Option<u64> = conn
                 .exec_first(sql, params)
                 .await
@@ -172,11 +216,10 @@ impl DeleteLog {
             done += count;
         }
         if let Ok(mut e) = self.entries.lock() {
-            let n = done.min(e.keys.len());
-            let gone: usize = e.keys.drain(..n).map(|k| key_weight(&k)).sum();
-            e.bytes = e.bytes.saturating_sub(gone);
+            e.cursors.insert(worker, done);
+            e.forget_passed();
         }
-        Ok(done)
+        Ok(done - from)
     }
 
     /// Step 2, in the chunk's transaction after its INSERT: removes from the ghost table every row whose key the
@@ -185,13 +228,15 @@ impl DeleteLog {
     /// others from the ghost. The keys the original holds are bound back as it returned them, with the same
     /// placeholders as the applier's DELETE. Returns (keys checked, rows removed), or None when the log overflowed
     /// before or during the check: the chunk must then be rolled back and copied under locks.
-    pub async fn recheck(&self, tx: &mut mysql_async::Transaction<'_>) -> Result<Option<(usize, u64)>> {
+    pub async fn recheck(&self, worker: usize, tx: &mut mysql_async::Transaction<'_>) -> Result<Option<(u64, u64)>> {
         let Some(n) = self.recorded() else { return Ok(None) };
+        let from = self.cursor(worker);
         let mut removed = 0u64;
-        let mut done = 0;
+        let mut done = from;
         while done < n {
             let Some((count, params)) = self.batch(done, n).filter(|(c, _)| *c > 0) else { return Ok(None) };
             done += count;
+            let count = count as usize;
             let in_ghost = self.key_in(&self.ghost_key, count);
             let _: Vec<u8> = tx
                 .exec(format!("SELECT 1 FROM {} WHERE {in_ghost} FOR UPDATE", self.ghost), params.clone())
@@ -218,7 +263,19 @@ impl DeleteLog {
             tx.exec_drop(sql, delete_params).await.wrap_err("removing deleted rows the chunk copied")?;
             removed += tx.affected_rows();
         }
-        Ok(Some((n, removed)))
+        Ok(Some((n.saturating_sub(from), removed)))
+    }
+}
+
+impl Entries {
+    /// Drops the keys every joined worker's cursor passed (none while no worker is joined).
+    fn forget_passed(&mut self) {
+        let Some(&least) = self.cursors.values().min() else { return };
+        while self.base < least {
+            let Some(k) = self.keys.pop_front() else { break };
+            self.bytes = self.bytes.saturating_sub(key_weight(&k));
+            self.base += 1;
+        }
     }
 }
 
@@ -252,9 +309,54 @@ mod tests {
         assert_eq!(l.recorded(), Some(2));
         assert_eq!(l.batch(0, 2).map(|(n, p)| (n, p.len())), Some((2, 2)));
         l.deactivate();
-        assert_eq!(l.recorded(), Some(0));
+        assert_eq!(l.recorded(), Some(2), "the sequence goes on");
+        assert!(l.entries.lock().unwrap().keys.is_empty(), "nothing kept after the copy");
         l.record(&[Value::Int(3)]);
-        assert_eq!(l.recorded(), Some(0));
+        assert_eq!(l.recorded(), Some(2));
+    }
+
+    /// What settle does after its locking reads: the worker's cursor moves, and keys go once every cursor passed.
+    fn settled(l: &DeleteLog, worker: usize, to: u64) {
+        let mut e = l.entries.lock().unwrap();
+        e.cursors.insert(worker, to);
+        e.forget_passed();
+    }
+
+    #[test]
+    fn each_worker_sees_the_keys_recorded_since_its_own_step_one() {
+        let l = log();
+        l.join(0);
+        l.join(1);
+        for i in 1..=3 {
+            l.record(&[Value::Int(i)]);
+        }
+        settled(&l, 0, 3);
+        assert_eq!(l.entries.lock().unwrap().keys.len(), 3, "worker 1 has not settled: every key is kept");
+        l.record(&[Value::Int(4)]);
+        assert_eq!((l.cursor(0), l.recorded()), (3, Some(4)));
+        assert_eq!(l.batch(l.cursor(0), 4), Some((1, vec![Value::Int(4)])), "worker 0 checks key 4 only");
+        assert_eq!(l.batch(l.cursor(1), 4).map(|(n, _)| n), Some(4), "worker 1 checks all four");
+        settled(&l, 1, 2);
+        let e = l.entries.lock().unwrap();
+        assert_eq!((e.base, e.keys.len()), (2, 2), "keys 1 and 2 are passed by both cursors and forgotten");
+        drop(e);
+        assert_eq!(l.batch(2, 4), Some((2, vec![Value::Int(3), Value::Int(4)])), "sequences stay stable");
+        l.leave(1);
+        let e = l.entries.lock().unwrap();
+        assert_eq!((e.base, e.keys.len()), (3, 1), "once worker 1 left, only worker 0's cursor counts");
+    }
+
+    #[test]
+    fn a_worker_that_joins_late_starts_at_the_oldest_key_kept() {
+        let l = log();
+        l.join(0);
+        l.record(&[Value::Int(1)]);
+        l.record(&[Value::Int(2)]);
+        settled(&l, 0, 1);
+        l.join(1);
+        assert_eq!(l.cursor(1), 1, "key 1 was found committed by worker 0's step 1");
+        assert_eq!(l.batch(l.cursor(1), 2).map(|(n, _)| n), Some(1));
+        assert_eq!(l.cursor(7), 1, "a worker that never joined reads from the oldest key kept");
     }
 
     #[test]
@@ -265,7 +367,7 @@ mod tests {
         for _ in 0..fit {
             l.record(&key);
         }
-        assert_eq!(l.recorded(), Some(fit), "keys within the bound are kept");
+        assert_eq!(l.recorded(), Some(fit as u64), "keys within the bound are kept");
         assert!(!l.overflowed());
         l.record(&key);
         assert!(l.overflowed(), "one key past the bound overflows the log");

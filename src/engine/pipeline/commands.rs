@@ -186,6 +186,7 @@ pub(crate) fn set_value(shared: &Shared, name: &str, value: &str) -> CommandRepl
                 return Err(format!("chunk-size must be between {} and {}", MIN_CHUNK, MAX_CHUNK));
             }
             shared.chunk_size.store(n, Ordering::Relaxed);
+            shared.chunk_size_set.fetch_add(1, Ordering::Relaxed);
             Ok(format!("chunk-size={n}"))
         }),
         "dml-batch-size" => parse_u64(value).and_then(|n| {

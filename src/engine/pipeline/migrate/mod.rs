@@ -26,6 +26,7 @@ use crate::engine::apply::applier::CheckpointTarget;
 use crate::engine::checkpoint;
 use crate::engine::config::MigrationConfig;
 use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::copy::parallel::{self, Slice};
 use crate::engine::failpoint;
 use crate::engine::hooks::{Hook, Hooks};
 use crate::engine::pipeline::commands::CheckpointLocation;
@@ -129,7 +130,7 @@ fn lock_name(cfg: &MigrationConfig) -> String {
 }
 
 /// The copy step, with its hooks; `Some(outcome)` when the run stopped or a task ended meanwhile.
-pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, range: &mut crate::engine::copy::copier::CopyRange) -> Result<Option<Outcome>> {
+pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, slices: &mut [Slice]) -> Result<Option<Outcome>> {
     let shared = &ctx.shared;
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
     gate::first_throttle_check(shared).await;
@@ -139,7 +140,13 @@ pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut 
             return Err(e.with_resume(cfg));
         }
         let opts = cfg.source.opts();
-        let copy_fut = job.run(&opts, range, shared.clone(), cfg.run.chunk_target, cfg.run.retry_for, running.tasks_cancel.clone());
+        let control = parallel::Control { chunk_target: cfg.run.chunk_target, retry_for: cfg.run.retry_for, cancel: running.tasks_cancel.clone() };
+        let copy_fut = async {
+            match slices {
+                [only] => job.run(&opts, &mut only.range, shared.clone(), control.chunk_target, control.retry_for, control.cancel.clone()).await,
+                _ => parallel::run(job, &opts, slices, shared.clone(), &control).await,
+            }
+        };
         tokio::pin!(copy_fut);
         let result = loop {
             tokio::select! {

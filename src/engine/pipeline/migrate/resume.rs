@@ -132,7 +132,11 @@ fn log_resume_point(cfg: &MigrationConfig, st: &CheckpointState) {
     let recopy = if st.copy_complete {
         "re-copying 0 rows (the copy was complete)".to_string()
     } else {
-        format!("re-copying at most {} rows (the chunk in flight was rolled back with its watermark)", cfg.run.chunk_size)
+        format!(
+            "re-copying at most one chunk{} (starting at {} rows; the chunk in flight was rolled back with its watermark)",
+            super::setup::per_slice(st.slices.len()),
+            cfg.run.chunk_size
+        )
     };
     tracing::info!(
         "resumed at {} ({}:{}); copy watermark {}, {} rows copied, {} events applied; {recopy}; re-applying 0 events \

@@ -10,6 +10,7 @@ use mysql_async::prelude::Queryable;
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::{MigrationConfig, RowWrites};
 use crate::engine::copy::copier::{estimate_rows, CopyJob, CopyRange};
+use crate::engine::copy::parallel::{self, Slice};
 use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::copy::warnings::WarningRules;
 use crate::engine::hooks::{Hook, Hooks};
@@ -30,7 +31,8 @@ pub(super) struct Prepared {
     pub(super) job: CopyJob,
     pub(super) delete_log: Arc<DeleteLog>,
     pub(super) start: BinlogPosition,
-    pub(super) range: CopyRange,
+    /// The copy's slices (one unless `--copy-threads` split the range).
+    pub(super) slices: Vec<Slice>,
     /// The secondary indexes the ghost lacks (deferred to the index step).
     pub(super) missing_indexes: Vec<String>,
 }
@@ -100,7 +102,7 @@ pub(super) async fn run(
         crate::engine::cutover::triggers::drop_from(conn, &cfg.database, &cfg.ghost_table(), &plan.triggers, naming).await?;
     }
     let (mapping, changelog, job, delete_log) = prepare(conn, cfg, plan).await?;
-    let (start, range) = match resumed {
+    let (start, slices) = match resumed {
         Some(st) => restore(st, shared)?,
         None => record_start(conn, cfg, plan.mariadb, &job, shared, hooks).await?,
     };
@@ -109,26 +111,44 @@ pub(super) async fn run(
     }
     let missing_indexes: Vec<String> = super::indexes::missing(conn, cfg, plan).await?.into_iter().map(|d| d.name).collect();
     shared.with(|i| i.status.indexes.deferred = missing_indexes.clone());
-    Ok(Prepared { mapping, changelog, job, delete_log, start, range, missing_indexes })
+    Ok(Prepared { mapping, changelog, job, delete_log, start, slices, missing_indexes })
 }
 
-/// A resumed run: the position and watermark from the checkpoint, the counters into the status.
-fn restore(st: &CheckpointState, shared: &Shared) -> Result<(BinlogPosition, CopyRange)> {
-    let range = CopyRange {
-        range_end: st.copy_range_end.as_deref().map(checkpoint::decode_key).transpose()?,
-        watermark: st.copy_watermark.as_deref().map(checkpoint::decode_key).transpose()?,
+/// A resumed run: the position and the slices' watermarks from the checkpoint, the counters into the status.
+fn restore(st: &CheckpointState, shared: &Shared) -> Result<(BinlogPosition, Vec<Slice>)> {
+    let key = |k: &Option<String>| k.as_deref().map(checkpoint::decode_key).transpose();
+    let slices = match st.slices.is_empty() {
+        true => vec![Slice {
+            row: checkpoint::COPY.to_string(),
+            range: CopyRange { range_end: key(&st.copy_range_end)?, watermark: key(&st.copy_watermark)? },
+            complete: st.copy_complete,
+        }],
+        false => st
+            .slices
+            .iter()
+            .map(|s| Ok(Slice { row: s.row.clone(), range: CopyRange { range_end: key(&s.range_end)?, watermark: key(&s.watermark)? }, complete: s.complete }))
+            .collect::<Result<_>>()?,
     };
     shared.rows_copied.store(st.rows_copied, Ordering::Relaxed);
     shared.events_applied.store(st.events_applied, Ordering::Relaxed);
     shared.rows_estimate.store(st.rows_estimate, Ordering::Relaxed);
     shared.with(|i| {
         i.status.checkpoint.resumed_from =
-            Some(format!("{} at {} rows copied; redoing at most one chunk, no batch", st.applied_gtid_set, st.rows_copied))
+            Some(format!("{} at {} rows copied; redoing at most one chunk{}, no batch", st.applied_gtid_set, st.rows_copied, per_slice(slices.len())))
     });
     if st.copy_complete {
         shared.copy_complete.store(true, Ordering::Relaxed);
     }
-    Ok((BinlogPosition { gtid_set: st.applied_gtid_set.clone(), file: st.applied_file.clone(), pos: st.applied_pos }, range))
+    Ok((BinlogPosition { gtid_set: st.applied_gtid_set.clone(), file: st.applied_file.clone(), pos: st.applied_pos }, slices))
+}
+
+/// " per copy slice (N slices)" when the copy has several.
+pub(super) fn per_slice(slices: usize) -> String {
+    if slices > 1 {
+        format!(" per copy slice ({slices} slices)")
+    } else {
+        String::new()
+    }
 }
 
 /// A new run: the position is taken before the copy range, so every row change after it is streamed; range, start
@@ -140,7 +160,7 @@ async fn record_start(
     job: &CopyJob,
     shared: &Shared,
     hooks: &Hooks,
-) -> Result<(BinlogPosition, CopyRange)> {
+) -> Result<(BinlogPosition, Vec<Slice>)> {
     let mut binlog = match &cfg.binlog_source {
         Some(b) => Some(mysql_async::Conn::new(b.opts()).await.wrap_err_with(|| format!("connecting to the binlog server {}", b.display()))?),
         None => None,
@@ -152,28 +172,59 @@ async fn record_start(
     // Key values are read as raw bytes (a writer connection runs with NAMES binary), as the copier binds them.
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let bounds = job.key_bounds(&mut raw).await?;
-    let _ = raw.disconnect().await;
     let estimate = estimate_rows(conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
     shared.rows_estimate.store(estimate, Ordering::Relaxed);
+    let threads = parallel::threads(cfg.copy_threads);
+    // The optimiser's estimate can be stale (MySQL right after a bulk load says 0): below what the slices need,
+    // the rows are counted up to that many.
+    let needed = parallel::rows_for(threads, cfg.run.chunk_size);
+    let sized = match threads > 1 && estimate < needed && bounds.is_some() {
+        true => estimate.max(job.count_up_to(&mut raw, needed).await?),
+        false => estimate,
+    };
+    let count = parallel::slice_count(threads, sized, cfg.run.chunk_size);
+    let slices = match &bounds {
+        Some(b) => parallel::slices(parallel::split_points(job, &mut raw, b, sized, count).await?, b.1.clone()),
+        None => vec![Slice { row: checkpoint::COPY.to_string(), complete: true, ..Slice::default() }],
+    };
+    let _ = raw.disconnect().await;
     let ck = qualified(&cfg.database, &cfg.checkpoint_table());
     let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await?;
     tx.exec_drop(
         format!("UPDATE {ck} SET copy_range_start = ?, copy_range_end = ?, copy_complete = ? WHERE id = ?"),
         (
             bounds.as_ref().map(|b| checkpoint::encode_key(&b.0)),
-            bounds.as_ref().map(|b| checkpoint::encode_key(&b.1)),
+            slices[0].range.range_end.as_deref().map(checkpoint::encode_key),
             u8::from(bounds.is_none()),
             checkpoint::COPY,
         ),
     )
     .await?;
+    record_slices(&mut tx, &ck, &slices).await?;
     checkpoint::record_start(&mut tx, &cfg.database, &cfg.checkpoint_table(), (&start.gtid_set, &start.file, start.pos), estimate).await?;
     tx.commit().await.wrap_err("recording the copy range and start position")?;
     hooks.fire(Hook::OnRowcountComplete, &[], &shared.snapshot(0)).await.map_err(|e| e.with_resume(cfg))?;
     if bounds.is_none() {
         shared.copy_complete.store(true, Ordering::Relaxed);
     }
-    Ok((start, CopyRange { range_end: bounds.map(|b| b.1), watermark: None }))
+    if slices.len() > 1 {
+        tracing::info!("copying with {} workers, one per slice of the key range (--copy-threads)", slices.len());
+    }
+    Ok((start, slices))
+}
+
+/// The rows of the slices after the first (`copy#2`, ...): each starts after its lower split point.
+async fn record_slices(tx: &mut mysql_async::Transaction<'_>, ck: &str, slices: &[Slice]) -> Result<()> {
+    for s in slices.iter().skip(1) {
+        let lower = s.range.watermark.as_deref().map(checkpoint::encode_key);
+        tx.exec_drop(
+            format!("INSERT INTO {ck} (id, copy_range_start, copy_range_end, copy_watermark) VALUES (?, ?, ?, ?)"),
+            (s.row.as_str(), lower.clone(), s.range.range_end.as_deref().map(checkpoint::encode_key), lower),
+        )
+        .await
+        .wrap_err("recording a copy slice")?;
+    }
+    Ok(())
 }
 
 /// The changelog (heartbeats and markers), the checkpoint table with its rows, and the ghost table with the ALTER.

@@ -11,7 +11,8 @@ use color_eyre::eyre::Result;
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::MigrationConfig;
 use crate::engine::cutover::on_replica;
-use crate::engine::copy::copier::{CopyJob, CopyRange};
+use crate::engine::copy::copier::CopyJob;
+use crate::engine::copy::parallel::Slice;
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
 use crate::engine::pipeline::driver::{Flow, Run};
@@ -46,7 +47,7 @@ pub(super) struct Live {
     _lock: RunLock,
     plan: Plan,
     job: CopyJob,
-    range: CopyRange,
+    slices: Vec<Slice>,
     running: Running,
     /// The ghost lacks secondary indexes of the new structure: the index step adds them.
     indexes_missing: bool,
@@ -111,12 +112,14 @@ impl Run for Migrate<'_> {
         let (cfg, shared) = (self.cfg, &ctx.shared);
         let Checked { mut conn, lock, plan, resumed, artifact_actions } = c;
         let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;
-        let setup::Prepared { mapping, changelog, job, delete_log, start, range, missing_indexes } = prepared;
+        let setup::Prepared { mapping, changelog, job, delete_log, start, slices, missing_indexes } = prepared;
+        let range = &slices[0].range;
         failpoint::trace(&format!(
             "run-start {} {}",
             range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()),
             start.gtid_set
         ));
+        trace_slices(&slices);
         shared.with(|i| {
             i.status.binlog.applied_gtid_set = start.gtid_set.clone();
             i.status.binlog.applied_file = start.file.clone();
@@ -128,7 +131,8 @@ impl Run for Migrate<'_> {
         shared.with(|i| i.status.verify.enabled = cfg.checksum);
         let running = start_tasks(task_plan(cfg, &plan, &mapping, &changelog, start, delete_log), shared, &ctx.cancel, &ctx.stop)?;
         let indexes_missing = !missing_indexes.is_empty();
-        Ok(Flow::Go(Live { conn, _lock: lock, plan, job, range, running, indexes_missing }))
+        shared.with(|i| i.status.copy.slices = slices.len() as u64);
+        Ok(Flow::Go(Live { conn, _lock: lock, plan, job, slices, running, indexes_missing }))
     }
 
     fn runs(&self, live: &Live, phase: Phase) -> bool {
@@ -155,7 +159,7 @@ impl Run for Migrate<'_> {
     async fn step(&mut self, ctx: &RunContext, live: &mut Live, phase: Phase) -> Result<Flow<(), Outcome>> {
         let cfg = self.cfg;
         let waited = match phase {
-            Phase::Copy => return Ok(copy(cfg, ctx, &mut live.running, &live.job, &mut live.range).await?.map_or(Flow::Go(()), Flow::End)),
+            Phase::Copy => return Ok(copy(cfg, ctx, &mut live.running, &live.job, &mut live.slices).await?.map_or(Flow::Go(()), Flow::End)),
             Phase::Indexes => indexes::build(&mut live.conn, cfg, ctx, &live.plan, &mut live.running).await?,
             Phase::Catchup => gate::catch_up(ctx, &mut live.running).await?,
             Phase::Verify => verify_step(cfg, ctx, live, false).await?,
@@ -180,6 +184,17 @@ impl Run for Migrate<'_> {
             Err(e) => return Err(e),
         };
         finish::swapped(&mut live.conn, cfg, &ctx.shared, &mut live.running, report).await
+    }
+}
+
+/// The test trace's `slice-start <slice> <watermark>` lines of a parallel copy (tests/common/trace.rs reads them).
+fn trace_slices(slices: &[Slice]) {
+    if slices.len() < 2 {
+        return;
+    }
+    for (i, s) in slices.iter().enumerate() {
+        let at = if s.complete { "complete".to_string() } else { s.range.watermark.as_deref().map(checkpoint::encode_key).unwrap_or_else(|| "start".into()) };
+        failpoint::trace(&format!("slice-start {} {at}", i + 1));
     }
 }
 
