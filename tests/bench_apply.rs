@@ -83,3 +83,63 @@ async fn applier_drain_rate() {
     })
     .await;
 }
+
+/// The applier's rate while the copy runs: a table of BENCH_APPLY_COPY_ROWS (1,000,000) rows is migrated while a
+/// burst of UPDATEs (BENCH_APPLY_EVENTS row events) is written from its start; the status is sampled every 100 ms
+/// and the rate of events applied is taken over the samples in the copy phase after the first event was applied.
+/// Printed beside the copy's own rate in the same window (both compete for this machine's two cores).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: scripts/bench-apply"]
+async fn applier_rate_while_copying() {
+    each_flavor(|flavor| async move {
+        let rows = env_u64("BENCH_APPLY_COPY_ROWS", 1_000_000);
+        let events = env_u64("BENCH_APPLY_EVENTS", 500_000);
+        let server = Server::start(flavor).await?;
+        seed_app_table(&server, "items", u32::try_from(rows)?).await?;
+        let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
+        cfg.run.chunk_size = 1000;
+        let (handle, join) = migrate::start(cfg);
+        wait_phase(&handle, Phase::Copy, Duration::from_secs(120)).await?;
+        // (seconds, events applied, rows copied) while in the copy phase, from the first applied event on.
+        let sampling = async {
+            let t0 = Instant::now();
+            let mut samples: Vec<(f64, u64, u64)> = Vec::new();
+            let mut peak_backlog = 0;
+            loop {
+                let s = handle.snapshot();
+                if s.phase != Some(Phase::Copy) {
+                    return Ok::<_, color_eyre::eyre::Report>((samples, peak_backlog));
+                }
+                if s.binlog.events_applied > 0 {
+                    samples.push((t0.elapsed().as_secs_f64(), s.binlog.events_applied, s.copy.rows_copied));
+                    peak_backlog = peak_backlog.max(s.binlog.backlog);
+                }
+                if t0.elapsed() > Duration::from_secs(1800) {
+                    bail!("the copy did not end within 30 min");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        let (changed, samples) = tokio::join!(burst(&server, rows, events), sampling);
+        let (changed, (samples, peak_backlog)) = (changed?, samples?);
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(1800)).await?;
+        let reply = handle.send(Command::CutOver).await;
+        ensure!(reply.ok, "cut-over refused: {}", reply.message);
+        let outcome = tokio::time::timeout(Duration::from_secs(600), join).await???;
+        ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+        let mut c = server.conn().await?;
+        let cols = ["id", "a", "b"];
+        let (old, new) = (table_checksum(&mut c, "app", "_items_del", &cols).await?, table_checksum(&mut c, "app", "items", &cols).await?);
+        ensure!(old == new, "the tables differ after the burst: {old:?} vs {new:?}");
+        let (Some(first), Some(last)) = (samples.first(), samples.last()) else { bail!("no event was applied during the copy") };
+        let dt = (last.0 - first.0).max(0.001);
+        println!(
+            "BENCH {flavor} while-copying rows={rows} events={changed} window_s={dt:.2} applied_in_window={} events_per_s={:.0} copy_rows_per_s={:.0} peak_backlog={peak_backlog}",
+            last.1 - first.1,
+            (last.1 - first.1) as f64 / dt,
+            (last.2 - first.2) as f64 / dt
+        );
+        Ok(())
+    })
+    .await;
+}

@@ -173,20 +173,8 @@ async fn record_start(
     let mut raw = crate::engine::apply::applier::writer_conn(&cfg.source.opts(), cfg.run.writes).await?;
     let bounds = job.key_bounds(&mut raw).await?;
     let estimate = estimate_rows(conn, &cfg.database, &cfg.table, cfg.exact_rowcount).await?;
-    shared.rows_estimate.store(estimate, Ordering::Relaxed);
-    let threads = parallel::threads(cfg.copy_threads);
-    // The optimiser's estimate can be stale (MySQL right after a bulk load says 0): below what the slices need,
-    // the rows are counted up to that many.
-    let needed = parallel::rows_for(threads, cfg.run.chunk_size);
-    let sized = match threads > 1 && estimate < needed && bounds.is_some() {
-        true => estimate.max(job.count_up_to(&mut raw, needed).await?),
-        false => estimate,
-    };
-    let count = parallel::slice_count(threads, sized, cfg.run.chunk_size);
-    let slices = match &bounds {
-        Some(b) => parallel::slices(parallel::split_points(job, &mut raw, b, sized, count).await?, b.1.clone()),
-        None => vec![Slice { row: checkpoint::COPY.to_string(), complete: true, ..Slice::default() }],
-    };
+    let (sized, slices) = plan_slices(&mut raw, cfg, job, bounds.as_ref(), estimate).await?;
+    shared.rows_estimate.store(sized, Ordering::Relaxed);
     let _ = raw.disconnect().await;
     let ck = qualified(&cfg.database, &cfg.checkpoint_table());
     let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await?;
@@ -201,7 +189,7 @@ async fn record_start(
     )
     .await?;
     record_slices(&mut tx, &ck, &slices).await?;
-    checkpoint::record_start(&mut tx, &cfg.database, &cfg.checkpoint_table(), (&start.gtid_set, &start.file, start.pos), estimate).await?;
+    checkpoint::record_start(&mut tx, &cfg.database, &cfg.checkpoint_table(), (&start.gtid_set, &start.file, start.pos), sized).await?;
     tx.commit().await.wrap_err("recording the copy range and start position")?;
     hooks.fire(Hook::OnRowcountComplete, &[], &shared.snapshot(0)).await.map_err(|e| e.with_resume(cfg))?;
     if bounds.is_none() {
@@ -211,6 +199,30 @@ async fn record_start(
         tracing::info!("copying with {} workers, one per slice of the key range (--copy-threads)", slices.len());
     }
     Ok((start, slices))
+}
+
+/// A new copy's slices (see `copy::parallel`), and the row count they were sized by: the estimate, or when that is
+/// below what the slices need (the optimiser's estimate can be stale: MySQL says 0 right after a bulk load), the
+/// rows counted up to that many.
+async fn plan_slices(
+    raw: &mut mysql_async::Conn,
+    cfg: &MigrationConfig,
+    job: &CopyJob,
+    bounds: Option<&(Vec<mysql_async::Value>, Vec<mysql_async::Value>)>,
+    estimate: u64,
+) -> Result<(u64, Vec<Slice>)> {
+    let Some(bounds) = bounds else {
+        return Ok((estimate, vec![Slice { row: checkpoint::COPY.to_string(), complete: true, ..Slice::default() }]));
+    };
+    let threads = parallel::threads(cfg.copy_threads);
+    let needed = parallel::rows_for(threads, cfg.run.chunk_size);
+    let sized = match threads > 1 && estimate < needed {
+        true => estimate.max(job.count_up_to(raw, needed).await?),
+        false => estimate,
+    };
+    let count = parallel::slice_count(threads, sized, cfg.run.chunk_size);
+    let points = parallel::split_points(job, raw, bounds, sized, count).await?;
+    Ok((sized, parallel::slices(points, bounds.1.clone())))
 }
 
 /// The rows of the slices after the first (`copy#2`, ...): each starts after its lower split point.
