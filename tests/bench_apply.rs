@@ -10,10 +10,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{bail, ensure, Result};
-use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Server};
+use common::{each_flavor, seed_app_table, table_checksum, test_config, wait_phase, Flavor, Server};
 use mysql_async::prelude::Queryable;
 use revenant::engine::pipeline::migrate::{self, Outcome};
-use revenant::engine::{Command, Phase};
+use revenant::engine::{Command, EngineHandle, Phase};
+use tokio::task::JoinHandle;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -32,17 +33,22 @@ async fn burst(server: &Server, rows: u64, events: u64) -> Result<u64> {
     Ok(done)
 }
 
+/// A server with `app.items` of `rows` rows, its migration (`ADD COLUMN f INT`, chunks of 1000) started.
+async fn seeded_migration(flavor: Flavor, rows: u64) -> Result<(Server, EngineHandle, JoinHandle<Result<Outcome>>)> {
+    let server = Server::start(flavor).await?;
+    seed_app_table(&server, "items", u32::try_from(rows)?).await?;
+    let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
+    cfg.run.chunk_size = 1000;
+    let (handle, join) = migrate::start(cfg);
+    Ok((server, handle, join))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: scripts/bench-apply"]
 async fn applier_drain_rate() {
     each_flavor(|flavor| async move {
-        let rows = env_u64("BENCH_APPLY_ROWS", 200_000);
-        let events = env_u64("BENCH_APPLY_EVENTS", 500_000);
-        let server = Server::start(flavor).await?;
-        seed_app_table(&server, "items", u32::try_from(rows)?).await?;
-        let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
-        cfg.run.chunk_size = 1000;
-        let (handle, join) = migrate::start(cfg);
+        let (rows, events) = (env_u64("BENCH_APPLY_ROWS", 200_000), env_u64("BENCH_APPLY_EVENTS", 500_000));
+        let (server, handle, join) = seeded_migration(flavor, rows).await?;
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(600)).await?;
         ensure!(handle.send(Command::Pause).await.ok, "pause refused");
         let before = handle.snapshot().binlog.events_applied;
@@ -92,13 +98,8 @@ async fn applier_drain_rate() {
 #[ignore = "a benchmark: scripts/bench-apply"]
 async fn applier_rate_while_copying() {
     each_flavor(|flavor| async move {
-        let rows = env_u64("BENCH_APPLY_COPY_ROWS", 1_000_000);
-        let events = env_u64("BENCH_APPLY_EVENTS", 500_000);
-        let server = Server::start(flavor).await?;
-        seed_app_table(&server, "items", u32::try_from(rows)?).await?;
-        let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
-        cfg.run.chunk_size = 1000;
-        let (handle, join) = migrate::start(cfg);
+        let (rows, events) = (env_u64("BENCH_APPLY_COPY_ROWS", 1_000_000), env_u64("BENCH_APPLY_EVENTS", 500_000));
+        let (server, handle, join) = seeded_migration(flavor, rows).await?;
         wait_phase(&handle, Phase::Copy, Duration::from_secs(120)).await?;
         // (seconds, events applied, rows copied) while in the copy phase, from the first applied event on.
         let sampling = async {

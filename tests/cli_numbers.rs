@@ -60,6 +60,8 @@ async fn out_of_range_numbers_are_refused_by_name_before_anything_changes() {
             (vec!["--chunk-time-millis", MAX], "--chunk-time-millis"),
             (vec!["--heartbeat-interval-millis", MAX], "--heartbeat-interval-millis"),
             (vec!["--checkpoint-seconds", MAX], "--checkpoint-seconds"),
+            (vec!["--copy-threads", "0"], "--copy-threads"),
+            (vec!["--copy-threads", "65"], "--copy-threads"),
             (vec![cut_over_toml.as_str()], "--cut-over-lock-timeout-seconds"),
             (vec![hibernate_toml.as_str()], "--critical-load-hibernate-seconds"),
             (vec![negative_toml.as_str()], "--hook-timeout-seconds"),

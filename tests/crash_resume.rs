@@ -95,19 +95,9 @@ async fn kill_dash_nine_at_random_moments_then_resume() {
             phases_killed.push(phase);
         }
         // The last run: let it reach the postponed cut-over, stop the writer, release the cut-over.
-        let mut child = revenant(&server, "crash", &fx, &["--resume"]).spawn()?;
-        let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
-        let ops = writer.stop().await?;
-        if let Err(e) = ready {
-            let _ = child.kill();
-            bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
-        }
+        let (child, ops) = resume_until_ready(&server, &fx, writer, kills).await?;
         tokio::time::sleep(Duration::from_millis(800)).await;
-        std::fs::remove_file(&fx.postpone)?;
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("final run failed: {status}\n{}", stderr_of(&mut child));
-        }
+        release_cut_over(&fx, child)?;
         let mut c = server.conn().await?;
         let cols = ["id", "a", "b", "c", "d"];
         let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
@@ -152,21 +142,11 @@ async fn parallel_copy_killed_at_random_moments_resumes_every_slice() {
                 bail!("run {k} finished before it was killed");
             }
         }
-        let mut child = revenant(&server, "crash", &fx, &["--resume"]).spawn()?;
-        let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
-        let ops = writer.stop().await?;
-        if let Err(e) = ready {
-            let _ = child.kill();
-            bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
-        }
+        let (child, ops) = resume_until_ready(&server, &fx, writer, kills).await?;
         let mut c = server.conn().await?;
         let slices: Vec<String> = c.query("SELECT id FROM crash._t_ghk WHERE id LIKE 'copy%' ORDER BY id").await?;
         assert_eq!(slices, ["copy", "copy#2", "copy#3"], "three slices, each with its own watermark row");
-        std::fs::remove_file(&fx.postpone)?;
-        let status = child.wait()?;
-        if !status.success() {
-            bail!("final run failed: {status}\n{}", stderr_of(&mut child));
-        }
+        release_cut_over(&fx, child)?;
         let cols = ["id", "a", "b", "c", "d"];
         let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
         let new = table_checksum(&mut c, "crash", "t", &cols).await?;
@@ -181,6 +161,29 @@ async fn parallel_copy_killed_at_random_moments_resumes_every_slice() {
         Ok(())
     })
     .await;
+}
+
+/// The last run after `kills` kills: resumed until it waits at the postponed cut-over; the writer is stopped then
+/// (its operation count returned).
+async fn resume_until_ready(server: &Server, fx: &Fixture, writer: Writer, kills: usize) -> Result<(Child, u64)> {
+    let mut child = revenant(server, "crash", fx, &["--resume"]).spawn()?;
+    let ready = wait_for_line(&mut child, Duration::from_secs(180), |l| l.contains("\"phase\":\"ready-to-cut-over\""));
+    let ops = writer.stop().await?;
+    if let Err(e) = ready {
+        let _ = child.kill();
+        bail!("never got ready after {kills} kills: {e:#}\n{}", stderr_of(&mut child));
+    }
+    Ok((child, ops))
+}
+
+/// Removes the postpone flag file and waits for the run to finish its cut-over.
+fn release_cut_over(fx: &Fixture, mut child: Child) -> Result<()> {
+    std::fs::remove_file(&fx.postpone)?;
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("final run failed: {status}\n{}", stderr_of(&mut child));
+    }
+    Ok(())
 }
 
 async fn seed_table(server: &Server) -> Result<()> {

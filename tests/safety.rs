@@ -301,7 +301,9 @@ async fn flag_files_of_another_user_neither_throttle_nor_stop_a_running_migratio
         use revenant::engine::Phase;
         use std::time::Duration;
         let server = Server::start(flavor).await?;
-        common::seed_app_table(&server, "items", 3_000).await?;
+        // Enough rows that the copy (nice ratio 20) lasts a few seconds: with two copy workers 3,000 rows were
+        // copied between two status snapshots, and the wait for the copy phase missed it.
+        common::seed_app_table(&server, "items", 30_000).await?;
         let d = scratch(&format!("running-flags-{flavor}"));
         let (hold, panic) = (d.join("throttle.flag"), d.join("panic.flag"));
         let mut cfg = common::test_config(&server, "app", "items", "ADD COLUMN c INT");

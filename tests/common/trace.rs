@@ -127,3 +127,8 @@ fn check_slice(prev: &RunTrace, next: &RunTrace, slice: usize, start: &str) -> R
     }
     Ok(usize::from(*next_start == last_committed && !in_flight.is_empty()))
 }
+
+/// The most copy slices any run traced (1 for a copy of one slice): the redo bound is one chunk per slice.
+pub fn slice_count(runs: &[RunTrace]) -> usize {
+    runs.iter().map(|r| r.slice_starts.len()).max().unwrap_or(1).max(1)
+}

@@ -63,6 +63,15 @@ pub struct CrossServer {
     pub hold: Duration,
 }
 
+/// How a copy is paced and stopped: the chunk time it adapts to, how long a failing chunk is retried, and the
+/// token that cancels it.
+#[derive(Debug, Clone)]
+pub struct CopyControl {
+    pub chunk_target: Duration,
+    pub retry_for: Duration,
+    pub cancel: CancellationToken,
+}
+
 /// Which worker of a copy a run is: slice `index` of `count` (see `parallel`). A lone worker finishes the copy
 /// itself; one of several leaves that to `parallel`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,35 +195,17 @@ impl CopyJob {
     }
 
     /// Copies until done, cancelled, or an error; `range` is updated as chunks commit.
-    pub async fn run(
-        &self,
-        conn_opts: &mysql_async::Opts,
-        range: &mut CopyRange,
-        shared: Arc<Shared>,
-        target_chunk_time: Duration,
-        retry_for: Duration,
-        cancel: CancellationToken,
-    ) -> Result<bool> {
-        self.run_with(conn_opts, None, Slot::ONLY, range, shared, target_chunk_time, retry_for, cancel).await
+    pub async fn run(&self, conn_opts: &mysql_async::Opts, range: &mut CopyRange, shared: Arc<Shared>, control: &CopyControl) -> Result<bool> {
+        self.run_with(conn_opts, None, Slot::ONLY, range, shared, control).await
     }
 
     /// One worker of a parallel copy (see `parallel`): its slice `range`, its own chunk size, its watermark row
     /// (`self.checkpoint_row`); the copy is complete once every worker returned true.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run_slice(
-        &self,
-        conn_opts: &mysql_async::Opts,
-        slot: Slot,
-        range: &mut CopyRange,
-        shared: Arc<Shared>,
-        target_chunk_time: Duration,
-        retry_for: Duration,
-        cancel: CancellationToken,
-    ) -> Result<bool> {
+    pub async fn run_slice(&self, conn_opts: &mysql_async::Opts, slot: Slot, range: &mut CopyRange, shared: Arc<Shared>, control: &CopyControl) -> Result<bool> {
         if let Some(log) = &self.deletes {
             log.join(slot.index);
         }
-        let done = self.run_with(conn_opts, None, slot, range, shared, target_chunk_time, retry_for, cancel).await;
+        let done = self.run_with(conn_opts, None, slot, range, shared, control).await;
         if let Some(log) = &self.deletes {
             log.leave(slot.index);
         }
@@ -223,21 +214,10 @@ impl CopyJob {
 
     /// Like [`run`](Self::run), but reads on the source server and writes the rows (and the checkpoint, which lives
     /// with them) on another server: see [`CrossServer`].
-    #[allow(clippy::too_many_arguments)]
-    pub async fn run_across(
-        &self,
-        source_opts: &mysql_async::Opts,
-        across: CrossServer,
-        range: &mut CopyRange,
-        shared: Arc<Shared>,
-        target_chunk_time: Duration,
-        retry_for: Duration,
-        cancel: CancellationToken,
-    ) -> Result<bool> {
-        self.run_with(source_opts, Some(across), Slot::ONLY, range, shared, target_chunk_time, retry_for, cancel).await
+    pub async fn run_across(&self, source_opts: &mysql_async::Opts, across: CrossServer, range: &mut CopyRange, shared: Arc<Shared>, control: &CopyControl) -> Result<bool> {
+        self.run_with(source_opts, Some(across), Slot::ONLY, range, shared, control).await
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn run_with(
         &self,
         conn_opts: &mysql_async::Opts,
@@ -245,10 +225,10 @@ impl CopyJob {
         slot: Slot,
         range: &mut CopyRange,
         shared: Arc<Shared>,
-        target_chunk_time: Duration,
-        retry_for: Duration,
-        cancel: CancellationToken,
+        control: &CopyControl,
     ) -> Result<bool> {
+        let CopyControl { chunk_target: target_chunk_time, retry_for, cancel } = control;
+        let (target_chunk_time, retry_for) = (*target_chunk_time, *retry_for);
         let mut conn = crate::engine::apply::applier::writer_conn(conn_opts, self.writes).await?;
         let mut target_conn = match &across {
             Some(a) => Some(crate::engine::apply::applier::writer_conn(&a.target_opts, self.writes).await.wrap_err("connecting to the target server")?),

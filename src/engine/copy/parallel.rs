@@ -14,11 +14,9 @@ use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::Value;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use crate::engine::checkpoint;
-use crate::engine::copy::copier::{CopyJob, CopyRange, Slot};
+use crate::engine::copy::copier::{CopyControl, CopyJob, CopyRange, Slot};
 use crate::engine::shared::Shared;
 
 /// A slice gets at least this many chunks of the starting chunk size: a smaller table is copied by fewer workers.
@@ -118,26 +116,20 @@ pub fn slices(points: Vec<Vec<Value>>, last: Vec<Value>) -> Vec<Slice> {
         .collect()
 }
 
-/// What a parallel copy needs besides its job and slices.
-pub struct Control {
-    pub chunk_target: Duration,
-    pub retry_for: Duration,
-    pub cancel: CancellationToken,
-}
-
 /// Copies every incomplete slice at once, one worker each, until all are done (true), the run is cancelled
 /// (false), or a worker fails (its error; the others stop at their next chunk, each slice's watermark committed).
 /// The copy is complete (and the delete log stops recording) only once every slice is.
-pub async fn run(job: &CopyJob, opts: &mysql_async::Opts, slices: &mut [Slice], shared: Arc<Shared>, control: &Control) -> Result<bool> {
+pub async fn run(job: &CopyJob, opts: &mysql_async::Opts, slices: &mut [Slice], shared: Arc<Shared>, control: &CopyControl) -> Result<bool> {
     let count = slices.len();
     let stop_all = control.cancel.child_token();
+    let each = CopyControl { cancel: stop_all.clone(), ..control.clone() };
     let workers = slices.iter_mut().enumerate().filter(|(_, s)| !s.complete).map(|(index, slice)| {
         let mut worker_job = job.clone();
         worker_job.checkpoint_row = slice.row.clone();
-        let (shared, stop_all) = (shared.clone(), stop_all.clone());
+        let (shared, stop_all, each) = (shared.clone(), stop_all.clone(), &each);
         async move {
             let slot = Slot { index, count };
-            let done = worker_job.run_slice(opts, slot, &mut slice.range, shared, control.chunk_target, control.retry_for, stop_all.clone()).await;
+            let done = worker_job.run_slice(opts, slot, &mut slice.range, shared, each).await;
             match &done {
                 Ok(true) => slice.complete = true,
                 Ok(false) => {}

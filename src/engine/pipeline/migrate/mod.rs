@@ -26,6 +26,7 @@ use crate::engine::apply::applier::CheckpointTarget;
 use crate::engine::checkpoint;
 use crate::engine::config::MigrationConfig;
 use crate::engine::copy::delete_log::DeleteLog;
+use crate::engine::copy::copier::CopyControl;
 use crate::engine::copy::parallel::{self, Slice};
 use crate::engine::failpoint;
 use crate::engine::hooks::{Hook, Hooks};
@@ -140,10 +141,10 @@ pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut 
             return Err(e.with_resume(cfg));
         }
         let opts = cfg.source.opts();
-        let control = parallel::Control { chunk_target: cfg.run.chunk_target, retry_for: cfg.run.retry_for, cancel: running.tasks_cancel.clone() };
+        let control = CopyControl { chunk_target: cfg.run.chunk_target, retry_for: cfg.run.retry_for, cancel: running.tasks_cancel.clone() };
         let copy_fut = async {
             match slices {
-                [only] => job.run(&opts, &mut only.range, shared.clone(), control.chunk_target, control.retry_for, control.cancel.clone()).await,
+                [only] => job.run(&opts, &mut only.range, shared.clone(), &control).await,
                 _ => parallel::run(job, &opts, slices, shared.clone(), &control).await,
             }
         };

@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::MigrationConfig;
-use crate::engine::copy::copier::{CopyRange, CrossServer};
+use crate::engine::copy::copier::{CopyControl, CopyRange, CrossServer};
 use crate::engine::failpoint;
 use crate::engine::hooks::Hook;
 use crate::engine::pipeline::driver::{Flow, Run};
@@ -440,7 +440,8 @@ async fn copy_table(cfg: &MoveTablesConfig, ctx: &RunContext, running: &mut Runn
     shared.copy_complete.store(false, Ordering::Relaxed);
     let across = CrossServer { target_opts: cfg.target.opts(), hold: cfg.copy_hold };
     let source_opts = cfg.source.opts();
-    let copy = job.run_across(&source_opts, across, &mut range, shared.clone(), cfg.run.chunk_target, cfg.run.retry_for, running.tasks_cancel.clone());
+    let control = CopyControl { chunk_target: cfg.run.chunk_target, retry_for: cfg.run.retry_for, cancel: running.tasks_cancel.clone() };
+    let copy = job.run_across(&source_opts, across, &mut range, shared.clone(), &control);
     tokio::pin!(copy);
     let mut tick = tokio::time::interval(Duration::from_millis(200));
     let result = loop {
