@@ -43,6 +43,20 @@ async fn seeded_migration(flavor: Flavor, rows: u64) -> Result<(Server, EngineHa
     Ok((server, handle, join))
 }
 
+/// Approves the cut-over, waits for the run to end, and checks the oracle: a fast figure from a wrong result is
+/// never printed.
+async fn cut_over_and_compare(server: &Server, handle: &EngineHandle, join: JoinHandle<Result<Outcome>>) -> Result<()> {
+    let reply = handle.send(Command::CutOver).await;
+    ensure!(reply.ok, "cut-over refused: {}", reply.message);
+    let outcome = tokio::time::timeout(Duration::from_secs(600), join).await???;
+    ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
+    let mut c = server.conn().await?;
+    let cols = ["id", "a", "b"];
+    let (old, new) = (table_checksum(&mut c, "app", "_items_del", &cols).await?, table_checksum(&mut c, "app", "items", &cols).await?);
+    ensure!(old == new, "the tables differ after the burst: {old:?} vs {new:?}");
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: scripts/bench-apply"]
 async fn applier_drain_rate() {
@@ -72,14 +86,7 @@ async fn applier_drain_rate() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let drain_s = start.elapsed().as_secs_f64();
-        let reply = handle.send(Command::CutOver).await;
-        ensure!(reply.ok, "cut-over refused: {}", reply.message);
-        let outcome = tokio::time::timeout(Duration::from_secs(600), join).await???;
-        ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
-        let mut c = server.conn().await?;
-        let cols = ["id", "a", "b"];
-        let (old, new) = (table_checksum(&mut c, "app", "_items_del", &cols).await?, table_checksum(&mut c, "app", "items", &cols).await?);
-        ensure!(old == new, "the tables differ after the burst: {old:?} vs {new:?}");
+        cut_over_and_compare(&server, &handle, join).await?;
         println!(
             "BENCH {flavor} rows={rows} events={changed} burst_s={burst_s:.2} drain_s={drain_s:.2} events_per_s={:.0} server_events_per_s={:.0} peak_backlog={peak_backlog}",
             changed as f64 / drain_s.max(0.001),
@@ -124,14 +131,7 @@ async fn applier_rate_while_copying() {
         let (changed, samples) = tokio::join!(burst(&server, rows, events), sampling);
         let (changed, (samples, peak_backlog)) = (changed?, samples?);
         wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(1800)).await?;
-        let reply = handle.send(Command::CutOver).await;
-        ensure!(reply.ok, "cut-over refused: {}", reply.message);
-        let outcome = tokio::time::timeout(Duration::from_secs(600), join).await???;
-        ensure!(matches!(outcome, Outcome::Done { .. }), "outcome {outcome:?}");
-        let mut c = server.conn().await?;
-        let cols = ["id", "a", "b"];
-        let (old, new) = (table_checksum(&mut c, "app", "_items_del", &cols).await?, table_checksum(&mut c, "app", "items", &cols).await?);
-        ensure!(old == new, "the tables differ after the burst: {old:?} vs {new:?}");
+        cut_over_and_compare(&server, &handle, join).await?;
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else { bail!("no event was applied during the copy") };
         let dt = (last.0 - first.0).max(0.001);
         println!(
