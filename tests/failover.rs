@@ -52,6 +52,17 @@ fn copied(l: &str, rows: u64) -> bool {
     v["phase"] == "copy" && v["copy"]["rows_copied"].as_u64().is_some_and(|n| n >= rows)
 }
 
+/// A phase after the copy (its status line names it).
+fn past_the_copy(l: &str) -> bool {
+    ["catchup", "verify", "ready-to-cut-over"].iter().any(|p| l.contains(&format!("\"phase\":\"{p}\"")))
+}
+
+/// `rows` copied, or the copy already over: with two copy workers a 60,000-row copy can end between two status
+/// lines (seen in CI), and these tests are about the failover, not about where in the copy it falls.
+fn copied_or_past(l: &str, rows: u64) -> bool {
+    copied(l, rows) || past_the_copy(l)
+}
+
 fn is_copying(l: &str) -> bool {
     copied(l, 1)
 }
@@ -141,7 +152,7 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
         let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
         let mut child = revenant(&primary, "sw", &fx, true, &[&candidates, "--failover-timeout", "3m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
-        lines.wait(Duration::from_secs(90), "3000 rows copied", |l| copied(l, 3000))?;
+        lines.wait(Duration::from_secs(90), "3000 rows copied", |l| copied_or_past(l, 3000))?;
 
         // The switchover: writes stop, the old primary is made read-only, the replica catches up and is promoted.
         let ops_before = writer.stop().await?;
@@ -249,7 +260,7 @@ async fn two_failovers_in_one_run() {
         let candidates = format!("--failover-candidates=127.0.0.1:{},127.0.0.1:{}", b.port, c.port);
         let mut child = revenant(&a, "two", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "2m", "--chunk-size", "100"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
-        lines.wait(Duration::from_secs(90), "2000 rows copied", |l| copied(l, 2000))?;
+        lines.wait(Duration::from_secs(90), "2000 rows copied", |l| copied_or_past(l, 2000))?;
 
         // First failover: A dies, B is promoted, C follows B. (The copy is held first and B let catch up, so that no
         // committed chunk is lost with A: this test is about two adoptions; the first test kills mid-chunk.)
@@ -263,8 +274,7 @@ async fn two_failovers_in_one_run() {
         let on_b = format!("\"adopted_on\":\"127.0.0.1:{}\"", b.port);
         lines.wait(Duration::from_secs(60), "the adoption on B", |l| l.contains(&on_b))?;
         control(&fx, "no-throttle")?;
-        let past = |l: &str| ["catchup", "verify", "ready-to-cut-over"].iter().any(|p| l.contains(&format!("\"phase\":\"{p}\"")));
-        let copied_on_b = lines.wait(Duration::from_secs(60), "more rows copied on B", |l| l.contains(&on_b) && (copied(l, 2500) || past(l)));
+        let copied_on_b = lines.wait(Duration::from_secs(60), "more rows copied on B", |l| l.contains(&on_b) && copied_or_past(l, 2500));
         // Second failover: B dies (mid-copy, or later if the copy already ended), C is promoted.
         control(&fx, "throttle")?;
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -299,10 +309,8 @@ async fn a_candidate_that_lacks_the_checkpoint_is_refused_with_the_reason() {
         let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
         let mut child = revenant(&primary, "lagdb", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "6s", "--max-lag-millis", "600000"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
-        // The copy of 60,000 rows may end between two status lines: past it, the applier's batches (heartbeats)
-        // still move the checkpoint, which is all this test needs.
-        let past = |l: &str| ["catchup", "verify", "ready-to-cut-over"].iter().any(|p| l.contains(&format!("\"phase\":\"{p}\"")));
-        lines.wait(Duration::from_secs(90), "1000 rows copied", |l| copied(l, 1000) || past(l))?;
+        // Past the copy, the applier's batches (heartbeats) still move the checkpoint, which is all this test needs.
+        lines.wait(Duration::from_secs(90), "1000 rows copied", |l| copied_or_past(l, 1000))?;
         // The replica falls behind, then the primary dies and the replica is promoted without what it had not
         // applied (RESET drops its relay log): the checkpoints this run committed since are lost with the primary.
         stop_replication(&replica, true).await?;
@@ -360,7 +368,7 @@ async fn the_same_host_back_after_a_crash_is_adopted_again() {
         let fx = Fixture::new("failover", "back", server.port)?;
         let mut child = revenant(&server, "back", &fx, true, &["--retry-seconds", "2", "--failover-timeout", "2m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
-        lines.wait(Duration::from_secs(90), "2000 rows copied", |l| copied(l, 2000))?;
+        lines.wait(Duration::from_secs(90), "2000 rows copied", |l| copied_or_past(l, 2000))?;
         server.kill9();
         lines.wait(Duration::from_secs(30), "waiting for a new primary", |l| l.contains("\"waiting\":true") && l.contains("unreachable"))?;
         // No candidate but --host itself: once the server is back (crash recovery done) the run continues there.
