@@ -26,6 +26,9 @@ async fn rows_deleted_during_their_chunk_stay_deleted() {
     each_flavor(|flavor| {
         let trace = trace.clone();
         async move {
+            // Rows removed again by the delete check over both runs: the race is timing-dependent, and one run of
+            // the two may miss it (seen once in CI: 0 with one worker, tables identical).
+            let mut raced = 0u64;
             for threads in [1usize, 2] {
                 let db = format!("app{threads}");
                 let _ = std::fs::remove_file(&trace);
@@ -102,11 +105,12 @@ async fn rows_deleted_during_their_chunk_stay_deleted() {
                 );
                 assert_eq!(old, new, "_del_del and del differ after the migration ({deleted} deletes, {reinserted} re-inserts)");
                 assert!(deleted > 200, "the writer deleted only {deleted} rows: the test proves little");
-                if cfg!(feature = "failpoints") {
-                    assert!(removed > 0, "no chunk ever removed a row deleted under it: the race this test is about never happened");
-                }
+                raced += removed;
                 let second_slice = lines.lines().any(|l| l.split_whitespace().nth(1) == Some("chunk-commit#2"));
                 assert_eq!(second_slice, threads > 1, "chunks of a second slice committed exactly when two workers copied");
+            }
+            if cfg!(feature = "failpoints") {
+                assert!(raced > 0, "no chunk ever removed a row deleted under it: the race this test is about never happened");
             }
             Ok(())
         }
