@@ -135,14 +135,6 @@ impl CopyJob {
         Ok(n.unwrap_or(0))
     }
 
-    /// The key of the row at `offset` (0-based) in key order, None past the end (a parallel copy's split point).
-    pub async fn key_at_offset(&self, conn: &mut mysql_async::Conn, offset: u64) -> Result<Option<Vec<Value>>> {
-        let cols = self.key.iter().map(|c| quote_ident(&c.name)).collect::<Vec<_>>().join(", ");
-        let q = format!("SELECT {cols} FROM {} ORDER BY {} LIMIT 1 OFFSET {offset}", self.source(), self.order_by(false));
-        let row: Option<mysql_async::Row> = conn.exec_first(q, ()).await.wrap_err("reading a key at an offset")?;
-        Ok(row.map(|r| r.unwrap()))
-    }
-
     /// WHERE clause and parameters for `lower < key <= upper` (no lower bound: from the start).
     fn range_where(&self, lower: Option<&[Value]>, upper: &[Value]) -> (String, Vec<Value>) {
         let names = self.key_names();
@@ -161,7 +153,7 @@ impl CopyJob {
     }
 
     /// The key that ends the next chunk of `size` rows after `lower`, or None when fewer rows are left.
-    async fn chunk_end(
+    pub(super) async fn chunk_end(
         &self,
         conn: &mut mysql_async::Conn,
         lower: Option<&[Value]>,

@@ -94,8 +94,9 @@ pub async fn split_points(job: &CopyJob, conn: &mut mysql_async::Conn, bounds: &
     }
     let mut points: Vec<Vec<Value>> = Vec::new();
     for k in 1..n as u64 {
+        // The key `offset` rows in, read as a chunk's end is.
         let offset = estimate * k / n as u64;
-        let Some(p) = job.key_at_offset(conn, offset).await.wrap_err("finding where a copy slice begins")? else { break };
+        let Some(p) = job.chunk_end(conn, None, last, offset + 1).await.wrap_err("finding where a copy slice begins")? else { break };
         if &p == last || points.last() == Some(&p) {
             break;
         }
