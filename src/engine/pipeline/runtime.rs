@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::engine::config::RunSettings;
 use crate::engine::hooks::{self, Hook, Hooks};
 use crate::engine::pipeline::commands::{CheckpointLocation, Commands};
 use crate::engine::pipeline::phase::Phase;
@@ -56,6 +57,13 @@ pub(crate) struct Frame {
     pub(crate) resume_command: Option<String>,
     /// Fire gh-ost-on-success / gh-ost-on-failure when the steps end (a move fires its success hook as a step).
     pub(crate) closing_hooks: bool,
+}
+
+impl Frame {
+    /// A run's frame; the status hook's interval and the resume command come from its settings.
+    pub(crate) fn new(shared: Arc<Shared>, hooks: Result<Hooks>, checkpoint: CheckpointLocation, run: &RunSettings, waits_for: &'static str, closing_hooks: bool) -> Frame {
+        Frame { shared, hooks, checkpoint, waits_for, status_hook_interval: run.hooks_status_interval, resume_command: run.resume_command.clone(), closing_hooks }
+    }
 }
 
 /// Starts a run in the background: `steps` get the context and return the outcome.

@@ -27,10 +27,8 @@ impl Followed for Migration {
     type Outcome = Outcome;
 
     fn sides(&self) -> Vec<Side> {
-        let cfg = &self.cfg;
-        let follows = cfg.run.execute && !cfg.failover.timeout.is_zero() && cfg.binlog_source.is_none() && cfg.on_replica.is_none();
-        match follows {
-            true => vec![Side { name: "primary", server: cfg.source.clone(), flags: ("--host", "--port") }],
+        match follows_failovers(&self.cfg) {
+            true => vec![Side { name: "primary", server: self.cfg.source.clone(), flags: ("--host", "--port") }],
             false => Vec::new(),
         }
     }
@@ -82,4 +80,10 @@ impl Followed for Migration {
         state.applied.applied_gtid_set = ctx.shared.with(|i| i.status.checkpoint.gtid_set.clone());
         Outcome::Stopped { state }
     }
+}
+
+/// A migration follows its primary's failovers when it writes, may wait for a new primary, and the primary is the
+/// server it streams from and changes (not in replica mode, nor on a replica).
+fn follows_failovers(cfg: &MigrationConfig) -> bool {
+    cfg.run.execute && !cfg.failover.timeout.is_zero() && cfg.binlog_source.is_none() && cfg.on_replica.is_none()
 }

@@ -97,15 +97,8 @@ pub fn start(cfg: MigrationConfig) -> (EngineHandle, JoinHandle<Result<Outcome>>
             ..Default::default()
         };
     });
-    let frame = Frame {
-        shared,
-        hooks: Hooks::for_migration(&cfg),
-        checkpoint: CheckpointLocation { opts: cfg.source.opts(), database: cfg.database.clone(), table: cfg.checkpoint_table() },
-        waits_for: "the copy is done",
-        status_hook_interval: cfg.run.hooks_status_interval,
-        resume_command: cfg.run.resume_command.clone(),
-        closing_hooks: true,
-    };
+    let checkpoint = CheckpointLocation { opts: cfg.source.opts(), database: cfg.database.clone(), table: cfg.checkpoint_table() };
+    let frame = Frame::new(shared, Hooks::for_migration(&cfg), checkpoint, &cfg.run, "the copy is done", true);
     runtime::spawn(frame, move |ctx: RunContext| async move { crate::engine::pipeline::follow::follow(&mut follow::Migration { cfg }, &ctx).await })
 }
 

@@ -32,46 +32,14 @@ pub(super) struct Migrate<'a> {
     pub(super) cfg: &'a MigrationConfig,
 }
 
-/// What preflight hands to setup.
-pub(super) struct Checked {
-    conn: mysql_async::Conn,
-    lock: RunLock,
-    plan: Plan,
-    resumed: Option<CheckpointState>,
-    artifact_actions: Vec<String>,
-}
-
-/// A set-up migration: its connection, plan, copy job and range, and the running stream and applier.
-pub(super) struct Live {
-    conn: mysql_async::Conn,
-    _lock: RunLock,
-    plan: Plan,
-    job: CopyJob,
-    slices: Vec<Slice>,
-    running: Running,
-    /// The ghost lacks secondary indexes of the new structure: the index step adds them.
-    indexes_missing: bool,
-}
-
 impl Run for Migrate<'_> {
     type Outcome = Outcome;
     type Checked = Checked;
     type Live = Live;
 
     async fn preflight(&mut self, ctx: &RunContext) -> Result<Flow<Checked, Outcome>> {
-        let cfg = self.cfg;
-        let shared = &ctx.shared;
-        fire_refusable(&ctx.hooks, Hook::OnStartup, shared, "the on-startup hook refused the migration; nothing was changed").await?;
-        let mut conn = mysql_async::Conn::new(cfg.source.opts())
-            .await
-            .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
-        if cfg.run.writes.allow_zero_in_date {
-            // The dry run's ALTER on a temporary table and the ghost's run on this connection.
-            crate::engine::sql::allow_zero_dates(&mut conn).await?;
-        }
-        // One migration per table, kept for the whole run (taken before anything is changed).
-        let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
-        let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
+        let (mut conn, lock) = open(self.cfg, ctx).await?;
+        let (cfg, shared) = (self.cfg, &ctx.shared);
         let (decision, resumed) = match cfg.run.resume {
             true => resume::decide(&mut conn, cfg).await?,
             false => (Resume::SetupAgain, None),
@@ -185,6 +153,42 @@ impl Run for Migrate<'_> {
         };
         finish::swapped(&mut live.conn, cfg, &ctx.shared, &mut live.running, report).await
     }
+}
+
+/// What preflight hands to setup.
+pub(super) struct Checked {
+    conn: mysql_async::Conn,
+    lock: RunLock,
+    plan: Plan,
+    resumed: Option<CheckpointState>,
+    artifact_actions: Vec<String>,
+}
+
+/// A set-up migration: its connection, plan, copy job and range, and the running stream and applier.
+pub(super) struct Live {
+    conn: mysql_async::Conn,
+    _lock: RunLock,
+    plan: Plan,
+    job: CopyJob,
+    slices: Vec<Slice>,
+    running: Running,
+    /// The ghost lacks secondary indexes of the new structure: the index step adds them.
+    indexes_missing: bool,
+}
+
+/// The on-startup hook, the connection to the source, and the single-run lock (taken before anything is changed).
+async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::Conn, RunLock)> {
+    fire_refusable(&ctx.hooks, Hook::OnStartup, &ctx.shared, "the on-startup hook refused the migration; nothing was changed").await?;
+    let mut conn = mysql_async::Conn::new(cfg.source.opts())
+        .await
+        .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
+    if cfg.run.writes.allow_zero_in_date {
+        // The dry run's ALTER on a temporary table and the ghost's run on this connection.
+        crate::engine::sql::allow_zero_dates(&mut conn).await?;
+    }
+    let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
+    let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
+    Ok((conn, lock))
 }
 
 /// The test trace's `slice-start <slice> <watermark>` lines of a parallel copy (tests/common/trace.rs reads them).

@@ -252,15 +252,9 @@ pub fn start(cfg: MoveTablesConfig) -> (EngineHandle, JoinHandle<Result<MoveOutc
         };
         i.status.tables = cfg.tables.iter().map(|t| TableProgress { table: t.clone(), ..Default::default() }).collect();
     });
-    let frame = Frame {
-        shared,
-        hooks: hooks_for(&cfg),
-        checkpoint: CheckpointLocation { opts: cfg.target.opts(), database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() },
-        waits_for: "the tables are copied",
-        status_hook_interval: cfg.run.hooks_status_interval,
-        resume_command: cfg.run.resume_command.clone(),
-        closing_hooks: false,
-    };
+    let checkpoint = CheckpointLocation { opts: cfg.target.opts(), database: cfg.target_database.clone(), table: CHECKPOINT_TABLE.to_string() };
+    // A move fires its success hook as a step: no closing hooks.
+    let frame = Frame::new(shared, hooks_for(&cfg), checkpoint, &cfg.run, "the tables are copied", false);
     runtime::spawn(frame, move |ctx: RunContext| async move { crate::engine::pipeline::follow::follow(&mut follow::Moving { cfg }, &ctx).await })
 }
 
