@@ -20,6 +20,11 @@ fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
+/// The applier's writer connections (BENCH_APPLY_THREADS, 1).
+fn writers() -> usize {
+    usize::try_from(env_u64("BENCH_APPLY_THREADS", 1)).unwrap_or(1).max(1)
+}
+
 /// UPDATEs over the whole table, 10,000 rows a transaction, until `events` rows were changed.
 async fn burst(server: &Server, rows: u64, events: u64) -> Result<u64> {
     let mut c = server.conn().await?;
@@ -39,6 +44,7 @@ async fn seeded_migration(flavor: Flavor, rows: u64) -> Result<(Server, EngineHa
     seed_app_table(&server, "items", u32::try_from(rows)?).await?;
     let mut cfg = test_config(&server, "app", "items", "ADD COLUMN f INT");
     cfg.run.chunk_size = 1000;
+    cfg.run.apply_threads = writers();
     let (handle, join) = migrate::start(cfg);
     Ok((server, handle, join))
 }
@@ -88,7 +94,8 @@ async fn applier_drain_rate() {
         let drain_s = start.elapsed().as_secs_f64();
         cut_over_and_compare(&server, &handle, join).await?;
         println!(
-            "BENCH {flavor} rows={rows} events={changed} burst_s={burst_s:.2} drain_s={drain_s:.2} events_per_s={:.0} server_events_per_s={:.0} peak_backlog={peak_backlog}",
+            "BENCH {flavor} writers={} rows={rows} events={changed} burst_s={burst_s:.2} drain_s={drain_s:.2} events_per_s={:.0} server_events_per_s={:.0} peak_backlog={peak_backlog}",
+            writers(),
             changed as f64 / drain_s.max(0.001),
             changed as f64 / burst_s.max(0.001)
         );
@@ -135,7 +142,8 @@ async fn applier_rate_while_copying() {
         let (Some(first), Some(last)) = (samples.first(), samples.last()) else { bail!("no event was applied during the copy") };
         let dt = (last.0 - first.0).max(0.001);
         println!(
-            "BENCH {flavor} while-copying rows={rows} events={changed} window_s={dt:.2} applied_in_window={} events_per_s={:.0} copy_rows_per_s={:.0} peak_backlog={peak_backlog}",
+            "BENCH {flavor} while-copying writers={} rows={rows} events={changed} window_s={dt:.2} applied_in_window={} events_per_s={:.0} copy_rows_per_s={:.0} peak_backlog={peak_backlog}",
+            writers(),
             last.1 - first.1,
             (last.1 - first.1) as f64 / dt,
             (last.2 - first.2) as f64 / dt

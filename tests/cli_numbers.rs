@@ -62,6 +62,9 @@ async fn out_of_range_numbers_are_refused_by_name_before_anything_changes() {
             (vec!["--checkpoint-seconds", MAX], "--checkpoint-seconds"),
             (vec!["--copy-threads", "0"], "--copy-threads"),
             (vec!["--copy-threads", "65"], "--copy-threads"),
+            (vec!["--apply-threads", "0"], "--apply-threads"),
+            (vec!["--mysql-timeout=-1"], "--mysql-timeout"),
+            (vec!["--mysql-timeout", "3601"], "--mysql-timeout"),
             (vec![cut_over_toml.as_str()], "--cut-over-lock-timeout-seconds"),
             (vec![hibernate_toml.as_str()], "--critical-load-hibernate-seconds"),
             (vec![negative_toml.as_str()], "--hook-timeout-seconds"),
@@ -85,4 +88,26 @@ async fn out_of_range_numbers_are_refused_by_name_before_anything_changes() {
         Ok(())
     })
     .await;
+}
+
+/// `--mysql-timeout`: a server that takes the TCP connection and never answers (a listener nobody accepts on) is
+/// given up on after the timeout, as a lost connection (retried for --retry-seconds), and the run ends by itself
+/// naming the flag; nothing is written anywhere. Without the flag the same run would wait for the handshake.
+#[test]
+fn a_server_that_never_answers_is_given_up_on_after_the_mysql_timeout() -> color_eyre::Result<()> {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port().to_string();
+    let mut p = Proc::new(env!("CARGO_BIN_EXE_revenant"));
+    p.args(["migrate", "--host", "127.0.0.1", "--port", &port, "--user", "root", "--headless"])
+        .args(["--database", "shop", "--table", "orders", "--alter", "ADD COLUMN w INT"])
+        .args(["--mysql-timeout", "1.5", "--retry-seconds", "1"])
+        .env_remove("MYSQL_PWD");
+    let started = Instant::now();
+    let (code, all) = run_bounded(p, Duration::from_secs(90))?;
+    let took = started.elapsed();
+    color_eyre::eyre::ensure!(code.is_some_and(|c| c != 0), "exit {code:?}: {all}");
+    color_eyre::eyre::ensure!(all.contains("within --mysql-timeout (1.5 s)"), "the error does not name the timeout: {all}");
+    color_eyre::eyre::ensure!(took >= Duration::from_millis(1500), "gave up after {took:?}, before the timeout");
+    drop(silent);
+    Ok(())
 }

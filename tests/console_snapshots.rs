@@ -72,6 +72,7 @@ fn copy_in_progress() -> Status {
             backlog: 12,
             backlog_capacity: 1000,
             streaming: true,
+            apply_writers: 1,
         },
         throttle: ThrottleStatus { throttled: false, reason: String::new(), signals: signals(false) },
         eta: Eta::Time(840.0),
@@ -274,13 +275,15 @@ fn snapshot_copy_in_progress() {
     snap_both("copy_in_progress", &state(), &copy_in_progress());
 }
 
-/// A parallel copy shows its workers beside the chunk size.
+/// A parallel copy shows its workers beside the chunk size, a parallel apply its writers beside the backlog.
 #[test]
 fn snapshot_parallel_copy() {
     let mut s = copy_in_progress();
     s.copy.slices = 3;
+    s.binlog.apply_writers = 2;
     let screen = draw(&state(), &s, 120, 40);
     assert!(screen.contains("workers 3"), "{screen}");
+    assert!(screen.contains("writers 2"), "{screen}");
     insta::assert_snapshot!("parallel_copy_120x40", screen);
 }
 

@@ -163,6 +163,57 @@ async fn parallel_copy_killed_at_random_moments_resumes_every_slice() {
     .await;
 }
 
+/// The parallel apply (`--apply-threads 3`, batches of 20 row events): kill -9 at random moments while a writer's
+/// changes are applied (catch-up and the postponed cut-over), resume each time. Every resumed run streams from
+/// between the last batch all writers committed and the one begun after it (at most one batch applied again:
+/// `check_bound`), the last resume runs with the default writers (the position rows are spread to their number),
+/// and the tables end identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parallel_apply_killed_at_random_moments_redoes_at_most_one_batch() {
+    each_flavor(|flavor| async move {
+        let kills = 8;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(20261208);
+        let server = Server::start(flavor).await?;
+        seed(&server, "crash", 20_000).await?;
+        let fx = Fixture::new("crash", "apply", server.port)?;
+        std::fs::write(&fx.postpone, b"")?;
+        let writer = Writer::start(&server, "crash", "t", &["a", "b", "c", "d"], true).await?;
+        for k in 0..kills {
+            let resume: &[&str] = if k == 0 { &[] } else { &["--resume"] };
+            let mut child = revenant(&server, "crash", &fx, &[&["--apply-threads", "3", "--dml-batch-size", "20"], resume].concat()).spawn()?;
+            let _ = wait_for_line(&mut child, Duration::from_secs(120), |l| {
+                l.contains("\"phase\":\"catch-up\"") || l.contains("\"phase\":\"ready-to-cut-over\"")
+            });
+            std::thread::sleep(Duration::from_millis(rng.gen_range(0..1500)));
+            child.kill()?;
+            if child.wait()?.success() {
+                bail!("run {k} finished before it was killed");
+            }
+        }
+        let mut c = server.conn().await?;
+        let rows: Vec<String> = c.query("SELECT id FROM crash._t_ghk WHERE id LIKE 'apply%' ORDER BY id").await?;
+        assert_eq!(rows, ["apply", "apply#2", "apply#3"], "one position row per writer");
+        let (child, ops) = resume_until_ready(&server, &fx, writer, kills).await?;
+        let rows: Vec<String> = c.query("SELECT id FROM crash._t_ghk WHERE id LIKE 'apply%' ORDER BY id").await?;
+        let writers = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4);
+        assert_eq!(rows.len(), writers, "the rows were spread to the default writers: {rows:?}");
+        release_cut_over(&fx, child)?;
+        let cols = ["id", "a", "b", "c", "d"];
+        let old = table_checksum(&mut c, "crash", "_t_del", &cols).await?;
+        let new = table_checksum(&mut c, "crash", "t", &cols).await?;
+        assert_eq!(old, new, "rows differ after {kills} kills of a parallel apply ({ops} writer ops)");
+        let runs = read_trace(&fx.trace);
+        let (resumes, _) = check_bound(&runs, flavor == common::Flavor::MariaDb)?;
+        let batches: usize = runs.iter().map(|r| r.batches.len()).sum();
+        let apart = runs.windows(2).filter(|w| w[0].batches_begun.last().is_some_and(|b| w[0].batches.last() != Some(b))).count();
+        assert!(resumes * 2 >= kills, "only {resumes} of {kills} runs got past their start-up before the kill");
+        assert!(batches > 100, "only {batches} batches were applied");
+        eprintln!("[{flavor}] parallel apply: {kills} kills, {resumes} resumes, {batches} batches, {apart} kills with a batch in flight; {ops} writer ops; {} rows", old.0);
+        Ok(())
+    })
+    .await;
+}
+
 /// The last run after `kills` kills: resumed until it waits at the postponed cut-over; the writer is stopped then
 /// (its operation count returned).
 async fn resume_until_ready(server: &Server, fx: &Fixture, writer: Writer, kills: usize) -> Result<(Child, u64)> {

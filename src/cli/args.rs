@@ -88,6 +88,11 @@ pub struct CopyArgs {
     #[arg(long, default_value_t = 500)] pub chunk_time_millis: u64,
     /// Row events applied per transaction (at most).
     #[arg(long, default_value_t = 1000)] pub dml_batch_size: u64,
+    /// Apply the binary log over N connections at once: each batch's row changes are split by key (a row's changes
+    /// always on one connection, in order), each connection commits its part with its own position row in the
+    /// checkpoint, and a resume continues from the least of them (a kill -9 redoes at most one batch). Default:
+    /// this machine's cores, at most 4.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))] pub apply_threads: Option<u16>,
     /// Stop before the cut-over when copying a chunk raises a warning: a value the new definition cannot hold as
     /// it is (cut, out of range, not in the character set, NULL into NOT NULL) or a duplicate on a unique key the
     /// ALTER adds. ON BY DEFAULT here (gh-ost's is off); --panic-on-warnings=false logs it and copies the changed value.
@@ -178,6 +183,10 @@ pub struct RunArgs {
     #[arg(long)] pub resume: bool,
     /// How long to retry after lost connections or server restarts before stopping resumably.
     #[arg(long, default_value_t = 60)] pub retry_seconds: u64,
+    /// gh-ost's connect, read and write timeout (seconds, fractions allowed; 0 or absent: none): a connection
+    /// attempt gives up after it (a lost connection, retried for --retry-seconds), and every session gets it as
+    /// net_read_timeout / net_write_timeout (whole seconds, at least 1). Running queries are not cut short.
+    #[arg(long, value_name = "SECONDS")] pub mysql_timeout: Option<f64>,
 }
 
 /// The flag groups `migrate` and `move-tables` share.

@@ -12,13 +12,9 @@ use color_eyre::Section;
 pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("master-password", true, "the primary is reached with --host's password sources (--conf, MYSQL_PWD, --ask-pass): leave the flag out"),
     ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
-    ("aliyun-rds", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
-    ("gcp", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
-    ("azure", false, "cloud-specific modes are not implemented; on a managed server, run against its primary endpoint without this flag"),
     ("allow-nullable-unique-key", false, "revenant copies only by the primary key or a NOT NULL unique key: add one (or make the key's columns NOT NULL)"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
-    ("mysql-timeout", true, "revenant retries lost connections for --retry-seconds, then stops resumably: use --retry-seconds"),
     ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
     ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
 ];
@@ -56,6 +52,14 @@ pub struct GhostCompatArgs {
     #[arg(long, value_name = "SECONDS")] pub exponential_backoff_max_interval: Option<u64>,
     /// Accepted: revenant does not compare the server's reported port with --port.
     #[arg(long)] pub skip_port_validation: bool,
+    /// Accepted: gh-ost's Aliyun RDS mode skips checks a managed server fails (its reported port, restarting
+    /// replication); revenant makes neither. On a managed replica, name the primary with --assume-master-host.
+    #[arg(long)] pub aliyun_rds: bool,
+    /// Accepted: as --aliyun-rds, for Google Cloud SQL (1st generation).
+    #[arg(long)] pub gcp: bool,
+    /// Accepted: as --aliyun-rds, for Azure Database for MySQL (its replicas need --assume-master-host and
+    /// --master-user: the primary's user name differs).
+    #[arg(long)] pub azure: bool,
     /// Accepted: foreign keys are still checked (it is quick), and tables with them are refused.
     #[arg(long)] pub skip_foreign_key_checks: bool,
     /// Accepted: lag is measured with heartbeats (gh-ost ignores this deprecated flag too).

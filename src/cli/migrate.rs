@@ -143,7 +143,7 @@ async fn check_state_dump(path: &PathBuf, cfg: &MigrationConfig) -> Result<()> {
     let text = std::fs::read_to_string(path).wrap_err_with(|| format!("reading --resume-state {}", path.display()))?;
     let dump: StateDump = serde_json::from_str(text.trim())
         .map_err(|e| eyre!("--resume-state {} is not a revenant state dump: {e}", path.display()))?;
-    let mut conn = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to check the state dump")?;
+    let mut conn = crate::engine::connection::connect(cfg.source.opts()).await.wrap_err("connecting to check the state dump")?;
     let st = crate::engine::checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table())
         .await?
         .ok_or_else(|| eyre!("the state dump names a migration, but {}.{} has no checkpoint", cfg.database, cfg.checkpoint_table()))?;

@@ -63,6 +63,7 @@ pub(crate) fn apply_shared(a: &SharedArgs, source_port: u16, cfg: &mut RunSettin
     cfg.chunk_size = copy.chunk_size;
     cfg.chunk_target = Duration::from_millis(within("chunk-time-millis", copy.chunk_time_millis, 0, 3_600_000, "ms")?.max(10));
     cfg.dml_batch_size = copy.dml_batch_size;
+    cfg.apply_threads = copy.apply_threads.map_or_else(crate::engine::apply::applier::default_writers, usize::from);
     cfg.writes = RowWrites { strict: !copy.skip_strict_mode, panic_on_warnings: !copy.no_panic_on_warnings, allow_zero_in_date: copy.allow_zero_in_date };
     cfg.cut_over_lock_timeout = Duration::from_secs(within("cut-over-lock-timeout-seconds", cut.cut_over_lock_timeout_seconds, 0, 3600, "seconds")?.max(1));
     cfg.default_retries = cut.default_retries.max(1);
@@ -77,9 +78,20 @@ pub(crate) fn apply_shared(a: &SharedArgs, source_port: u16, cfg: &mut RunSettin
     cfg.hook_timeout = Duration::from_secs(within("hook-timeout-seconds", hooks.hook_timeout_seconds, 0, 86_400, "seconds")?.max(1));
     cfg.resume = run.resume;
     cfg.retry_for = Duration::from_secs(within("retry-seconds", run.retry_seconds, 0, 604_800, "seconds")?.max(1));
+    cfg.mysql_timeout = mysql_timeout(run.mysql_timeout)?;
+    crate::engine::connection::set_timeout(cfg.mysql_timeout);
     let heartbeat = within("heartbeat-interval-millis", a.throttle.heartbeat_interval_millis, 10, 60_000, "ms")?;
     cfg.heartbeat_interval = Duration::from_millis(heartbeat);
     throttle_settings(&a.throttle, source_port, &mut cfg.throttle)
+}
+
+/// `--mysql-timeout`: 0 to 3600 seconds (0: none).
+fn mysql_timeout(seconds: Option<f64>) -> Result<Option<Duration>> {
+    match seconds {
+        None => Ok(None),
+        Some(s) if s.is_finite() && (0.0..=3600.0).contains(&s) => Ok((s > 0.0).then(|| Duration::from_secs_f64(s))),
+        Some(s) => Err(eyre!("--mysql-timeout {s} is out of range")).suggestion("use 0 to 3600 seconds (0: no timeout); nothing was changed"),
+    }
 }
 
 /// The throttle flags into `cfg`, each checked before anything connects.

@@ -106,6 +106,7 @@ pub fn render(s: &Status) -> String {
     metric("rows_estimate", "gauge", "Estimated (or counted) rows of the original table.", &one(s.copy.rows_estimate as f64));
     metric("copy_rows_per_second", "gauge", "Rows copied per second over the last seconds.", &one(s.copy.rows_per_second));
     metric("copy_slices", "gauge", "Slices of the key range copied at once, one worker each (--copy-threads).", &one(s.copy.slices.max(1) as f64));
+    metric("apply_writers", "gauge", "Connections the binary log is applied over at once (--apply-threads).", &one(s.binlog.apply_writers.max(1) as f64));
     metric("events_applied_total", "counter", "Binlog row events applied to the ghost table.", &one(s.binlog.events_applied as f64));
     metric("apply_events_per_second", "gauge", "Binlog row events applied per second over the last seconds.", &one(s.binlog.events_per_second));
     metric("backlog_events", "gauge", "Binlog events read but not yet applied.", &one(s.binlog.backlog as f64));

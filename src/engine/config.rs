@@ -113,8 +113,13 @@ impl ConnectionConfig {
         if let Some(tls) = &self.tls {
             b = b.ssl_opts(Some(tls.ssl_opts()));
         }
+        let mut init = Vec::new();
         if let Some(domain) = self.gtid_domain_id {
-            b = b.init(vec![format!("SET SESSION gtid_domain_id = {domain}")]);
+            init.push(format!("SET SESSION gtid_domain_id = {domain}"));
+        }
+        init.extend(crate::engine::connection::session_timeouts());
+        if !init.is_empty() {
+            b = b.init(init);
         }
         b.into()
     }
@@ -171,12 +176,16 @@ pub struct RunSettings {
     pub resume: bool,
     /// How long to keep retrying after connection errors before leaving a resumable state.
     pub retry_for: Duration,
+    /// `--mysql-timeout`: connect timeout and the sessions' net read/write timeouts (see `engine::connection`).
+    pub mysql_timeout: Option<Duration>,
     /// The command a user runs to resume (printed when the run stops resumable).
     pub resume_command: Option<String>,
     pub chunk_size: u64,
     /// Adapt the chunk size towards this duration per chunk.
     pub chunk_target: Duration,
     pub dml_batch_size: u64,
+    /// Writer connections of the applier (`--apply-threads`): each batch is split by key over them.
+    pub apply_threads: usize,
     /// Strict mode, warnings and zero dates of the row writers.
     pub writes: RowWrites,
     /// Lock wait timeout of the cut-over's (or the fence's) rename, retried up to `default_retries` times.
@@ -266,6 +275,8 @@ impl Default for RunSettings {
             chunk_size: 1000,
             chunk_target: Duration::from_millis(500),
             dml_batch_size: 1000,
+            apply_threads: 1,
+            mysql_timeout: None,
             writes: RowWrites::default(),
             cut_over_lock_timeout: Duration::from_secs(3),
             default_retries: 60,

@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod checkpoint;
 pub mod config;
+pub mod connection;
 pub mod copy;
 pub mod cutover;
 pub mod failpoint;

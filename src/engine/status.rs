@@ -118,6 +118,8 @@ pub struct BinlogStatus {
     pub backlog_capacity: u64,
     /// Whether the stream is connected right now.
     pub streaming: bool,
+    /// The applier's writer connections (`--apply-threads`): each batch is split by key over them.
+    pub apply_writers: u64,
 }
 
 impl BinlogStatus {

@@ -24,6 +24,8 @@ pub struct RunTrace {
     pub begun_slice: Vec<usize>,
     pub committed_slice: Vec<usize>,
     pub batches: Vec<String>,
+    /// The positions of the batches it began writing (a parallel apply's parts may commit one by one).
+    pub batches_begun: Vec<String>,
 }
 
 impl RunTrace {
@@ -72,6 +74,7 @@ pub fn read_trace(path: &Path) -> Vec<RunTrace> {
                 run.committed_slice.push(slice);
             }
             "batch-commit" => run.batches.push(rest.to_string()),
+            "batch-begin" => run.batches_begun.push(rest.to_string()),
             _ => {}
         }
     }
@@ -80,8 +83,9 @@ pub fn read_trace(path: &Path) -> Vec<RunTrace> {
 
 /// The bound: after a kill or a failover, each copy slice of the resumed run starts from its last committed chunk
 /// (or the one chunk in flight, when the kill came between its commit and its trace line), so at most one chunk
-/// per slice is copied again; and it streams from at least the last committed batch's position, so no committed
-/// batch is applied again. Returns (resumes, chunks copied again over all slices).
+/// per slice is copied again; and it streams from at least the last batch every writer committed, and from at
+/// most the batch begun after it (a parallel apply killed between its parts' commits), so at most one batch is
+/// applied again. Returns (resumes, chunks copied again over all slices).
 pub fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
     let mut redone_chunks = 0;
     let mut resumes = 0;
@@ -95,6 +99,12 @@ pub fn check_bound(runs: &[RunTrace], mariadb: bool) -> Result<(usize, usize)> {
             let committed = GtidSet::parse(mariadb, last_batch)?;
             if !stored.contains(&committed) {
                 bail!("the resumed run streams from {} which is before the committed batch {last_batch}", next.start_gtid);
+            }
+        }
+        if let Some(begun) = prev.batches_begun.last() {
+            let stored = GtidSet::parse(mariadb, &next.start_gtid)?;
+            if !GtidSet::parse(mariadb, begun)?.contains(&stored) {
+                bail!("the resumed run streams from {} which is past the last batch begun, {begun}", next.start_gtid);
             }
         }
         resumes += 1;

@@ -32,7 +32,7 @@ impl LoadCounts {
 /// Writes `rate` statements per second to `orders` until `stop`: half inserts, a third updates, the rest deletes,
 /// updates and deletes by a random id between the table's lowest id and its highest at the start.
 pub async fn run(opts: mysql_async::Opts, rate: u64, stop: CancellationToken, counts: Arc<LoadCounts>) -> Result<()> {
-    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the demo's write load")?;
+    let mut c = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting the demo's write load")?;
     let (lo, hi): (u64, u64) = c.query_first("SELECT COALESCE(MIN(id), 1), COALESCE(MAX(id), 1) FROM orders").await?.unwrap_or((1, 1));
     drop(c);
     let per_writer = (rate / WRITERS).max(1);
@@ -49,7 +49,7 @@ pub async fn run(opts: mysql_async::Opts, rate: u64, stop: CancellationToken, co
 
 /// One connection writing `rate` statements per second.
 async fn writer(opts: mysql_async::Opts, rate: u64, ids: (u64, u64), n: u64, stop: CancellationToken, counts: Arc<LoadCounts>) -> Result<()> {
-    let mut c = mysql_async::Conn::new(opts).await.wrap_err("connecting a demo writer")?;
+    let mut c = crate::engine::connection::connect(opts).await.wrap_err("connecting a demo writer")?;
     let mut rng = StdRng::seed_from_u64(0x5eed + n);
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);

@@ -370,11 +370,12 @@ pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<
     lines.push(kv(
         "events",
         format!(
-            "{} applied  {}/s  backlog {}/{}",
+            "{} applied  {}/s  backlog {}/{}{}",
             fmt_int(b.events_applied),
             fmt_int(b.events_per_second.round() as u64),
             fmt_int(b.backlog),
-            fmt_int(b.backlog_capacity)
+            fmt_int(b.backlog_capacity),
+            if b.apply_writers > 1 { format!("  writers {}", b.apply_writers) } else { String::new() }
         ),
         theme.value,
     ));

@@ -18,13 +18,24 @@
 //!   batch is not reported at all: the wait times out and tries again, never too early).
 //! - move-tables' drain waits for a GTID set in the published position, which parts never move.
 //! - DDL and statement-format DML come as single-query transactions, never in parts.
+//!
+//! Parallel apply (`--apply-threads N`): a batch keeps the last statement of each row (`collapse`) and is split by
+//! a hash of the row's key over N writer connections (`Shards`: a row's changes always go to one writer, in the
+//! source's order). The parts are written at once, each in its own transaction with its writer's position row
+//! (`apply`, `apply#2`, ...), and the next batch starts when every part is committed (a failed part is retried
+//! alone). So the rows differ by one batch at most, and none is ever ahead of what its writer committed. After a
+//! crash the run continues from the least of them (`checkpoint::spread_apply_rows` sets every row to it first):
+//! the writers that had committed the last batch apply it again, which ends as it did (the rows' full images and
+//! deletes by key, in order), so a kill -9 redoes at most one batch. Changes of different rows may commit in
+//! another order than the source's; nobody reads the ghost before the cut-over, and the cut-over, the
+//! verification and the drain wait for a position that is published only once every part before it is committed.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use color_eyre::eyre::{bail, Result, WrapErr};
+use color_eyre::eyre::{bail, eyre, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
 use tokio::sync::watch;
@@ -69,6 +80,7 @@ struct Statements {
     delete: String,
     /// `db.table`, for error messages.
     target: String,
+    shards: Shards,
 }
 
 impl ApplyTarget {
@@ -86,6 +98,7 @@ impl ApplyTarget {
             ),
             delete: format!("DELETE FROM {} WHERE {}", qualified(&self.database, &self.table), conds.join(" AND ")),
             target: format!("{}.{}", self.database, self.table),
+            shards: Shards::for_key(&format!("{}.{}", self.database, self.table), &self.key),
         }
     }
 
@@ -180,6 +193,13 @@ pub struct Applier {
     pub writes: RowWrites,
     /// Runs of REPLACE go as multi-row statements (servers without bulk execution: MySQL; see `multi_row`).
     pub multi_row_values: bool,
+    /// Writer connections: each batch's changes are split by key over them (see "Parallel apply" above).
+    pub writers: usize,
+}
+
+/// The applier's writer connections unless `--apply-threads` says: this machine's cores, at most 4.
+pub fn default_writers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 4)
 }
 
 fn now_micros() -> u64 {
@@ -192,7 +212,7 @@ fn now_micros() -> u64 {
 /// copier reads (INSERT IGNORE; see `copy::warnings`), never a silent conversion. Every warning of a statement is
 /// kept readable (`max_error_count`).
 pub async fn writer_conn(opts: &mysql_async::Opts, writes: RowWrites) -> Result<mysql_async::Conn> {
-    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the applier")?;
+    let mut c = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting the applier")?;
     c.query_drop(format!(
         "SET SESSION time_zone = '+00:00', NAMES binary, SESSION max_error_count = 65535, SESSION sql_mode = '{}'",
         writer_sql_mode(writes)
@@ -214,7 +234,13 @@ pub fn writer_sql_mode(writes: RowWrites) -> &'static str {
 impl Applier {
     /// Applies until the stream ends or `cancel` fires; returns after finishing the batch in flight.
     pub async fn run(self, mut rx: QueueRx, cancel: CancellationToken) -> Result<()> {
-        let mut conn = writer_conn(&self.conn_opts, self.writes).await?;
+        let mut conns = Vec::with_capacity(self.writers.max(1));
+        for _ in 0..self.writers.max(1) {
+            conns.push(writer_conn(&self.conn_opts, self.writes).await?);
+        }
+        let writers = conns.len();
+        self.shared.with(|i| i.status.binlog.apply_writers = writers as u64);
+        checkpoint::spread_apply_rows(&mut conns[0], &self.checkpoint.database, &self.checkpoint.table, writers).await?;
         let stmts: Vec<Option<Statements>> = self.targets.iter().map(|t| t.as_ref().map(|t| t.statements())).collect();
         let apply_sql = checkpoint::apply_update_sql(&self.checkpoint.database, &self.checkpoint.table);
         let mut items: Vec<StreamItem> = Vec::new();
@@ -240,47 +266,80 @@ impl Applier {
                 items.push(item);
             }
             self.shared.backlog.store(rx.len() as u64, Ordering::Relaxed);
-            let started = std::time::Instant::now();
-            let mut attempt = 0u32;
-            loop {
-                match self.apply_batch(&mut conn, &stmts, &apply_sql, &items).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        attempt += 1;
-                        let kind = retry::classify(&e);
-                        if kind == Retry::No || started.elapsed() > self.retry_for || cancel.is_cancelled() {
-                            return Err(e);
-                        }
-                        tracing::debug!("apply batch retry {attempt}: {e:#}");
-                        tokio::time::sleep(retry::backoff(attempt)).await;
-                        if kind == Retry::Reconnect {
-                            match writer_conn(&self.conn_opts, self.writes).await {
-                                Ok(c) => conn = c,
-                                Err(e) => tracing::warn!("applier reconnect failed: {e:#}"),
-                            }
-                        }
+            self.apply_with_retries(&mut conns, &stmts, &apply_sql, &items, &cancel).await?;
+        }
+    }
+
+    /// Applies one batch, retrying after deadlocks and lost connections (reconnecting the writers that lost theirs)
+    /// for `retry_for`; a retry writes only the parts not committed yet.
+    async fn apply_with_retries(&self, conns: &mut [mysql_async::Conn], stmts: &[Option<Statements>], apply_sql: &str, items: &[StreamItem], cancel: &CancellationToken) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut committed = vec![false; conns.len()];
+        let mut attempt = 0u32;
+        loop {
+            let failed = match self.apply_batch(conns, &mut committed, stmts, apply_sql, items).await {
+                Ok(()) => return Ok(()),
+                Err(failed) => failed,
+            };
+            attempt += 1;
+            let kind = retry::classify(&failed.error);
+            if kind == Retry::No || started.elapsed() > self.retry_for || cancel.is_cancelled() {
+                return Err(failed.error);
+            }
+            tracing::debug!("apply batch retry {attempt}: {:#}", failed.error);
+            tokio::time::sleep(retry::backoff(attempt)).await;
+            if kind == Retry::Reconnect {
+                for k in failed.writers {
+                    match writer_conn(&self.conn_opts, self.writes).await {
+                        Ok(c) => conns[k] = c,
+                        Err(e) => tracing::warn!("applier reconnect failed: {e:#}"),
                     }
                 }
             }
         }
     }
 
-    /// One batch in one transaction: the row changes of `items` in order, then the applied position.
-    async fn apply_batch(
-        &self,
-        conn: &mut mysql_async::Conn,
-        stmts: &[Option<Statements>],
-        apply_sql: &str,
-        items: &[StreamItem],
-    ) -> Result<()> {
-        let mut batch = self.collect(stmts, items)?;
+    /// One batch: its row changes (the last per key, see `collapse`) split by key over the writer connections, each
+    /// part in a transaction of its own with that writer's position row, all at once; published when every part is
+    /// committed. `committed` marks the parts already committed by an earlier attempt.
+    async fn apply_batch(&self, conns: &mut [mysql_async::Conn], committed: &mut [bool], stmts: &[Option<Statements>], apply_sql: &str, items: &[StreamItem]) -> std::result::Result<(), Failed> {
+        let mut batch = self.collect(stmts, items).map_err(|error| Failed { writers: Vec::new(), error })?;
+        if let Some(pos) = batch.last_position {
+            crate::engine::failpoint::trace(&format!("batch-begin {}", pos.gtid_set));
+        }
+        let parts = split(collapse(std::mem::take(&mut batch.ops)), conns.len());
+        let batch = &batch;
+        let writes = conns.iter_mut().zip(parts).enumerate().filter(|(k, _)| !committed[*k]).map(|(k, (conn, mut ops))| async move {
+            (k, self.write_part(conn, k, &mut ops, batch, apply_sql).await)
+        });
+        let mut failed = Failed { writers: Vec::new(), error: eyre!("no part failed") };
+        for (k, result) in futures_util::future::join_all(writes).await {
+            match result {
+                Ok(()) => committed[k] = true,
+                Err(e) => {
+                    failed.writers.push(k);
+                    failed.error = e;
+                }
+            }
+        }
+        if !failed.writers.is_empty() {
+            return Err(failed);
+        }
+        self.publish(batch);
+        Ok(())
+    }
+
+    /// Writer `k`'s part of a batch in one transaction: its row changes in order, then its position row. The batch's
+    /// events are counted in writer 0's row.
+    async fn write_part(&self, conn: &mut mysql_async::Conn, k: usize, ops: &mut [Op<'_>], batch: &Batch<'_>, apply_sql: &str) -> Result<()> {
         let mut tx = conn.start_transaction(TxOpts::default()).await.wrap_err("starting an apply batch")?;
-        self.write_runs(&mut tx, &mut batch.ops).await?;
+        self.write_runs(&mut tx, ops).await?;
         // The position after the batch's last whole item: a batch of parts only keeps the stored one, before their
         // source transaction (see the module doc), and counts its events.
         if batch.last_position.is_some() || batch.events > 0 {
             let pos = batch.last_position;
-            let params = (pos.map(|p| p.gtid_set.clone()), pos.map(|p| p.file.clone()), pos.map(|p| p.pos), batch.events, checkpoint::APPLY);
+            let events = if k == 0 { batch.events } else { 0 };
+            let params = (pos.map(|p| p.gtid_set.clone()), pos.map(|p| p.file.clone()), pos.map(|p| p.pos), events, checkpoint::apply_row(k));
             tx.exec_drop(apply_sql, params).await.wrap_err("recording the applied position")?;
         }
         crate::engine::failpoint::hit("apply-before-commit")?;
@@ -292,9 +351,7 @@ impl Applier {
             // A batch that ends between two parts of one source transaction.
             crate::engine::failpoint::hit("apply-part-before-commit")?;
         }
-        tx.commit().await.wrap_err("committing an apply batch")?;
-        self.publish(&batch);
-        Ok(())
+        tx.commit().await.wrap_err("committing an apply batch")
     }
 
     /// The statements of a batch, the changelog rows it carried and the last position it reaches; a DDL on a
@@ -381,13 +438,13 @@ impl Applier {
     async fn write_runs(&self, tx: &mut mysql_async::Transaction<'_>, ops: &mut [Op<'_>]) -> Result<()> {
         let mut start = 0;
         while start < ops.len() {
-            let (stmt, table) = (ops[start].0.clone(), ops[start].1);
-            let first = &ops[start].2;
+            let (stmt, table) = (ops[start].stmt.clone(), ops[start].table);
+            let first = &ops[start].params;
             let end = ops[start..]
                 .iter()
-                .position(|o| o.0 != stmt || !same_param_types(first, &o.2))
+                .position(|o| o.stmt != stmt || !same_param_types(first, &o.params))
                 .map_or(ops.len(), |n| start + n);
-            let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.2)).collect();
+            let params: Vec<Vec<Value>> = ops[start..end].iter_mut().map(|o| std::mem::take(&mut o.params)).collect();
             self.write_run(tx, &stmt, table, params).await?;
             start = end;
         }
@@ -472,8 +529,23 @@ impl Applier {
     }
 }
 
-/// One queued statement: (statement, target table for messages, parameters), in the order of the source's changes.
-type Op<'a> = (Cow<'a, str>, &'a str, Vec<Value>);
+/// One queued statement, in the order of the source's changes.
+struct Op<'a> {
+    stmt: Cow<'a, str>,
+    /// The target table, for messages.
+    table: &'a str,
+    params: Vec<Value>,
+    /// The row it writes: the target table and its key's values (see `row_identity`).
+    row: Vec<u8>,
+    /// Which writer connection writes it (see `Shards`).
+    shard: u64,
+}
+
+/// Why an attempt at a batch failed, and the writers whose parts did not commit.
+struct Failed {
+    writers: Vec<usize>,
+    error: color_eyre::eyre::Report,
+}
 
 /// What one apply batch writes and what it read on the way.
 struct Batch<'a> {
@@ -525,10 +597,19 @@ fn queue_change<'a>(
             Some((stmt, params)) => (Cow::Owned(stmt), params),
             None => (Cow::Borrowed(st.replace.as_str()), target.row_params(after)),
         };
-        match target.holds_enum_error_value(after) {
-            true => ops.push((Cow::Owned(format!("{LENIENT}{stmt}")), &st.target, params)),
-            false => ops.push((stmt, &st.target, params)),
+        let stmt = match target.holds_enum_error_value(after) {
+            true => Cow::Owned(format!("{LENIENT}{stmt}")),
+            false => stmt,
+        };
+        let key = target.key_params(after);
+        ops.push(Op { stmt, table: &st.target, params, row: row_identity(&st.target, &key), shard: st.shards.of(&key) });
+    };
+    let delete = |ops: &mut Vec<Op<'a>>, key: Vec<Value>| {
+        if let Some(log) = &target.deletes {
+            log.record(&key);
         }
+        let (row, shard) = (row_identity(&st.target, &key), st.shards.of(&key));
+        ops.push(Op { stmt: Cow::Borrowed(&st.delete), table: &st.target, params: key, row, shard });
     };
     match change.kind {
         ChangeKind::Insert => {
@@ -538,26 +619,136 @@ fn queue_change<'a>(
         }
         ChangeKind::Delete => {
             if let Some(before) = &change.before {
-                let key = target.key_params(before);
-                if let Some(log) = &target.deletes {
-                    log.record(&key);
-                }
-                ops.push((Cow::Borrowed(&st.delete), &st.target, key));
+                delete(ops, target.key_params(before));
             }
         }
         ChangeKind::Update => {
             if let (Some(before), Some(after)) = (&change.before, &change.after) {
                 let old_key = target.key_params(before);
                 if old_key != target.key_params(after) {
-                    if let Some(log) = &target.deletes {
-                        log.record(&old_key);
-                    }
-                    ops.push((Cow::Borrowed(&st.delete), &st.target, old_key));
+                    delete(ops, old_key);
                 }
                 replace(ops, after);
             }
         }
     }
+}
+
+/// Keeps the last statement of each row (by its exact key bytes) and drops the earlier ones, in order. A row's
+/// last statement leaves it as the batch's last change left it (a REPLACE of the full after image, or its DELETE),
+/// whatever came before. Keys equal only by collation ('a' and 'A') are different rows here: each keeps its own
+/// last statement, in the source's order, and they go to one writer (see `Shards`), so the last of them still wins.
+fn collapse(ops: Vec<Op<'_>>) -> Vec<Op<'_>> {
+    let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+        last.insert(&op.row, i);
+    }
+    let keep: Vec<bool> = ops.iter().enumerate().map(|(i, op)| last.get(op.row.as_slice()) == Some(&i)).collect();
+    ops.into_iter().zip(keep).filter_map(|(op, keep)| keep.then_some(op)).collect()
+}
+
+/// Splits a batch's statements into one list per writer, each in the batch's order.
+fn split(ops: Vec<Op<'_>>, writers: usize) -> Vec<Vec<Op<'_>>> {
+    let mut parts: Vec<Vec<Op<'_>>> = (0..writers.max(1)).map(|_| Vec::new()).collect();
+    let n = parts.len() as u64;
+    for op in ops {
+        parts[(op.shard % n) as usize].push(op);
+    }
+    parts
+}
+
+/// The identity of a row for `collapse`: its table and the exact bytes of its key values.
+fn row_identity(table: &str, key: &[Value]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(table.len() + 16 * key.len());
+    out.extend_from_slice(table.as_bytes());
+    out.push(0);
+    for v in key {
+        value_bytes(v, &mut out);
+    }
+    out
+}
+
+/// Appends an unambiguous encoding of `v` (a tag, then its fields; byte strings with their length).
+fn value_bytes(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::NULL => out.push(0),
+        Value::Bytes(b) => {
+            out.push(1);
+            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        Value::Int(i) => {
+            out.push(2);
+            out.extend_from_slice(&i.to_le_bytes());
+        }
+        Value::UInt(u) => {
+            out.push(3);
+            out.extend_from_slice(&u.to_le_bytes());
+        }
+        Value::Float(f) => {
+            out.push(4);
+            out.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        Value::Double(d) => {
+            out.push(5);
+            out.extend_from_slice(&d.to_bits().to_le_bytes());
+        }
+        Value::Date(y, mo, d, h, mi, s, us) => {
+            out.push(6);
+            out.extend_from_slice(&y.to_le_bytes());
+            out.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
+            out.extend_from_slice(&us.to_le_bytes());
+        }
+        Value::Time(neg, d, h, mi, s, us) => {
+            out.push(7);
+            out.push(u8::from(*neg));
+            out.extend_from_slice(&d.to_le_bytes());
+            out.extend_from_slice(&[*h, *mi, *s]);
+            out.extend_from_slice(&us.to_le_bytes());
+        }
+    }
+}
+
+/// Which writer a row goes to: a hash of its key's values in the columns whose bytes identify the value (integers,
+/// dates, binary strings, ...), never of a text column under a collation or a float, where two different byte
+/// strings can be one key to the server ('a' and 'A ', 0.0 and -0.0): two changes of one row always go to one
+/// writer, in order. A key without such columns sends the whole table to one writer.
+#[derive(Debug, Clone)]
+struct Shards {
+    /// Positions in the key's values that are hashed.
+    exact: Vec<usize>,
+    /// Hash of the table's name: the shard of a key without exact columns, and the seed of the others.
+    table: u64,
+}
+
+impl Shards {
+    fn for_key(table: &str, key: &[(usize, Column, String)]) -> Shards {
+        let exact = key
+            .iter()
+            .enumerate()
+            .filter(|(_, (_, c, _))| !c.is_text() && !matches!(c.data_type.as_str(), "float" | "double" | "real"))
+            .map(|(i, _)| i)
+            .collect();
+        Shards { exact, table: hash_bytes(table.as_bytes()) }
+    }
+
+    fn of(&self, key: &[Value]) -> u64 {
+        if self.exact.is_empty() {
+            return self.table;
+        }
+        let mut bytes = Vec::with_capacity(16 * self.exact.len());
+        for i in &self.exact {
+            if let Some(v) = key.get(*i) {
+                value_bytes(v, &mut bytes);
+            }
+        }
+        self.table ^ hash_bytes(&bytes)
+    }
+}
+
+/// FNV-1a: stable, quick, and spread enough for a writer index.
+fn hash_bytes(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Can `row` go in one batch with `first`? MariaDB's bulk execute sends the parameter types of a batch's first
@@ -588,8 +779,54 @@ fn text(v: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{ddl_touches, same_param_types};
+    use super::{collapse, ddl_touches, row_identity, same_param_types, split, Op, Shards};
+    use crate::engine::plan::schema::Column;
     use mysql_async::Value;
+    use std::borrow::Cow;
+
+    fn column(data_type: &str, charset: Option<&str>) -> Column {
+        Column { name: "k".into(), ordinal: 1, data_type: data_type.into(), column_type: data_type.into(), nullable: false, unsigned: false, charset: charset.map(str::to_string), collation: None, octet_length: None, generated: false, labels: Vec::new(), enum_as_index: false }
+    }
+
+    fn op(stmt: &'static str, key: i64, shards: &Shards) -> Op<'static> {
+        let k = vec![Value::Int(key)];
+        Op { stmt: Cow::Borrowed(stmt), table: "d.t", params: vec![Value::Int(key), Value::Bytes(stmt.into())], row: row_identity("d.t", &k), shard: shards.of(&k) }
+    }
+
+    #[test]
+    fn a_batch_keeps_the_last_statement_of_each_row_in_order() {
+        let shards = Shards::for_key("d.t", &[(0, column("int", None), "id".into())]);
+        let ops = vec![op("R1", 1, &shards), op("R2", 2, &shards), op("D1", 1, &shards), op("R3", 3, &shards), op("R2b", 2, &shards)];
+        let kept: Vec<String> = collapse(ops).iter().map(|o| o.stmt.to_string()).collect();
+        assert_eq!(kept, ["D1", "R3", "R2b"]);
+    }
+
+    #[test]
+    fn a_rows_changes_go_to_one_writer_and_integer_keys_spread() {
+        let shards = Shards::for_key("d.t", &[(0, column("bigint", None), "id".into())]);
+        let ops: Vec<Op<'static>> = (0..400).map(|k| op("R", k % 100, &shards)).collect();
+        let parts = split(ops, 4);
+        for part in &parts {
+            assert!(part.len() > 40, "every writer gets rows: {:?}", parts.iter().map(Vec::len).collect::<Vec<_>>());
+        }
+        for k in 0..100 {
+            let writers = parts.iter().filter(|p| p.iter().any(|o| o.params[0] == Value::Int(k))).count();
+            assert_eq!(writers, 1, "key {k}");
+        }
+    }
+
+    #[test]
+    fn text_and_float_keys_never_split_a_table() {
+        let text = Shards::for_key("d.t", &[(0, column("varchar", Some("utf8mb4")), "name".into())]);
+        assert_eq!(text.of(&[Value::Bytes(b"a".to_vec())]), text.of(&[Value::Bytes(b"A ".to_vec())]));
+        let float = Shards::for_key("d.t", &[(0, column("double", None), "x".into())]);
+        assert_eq!(float.of(&[Value::Double(0.0)]), float.of(&[Value::Double(-0.0)]));
+        // A binary string is its bytes: it spreads; a text column next to an integer one is left out of the hash.
+        let binary = Shards::for_key("d.t", &[(0, column("varbinary", Some("binary")), "b".into())]);
+        assert!((0..50u8).map(|b| binary.of(&[Value::Bytes(vec![b])]) % 2).any(|w| w == 1));
+        let mixed = Shards::for_key("d.t", &[(0, column("int", None), "id".into()), (1, column("char", Some("latin1")), "c".into())]);
+        assert_eq!(mixed.of(&[Value::Int(7), Value::Bytes(b"x".to_vec())]), mixed.of(&[Value::Int(7), Value::Bytes(b"X".to_vec())]));
+    }
 
     #[test]
     fn a_batch_keeps_its_first_rows_parameter_types() {

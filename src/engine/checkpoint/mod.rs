@@ -2,7 +2,10 @@
 //! - `summary`: what is migrated (fingerprints of the ALTER and of the original table), phase, cut-over fields;
 //! - `copy`: the copy watermark (last key copied), written in the same transaction as the chunk it covers; a
 //!   parallel copy adds `copy#2`, `copy#3`, ... (one per slice of the key range, see `copy::parallel`);
-//! - `apply`: the applied binlog position (GTID set, file:pos), written in the same transaction as the batch.
+//! - `apply`: the applied binlog position (GTID set, file:pos), written in the same transaction as the batch; a
+//!   parallel apply adds `apply#2`, `apply#3`, ... (one per writer connection, see `apply::applier`): every row
+//!   holds the position of the last batch its connection committed, the rows differ by one batch at most, and a
+//!   resume continues from the least (the row with the fewest `batches_applied`).
 //! - `old-table`: the name the original is renamed to at the cut-over (`table_name`), fixed when the run starts;
 //! move-tables adds one `copy:<table>` row per table. `SELECT * FROM _<t>_ghk` tells a person where things stand.
 
@@ -23,7 +26,7 @@ pub const OLD_TABLE: &str = "old-table";
 pub fn create_statement(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
-  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | copy#<n> | apply | old-table | copy:<table>',
+  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | copy#<n> | apply | apply#<n> | old-table | copy:<table>',
   phase VARCHAR(32) NULL,
   database_name VARCHAR(64) NULL,
   table_name VARCHAR(64) NULL,
@@ -173,6 +176,10 @@ pub struct CheckpointState {
     /// `copy_range_end` stay the first slice's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub slices: Vec<CopySliceState>,
+    /// A parallel apply's position rows stand one batch apart (a crash between its parts' commits): the writers
+    /// ahead apply that batch again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub apply_rows_apart: bool,
 }
 
 /// One copy slice's row (`copy` or `copy#<n>`).
@@ -191,6 +198,54 @@ pub fn slice_index(id: &str) -> Option<usize> {
         COPY => Some(0),
         _ => id.strip_prefix(COPY)?.strip_prefix('#')?.parse::<usize>().ok().filter(|n| *n >= 2).map(|n| n - 1),
     }
+}
+
+/// The position row of writer connection `k` (0-based): `apply`, then `apply#2`, `apply#3`, ...
+pub fn apply_row(k: usize) -> String {
+    match k {
+        0 => APPLY.to_string(),
+        _ => format!("{APPLY}#{}", k + 1),
+    }
+}
+
+/// The writer index of an `apply` / `apply#<n>` row id.
+pub fn apply_index(id: &str) -> Option<usize> {
+    match id {
+        APPLY => Some(0),
+        _ => id.strip_prefix(APPLY)?.strip_prefix('#')?.parse::<usize>().ok().filter(|n| *n >= 2).map(|n| n - 1),
+    }
+}
+
+/// One position row as read: (batches committed, GTID set, file, pos, events).
+type ApplyRow = (u64, String, String, u64, u64);
+
+/// Sets the position rows up for `writers` connections, in one transaction: every row gets the least position
+/// recorded (fewest batches; one row per writer of the last run, or just `apply`), `apply` keeps the events
+/// counted so far, and rows beyond `writers` go. Run before the first batch, when the stream starts at that least
+/// position.
+pub async fn spread_apply_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, writers: usize) -> Result<()> {
+    let ck = qualified(db, table);
+    let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await.wrap_err("starting to set up the apply rows")?;
+    let rows: Vec<(String, Option<String>, Option<String>, Option<u64>, u64, u64)> = tx
+        .exec(format!("SELECT id, applied_gtid_set, applied_file, applied_pos, events_applied, batches_applied FROM {ck} WHERE id = ? OR id LIKE ? FOR UPDATE"), (APPLY, format!("{APPLY}#%")))
+        .await
+        .wrap_err_with(|| format!("reading the apply rows of {ck}"))?;
+    let events: u64 = rows.iter().map(|r| r.4).sum();
+    let least = rows.iter().filter(|r| apply_index(&r.0).is_some()).min_by_key(|r| r.5).cloned();
+    let Some((_, gtid, file, pos, _, batches)) = least else { return Err(eyre!("{ck} has no apply row")) };
+    tx.exec_drop(format!("DELETE FROM {ck} WHERE id LIKE ?"), (format!("{APPLY}#%"),)).await?;
+    let set = "applied_gtid_set = ?, applied_file = ?, applied_pos = ?, batches_applied = ?";
+    tx.exec_drop(format!("UPDATE {ck} SET {set}, events_applied = ? WHERE id = ?"), (&gtid, &file, pos, batches, events, APPLY)).await?;
+    for k in 1..writers {
+        tx.exec_drop(format!("INSERT INTO {ck} SET id = ?, {set}"), (apply_row(k), &gtid, &file, pos, batches)).await?;
+    }
+    tx.commit().await.wrap_err("committing the apply rows")
+}
+
+/// The least of the position rows (fewest batches), with the events of all of them.
+fn least_applied(rows: &[ApplyRow]) -> Option<ApplyRow> {
+    let (batches, gtid, file, pos, _) = rows.iter().min_by_key(|r| r.0)?.clone();
+    Some((batches, gtid, file, pos, rows.iter().map(|r| r.4).sum()))
 }
 
 /// Where the applier stands, as the checkpoint's `apply` row records it (flattened into the state dumps).
@@ -234,6 +289,7 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
     let mut st = CheckpointState::default();
     let mut have_summary = false;
     let mut slices: Vec<(usize, CopySliceState, u64)> = Vec::new();
+    let mut applied: Vec<ApplyRow> = Vec::new();
     for r in rows {
         let s = |name: &str| -> Option<String> {
             let idx = r.columns_ref().iter().position(|c| c.name_str() == name)?;
@@ -245,6 +301,9 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
         };
         let n = |name: &str| -> u64 { s(name).and_then(|v| v.parse().ok()).unwrap_or(0) };
         let id = s("id").unwrap_or_default();
+        if apply_index(&id).is_some() {
+            applied.push((n("batches_applied"), s("applied_gtid_set").unwrap_or_default(), s("applied_file").unwrap_or_default(), n("applied_pos"), n("events_applied")));
+        }
         if let Some(index) = slice_index(&id) {
             let slice = CopySliceState {
                 row: id.clone(),
@@ -278,16 +337,13 @@ pub async fn read(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result
                 st.rows_copied = n("rows_copied");
                 st.chunks_copied = n("chunks_copied");
             }
-            Some(APPLY) => {
-                st.applied_gtid_set = s("applied_gtid_set").unwrap_or_default();
-                st.applied_file = s("applied_file").unwrap_or_default();
-                st.applied_pos = n("applied_pos");
-                st.events_applied = n("events_applied");
-                st.batches_applied = n("batches_applied");
-            }
             Some(OLD_TABLE) => st.old_table = s("table_name"),
             _ => {}
         }
+    }
+    if let Some((batches, gtid, file, pos, events)) = least_applied(&applied) {
+        (st.batches_applied, st.applied_gtid_set, st.applied_file, st.applied_pos, st.events_applied) = (batches, gtid, file, pos, events);
+        st.apply_rows_apart = applied.iter().any(|r| r.0 != batches);
     }
     if slices.len() > 1 {
         slices.sort_by_key(|(i, _, _)| *i);
@@ -336,6 +392,24 @@ pub async fn set_phase(conn: &mut mysql_async::Conn, db: &str, table: &str, phas
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn apply_rows_name_their_writer() {
+        for k in [0, 1, 7] {
+            assert_eq!(apply_index(&apply_row(k)), Some(k));
+        }
+        for other in ["apply#1", "apply#0", "apply#x", "applyx", "copy", "summary"] {
+            assert_eq!(apply_index(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn a_resume_continues_from_the_least_apply_row_with_every_rows_events() {
+        let row = |b: u64, g: &str, e: u64| (b, g.to_string(), "f.000001".to_string(), b * 10, e);
+        let rows = vec![row(8, "u:1-8", 40), row(7, "u:1-7", 3), row(8, "u:1-8", 5)];
+        assert_eq!(least_applied(&rows), Some((7, "u:1-7".to_string(), "f.000001".to_string(), 70, 48)));
+        assert_eq!(least_applied(&[]), None);
+    }
 
     #[test]
     fn copy_rows_name_their_slice() {

@@ -84,7 +84,7 @@ pub async fn is_sentry(conn: &mut mysql_async::Conn, db: &str, name: &str) -> Re
 }
 
 async fn drop_sentry_if_ours(opts: &mysql_async::Opts, cfg: &MigrationConfig) {
-    if let Ok(mut c) = mysql_async::Conn::new(opts.clone()).await {
+    if let Ok(mut c) = crate::engine::connection::connect(opts.clone()).await {
         if let Ok(true) = is_sentry(&mut c, &cfg.database, &cfg.old_table()).await {
             let _ = c.query_drop(format!("DROP TABLE IF EXISTS {}", qualified(&cfg.database, &cfg.old_table()))).await;
         }
@@ -94,7 +94,7 @@ async fn drop_sentry_if_ours(opts: &mysql_async::Opts, cfg: &MigrationConfig) {
 
 /// Kills B's RENAME while it is still queued and waits until connection `b_id` runs no RENAME any more.
 async fn stop_queued_rename(opts: &mysql_async::Opts, b_id: u32) -> Result<()> {
-    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to stop the queued RENAME")?;
+    let mut c = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting to stop the queued RENAME")?;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let info: Option<Option<String>> =
@@ -187,7 +187,7 @@ async fn with_triggers(opts: &mysql_async::Opts, cfg: &MigrationConfig, plan: &S
     let token = write_marker(marker_conn, cfg).await?;
     await_marker(applied, &token, wait).await?;
     plan.applier_paused.store(true, std::sync::atomic::Ordering::Relaxed);
-    let mut t = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to create the ghost's triggers")?;
+    let mut t = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting to create the ghost's triggers")?;
     triggers::create_on(&mut t, &cfg.database, &cfg.ghost_table(), plan.triggers, naming).await?;
     let _ = t.disconnect().await;
     failpoint::hit("cutover-after-triggers")?;
@@ -197,7 +197,7 @@ async fn with_triggers(opts: &mysql_async::Opts, cfg: &MigrationConfig, plan: &S
 /// After a failed attempt that created triggers: off the ghost again, then the applier goes on.
 async fn undo_triggers(opts: &mysql_async::Opts, cfg: &MigrationConfig, plan: &SwapPlan<'_>) {
     let Some(naming) = plan.naming.filter(|_| !plan.triggers.is_empty()) else { return };
-    let dropped = match mysql_async::Conn::new(opts.clone()).await {
+    let dropped = match crate::engine::connection::connect(opts.clone()).await {
         Ok(mut c) => triggers::drop_from(&mut c, &cfg.database, &cfg.ghost_table(), plan.triggers, naming).await,
         Err(e) => Err(e.into()),
     };
@@ -218,8 +218,8 @@ pub async fn atomic_attempt(
 ) -> Result<SwapReport> {
     let (orig, old, ghost) = swap_names(cfg);
     let lock_secs = cfg.run.cut_over_lock_timeout.as_secs().max(1);
-    let mut a = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over lock holder")?;
-    let mut b = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting the cut-over renamer")?;
+    let mut a = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting the cut-over lock holder")?;
+    let mut b = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting the cut-over renamer")?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {lock_secs}")).await?;
     b.query_drop(format!("SET SESSION lock_wait_timeout = {}", lock_secs * 2)).await?;
     let b_id = b.id();
@@ -330,7 +330,7 @@ pub async fn two_step(
 ) -> Result<SwapReport> {
     let (orig, old, ghost) = swap_names(cfg);
     let [away, back] = own_renames(cfg);
-    let mut a = mysql_async::Conn::new(opts.clone()).await?;
+    let mut a = crate::engine::connection::connect(opts.clone()).await?;
     a.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     catch_up(cfg, marker_conn, applied).await?;
     // Without a lock, a DDL could still come between this check and the rename (the atomic cut-over has none).

@@ -271,7 +271,7 @@ pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
 
 /// Forces a summary write and reports the recorded position.
 async fn checkpoint_now(shared: &Shared, at: &CheckpointLocation) -> Result<String> {
-    let mut c = mysql_async::Conn::new(at.opts.clone()).await?;
+    let mut c = crate::engine::connection::connect(at.opts.clone()).await?;
     let phase = shared.phase().map(|p| p.label()).unwrap_or("preflight");
     c.exec_drop(
         format!(

@@ -48,7 +48,7 @@ pub(crate) struct Probe {
 
 /// Connects to `c`, giving up after [`CONNECT_TIMEOUT`].
 pub(crate) async fn connect(c: &ConnectionConfig) -> Result<mysql_async::Conn> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, mysql_async::Conn::new(c.opts())).await {
+    match tokio::time::timeout(CONNECT_TIMEOUT, crate::engine::connection::connect(c.opts())).await {
         Ok(r) => r.wrap_err_with(|| format!("cannot connect to {}", c.display())),
         Err(_) => Err(eyre!("cannot connect to {}: no answer within {CONNECT_TIMEOUT:?}", c.display())),
     }

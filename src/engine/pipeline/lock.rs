@@ -64,7 +64,7 @@ impl RunLock {
 
 /// `GET_LOCK(name, wait)` on a new connection: the connection when it got the lock, None when another holds it.
 async fn take(opts: &mysql_async::Opts, name: &str, wait: u64) -> Result<Option<mysql_async::Conn>> {
-    let mut conn = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting for the single-run lock")?;
+    let mut conn = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting for the single-run lock")?;
     let got: Option<i64> = conn.exec_first("SELECT GET_LOCK(?, ?)", (name, wait)).await.wrap_err("taking the single-run lock")?;
     Ok((got == Some(1)).then_some(conn))
 }

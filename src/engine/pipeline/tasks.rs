@@ -181,6 +181,7 @@ pub(crate) fn start_tasks(plan: TaskPlan, shared: &Arc<Shared>, engine_cancel: &
         writes: plan.throttle.run.writes,
         // MariaDB executes a batch in one round trip; MySQL gets multi-row statements instead.
         multi_row_values: !plan.mariadb,
+        writers: plan.throttle.run.apply_threads,
     };
     let applier = tokio::spawn(applier.run(rx, tasks_cancel.clone()));
     let stop = stop.clone();

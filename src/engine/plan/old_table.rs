@@ -31,7 +31,7 @@ pub async fn resolve(cfg: &mut MigrationConfig, timestamped: bool) -> Result<()>
 
 /// A resumed run: the name in the checkpoint (none there: the default, or the run's refusal comes later).
 async fn take_recorded(cfg: &mut MigrationConfig, timestamped: bool) -> Result<()> {
-    let mut conn = mysql_async::Conn::new(cfg.source.opts())
+    let mut conn = crate::engine::connection::connect(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
     let state = checkpoint::read(&mut conn, &cfg.database, &cfg.checkpoint_table()).await;

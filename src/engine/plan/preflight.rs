@@ -178,7 +178,7 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
     refuse_replica(conn, mariadb, cfg).await?;
     match &cfg.binlog_source {
         Some(replica) => {
-            let mut c = mysql_async::Conn::new(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
+            let mut c = crate::engine::connection::connect(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
             let checked = check_binlog(&mut c, mariadb, Some(replica)).await;
             let _ = c.disconnect().await;
             checked.map_err(|e| e.wrap_err(format!("the replica {} (replica mode streams its binary log)", replica.display())))?;
@@ -195,7 +195,7 @@ async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Re
 /// replica whose id the stream takes).
 async fn check_server_id_free(cfg: &MigrationConfig, id: u32, mariadb: bool) -> Result<()> {
     let server = cfg.binlog_server();
-    let mut c = mysql_async::Conn::new(server.opts()).await.wrap_err_with(|| format!("connecting to {}", server.display()))?;
+    let mut c = crate::engine::connection::connect(server.opts()).await.wrap_err_with(|| format!("connecting to {}", server.display()))?;
     let own: u32 = c.query_first("SELECT @@server_id").await?.unwrap_or(0);
     let rows: Vec<mysql_async::Row> = c.query(if mariadb { "SHOW SLAVE HOSTS" } else { "SHOW REPLICAS" }).await.unwrap_or_default();
     let _ = c.disconnect().await;

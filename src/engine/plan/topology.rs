@@ -46,7 +46,7 @@ fn primary_at(cfg: &MigrationConfig, host: String, port: u16) -> ConnectionConfi
 }
 
 async fn connect(c: &ConnectionConfig, what: &str) -> Result<mysql_async::Conn> {
-    mysql_async::Conn::new(c.opts())
+    crate::engine::connection::connect(c.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {} ({what}): {e}", c.display()), c.connect_hint()))
 }

@@ -245,7 +245,7 @@ async fn open_stream(cfg: &StreamConfig, position: &BinlogPosition) -> Result<Op
     let opts = mysql_async::OptsBuilder::from_opts(cfg.opts.clone())
         .tcp_keepalive(Some(Duration::from_secs(10)))
         .max_allowed_packet(Some(1 << 30));
-    let mut conn = mysql_async::Conn::new(opts).await.wrap_err("connecting the binlog client")?;
+    let mut conn = crate::engine::connection::connect(opts).await.wrap_err("connecting the binlog client")?;
     // Nanoseconds. MySQL 8.4+ reads @source_heartbeat_period, older MySQL and MariaDB @master_heartbeat_period.
     let ns = HEARTBEAT_PERIOD.as_nanos() as u64;
     conn.exec_drop("SET @master_heartbeat_period = ?, @source_heartbeat_period = ?", (ns, ns)).await?;

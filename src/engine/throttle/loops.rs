@@ -26,7 +26,7 @@ pub(crate) async fn heartbeat_loop(cfg: MigrationConfig, shared: Arc<Shared>, ca
     let mut conn: Option<mysql_async::Conn> = None;
     loop {
         if conn.is_none() {
-            conn = mysql_async::Conn::new(cfg.source.opts()).await.ok();
+            conn = crate::engine::connection::connect(cfg.source.opts()).await.ok();
         }
         if let Some(c) = conn.as_mut() {
             let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0);

@@ -479,7 +479,7 @@ impl Throttlers {
 }
 
 async fn connect(c: &ConnectionConfig) -> Result<mysql_async::Conn, String> {
-    match tokio::time::timeout(READ_TIMEOUT, mysql_async::Conn::new(c.opts())).await {
+    match tokio::time::timeout(READ_TIMEOUT, crate::engine::connection::connect(c.opts())).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(format!("cannot connect: {e}")),
         Err(_) => Err("cannot connect within 2 s".into()),

@@ -80,7 +80,7 @@ impl Verifier {
     pub async fn connect_pool(&self) -> Result<Vec<Conn>> {
         let mut pool = Vec::with_capacity(self.pool);
         for _ in 0..self.pool {
-            let mut c = Conn::new(self.opts.clone()).await.wrap_err("connecting the verification pool")?;
+            let mut c = crate::engine::connection::connect(self.opts.clone()).await.wrap_err("connecting the verification pool")?;
             for set in ["SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
                 c.query_drop(set).await.wrap_err("setting the verification session")?;
             }
@@ -91,7 +91,7 @@ impl Verifier {
 
     /// Holds the original's writers (`LOCK TABLES .. READ`, waiting at most `timeout` for it); readers go on.
     pub async fn freeze(&self, timeout: Duration) -> Result<Frozen> {
-        let mut conn = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification lock")?;
+        let mut conn = crate::engine::connection::connect(self.opts.clone()).await.wrap_err("connecting for the verification lock")?;
         conn.exec_drop("SET SESSION lock_wait_timeout = ?", (timeout.as_secs().max(1),)).await.wrap_err("setting lock_wait_timeout")?;
         let table = qualified(&self.job.source_db, &self.job.source_table);
         conn.query_drop(format!("LOCK TABLES {table} READ")).await.wrap_err_with(|| format!("locking {table} for the verification"))?;
@@ -169,7 +169,7 @@ impl Verifier {
     /// waves. Returns the differences, or None when `stop` fired (checked between waves).
     pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
         let mut diffs = Vec::new();
-        let mut ck = Conn::new(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
+        let mut ck = crate::engine::connection::connect(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
         shared.with(|i| {
             i.status.verify.chunks_total = ranges.len() as u64;
             i.status.verify.chunks_done = 0;

@@ -89,7 +89,7 @@ pub(super) async fn cut_over(cfg: &MigrationConfig, ctx: &RunContext, running: &
         applier_paused: &ctx.shared.paused,
     };
     let opts = cfg.source.opts();
-    let mut marker_conn = mysql_async::Conn::new(opts.clone()).await?;
+    let mut marker_conn = crate::engine::connection::connect(opts.clone()).await?;
     let mut blockers_waited = Duration::ZERO;
     let mut backoff = Duration::from_millis(200);
     let mut attempt = 0u32;

@@ -131,7 +131,7 @@ async fn run_interruptible(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, 
 
 /// Kills the ALTER from a connection of its own (best effort: the stop goes on either way).
 async fn kill_query(cfg: &MigrationConfig, id: u32) {
-    match mysql_async::Conn::new(cfg.source.opts()).await {
+    match crate::engine::connection::connect(cfg.source.opts()).await {
         Ok(mut c) => {
             if let Err(e) = c.query_drop(format!("KILL QUERY {id}")).await {
                 tracing::warn!("could not interrupt the index build (connection {id}): {e}");

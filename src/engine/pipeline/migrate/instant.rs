@@ -18,7 +18,7 @@ pub fn statement(cfg: &MigrationConfig) -> String {
 
 /// Tries the ALTER in place: `Some(milliseconds)` when the server did it, `None` when it refused (logged).
 pub async fn attempt(opts: &mysql_async::Opts, cfg: &MigrationConfig) -> Result<Option<u64>> {
-    let mut c = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting for the instant DDL attempt")?;
+    let mut c = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting for the instant DDL attempt")?;
     if cfg.run.writes.allow_zero_in_date {
         crate::engine::sql::allow_zero_dates(&mut c).await?;
     }

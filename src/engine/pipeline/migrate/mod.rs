@@ -306,7 +306,7 @@ pub async fn dump_state(cfg: &MigrationConfig, shared: &Shared, reason: &str) ->
     if reason.starts_with(crate::engine::pipeline::failover::STOP_PREFIX) {
         return dump;
     }
-    if let Ok(mut c) = mysql_async::Conn::new(cfg.source.opts()).await {
+    if let Ok(mut c) = crate::engine::connection::connect(cfg.source.opts()).await {
         let _ = checkpoint::set_phase(&mut c, &cfg.database, &cfg.checkpoint_table(), &format!("stopped:{}", dump.phase)).await;
         if let Ok(Some(st)) = checkpoint::read(&mut c, &cfg.database, &cfg.checkpoint_table()).await {
             dump.applied = st.applied();

@@ -87,7 +87,7 @@ pub(super) async fn check_continue(conn: &mut mysql_async::Conn, cfg: &Migration
         match &cfg.binlog_source {
             // Replica mode: the stream continues from the replica's binary log.
             Some(replica) => {
-                let mut c = mysql_async::Conn::new(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
+                let mut c = crate::engine::connection::connect(replica.opts()).await.wrap_err_with(|| format!("connecting to the replica {}", replica.display()))?;
                 let kept = check_position_kept(&mut c, st).await;
                 let _ = c.disconnect().await;
                 kept?;

@@ -134,7 +134,7 @@ fn restore(st: &CheckpointState, shared: &Shared) -> Result<(BinlogPosition, Vec
     shared.rows_estimate.store(st.rows_estimate, Ordering::Relaxed);
     shared.with(|i| {
         i.status.checkpoint.resumed_from =
-            Some(format!("{} at {} rows copied; redoing at most one chunk{}, no batch", st.applied_gtid_set, st.rows_copied, per_slice(slices.len())))
+            Some(format!("{} at {} rows copied; redoing at most one chunk{}, {}", st.applied_gtid_set, st.rows_copied, per_slice(slices.len()), batch_redo(st)))
     });
     if st.copy_complete {
         shared.copy_complete.store(true, Ordering::Relaxed);
@@ -162,7 +162,7 @@ async fn record_start(
     hooks: &Hooks,
 ) -> Result<(BinlogPosition, Vec<Slice>)> {
     let mut binlog = match &cfg.binlog_source {
-        Some(b) => Some(mysql_async::Conn::new(b.opts()).await.wrap_err_with(|| format!("connecting to the binlog server {}", b.display()))?),
+        Some(b) => Some(crate::engine::connection::connect(b.opts()).await.wrap_err_with(|| format!("connecting to the binlog server {}", b.display()))?),
         None => None,
     };
     let start = start_position(conn, binlog.as_mut(), mariadb, (&cfg.database, &cfg.changelog_table())).await?;
@@ -300,4 +300,12 @@ pub(crate) fn changelog_statement(qualified_name: &str, comment: &str) -> String
 async fn auto_increment_of(conn: &mut mysql_async::Conn, db: &str, table: &str) -> Result<Option<u64>> {
     let row: Option<(String, String)> = conn.query_first(format!("SHOW CREATE TABLE {}", qualified(db, table))).await?;
     Ok(row.and_then(|(_, create)| create.split_whitespace().find_map(|w| w.strip_prefix("AUTO_INCREMENT=")).and_then(|n| n.parse().ok())))
+}
+
+/// What a resume applies again: nothing, or the last batch of the writers whose part of it had committed.
+pub(super) fn batch_redo(st: &CheckpointState) -> &'static str {
+    match st.apply_rows_apart {
+        true => "one apply batch again on the writers ahead",
+        false => "no batch",
+    }
 }

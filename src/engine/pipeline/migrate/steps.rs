@@ -179,7 +179,7 @@ pub(super) struct Live {
 /// The on-startup hook, the connection to the source, and the single-run lock (taken before anything is changed).
 async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::Conn, RunLock)> {
     fire_refusable(&ctx.hooks, Hook::OnStartup, &ctx.shared, "the on-startup hook refused the migration; nothing was changed").await?;
-    let mut conn = mysql_async::Conn::new(cfg.source.opts())
+    let mut conn = crate::engine::connection::connect(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
     if cfg.run.writes.allow_zero_in_date {

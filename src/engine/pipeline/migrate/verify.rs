@@ -94,7 +94,7 @@ async fn start_key(v: &Verifier, fresh: bool) -> Result<Option<Option<Vec<Value>
     if fresh {
         return Ok(Some(None));
     }
-    let mut conn = mysql_async::Conn::new(v.opts.clone()).await.wrap_err("connecting to read the verification's progress")?;
+    let mut conn = crate::engine::connection::connect(v.opts.clone()).await.wrap_err("connecting to read the verification's progress")?;
     let recorded = v.recorded(&mut conn).await?;
     let _ = conn.disconnect().await;
     match recorded.as_deref() {
@@ -184,7 +184,7 @@ fn now_unix() -> u64 {
 
 /// A pass agreed: recorded in the checkpoint and the status.
 async fn finished(ctx: &RunContext, v: &Verifier, repaired: usize) -> Result<()> {
-    let mut conn = mysql_async::Conn::new(v.opts.clone()).await.wrap_err("connecting to record the verification")?;
+    let mut conn = crate::engine::connection::connect(v.opts.clone()).await.wrap_err("connecting to record the verification")?;
     v.record(&mut conn, verify::COMPLETE).await?;
     let _ = conn.disconnect().await;
     let text = ctx.shared.with(|i| {

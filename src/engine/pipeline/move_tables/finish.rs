@@ -62,7 +62,7 @@ pub(super) async fn persist_drain(tgt: &mut mysql_async::Conn, cfg: &MoveTablesC
 /// same connection. Every write to the tables committed before the rename (it waits for them), so the set covers
 /// them all. A lock wait timeout leaves everything as it was and is retried.
 pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mariadb: bool, shared: &Shared, cancel: &CancellationToken) -> Result<String> {
-    let mut conn = mysql_async::Conn::new(opts.clone()).await.wrap_err("connecting to fence the source")?;
+    let mut conn = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting to fence the source")?;
     conn.query_drop(format!("SET SESSION lock_wait_timeout = {}", cfg.run.cut_over_lock_timeout.as_secs().max(1))).await?;
     let stmt = cfg.fence_statement();
     let wait = blockers::BlockerWait {
@@ -101,7 +101,7 @@ pub(super) async fn fence(cfg: &MoveTablesConfig, opts: &mysql_async::Opts, mari
 /// every table is fenced. Without `execute`
 /// only checks and returns the statement it would run.
 pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
-    let mut src = mysql_async::Conn::new(cfg.source.opts()).await.wrap_err("connecting to the source")?;
+    let mut src = crate::engine::connection::connect(cfg.source.opts()).await.wrap_err("connecting to the source")?;
     if source_state(&mut src, cfg).await? != SourceState::Fenced {
         return Err(refuse("the source tables are not fenced: there is nothing to roll back", "check the source tables by hand"));
     }
@@ -111,7 +111,7 @@ pub async fn rollback(cfg: &MoveTablesConfig) -> Result<String> {
     }
     src.query_drop(&stmt).await.wrap_err_with(|| format!("running {stmt}"))?;
     drop_changelog(&mut src, cfg).await;
-    if let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await {
+    if let Ok(mut tgt) = crate::engine::connection::connect(cfg.target.opts()).await {
         let _ = set_summary(&mut tgt, cfg, "phase = 'rolled-back'").await;
     }
     Ok(stmt)

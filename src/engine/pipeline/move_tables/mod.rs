@@ -207,7 +207,7 @@ impl MoveStateDump {
     pub(super) async fn complete(&mut self, cfg: &MoveTablesConfig, shared: &Shared) {
         self.phase = shared.phase().map(|p| p.label().to_string()).unwrap_or_default();
         self.step = shared.with(|i| i.status.cutover.step.clone());
-        let Ok(mut tgt) = mysql_async::Conn::new(cfg.target.opts()).await else { return };
+        let Ok(mut tgt) = crate::engine::connection::connect(cfg.target.opts()).await else { return };
         if let Ok(Some(st)) = checkpoint::read(&mut tgt, &cfg.target_database, CHECKPOINT_TABLE).await {
             self.applied = st.applied();
             self.checkpoint_phase = st.phase;

@@ -182,10 +182,10 @@ impl Run for Move<'_> {
 }
 
 async fn connect(cfg: &MoveTablesConfig) -> Result<Servers> {
-    let mut src = mysql_async::Conn::new(cfg.source.opts())
+    let mut src = crate::engine::connection::connect(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to the source {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
-    let mut tgt = mysql_async::Conn::new(cfg.target.opts()).await.map_err(|e| {
+    let mut tgt = crate::engine::connection::connect(cfg.target.opts()).await.map_err(|e| {
         refuse(format!("cannot connect to the target {}: {e}", cfg.target.display()), "check --target-host, --target-port, --target-user, --target-conf and the target's TLS settings (--target-ssl-ca must name the CA that signed its certificate)")
     })?;
     if cfg.run.writes.allow_zero_in_date {
