@@ -222,6 +222,10 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = "Migration")] pub approve_renamed_columns: bool,
     /// Do not copy renamed columns.
     #[arg(long, help_heading = "Migration")] pub skip_renamed_columns: bool,
+    /// gh-ost's: migrate by a UNIQUE key whose columns allow NULL when the table has no PRIMARY nor NOT NULL UNIQUE
+    /// key. Only while no row holds a NULL in it: checked before anything changes and again before the cut-over,
+    /// and a NULL written during the run stops it before the cut-over (the original serving).
+    #[arg(long, help_heading = "Migration")] pub allow_nullable_unique_key: bool,
     /// Accepted for gh-ost runbooks: revenant always runs on the primary.
     #[arg(long, help_heading = "Migration")] pub allow_on_master: bool,
     /// Drop the old table (_<t>_del) after a successful cut-over.

@@ -12,7 +12,6 @@ use color_eyre::Section;
 pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("master-password", true, "the primary is reached with --host's password sources (--conf, MYSQL_PWD, --ask-pass): leave the flag out"),
     ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
-    ("allow-nullable-unique-key", false, "revenant copies only by the primary key or a NOT NULL unique key: add one (or make the key's columns NOT NULL)"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
     ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),

@@ -38,6 +38,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
         args::CutOverArg::TwoStep => CutOverMode::TwoStep,
     };
     cfg.approve_renamed_columns = a.approve_renamed_columns;
+    cfg.allow_nullable_unique_key = a.allow_nullable_unique_key;
     cfg.skip_renamed_columns = a.skip_renamed_columns;
     cfg.allow_on_master = true;
     cfg.on_replica = on_replica(a)?;

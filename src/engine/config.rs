@@ -314,6 +314,8 @@ pub struct MigrationConfig {
     pub cut_over: CutOverMode,
     pub approve_renamed_columns: bool,
     pub skip_renamed_columns: bool,
+    /// gh-ost's `--allow-nullable-unique-key`: a nullable unique key may be the migration's key (see `ColumnMapping::nullable_key`).
+    pub allow_nullable_unique_key: bool,
     pub allow_on_master: bool,
     /// gh-ost's `--test-on-replica` / `--migrate-on-replica`: the whole migration on the replica `--host` names
     /// (no replica mode; nothing is written on its primary). None: the usual topology.
@@ -385,6 +387,7 @@ impl MigrationConfig {
             alter: alter.to_string(),
             cut_over: CutOverMode::Atomic,
             approve_renamed_columns: false,
+            allow_nullable_unique_key: false,
             skip_renamed_columns: false,
             allow_on_master: true,
             on_replica: None,

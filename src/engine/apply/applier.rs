@@ -68,6 +68,8 @@ pub struct ApplyTarget {
     pub key: Vec<(usize, Column, String)>,
     /// Where deleted keys are recorded while the row copy runs without locks (migrate; see `delete_log`).
     pub deletes: Option<Arc<DeleteLog>>,
+    /// The key allows NULL (`--allow-nullable-unique-key`): a row written with a NULL in it stops the run.
+    pub nullable_key: bool,
 }
 
 /// Marks a statement that writes the ENUM error value: it runs with the non-strict sql_mode, the only one that can
@@ -369,7 +371,7 @@ impl Applier {
                     continue;
                 }
                 StreamItem::Part(changes) => {
-                    self.queue_changes(stmts, changes, &mut batch, &mut part_notes);
+                    self.queue_changes(stmts, changes, &mut batch, &mut part_notes)?;
                     continue;
                 }
                 StreamItem::Transaction(t) => t,
@@ -379,7 +381,7 @@ impl Applier {
             }
             batch.notes.take_from(&mut part_notes);
             let mut notes = std::mem::take(&mut batch.notes);
-            self.queue_changes(stmts, &txn.changes, &mut batch, &mut notes);
+            self.queue_changes(stmts, &txn.changes, &mut batch, &mut notes)?;
             batch.notes = notes;
             batch.last_position = Some(&txn.position);
         }
@@ -387,7 +389,7 @@ impl Applier {
     }
 
     /// Queues the statements of `changes` in `batch`; changelog rows are noted in `notes`.
-    fn queue_changes<'a>(&'a self, stmts: &'a [Option<Statements>], changes: &[RowChange], batch: &mut Batch<'a>, notes: &mut Notes) {
+    fn queue_changes<'a>(&'a self, stmts: &'a [Option<Statements>], changes: &[RowChange], batch: &mut Batch<'a>, notes: &mut Notes) -> Result<()> {
         for change in changes {
             if self.read_changelog(change, notes) {
                 continue;
@@ -395,9 +397,11 @@ impl Applier {
             let (Some(Some(target)), Some(Some(st))) = (self.targets.get(change.table), stmts.get(change.table)) else {
                 continue;
             };
+            refuse_null_key(target, &st.target, change)?;
             queue_change(&mut batch.ops, target, st, change);
             batch.events += 1;
         }
+        Ok(())
     }
 
     /// A statement of the stream that changes a guarded table (not one of this run's own) stops the run.
@@ -632,6 +636,23 @@ fn queue_change<'a>(
             }
         }
     }
+}
+
+/// With a nullable key: a row written with a NULL in its key (an insert, or an update to NULL) is one no key
+/// reaches (a later update of it would add a second row), so the run stops before the cut-over. A row whose key
+/// leaves NULL, or a deleted one, is applied (the ghost never held it).
+fn refuse_null_key(target: &ApplyTarget, table: &str, change: &RowChange) -> Result<()> {
+    let Some(after) = change.after.as_ref().filter(|_| target.nullable_key) else { return Ok(()) };
+    if !target.key_params(after).contains(&Value::NULL) {
+        return Ok(());
+    }
+    let names: Vec<&str> = target.key.iter().map(|(_, _, n)| n.as_str()).collect();
+    bail!(Fatal(format!(
+        "a row with a NULL in the key ({}) was written to the original during the migration into {table}: no key \
+         reaches it, so the run stops before the cut-over (the original is untouched). Set the NULLs, drop the \
+         migration's tables (_gho, _ghc, _ghk) and start again, or add a PRIMARY KEY or a NOT NULL UNIQUE KEY",
+        names.join(", ")
+    )))
 }
 
 /// Keeps the last statement of each row (by its exact key bytes) and drops the earlier ones, in order. A row's

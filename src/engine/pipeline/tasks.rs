@@ -245,5 +245,6 @@ pub(crate) fn apply_target(plan: &Plan, mapping: &ColumnMapping, database: &str,
             .filter_map(|(o, g)| column(o).map(|c| (c.ordinal - 1, c, g.clone())))
             .collect(),
         deletes: None,
+        nullable_key: mapping.nullable_key,
     }
 }

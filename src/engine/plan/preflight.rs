@@ -137,7 +137,43 @@ pub async fn run_on(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, origina
         )
     })?;
     refuse_time_zone_dependent_key(&mapping, &new_structure)?;
+    if mapping.nullable_key {
+        check_nullable_key(conn, cfg, original_name, &mapping).await?;
+        notes.push(format!(
+            "--allow-nullable-unique-key: the table is migrated by `{}` ({}), whose columns allow NULL; no row holds one now, and a NULL written during the run stops it before the cut-over",
+            mapping.key.name,
+            mapping.key.columns.join(", ")
+        ));
+    }
     Ok(Plan { mariadb, version, original, alter, new_structure, mapping, renames, notes, triggers })
+}
+
+/// The migration's key allows NULL: refused without `--allow-nullable-unique-key`, and while any row holds a NULL
+/// in it (a row no key range reaches would be lost).
+async fn check_nullable_key(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, mapping: &ColumnMapping) -> Result<()> {
+    let key = format!("`{}` ({})", mapping.key.name, mapping.key.columns.join(", "));
+    if !cfg.allow_nullable_unique_key {
+        return Err(refuse(
+            format!("the only unique key the old and the new schema share, {key}, allows NULL"),
+            "add a PRIMARY KEY or make the key's columns NOT NULL; or give --allow-nullable-unique-key (gh-ost's flag) if no row holds a NULL in it: revenant checks that, and stops before the cut-over if one is written; nothing was changed",
+        ));
+    }
+    let nulls = null_key_rows(conn, &cfg.database, original_name, mapping).await?;
+    if nulls > 0 {
+        return Err(refuse(
+            format!("{nulls} row(s) of {}.{original_name} hold a NULL in the key {key}: no key range reaches them, so they would be lost", cfg.database),
+            "set those values, or add a PRIMARY KEY or a NOT NULL UNIQUE KEY; nothing was changed",
+        ));
+    }
+    Ok(())
+}
+
+/// How many rows of `db.table` hold a NULL in a column of the mapping's keys.
+pub async fn null_key_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, mapping: &ColumnMapping) -> Result<u64> {
+    let cond: Vec<String> = mapping.key_source_columns().iter().map(|c| format!("{} IS NULL", crate::engine::sql::quote_ident(c))).collect();
+    let q = format!("SELECT COUNT(*) FROM {} WHERE {}", crate::engine::sql::qualified(db, table), cond.join(" OR "));
+    let n: Option<u64> = conn.query_first(&q).await.wrap_err_with(|| format!("counting the rows of {db}.{table} with a NULL key"))?;
+    Ok(n.unwrap_or(0))
 }
 
 /// A key column changed between DATETIME and TIMESTAMP: the conversion depends on the session's time zone, so the

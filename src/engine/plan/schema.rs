@@ -290,6 +290,22 @@ pub struct ColumnMapping {
     pub ghost_key_columns: Vec<String>,
     /// The original column names of `ghost_key_columns`, in the same order.
     pub apply_key_source_columns: Vec<String>,
+    /// The keys allow NULL (no PRIMARY nor NOT NULL UNIQUE key is shared): only taken with gh-ost's
+    /// `--allow-nullable-unique-key`, and only while no row holds a NULL in them (see `plan::preflight`).
+    pub nullable_key: bool,
+}
+
+impl ColumnMapping {
+    /// The original's columns of the copy key and the apply key (a NULL in any of them is a row no key reaches).
+    pub fn key_source_columns(&self) -> Vec<String> {
+        let mut cols = self.key.columns.clone();
+        for c in &self.apply_key_source_columns {
+            if !cols.iter().any(|k| k.eq_ignore_ascii_case(c)) {
+                cols.push(c.clone());
+            }
+        }
+        cols
+    }
 }
 
 /// Pairs the columns of `original` and `ghost` (by name, and through the approved renames `old -> new`; a column the
@@ -326,12 +342,37 @@ pub fn map_columns(
     let orig_name = |ghost_col: &str| -> Option<String> {
         shared.iter().chain(&generated).find(|(_, g)| g.eq_ignore_ascii_case(ghost_col)).map(|(c, _)| c.name.clone())
     };
+    let search = |nullable: bool| best_key(original, ghost, &shared, nullable, &ghost_name, &orig_name);
+    if let Some(m) = search(false).or_else(|| search(true)) {
+        return Ok(m);
+    }
+    bail!(
+        "no PRIMARY KEY or UNIQUE KEY of {}.{} exists on the same columns in the new schema \
+         (original keys: {}; new keys: {})",
+        original.database,
+        original.name,
+        describe_keys(&original.unique_keys),
+        describe_keys(&ghost.unique_keys)
+    )
+}
+
+/// The best pair of an original and a ghost unique key over the same columns (the ghost's exactly those, else
+/// the fewest more): among NOT NULL keys, or with `nullable` among keys that allow NULL too.
+fn best_key(
+    original: &TableInfo,
+    ghost: &TableInfo,
+    shared: &[(Column, String)],
+    nullable: bool,
+    ghost_name: &dyn Fn(&str) -> Option<String>,
+    orig_name: &dyn Fn(&str) -> Option<String>,
+) -> Option<ColumnMapping> {
+    let eligible = |k: &&UniqueKey| nullable || k.not_null;
     let mut best: Option<(usize, ColumnMapping)> = None;
-    for key in original.unique_keys.iter().filter(|k| k.not_null) {
+    for key in original.unique_keys.iter().filter(eligible) {
         let Some(ghost_cols) = key.columns.iter().map(|c| ghost_name(c)).collect::<Option<Vec<String>>>() else {
             continue;
         };
-        for gk in ghost.unique_keys.iter().filter(|k| k.not_null) {
+        for gk in ghost.unique_keys.iter().filter(eligible) {
             let contains_all = ghost_cols.iter().all(|c| gk.columns.iter().any(|g| g.eq_ignore_ascii_case(c)));
             let Some(sources) = gk.columns.iter().map(|g| orig_name(g)).collect::<Option<Vec<String>>>() else {
                 continue;
@@ -345,10 +386,11 @@ pub fn map_columns(
                 best = Some((
                     rank,
                     ColumnMapping {
-                        shared: shared.clone(),
+                        shared: shared.to_vec(),
                         key: key.clone(),
                         ghost_key_columns: gk.columns.clone(),
                         apply_key_source_columns: sources,
+                        nullable_key: !key.not_null || !gk.not_null,
                     },
                 ));
             }
@@ -357,17 +399,7 @@ pub fn map_columns(
             break;
         }
     }
-    if let Some((_, m)) = best {
-        return Ok(m);
-    }
-    bail!(
-        "no PRIMARY KEY or NOT NULL UNIQUE KEY of {}.{} exists on the same columns in the new schema \
-         (original keys: {}; new keys: {})",
-        original.database,
-        original.name,
-        describe_keys(&original.unique_keys),
-        describe_keys(&ghost.unique_keys)
-    )
+    best.map(|(_, m)| m)
 }
 
 /// The ghost's unique keys split for the copy's duplicate-key warnings: (keys that contain a unique key of the

@@ -237,6 +237,10 @@ async fn ready(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live) -> Resu
     loop {
         match gate::ready(ctx, &mut live.running, cfg.run.postpone_cut_over).await {
             Ok(Ok(())) => {
+                if let Err(e) = refuse_null_keys(cfg, live).await {
+                    live.running.stop().await;
+                    return Err(e);
+                }
                 finish::before_cut_over(&mut live.conn, cfg, ctx, &mut live.running).await?;
                 return Ok(Flow::Go(()));
             }
@@ -254,6 +258,26 @@ async fn ready(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live) -> Resu
             }
         }
     }
+}
+
+/// A nullable key (`--allow-nullable-unique-key`): the original holds no row with a NULL in it right before the
+/// cut-over (one written before the start position is in neither the stream nor a key range; the applier refuses
+/// any written since).
+async fn refuse_null_keys(cfg: &MigrationConfig, live: &mut Live) -> Result<()> {
+    let mapping = &live.plan.mapping;
+    if !mapping.nullable_key {
+        return Ok(());
+    }
+    let nulls = preflight::null_key_rows(&mut live.conn, &cfg.database, &cfg.table, mapping).await?;
+    if nulls > 0 {
+        color_eyre::eyre::bail!(
+            "{nulls} row(s) of {}.{} hold a NULL in the key `{}`: no key range reaches them, so the run stops before the cut-over (the original is untouched); set those values and --resume",
+            cfg.database,
+            cfg.table,
+            mapping.key.name
+        );
+    }
+    Ok(())
 }
 
 /// The verification (`fresh`: a re-verification from the start while the cut-over waits); an error stops the
