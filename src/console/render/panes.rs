@@ -362,6 +362,9 @@ pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<
     let mut lines = cutover_lines(status, theme, &kv);
     let applied = if b.applied_file.is_empty() { "–".to_string() } else { format!("{}:{}", b.applied_file, b.applied_pos) };
     let mut first = kv("applied", applied, theme.accent);
+    if b.apply_writers > 1 {
+        first.spans.extend([Span::styled("  writers ", theme.label), Span::styled(b.apply_writers.to_string(), theme.value)]);
+    }
     if !b.streaming && status.phase.is_some_and(|p| !p.is_terminal()) {
         first.spans.push(Span::styled("  stream disconnected", theme.error));
     }
@@ -370,12 +373,11 @@ pub(super) fn binlog_lines(status: &Status, theme: &Theme, width: usize) -> Vec<
     lines.push(kv(
         "events",
         format!(
-            "{} applied  {}/s  backlog {}/{}{}",
+            "{} applied  {}/s  backlog {}/{}",
             fmt_int(b.events_applied),
             fmt_int(b.events_per_second.round() as u64),
             fmt_int(b.backlog),
-            fmt_int(b.backlog_capacity),
-            if b.apply_writers > 1 { format!("  writers {}", b.apply_writers) } else { String::new() }
+            fmt_int(b.backlog_capacity)
         ),
         theme.value,
     ));
