@@ -18,17 +18,9 @@
 //!   batch is not reported at all: the wait times out and tries again, never too early).
 //! - move-tables' drain waits for a GTID set in the published position, which parts never move.
 //! - DDL and statement-format DML come as single-query transactions, never in parts.
+
 //!
-//! Parallel apply (`--apply-threads N`): a batch keeps the last statement of each row (`collapse`) and is split by
-//! a hash of the row's key over N writer connections (`Shards`: a row's changes always go to one writer, in the
-//! source's order). The parts are written at once, each in its own transaction with its writer's position row
-//! (`apply`, `apply#2`, ...), and the next batch starts when every part is committed (a failed part is retried
-//! alone). So the rows differ by one batch at most, and none is ever ahead of what its writer committed. After a
-//! crash the run continues from the least of them (`checkpoint::spread_apply_rows` sets every row to it first):
-//! the writers that had committed the last batch apply it again, which ends as it did (the rows' full images and
-//! deletes by key, in order), so a kill -9 redoes at most one batch. Changes of different rows may commit in
-//! another order than the source's; nobody reads the ghost before the cut-over, and the cut-over, the
-//! verification and the drain wait for a position that is published only once every part before it is committed.
+//! Parallel apply over `--apply-threads` writers: see `apply::split`.
 
 use std::borrow::Cow;
 use std::sync::atomic::Ordering;
@@ -47,111 +39,13 @@ use crate::engine::stream::queue::QueueRx;
 use crate::engine::stream::statement::{self, NameCase};
 use crate::engine::checkpoint;
 use crate::engine::config::RowWrites;
-use crate::engine::copy::delete_log::DeleteLog;
 use crate::engine::retry::{self, Retry};
-use crate::engine::plan::schema::Column;
 use crate::engine::shared::Shared;
 use crate::engine::apply::multi_row;
-use crate::engine::apply::values::SqlValue;
+use crate::engine::apply::split::{collapse, row_identity, split, Op};
+use crate::engine::apply::target::{Statements, LENIENT};
+pub use crate::engine::apply::target::ApplyTarget;
 use crate::engine::copy::warnings::ServerWarning;
-use crate::engine::sql::{qualified, quote_ident};
-
-/// How one watched table's changes are written.
-#[derive(Debug, Clone)]
-pub struct ApplyTarget {
-    /// Database and table written to (the ghost, or the target table of move-tables).
-    pub database: String,
-    pub table: String,
-    /// (index in the source row image, source column, target column name) for every written column.
-    pub columns: Vec<(usize, Column, String)>,
-    /// Indexes (into the row image) of the key columns, with their target names.
-    pub key: Vec<(usize, Column, String)>,
-    /// Where deleted keys are recorded while the row copy runs without locks (migrate; see `delete_log`).
-    pub deletes: Option<Arc<DeleteLog>>,
-    /// The key allows NULL (`--allow-nullable-unique-key`): a row written with a NULL in it stops the run.
-    pub nullable_key: bool,
-}
-
-/// Marks a statement that writes the ENUM error value: it runs with the non-strict sql_mode, the only one that can
-/// store that value, then the session is strict again. The value is the original's, so nothing changes.
-const LENIENT: &str = "/* revenant: ENUM error value */ ";
-
-/// The applier's statements for one target, prepared once.
-struct Statements {
-    replace: String,
-    delete: String,
-    /// `db.table`, for error messages.
-    target: String,
-    shards: Shards,
-}
-
-impl ApplyTarget {
-    fn statements(&self) -> Statements {
-        let cols: Vec<String> = self.columns.iter().map(|(_, _, n)| quote_ident(n)).collect();
-        let phs: Vec<String> = self.columns.iter().map(|(_, c, _)| c.placeholder()).collect();
-        let conds: Vec<String> =
-            self.key.iter().map(|(_, c, n)| format!("{} = {}", quote_ident(n), c.key_placeholder())).collect();
-        Statements {
-            replace: format!(
-                "REPLACE INTO {} ({}) VALUES ({})",
-                qualified(&self.database, &self.table),
-                cols.join(", "),
-                phs.join(", ")
-            ),
-            delete: format!("DELETE FROM {} WHERE {}", qualified(&self.database, &self.table), conds.join(" AND ")),
-            target: format!("{}.{}", self.database, self.table),
-            shards: Shards::for_key(&format!("{}.{}", self.database, self.table), &self.key),
-        }
-    }
-
-    fn row_params(&self, row: &[Value]) -> Vec<Value> {
-        self.columns.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Value::NULL)).collect()
-    }
-
-    /// The REPLACE for a row some of whose written columns need SQL to be exact (see `RowChange::after_sql`), with
-    /// its parameters; None when no written column does.
-    fn replace_with_sql(&self, row: &[Value], sql: &[(usize, SqlValue)]) -> Option<(String, Vec<Value>)> {
-        if !self.columns.iter().any(|(i, _, _)| sql.iter().any(|(j, _)| j == i)) {
-            return None;
-        }
-        let mut exprs = Vec::with_capacity(self.columns.len());
-        let mut params = Vec::with_capacity(self.columns.len());
-        for (i, col, _) in &self.columns {
-            match sql.iter().find(|(j, _)| j == i) {
-                Some((_, v)) => {
-                    exprs.push(v.sql.clone());
-                    params.extend(v.params.iter().cloned());
-                }
-                None => {
-                    exprs.push(col.placeholder());
-                    params.push(row.get(*i).cloned().unwrap_or(Value::NULL));
-                }
-            }
-        }
-        let cols: Vec<String> = self.columns.iter().map(|(_, _, n)| quote_ident(n)).collect();
-        let stmt = format!(
-            "REPLACE INTO {} ({}) VALUES ({})",
-            qualified(&self.database, &self.table),
-            cols.join(", "),
-            exprs.join(", ")
-        );
-        Some((stmt, params))
-    }
-
-    /// Does the row hold the ENUM error value ('', index 0, which a non-strict write stored in the original)? Strict
-    /// mode cannot write it, so such a row is written without strict mode (see [`LENIENT`]).
-    fn holds_enum_error_value(&self, row: &[Value]) -> bool {
-        self.columns.iter().filter(|(_, c, _)| c.is_enum()).any(|(i, _, _)| match row.get(*i) {
-            Some(Value::Int(0) | Value::UInt(0)) => true,
-            Some(Value::Bytes(b)) => b.is_empty(),
-            _ => false,
-        })
-    }
-
-    fn key_params(&self, row: &[Value]) -> Vec<Value> {
-        self.key.iter().map(|(i, _, _)| row.get(*i).cloned().unwrap_or(Value::NULL)).collect()
-    }
-}
 
 /// Where the checkpoint lives and which row the applier owns.
 #[derive(Debug, Clone)]
@@ -195,7 +89,7 @@ pub struct Applier {
     pub writes: RowWrites,
     /// Runs of REPLACE go as multi-row statements (servers without bulk execution: MySQL; see `multi_row`).
     pub multi_row_values: bool,
-    /// Writer connections: each batch's changes are split by key over them (see "Parallel apply" above).
+    /// Writer connections: each batch's changes are split by key over them (see `apply::split`).
     pub writers: usize,
 }
 
@@ -533,18 +427,6 @@ impl Applier {
     }
 }
 
-/// One queued statement, in the order of the source's changes.
-struct Op<'a> {
-    stmt: Cow<'a, str>,
-    /// The target table, for messages.
-    table: &'a str,
-    params: Vec<Value>,
-    /// The row it writes: the target table and its key's values (see `row_identity`).
-    row: Vec<u8>,
-    /// Which writer connection writes it (see `Shards`).
-    shard: u64,
-}
-
 /// Why an attempt at a batch failed, and the writers whose parts did not commit.
 struct Failed {
     writers: Vec<usize>,
@@ -655,123 +537,6 @@ fn refuse_null_key(target: &ApplyTarget, table: &str, change: &RowChange) -> Res
     )))
 }
 
-/// Keeps the last statement of each row (by its exact key bytes) and drops the earlier ones, in order. A row's
-/// last statement leaves it as the batch's last change left it (a REPLACE of the full after image, or its DELETE),
-/// whatever came before. Keys equal only by collation ('a' and 'A') are different rows here: each keeps its own
-/// last statement, in the source's order, and they go to one writer (see `Shards`), so the last of them still wins.
-fn collapse(ops: Vec<Op<'_>>) -> Vec<Op<'_>> {
-    let mut last: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-        last.insert(&op.row, i);
-    }
-    let keep: Vec<bool> = ops.iter().enumerate().map(|(i, op)| last.get(op.row.as_slice()) == Some(&i)).collect();
-    ops.into_iter().zip(keep).filter_map(|(op, keep)| keep.then_some(op)).collect()
-}
-
-/// Splits a batch's statements into one list per writer, each in the batch's order.
-fn split(ops: Vec<Op<'_>>, writers: usize) -> Vec<Vec<Op<'_>>> {
-    let mut parts: Vec<Vec<Op<'_>>> = (0..writers.max(1)).map(|_| Vec::new()).collect();
-    let n = parts.len() as u64;
-    for op in ops {
-        parts[(op.shard % n) as usize].push(op);
-    }
-    parts
-}
-
-/// The identity of a row for `collapse`: its table and the exact bytes of its key values.
-fn row_identity(table: &str, key: &[Value]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(table.len() + 16 * key.len());
-    out.extend_from_slice(table.as_bytes());
-    out.push(0);
-    for v in key {
-        value_bytes(v, &mut out);
-    }
-    out
-}
-
-/// Appends an unambiguous encoding of `v` (a tag, then its fields; byte strings with their length).
-fn value_bytes(v: &Value, out: &mut Vec<u8>) {
-    match v {
-        Value::NULL => out.push(0),
-        Value::Bytes(b) => {
-            out.push(1);
-            out.extend_from_slice(&(b.len() as u64).to_le_bytes());
-            out.extend_from_slice(b);
-        }
-        Value::Int(i) => {
-            out.push(2);
-            out.extend_from_slice(&i.to_le_bytes());
-        }
-        Value::UInt(u) => {
-            out.push(3);
-            out.extend_from_slice(&u.to_le_bytes());
-        }
-        Value::Float(f) => {
-            out.push(4);
-            out.extend_from_slice(&f.to_bits().to_le_bytes());
-        }
-        Value::Double(d) => {
-            out.push(5);
-            out.extend_from_slice(&d.to_bits().to_le_bytes());
-        }
-        Value::Date(y, mo, d, h, mi, s, us) => {
-            out.push(6);
-            out.extend_from_slice(&y.to_le_bytes());
-            out.extend_from_slice(&[*mo, *d, *h, *mi, *s]);
-            out.extend_from_slice(&us.to_le_bytes());
-        }
-        Value::Time(neg, d, h, mi, s, us) => {
-            out.push(7);
-            out.push(u8::from(*neg));
-            out.extend_from_slice(&d.to_le_bytes());
-            out.extend_from_slice(&[*h, *mi, *s]);
-            out.extend_from_slice(&us.to_le_bytes());
-        }
-    }
-}
-
-/// Which writer a row goes to: a hash of its key's values in the columns whose bytes identify the value (integers,
-/// dates, binary strings, ...), never of a text column under a collation or a float, where two different byte
-/// strings can be one key to the server ('a' and 'A ', 0.0 and -0.0): two changes of one row always go to one
-/// writer, in order. A key without such columns sends the whole table to one writer.
-#[derive(Debug, Clone)]
-struct Shards {
-    /// Positions in the key's values that are hashed.
-    exact: Vec<usize>,
-    /// Hash of the table's name: the shard of a key without exact columns, and the seed of the others.
-    table: u64,
-}
-
-impl Shards {
-    fn for_key(table: &str, key: &[(usize, Column, String)]) -> Shards {
-        let exact = key
-            .iter()
-            .enumerate()
-            .filter(|(_, (_, c, _))| !c.is_text() && !matches!(c.data_type.as_str(), "float" | "double" | "real"))
-            .map(|(i, _)| i)
-            .collect();
-        Shards { exact, table: hash_bytes(table.as_bytes()) }
-    }
-
-    fn of(&self, key: &[Value]) -> u64 {
-        if self.exact.is_empty() {
-            return self.table;
-        }
-        let mut bytes = Vec::with_capacity(16 * self.exact.len());
-        for i in &self.exact {
-            if let Some(v) = key.get(*i) {
-                value_bytes(v, &mut bytes);
-            }
-        }
-        self.table ^ hash_bytes(&bytes)
-    }
-}
-
-/// FNV-1a: stable, quick, and spread enough for a writer index.
-fn hash_bytes(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
-}
-
 /// Can `row` go in one batch with `first`? MariaDB's bulk execute sends the parameter types of a batch's first
 /// row only: a later row must bind the same types, or NULL (seen: a NULL date in the first row and a date in the
 /// second failed with "ERROR 1210: Incorrect arguments to mysqld_stmt_bulk_execute").
@@ -800,54 +565,8 @@ fn text(v: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{collapse, ddl_touches, row_identity, same_param_types, split, Op, Shards};
-    use crate::engine::plan::schema::Column;
+    use super::{ddl_touches, same_param_types};
     use mysql_async::Value;
-    use std::borrow::Cow;
-
-    fn column(data_type: &str, charset: Option<&str>) -> Column {
-        Column { name: "k".into(), ordinal: 1, data_type: data_type.into(), column_type: data_type.into(), nullable: false, unsigned: false, charset: charset.map(str::to_string), collation: None, octet_length: None, generated: false, labels: Vec::new(), enum_as_index: false }
-    }
-
-    fn op(stmt: &'static str, key: i64, shards: &Shards) -> Op<'static> {
-        let k = vec![Value::Int(key)];
-        Op { stmt: Cow::Borrowed(stmt), table: "d.t", params: vec![Value::Int(key), Value::Bytes(stmt.into())], row: row_identity("d.t", &k), shard: shards.of(&k) }
-    }
-
-    #[test]
-    fn a_batch_keeps_the_last_statement_of_each_row_in_order() {
-        let shards = Shards::for_key("d.t", &[(0, column("int", None), "id".into())]);
-        let ops = vec![op("R1", 1, &shards), op("R2", 2, &shards), op("D1", 1, &shards), op("R3", 3, &shards), op("R2b", 2, &shards)];
-        let kept: Vec<String> = collapse(ops).iter().map(|o| o.stmt.to_string()).collect();
-        assert_eq!(kept, ["D1", "R3", "R2b"]);
-    }
-
-    #[test]
-    fn a_rows_changes_go_to_one_writer_and_integer_keys_spread() {
-        let shards = Shards::for_key("d.t", &[(0, column("bigint", None), "id".into())]);
-        let ops: Vec<Op<'static>> = (0..400).map(|k| op("R", k % 100, &shards)).collect();
-        let parts = split(ops, 4);
-        for part in &parts {
-            assert!(part.len() > 40, "every writer gets rows: {:?}", parts.iter().map(Vec::len).collect::<Vec<_>>());
-        }
-        for k in 0..100 {
-            let writers = parts.iter().filter(|p| p.iter().any(|o| o.params[0] == Value::Int(k))).count();
-            assert_eq!(writers, 1, "key {k}");
-        }
-    }
-
-    #[test]
-    fn text_and_float_keys_never_split_a_table() {
-        let text = Shards::for_key("d.t", &[(0, column("varchar", Some("utf8mb4")), "name".into())]);
-        assert_eq!(text.of(&[Value::Bytes(b"a".to_vec())]), text.of(&[Value::Bytes(b"A ".to_vec())]));
-        let float = Shards::for_key("d.t", &[(0, column("double", None), "x".into())]);
-        assert_eq!(float.of(&[Value::Double(0.0)]), float.of(&[Value::Double(-0.0)]));
-        // A binary string is its bytes: it spreads; a text column next to an integer one is left out of the hash.
-        let binary = Shards::for_key("d.t", &[(0, column("varbinary", Some("binary")), "b".into())]);
-        assert!((0..50u8).map(|b| binary.of(&[Value::Bytes(vec![b])]) % 2).any(|w| w == 1));
-        let mixed = Shards::for_key("d.t", &[(0, column("int", None), "id".into()), (1, column("char", Some("latin1")), "c".into())]);
-        assert_eq!(mixed.of(&[Value::Int(7), Value::Bytes(b"x".to_vec())]), mixed.of(&[Value::Int(7), Value::Bytes(b"X".to_vec())]));
-    }
 
     #[test]
     fn a_batch_keeps_its_first_rows_parameter_types() {

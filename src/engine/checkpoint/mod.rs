@@ -6,7 +6,8 @@
 //!   parallel apply adds `apply#2`, `apply#3`, ... (one per writer connection, see `apply::applier`): every row
 //!   holds the position of the last batch its connection committed, the rows differ by one batch at most, and a
 //!   resume continues from the least (the row with the fewest `batches_applied`).
-//! - `old-table`: the name the original is renamed to at the cut-over (`table_name`), fixed when the run starts;
+//! - `old-table`: the name the original is renamed to at the cut-over (`table_name`), fixed when the run starts.
+//!
 //! move-tables adds one `copy:<table>` row per table. `SELECT * FROM _<t>_ghk` tells a person where things stand.
 
 use color_eyre::eyre::{eyre, Result, WrapErr};
@@ -216,6 +217,9 @@ pub fn apply_index(id: &str) -> Option<usize> {
     }
 }
 
+/// A position row as stored: (id, GTID set, file, pos, events, batches).
+type StoredApplyRow = (String, Option<String>, Option<String>, Option<u64>, u64, u64);
+
 /// One position row as read: (batches committed, GTID set, file, pos, events).
 type ApplyRow = (u64, String, String, u64, u64);
 
@@ -226,7 +230,7 @@ type ApplyRow = (u64, String, String, u64, u64);
 pub async fn spread_apply_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, writers: usize) -> Result<()> {
     let ck = qualified(db, table);
     let mut tx = conn.start_transaction(mysql_async::TxOpts::default()).await.wrap_err("starting to set up the apply rows")?;
-    let rows: Vec<(String, Option<String>, Option<String>, Option<u64>, u64, u64)> = tx
+    let rows: Vec<StoredApplyRow> = tx
         .exec(format!("SELECT id, applied_gtid_set, applied_file, applied_pos, events_applied, batches_applied FROM {ck} WHERE id = ? OR id LIKE ? FOR UPDATE"), (APPLY, format!("{APPLY}#%")))
         .await
         .wrap_err_with(|| format!("reading the apply rows of {ck}"))?;
