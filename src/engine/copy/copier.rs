@@ -91,6 +91,23 @@ pub struct CopyRange {
     pub watermark: Option<Vec<Value>>,
 }
 
+/// The longest a chunk waits for a row lock (seconds) before it is rolled back and copied again.
+const COPY_LOCK_WAIT_SECS: u32 = 2;
+
+/// A row writer's session for the copy: the applier's (`writer_conn`), with lock waits of at most
+/// [`COPY_LOCK_WAIT_SECS`]. A chunk's `INSERT ... SELECT` holds the ghost's AUTO-INC table lock to its end
+/// (`innodb_autoinc_lock_mode=1`, MariaDB's default); when it waits for a row lock that an applier transaction
+/// holds and that transaction then waits for the AUTO-INC lock, the server does not see the cycle: seen on MariaDB
+/// 10.11 under scripts/bench's writer, both waited the whole `innodb_lock_wait_timeout` (50 s) and a 10 s
+/// migration took 118 s. The chunk gives up early instead: its rollback frees the lock, the applier goes on, and
+/// the chunk is copied again (a lock wait timeout is retried like a deadlock). The applier's own waits are not
+/// shortened: it waits for a chunk's rows by design (its writes land on top of the copy).
+pub(crate) async fn copier_conn(opts: &mysql_async::Opts, writes: RowWrites) -> Result<mysql_async::Conn> {
+    let mut c = crate::engine::apply::applier::writer_conn(opts, writes).await?;
+    c.query_drop(format!("SET SESSION innodb_lock_wait_timeout = {COPY_LOCK_WAIT_SECS}")).await.wrap_err("setting the copy's lock wait")?;
+    Ok(c)
+}
+
 impl CopyJob {
     fn key_names(&self) -> Vec<String> {
         self.key.iter().map(|c| c.name.clone()).collect()
@@ -221,9 +238,9 @@ impl CopyJob {
     ) -> Result<bool> {
         let CopyControl { chunk_target: target_chunk_time, retry_for, cancel } = control;
         let (target_chunk_time, retry_for) = (*target_chunk_time, *retry_for);
-        let mut conn = crate::engine::apply::applier::writer_conn(conn_opts, self.writes).await?;
+        let mut conn = copier_conn(conn_opts, self.writes).await?;
         let mut target_conn = match &across {
-            Some(a) => Some(crate::engine::apply::applier::writer_conn(&a.target_opts, self.writes).await.wrap_err("connecting to the target server")?),
+            Some(a) => Some(copier_conn(&a.target_opts, self.writes).await.wrap_err("connecting to the target server")?),
             None => None,
         };
         let Some(range_end) = range.range_end.clone() else {
@@ -274,12 +291,12 @@ impl CopyJob {
                         shared.copy_retries.fetch_add(1, Ordering::Relaxed);
                         tokio::time::sleep(retry::backoff(attempt)).await;
                         if kind == Retry::Reconnect {
-                            match crate::engine::apply::applier::writer_conn(conn_opts, self.writes).await {
+                            match copier_conn(conn_opts, self.writes).await {
                                 Ok(c) => conn = c,
                                 Err(e) => tracing::warn!("copier reconnect failed: {e:#}"),
                             }
                             if let Some(a) = &across {
-                                match crate::engine::apply::applier::writer_conn(&a.target_opts, self.writes).await {
+                                match copier_conn(&a.target_opts, self.writes).await {
                                     Ok(c) => target_conn = Some(c),
                                     Err(e) => tracing::warn!("copier reconnect to the target failed: {e:#}"),
                                 }
