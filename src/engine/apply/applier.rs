@@ -27,7 +27,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use color_eyre::eyre::{bail, eyre, Result, WrapErr};
+use color_eyre::eyre::{bail, Result, WrapErr};
 use mysql_async::prelude::Queryable;
 use mysql_async::{TxOpts, Value};
 use tokio::sync::watch;
@@ -208,18 +208,19 @@ impl Applier {
         let writes = conns.iter_mut().zip(parts).enumerate().filter(|(k, _)| !committed[*k]).map(|(k, (conn, mut ops))| async move {
             (k, self.write_part(conn, k, &mut ops, batch, apply_sql).await)
         });
-        let mut failed = Failed { writers: Vec::new(), error: eyre!("no part failed") };
+        let mut writers = Vec::new();
+        let mut error = None;
         for (k, result) in futures_util::future::join_all(writes).await {
             match result {
                 Ok(()) => committed[k] = true,
                 Err(e) => {
-                    failed.writers.push(k);
-                    failed.error = e;
+                    writers.push(k);
+                    error = Some(e);
                 }
             }
         }
-        if !failed.writers.is_empty() {
-            return Err(failed);
+        if let Some(error) = error {
+            return Err(Failed { writers, error });
         }
         self.publish(batch);
         Ok(())

@@ -170,8 +170,8 @@ async fn check_nullable_key(conn: &mut mysql_async::Conn, cfg: &MigrationConfig,
 
 /// How many rows of `db.table` hold a NULL in a column of the mapping's keys.
 pub async fn null_key_rows(conn: &mut mysql_async::Conn, db: &str, table: &str, mapping: &ColumnMapping) -> Result<u64> {
-    let cond: Vec<String> = mapping.key_source_columns().iter().map(|c| format!("{} IS NULL", crate::engine::sql::quote_ident(c))).collect();
-    let q = format!("SELECT COUNT(*) FROM {} WHERE {}", crate::engine::sql::qualified(db, table), cond.join(" OR "));
+    let cond: Vec<String> = mapping.key_source_columns().iter().map(|c| format!("{} IS NULL", quote_ident(c))).collect();
+    let q = format!("SELECT COUNT(*) FROM {} WHERE {}", qualified(db, table), cond.join(" OR "));
     let n: Option<u64> = conn.query_first(&q).await.wrap_err_with(|| format!("counting the rows of {db}.{table} with a NULL key"))?;
     Ok(n.unwrap_or(0))
 }
