@@ -159,6 +159,9 @@ fn check_flag(name: &str, verdict: &str, out: &Output) -> Result<()> {
         (_, "test-on-replica-skip-replica-stop") => {
             ensure!(code == Some(2) && stderr.contains("requires --test-on-replica"), "--{name} alone: {code:?} {stderr}")
         }
+        // Honoured with --statsd-addr (tests/statsd.rs, and the run of all accepted flags below); alone the tags
+        // would do nothing: refused before anything changes, naming the companion.
+        (_, "statsd-tags") => ensure!(code == Some(2) && stderr.contains("--statsd-tags needs --statsd-addr"), "--{name} alone: {code:?} {stderr}"),
         // Accepted, but there is no checkpoint to resume from: the run gets past the flags.
         (_, "resume") => ensure!(!stderr.contains("does not implement"), "--resume: {stderr}"),
         ("honoured" | "no-op", _) => {

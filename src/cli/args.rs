@@ -317,6 +317,15 @@ pub struct MigrateArgs {
     #[arg(long, help_heading = "Output and control")] pub force_named_panic: bool,
     /// Serve Prometheus metrics on plain HTTP at this address (e.g. 127.0.0.1:9187).
     #[arg(long, help_heading = "Output and control")] pub metrics_addr: Option<String>,
+    /// Send the same metrics as StatsD gauges (`revenant.<name>`, every second) to host:port over UDP, or to a Unix
+    /// datagram socket path (gh-ost's flag).
+    #[arg(long, value_name = "ADDR", help_heading = "Output and control")] pub statsd_addr: Option<String>,
+    /// StatsD tags on every gauge, key:value (repeatable, comma-separated: env:prod,service:db); database and table
+    /// are always added. Needs --statsd-addr.
+    #[arg(long, value_name = "TAGS", help_heading = "Output and control")] pub statsd_tags: Vec<String>,
+    /// With --statsd-addr: seconds between the process's gauges (resident and virtual memory, threads: gh-ost's
+    /// Go runtime gauges); 0 sends none.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10, help_heading = "Output and control")] pub runtime_metrics_interval: u64,
     #[command(flatten)]
     pub ghost: GhostCompatArgs,
 }

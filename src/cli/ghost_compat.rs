@@ -14,8 +14,6 @@ pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
     ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
     ("old-table", true, "reverting is not built yet (see --revert)"),
-    ("statsd-addr", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
-    ("statsd-tags", true, "StatsD is not built: serve Prometheus metrics with --metrics-addr 127.0.0.1:9187"),
 ];
 
 /// Switches that are on unless turned off: `--name=false` becomes `--no-name`.
@@ -65,8 +63,6 @@ pub struct GhostCompatArgs {
     #[arg(long, value_name = "QUERY")] pub replication_lag_query: Option<String>,
     /// Accepted: a lost binlog connection is retried for --retry-seconds, then the run stops resumably.
     #[arg(long, value_name = "N")] pub binlogsyncer_max_reconnect_attempts: Option<u64>,
-    /// Accepted: Go runtime gauges for StatsD; revenant has neither (--statsd-addr is refused).
-    #[arg(long, value_name = "SECONDS")] pub runtime_metrics_interval: Option<u64>,
     /// Accepted when it starts with utf8mb4 (revenant's connection charset; rows are copied as raw bytes).
     #[arg(long, value_name = "LIST")] pub charset: Option<String>,
     /// Accepted when innodb: only InnoDB tables are migrated.
@@ -95,7 +91,6 @@ impl GhostCompatArgs {
         }
         super::settings::within("checkpoint-seconds", self.checkpoint_seconds.unwrap_or(300), 1, 86_400, "seconds")?;
         super::settings::within("exponential-backoff-max-interval", self.exponential_backoff_max_interval.unwrap_or(64), 1, 3600, "seconds")?;
-        super::settings::within("runtime-metrics-interval", self.runtime_metrics_interval.unwrap_or(10), 0, 86_400, "seconds")?;
         if self.assume_rbr || self.switch_to_rbr {
             tracing::info!("--assume-rbr / --switch-to-rbr: revenant never changes binlog_format; it checks ROW and FULL row images");
         }

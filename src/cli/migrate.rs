@@ -62,6 +62,7 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.failover = settings::failover(&a.failover)?;
     // Checked here, before replica mode connects to anything (bound later, in before_start).
     a.metrics_addr.as_deref().map(control::metrics::parse_addr).transpose()?;
+    statsd_options(a)?;
     check_artifact_names(&cfg)?;
     cfg.run.resume = cfg.run.resume || a.resume_state.is_some();
     cfg.run.resume_command = Some(resume_command(argv));
@@ -215,6 +216,10 @@ async fn before_start(a: &MigrateArgs, cfg: &MigrationConfig, use_console: bool)
         Some(addr) => Some(control::metrics::bind(addr).await?),
         None => None,
     };
+    let statsd = match statsd_options(a)? {
+        Some(o) => Some((control::statsd::client(&o, &cfg.database, &cfg.table)?, o.runtime_every)),
+        None => None,
+    };
     let theme = if use_console { Some(Theme::select(out.theme.as_deref())?) } else { None };
     let socket = out
         .serve_socket_file
@@ -230,7 +235,22 @@ async fn before_start(a: &MigrateArgs, cfg: &MigrationConfig, use_console: bool)
         }
         false => None,
     };
-    Ok(session::Serve { control, metrics, theme, confirm_name: cfg.table.clone(), status_json: out.status_json, socket })
+    Ok(session::Serve { control, metrics, statsd, theme, confirm_name: cfg.table.clone(), status_json: out.status_json, socket })
+}
+
+/// `--statsd-addr`, `--statsd-tags`, `--runtime-metrics-interval`, checked (tags without an address are refused:
+/// they would do nothing).
+fn statsd_options(a: &MigrateArgs) -> Result<Option<control::statsd::StatsdOptions>> {
+    let every = settings::within("runtime-metrics-interval", a.runtime_metrics_interval, 0, 86_400, "seconds")?;
+    let tags = control::statsd::parse_tags(&a.statsd_tags)?;
+    let Some(addr) = a.statsd_addr.as_deref() else {
+        if !tags.is_empty() {
+            return Err(eyre!("--statsd-tags needs --statsd-addr")).suggestion("add --statsd-addr host:port, or leave --statsd-tags out");
+        }
+        return Ok(None);
+    };
+    let runtime_every = (every > 0).then(|| Duration::from_secs(every));
+    Ok(Some(control::statsd::StatsdOptions { addr: control::statsd::parse_addr(addr)?, tags, runtime_every }))
 }
 
 /// The control socket's options: the table, gh-ost's named cut-over/panic, the flag files it may create.

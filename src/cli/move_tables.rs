@@ -141,7 +141,7 @@ pub async fn run(a: MoveTablesArgs, argv: Vec<String>) -> Result<i32> {
         Err(e) => return Ok(super::refused(&e)),
     };
     let control = Some((listener, ControlOptions { table: first.clone(), ..ControlOptions::default() }));
-    let serve = session::Serve { control, metrics: None, theme, confirm_name: first, status_json: out.status_json, socket };
+    let serve = session::Serve { control, metrics: None, statsd: None, theme, confirm_name: first, status_json: out.status_json, socket };
     let (handle, join) = move_tables::start(cfg.clone());
     let result = session::drive(&handle, join, serve).await?;
     match result {

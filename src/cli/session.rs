@@ -1,5 +1,5 @@
 //! What an engine run serves while it works, for `migrate` and `move-tables` alike: the console or
-//! the headless status printer, the control socket, the metrics endpoint and the signal handler, all ended in
+//! the headless status printer, the control socket, the metrics endpoint, StatsD and the signal handler, all ended in
 //! order once the engine task returns.
 
 use std::path::PathBuf;
@@ -18,6 +18,8 @@ use crate::engine::{Command, EngineHandle};
 pub(crate) struct Serve {
     pub control: Option<(ControlListener, ControlOptions)>,
     pub metrics: Option<tokio::net::TcpListener>,
+    /// `--statsd-addr`: the client (its socket opened) and the process gauges' interval.
+    pub statsd: Option<(cadence::StatsdClient, Option<Duration>)>,
     /// Some: the console; None: the headless printer.
     pub theme: Option<Theme>,
     /// The name the console's cut-over confirmation asks for.
@@ -35,6 +37,7 @@ pub(crate) async fn drive<T>(handle: &EngineHandle, join: JoinHandle<Result<T>>,
         Some(l) => Some(control::metrics::serve(l, handle.status.clone(), shutdown.clone())?),
         None => None,
     };
+    let statsd_task = serve.statsd.map(|(client, every)| control::statsd::serve(client, handle.status.clone(), every, shutdown.clone()));
     let control_task = serve.control.map(|(listener, opts)| {
         let (h, sd) = (handle.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -50,6 +53,10 @@ pub(crate) async fn drive<T>(handle: &EngineHandle, join: JoinHandle<Result<T>>,
     shutdown.cancel();
     signal_task.abort();
     if let Some(t) = control_task {
+        let _ = t.await;
+    }
+    if let Some(t) = statsd_task {
+        // Its last send: the final phase and totals.
         let _ = t.await;
     }
     Ok(result)

@@ -87,20 +87,43 @@ fn escape(v: &str) -> String {
 }
 
 
+/// One series' label besides `database` and `table` (the phase, the throttle reason), or none.
+pub type Label = Option<(&'static str, String)>;
+
+/// One metric of a snapshot: its name (without the `revenant_` prefix), kind, help text and series.
+pub struct Family {
+    pub name: &'static str,
+    pub kind: &'static str,
+    pub help: &'static str,
+    pub series: Vec<(Label, f64)>,
+}
+
 /// The exposition text for one snapshot.
 pub fn render(s: &Status) -> String {
     let base = format!("database=\"{}\",table=\"{}\"", escape(&s.target.database), escape(&s.target.table));
     let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, series: &[(String, f64)]| {
-        let _ = writeln!(out, "# HELP revenant_{name} {help}");
-        let _ = writeln!(out, "# TYPE revenant_{name} {kind}");
-        for (labels, v) in series {
-            let labels = if labels.is_empty() { base.clone() } else { format!("{base},{labels}") };
+    for f in families(s) {
+        let _ = writeln!(out, "# HELP revenant_{} {}", f.name, f.help);
+        let _ = writeln!(out, "# TYPE revenant_{} {}", f.name, f.kind);
+        for (label, v) in &f.series {
+            let labels = match label {
+                None => base.clone(),
+                Some((k, val)) => format!("{base},{k}=\"{}\"", escape(val)),
+            };
             let v = if v.is_finite() { format!("{v}") } else { "NaN".to_string() };
-            let _ = writeln!(out, "revenant_{name}{{{labels}}} {v}");
+            let _ = writeln!(out, "revenant_{}{{{labels}}} {v}", f.name);
         }
+    }
+    out
+}
+
+/// Every metric of one snapshot, for the Prometheus text and for StatsD (`control::statsd`).
+pub fn families(s: &Status) -> Vec<Family> {
+    let mut out = Vec::new();
+    let mut metric = |name: &'static str, kind: &'static str, help: &'static str, series: &[(Label, f64)]| {
+        out.push(Family { name, kind, help, series: series.to_vec() });
     };
-    let one = |v: f64| vec![(String::new(), v)];
+    let one = |v: f64| vec![(None, v)];
     metric("copy_progress_percent", "gauge", "Percent of the rows copied (100 once the copy is complete).", &one(s.copy.percent()));
     metric("rows_copied_total", "counter", "Rows copied to the ghost table.", &one(s.copy.rows_copied as f64));
     metric("rows_estimate", "gauge", "Estimated (or counted) rows of the original table.", &one(s.copy.rows_estimate as f64));
@@ -123,16 +146,16 @@ pub fn render(s: &Status) -> String {
         Eta::Measuring => f64::NAN,
     };
     metric("eta_seconds", "gauge", "Expected seconds until the copy completes (NaN while measuring).", &one(eta));
-    let phases: Vec<(String, f64)> = Phase::ALL
+    let phases: Vec<(Label, f64)> = Phase::ALL
         .iter()
-        .map(|p| (format!("phase=\"{}\"", p.label()), if s.phase == Some(*p) { 1.0 } else { 0.0 }))
+        .map(|p| (Some(("phase", p.label().to_string())), if s.phase == Some(*p) { 1.0 } else { 0.0 }))
         .collect();
     metric("phase", "gauge", "1 for the migration's current phase.", &phases);
     metric(
         "throttled",
         "gauge",
         "1 while the row copy is throttled; the reason label is gh-ost's wording.",
-        &[(format!("reason=\"{}\"", escape(&s.throttle.reason)), if s.throttle.throttled { 1.0 } else { 0.0 })],
+        &[(Some(("reason", s.throttle.reason.clone())), if s.throttle.throttled { 1.0 } else { 0.0 })],
     );
     metric("paused", "gauge", "1 while copy and apply are paused.", &one(if s.paused { 1.0 } else { 0.0 }));
     metric(
@@ -162,9 +185,9 @@ pub fn render(s: &Status) -> String {
 }
 
 /// The verification's progress and its last result (NaN before one).
-fn verify_metrics(s: &Status, metric: &mut impl FnMut(&str, &str, &str, &[(String, f64)])) {
+fn verify_metrics(s: &Status, metric: &mut impl FnMut(&'static str, &'static str, &'static str, &[(Label, f64)])) {
     let v = &s.verify;
-    let one = |x: f64| vec![(String::new(), x)];
+    let one = |x: f64| vec![(None, x)];
     let nan_or = |x: Option<u64>| x.map(|m| m as f64).unwrap_or(f64::NAN);
     metric("verify_progress_percent", "gauge", "Percent of the chunks compared in the verification pass running (or last run).", &one(v.fraction() * 100.0));
     metric("verify_rows_total", "gauge", "Rows compared by the verification pass running (or last run).", &one(v.rows_verified as f64));

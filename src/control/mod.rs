@@ -19,6 +19,7 @@ mod client;
 pub mod ghost_status;
 pub mod metrics;
 pub mod security;
+pub mod statsd;
 mod server;
 mod text;
 

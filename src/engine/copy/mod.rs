@@ -7,4 +7,5 @@ pub mod copier;
 pub mod delete_log;
 pub mod json_leaves;
 pub mod parallel;
+pub mod session;
 pub mod warnings;

@@ -223,7 +223,7 @@ impl Verifier {
     /// original's inserted, read under shared locks (writers to the range wait until it commits; their changes
     /// reach the applier after it). Returns the rows copied.
     pub async fn repair(&self, range: &KeyRange) -> Result<u64> {
-        let mut conn = crate::engine::copy::copier::copier_conn(&self.opts, self.job.writes).await?;
+        let mut conn = crate::engine::copy::session::copier_conn(&self.opts, self.job.writes).await?;
         let (gcond, gparams) = self.forms.ghost.range_where(range);
         let (ocond, oparams) = self.forms.original.range_where(range);
         let ghost_cols: Vec<String> = self.job.columns.iter().map(|(_, g)| crate::engine::sql::quote_ident(g)).collect();
