@@ -37,6 +37,15 @@ async fn demote(primary: &Server) -> Result<()> {
     }
 }
 
+/// A hook `name` in the fixture's hooks directory running `body`.
+fn hook(fx: &Fixture, name: &str, body: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let script = fx.hooks.join(name);
+    std::fs::write(&script, format!("#!/bin/sh\n{body}\n"))?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
 /// A revenant-on-failover hook that writes its environment to `out`.
 fn failover_hook(fx: &Fixture, out: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -150,7 +159,12 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
         let fx = Fixture::new("failover", "switch", primary.port)?;
         let writer = Writer::start(&primary, "sw", "t", &["a", "b", "c", "d"], true).await?;
         let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
-        let mut child = revenant(&primary, "sw", &fx, true, &[&candidates, "--failover-timeout", "3m"]).spawn()?;
+        // Hooks: on-startup counts its runs, on-success keeps its environment.
+        let (startups, success_env) = (fx.hooks.join("startups"), fx.hooks.join("success.env"));
+        hook(&fx, "gh-ost-on-startup", &format!("echo started >> '{}'", startups.display()))?;
+        hook(&fx, "gh-ost-on-success", &format!("env > '{}'", success_env.display()))?;
+        let hooks = format!("--hooks-path={}", fx.hooks.display());
+        let mut child = revenant(&primary, "sw", &fx, true, &[&candidates, &hooks, "--failover-timeout", "3m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
         lines.wait(Duration::from_secs(90), "3000 rows copied", |l| copied_or_past(l, 3000))?;
 
@@ -173,7 +187,17 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
             let _ = child.kill();
             bail!("{e:#}\n{}", stderr_of(&mut child));
         }
+        // The socket's checkpoint is read and written on the new primary (the old one is read-only: writing there
+        // would fail, and must not be tried).
+        let reply = control(&fx, "checkpoint")?;
+        assert!(reply.contains("checkpoint recorded"), "checkpoint after the adoption: {reply}");
         let stderr = finish_on(&replica, "sw", &fx, &mut child, &mut lines, writer).await?;
+        let started = std::fs::read_to_string(&startups)?;
+        assert_eq!(started.lines().count(), 1, "gh-ost-on-startup runs once, not again at the adoption: {started:?}");
+        let env = std::fs::read_to_string(&success_env)?;
+        for var in ["GH_OST_MIGRATED_HOST", "GH_OST_INSPECTED_HOST"] {
+            assert!(env.lines().any(|l| l == format!("{var}=127.0.0.1:{}", replica.port)), "{var} names the new primary:\n{env}");
+        }
         eprintln!("[{flavor}] read-only noticed in {:.1}s ({ops_before} writer ops before)", noticed.as_secs_f64());
         assert!(noticed < Duration::from_secs(5), "the read-only primary is noticed at once, not after --retry-seconds: {noticed:?}");
         // Nothing was written to the old primary once it was read-only: its GTID set did not move.

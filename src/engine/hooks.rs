@@ -193,6 +193,11 @@ impl Hooks {
             Eta::Measuring => "-1".to_string(),
         };
         let lag = status.heartbeat_lag_seconds.unwrap_or(0.0);
+        // After a failover the run works on the new primary (followed only when its binary log is read there too).
+        let (migrated_host, inspected_host) = match status.failover.count > 0 && !status.target.host.is_empty() {
+            true => (status.target.host.clone(), status.target.host.clone()),
+            false => (id.migrated_host.clone(), id.inspected_host.clone()),
+        };
         let mut facts: Vec<(String, String)> = vec![
             ("DATABASE_NAME".into(), id.database.clone()),
             ("TABLE_NAME".into(), id.table.clone()),
@@ -207,8 +212,8 @@ impl Hooks {
             ("HEARTBEAT_LAG".into(), format!("{lag:.6}")),
             ("PROGRESS".into(), format!("{:.6}", status.copy.percent())),
             ("ETA_SECONDS".into(), eta_seconds),
-            ("MIGRATED_HOST".into(), id.migrated_host.clone()),
-            ("INSPECTED_HOST".into(), id.inspected_host.clone()),
+            ("MIGRATED_HOST".into(), migrated_host),
+            ("INSPECTED_HOST".into(), inspected_host),
             ("EXECUTING_HOST".into(), id.executing_host.clone()),
             ("HOOKS_HINT".into(), self.hints.hint.clone()),
             ("HOOKS_HINT_OWNER".into(), self.hints.owner.clone()),

@@ -84,6 +84,8 @@ pub struct SharedInner {
     pub ready_since: Option<Instant>,
     /// The error of the last retried copy chunk.
     pub last_copy_error: Option<String>,
+    /// The server that holds the checkpoint table now, once a failover moved the run (None: where it started).
+    pub checkpoint_server: Option<mysql_async::Opts>,
 }
 
 impl Shared {

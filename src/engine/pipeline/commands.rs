@@ -271,7 +271,9 @@ pub(crate) fn get_value(shared: &Shared, name: &str) -> CommandReply {
 
 /// Forces a summary write and reports the recorded position.
 async fn checkpoint_now(shared: &Shared, at: &CheckpointLocation) -> Result<String> {
-    let mut c = crate::engine::connection::connect(at.opts.clone()).await?;
+    // After a failover the checkpoint is read and written on the new primary, never on the one given up.
+    let opts = shared.with(|i| i.checkpoint_server.clone()).unwrap_or_else(|| at.opts.clone());
+    let mut c = crate::engine::connection::connect(opts).await?;
     let phase = shared.phase().map(|p| p.label()).unwrap_or("preflight");
     c.exec_drop(
         format!(

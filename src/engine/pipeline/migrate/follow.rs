@@ -59,7 +59,10 @@ impl Followed for Migration {
         cfg.source = to.clone();
         cfg.run.resume = true;
         cfg.run.resume_command = cfg.run.resume_command.as_deref().map(|c| failover::rehost(c, to, side.flags));
-        shared.with(|i| i.status.target.host = to.display());
+        shared.with(|i| {
+            i.status.target.host = to.display();
+            i.checkpoint_server = Some(to.opts());
+        });
     }
 
     /// A resumable stop with the resume command; nothing is written to the old primary.

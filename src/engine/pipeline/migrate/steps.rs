@@ -48,7 +48,9 @@ impl Run for Migrate<'_> {
             return Ok(Flow::End(end));
         }
         let plan = preflight::run(&mut conn, cfg).await?;
-        fire_refusable(&ctx.hooks, Hook::OnValidated, shared, "the on-validated hook refused the migration; nothing was changed").await?;
+        if !adopted(shared) {
+            fire_refusable(&ctx.hooks, Hook::OnValidated, shared, "the on-validated hook refused the migration; nothing was changed").await?;
+        }
         shared.with(|i| {
             i.status.target.flavor = if plan.mariadb { "mariadb".into() } else { "mysql".into() };
             i.status.target.version = plan.version.clone();
@@ -178,7 +180,9 @@ pub(super) struct Live {
 
 /// The on-startup hook, the connection to the source, and the single-run lock (taken before anything is changed).
 async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::Conn, RunLock)> {
-    fire_refusable(&ctx.hooks, Hook::OnStartup, &ctx.shared, "the on-startup hook refused the migration; nothing was changed").await?;
+    if !adopted(&ctx.shared) {
+        fire_refusable(&ctx.hooks, Hook::OnStartup, &ctx.shared, "the on-startup hook refused the migration; nothing was changed").await?;
+    }
     let mut conn = crate::engine::connection::connect(cfg.source.opts())
         .await
         .map_err(|e| refuse(format!("cannot connect to {}: {e}", cfg.source.display()), cfg.source.connect_hint()))?;
@@ -189,6 +193,12 @@ async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::C
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
     let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
     Ok((conn, lock))
+}
+
+/// An attempt after a failover: the run already started and was validated (its hooks fired once; a refusal now
+/// would stop a migration that is half done), so the on-startup and on-validated hooks are not fired again.
+fn adopted(shared: &crate::engine::shared::Shared) -> bool {
+    shared.with(|i| i.status.failover.count > 0)
 }
 
 /// The test trace's `slice-start <slice> <watermark>` lines of a parallel copy (tests/common/trace.rs reads them).

@@ -88,6 +88,9 @@ impl Followed for Moving {
             i.status.target.host = cfg.source.display();
             i.status.target.applier_host = cfg.target.display();
             i.status.target.alter = super::move_text(cfg);
+            if side.name == TARGET {
+                i.checkpoint_server = Some(to.opts());
+            }
         });
     }
 
