@@ -352,6 +352,47 @@ async fn a_candidate_that_lacks_the_checkpoint_is_refused_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
+    each_flavor(|flavor| async move {
+        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+        let replica = replicas.remove(0);
+        seed(&primary, "cu", 20_000).await?;
+        let fx = Fixture::new("failover", "catchup", primary.port)?;
+        let hold = fx.dir.join("hold");
+        std::fs::write(&hold, b"")?;
+        let writer = Writer::start(&primary, "cu", "t", &["a", "b", "c", "d"], true).await?;
+        let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+        let mut p = revenant(&primary, "cu", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "2m"]);
+        // The first attempt is held as catch-up begins (the copy done, the applier streaming the writer's changes).
+        p.env("REVENANT_FAILPOINTS", "catchup-before-wait=hold@1").env("REVENANT_FAILPOINT_HOLD", &hold);
+        let mut child = p.spawn()?;
+        let mut lines = Lines::of(&mut child)?;
+        lines.wait(Duration::from_secs(120), "the catch-up", |l| l.contains("\"phase\":\"catchup\""))?;
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        primary.kill9();
+        let _ = writer.stop().await;
+        promote_applied(&replica).await?;
+        let writer = Writer::start(&replica, "cu", "t", &["a", "b", "c", "d"], true).await?;
+        // Let the held step go on: it meets the dead primary, and the attempt ends.
+        std::fs::remove_file(&hold)?;
+        let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
+        if let Err(e) = lines.wait(Duration::from_secs(60), "the adoption", |l| l.contains(&adopted_on)) {
+            let _ = writer.stop().await;
+            let _ = child.kill();
+            bail!("{e:#}\n{}", stderr_of(&mut child));
+        }
+        let stderr = finish_on(&replica, "cu", &fx, &mut child, &mut lines, writer).await?;
+        assert!(stderr.contains("fail point catchup-before-wait hit (hold)"), "the first attempt was held in the catch-up:\n{stderr}");
+        assert!(stderr.contains("re-copying 0 rows (the copy was complete)"), "the adoption resumed past the copy:\n{stderr}");
+        let runs = read_trace(&fx.trace);
+        let (adoptions, _) = check_bound(&runs, flavor == Flavor::MariaDb)?;
+        assert_eq!(adoptions, 1, "one failover, one adoption: {runs:?}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_while_the_cut_over_is_postponed() {
     each_flavor(|flavor| async move {
         let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;

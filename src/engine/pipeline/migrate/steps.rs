@@ -131,7 +131,11 @@ impl Run for Migrate<'_> {
         let waited = match phase {
             Phase::Copy => return Ok(copy(cfg, ctx, &mut live.running, &live.job, &mut live.slices).await?.map_or(Flow::Go(()), Flow::End)),
             Phase::Indexes => indexes::build(&mut live.conn, cfg, ctx, &live.plan, &mut live.running).await?,
-            Phase::Catchup => gate::catch_up(ctx, &mut live.running).await?,
+            Phase::Catchup => {
+                // A test holds the run here while the applier streams (tests/failover.rs kills the primary here).
+                failpoint::hit("catchup-before-wait")?;
+                gate::catch_up(ctx, &mut live.running).await?
+            }
             Phase::Verify => verify_step(cfg, ctx, live, false).await?,
             _ => return ready(cfg, ctx, live).await,
         };
