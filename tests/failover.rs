@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Child, Command as Proc};
 use std::time::{Duration, Instant};
 
-use color_eyre::eyre::{bail, eyre, Result};
+use color_eyre::eyre::{bail, ensure, eyre, Result};
 use common::follow::{promote, promote_applied, Lines};
 use common::run::{Fixture, PACED};
 use common::trace::{check_bound, read_trace, slice_count};
@@ -388,6 +388,69 @@ async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
         let (adoptions, _) = check_bound(&runs, flavor == Flavor::MariaDb)?;
         assert_eq!(adoptions, 1, "one failover, one adoption: {runs:?}");
         Ok(())
+    })
+    .await;
+}
+
+/// The primary killed -9 inside the cut-over, at `point` (held there by a fail point): under the lock before the
+/// rename (`cutover-after-lock`: on the promoted replica the original still serves, with the sentry beside it) or
+/// right after the swap (`after-swap`: there the swap is complete, or, when the rename had not reached the replica
+/// yet, not begun). The run follows the promoted replica with no command and ends there, never half-swapped: the
+/// new table in place, the old one beside it, identical.
+async fn killed_inside_the_cut_over(flavor: Flavor, point: &str) -> Result<()> {
+    let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+    let replica = replicas.remove(0);
+    seed(&primary, "co", 20_000).await?;
+    let fx = Fixture::new("failover", point, primary.port)?;
+    let hold = fx.dir.join("hold");
+    std::fs::write(&hold, b"")?;
+    let writer = Writer::start(&primary, "co", "t", &["a", "b", "c", "d"], true).await?;
+    let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+    let mut p = revenant(&primary, "co", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "2m"]);
+    p.env("REVENANT_FAILPOINTS", format!("{point}=hold@1")).env("REVENANT_FAILPOINT_HOLD", &hold);
+    let mut child = p.spawn()?;
+    let mut lines = Lines::of(&mut child)?;
+    lines.wait(Duration::from_secs(120), "the postponed cut-over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
+    // The writer stops before any cut-over, so that both tables can be compared at the end.
+    let ops = writer.stop().await?;
+    std::fs::remove_file(&fx.postpone)?;
+    lines.wait(Duration::from_secs(60), "the cut-over", |l| l.contains("\"phase\":\"cut-over\""))?;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    primary.kill9();
+    promote_applied(&replica).await?;
+    // The next attempt waits for approval again; the held step goes on and meets the dead primary.
+    std::fs::write(&fx.postpone, b"")?;
+    std::fs::remove_file(&hold)?;
+    let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
+    if let Err(e) = lines.wait(Duration::from_secs(60), "the adoption", |l| l.contains(&adopted_on)) {
+        let _ = child.kill();
+        bail!("{e:#}\n{}", stderr_of(&mut child));
+    }
+    // Approved at once: a run that finds the swap complete ends with the clean-up and never asks.
+    std::fs::remove_file(&fx.postpone)?;
+    let status = child.wait()?;
+    let stderr = stderr_of(&mut child);
+    ensure!(status.success(), "the followed run failed: {status}\n{stderr}");
+    ensure!(stderr.contains(&format!("fail point {point} hit (hold)")), "the first attempt was held at {point}:\n{stderr}");
+    let mut c = replica.conn().await?;
+    let mut tables: Vec<String> = c.query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'co'").await?;
+    tables.sort();
+    ensure!(tables == ["_t_del", "t"], "{point}: the tables on the new primary are {tables:?}");
+    let has_f: Option<u64> = c.query_first("SELECT COUNT(*) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'co' AND TABLE_NAME = 't' AND COLUMN_NAME = 'f'").await?;
+    ensure!(has_f == Some(1), "{point}: t is the migrated table");
+    let old = table_checksum(&mut c, "co", "_t_del", &COLS).await?;
+    let migrated = table_checksum(&mut c, "co", "t", &COLS).await?;
+    ensure!(old == migrated && old.0 > 1000, "{point}: rows differ on the new primary ({ops} writer ops): {old:?} {migrated:?}");
+    let how = if stderr.contains("finishing the clean-up") { "the swap was complete there" } else { "the original served there; cut over again" };
+    eprintln!("[{flavor}] killed at {point}: {how}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn primary_killed_inside_the_cut_over_ends_swapped_on_the_new_primary() {
+    each_flavor(|flavor| async move {
+        killed_inside_the_cut_over(flavor, "cutover-after-lock").await?;
+        killed_inside_the_cut_over(flavor, "after-swap").await
     })
     .await;
 }
