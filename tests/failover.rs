@@ -354,14 +354,15 @@ async fn a_candidate_that_lacks_the_checkpoint_is_refused_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
     each_flavor(|flavor| async move {
-        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
-        let replica = replicas.remove(0);
+        // A primary with two replicas: one is promoted, the other re-pointed to it.
+        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 2).await?;
+        let (replica, other) = (replicas.remove(0), replicas.remove(0));
         seed(&primary, "cu", 20_000).await?;
         let fx = Fixture::new("failover", "catchup", primary.port)?;
         let hold = fx.dir.join("hold");
         std::fs::write(&hold, b"")?;
         let writer = Writer::start(&primary, "cu", "t", &["a", "b", "c", "d"], true).await?;
-        let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+        let candidates = format!("--failover-candidates=127.0.0.1:{},127.0.0.1:{}", replica.port, other.port);
         let mut p = revenant(&primary, "cu", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "2m"]);
         // The first attempt is held as catch-up begins (the copy done, the applier streaming the writer's changes).
         p.env("REVENANT_FAILPOINTS", "catchup-before-wait=hold@1").env("REVENANT_FAILPOINT_HOLD", &hold);
@@ -372,6 +373,8 @@ async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
         primary.kill9();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
+        stop_replication(&other, false).await?;
+        revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "cu", "t", &["a", "b", "c", "d"], true).await?;
         // Let the held step go on: it meets the dead primary, and the attempt ends.
         std::fs::remove_file(&hold)?;
@@ -384,6 +387,11 @@ async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
         let stderr = finish_on(&replica, "cu", &fx, &mut child, &mut lines, writer).await?;
         assert!(stderr.contains("fail point catchup-before-wait hit (hold)"), "the first attempt was held in the catch-up:\n{stderr}");
         assert!(stderr.contains("re-copying 0 rows (the copy was complete)"), "the adoption resumed past the copy:\n{stderr}");
+        // The re-pointed replica holds the same migrated tables.
+        revenant::sandbox::wait_caught_up(&other, &replica, Duration::from_secs(60)).await?;
+        let mut o = other.conn().await?;
+        let (old, migrated) = (table_checksum(&mut o, "cu", "_t_del", &COLS).await?, table_checksum(&mut o, "cu", "t", &COLS).await?);
+        assert_eq!(old, migrated, "the other replica, re-pointed to the new primary, has identical tables");
         let runs = read_trace(&fx.trace);
         let (adoptions, _) = check_bound(&runs, flavor == Flavor::MariaDb)?;
         assert_eq!(adoptions, 1, "one failover, one adoption: {runs:?}");
