@@ -7,7 +7,8 @@
 //! target that dies with no promotion within `--failover-timeout`: exit 3 with the resume command, which, pointed at
 //! the replica once it is promoted, finishes the move. And the source killed mid-drain (the fence done, the drain
 //! GTID recorded, the run held at the drain by the `move-mid-drain=hold` fail point): the drain is finished on the
-//! promoted replica without renaming again.
+//! promoted replica without renaming again. And the source killed inside the cut-over, before the fence and right
+//! after it (its drain GTID not recorded yet): the move ends on the promoted replica, fencing there or not again.
 
 mod common;
 mod move_support;
@@ -245,6 +246,58 @@ async fn source_killed_mid_drain_the_drain_finishes_on_the_promoted_replica() {
         let env = std::fs::read_to_string(dir.join("hook.env")).map_err(|e| eyre!("revenant-on-failover did not run: {e}"))?;
         assert!(env.contains("REVENANT_FAILOVER_SIDE=source"), "{env}");
         Ok(())
+    })
+    .await;
+}
+
+/// The source killed -9 inside the move's cut-over, at `point` (held there by a fail point), the writers stopped
+/// first: before the fence (`move-gate`: on the promoted replica the source tables still serve, and the fence is
+/// done there) or right after it, before the drain GTID was recorded (`move-after-rename`: the replica has the
+/// renamed tables, so the drain targets its executed set, never renaming again). The move ends done on the
+/// promoted replica with the moved tables identical to the fenced source tables.
+async fn source_killed_inside_the_fence(flavor: Flavor, point: &str) -> Result<()> {
+    let (mut source, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+    let replica = replicas.remove(0);
+    let target = Server::start(flavor).await?;
+    seed(&source, &target, "mtf", 2_000).await?;
+    let dir = scratch(&format!("failover-{point}"), source.port)?;
+    failover_hook(&dir)?;
+    let (flag, hold) = (dir.join("postpone.flag"), dir.join("hold"));
+    std::fs::write(&hold, "")?;
+    let w1 = AppWriter::start(&source, "mtf", "orders", 5).await?;
+    let w2 = AppWriter::start(&source, "mtf", "items", 9).await?;
+    let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    let mut cmd = revenant(&source, &target, "mtf", &dir, &[&candidates, "--failover-timeout", "3m", &postpone]);
+    cmd.env("REVENANT_FAILPOINTS", format!("{point}=hold@1")).env("REVENANT_FAILPOINT_HOLD", &hold);
+    let mut child = cmd.spawn()?;
+    let mut lines = Lines::of(&mut child)?;
+    lines.wait(Duration::from_secs(120), "ready to cut over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
+    w1.stop().await?;
+    w2.stop().await?;
+    std::fs::remove_file(&flag)?;
+    lines.wait(Duration::from_secs(60), "the cut-over", |l| l.contains("\"phase\":\"cut-over\""))?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    revenant::sandbox::wait_caught_up(&replica, &source, Duration::from_secs(60)).await?;
+    source.kill9();
+    promote_applied(&replica).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    std::fs::remove_file(&hold)?;
+    let stderr = adopted_then_done(&mut child, &mut lines, "source", &replica)?;
+    let counts = verify_moved(&replica, &target, "mtf").await?;
+    assert!(stderr.contains(&format!("fail point {point} hit (hold)")), "the first attempt was held at {point}:\n{stderr}");
+    if point == "move-after-rename" {
+        assert!(stderr.contains("fenced before the interruption"), "the adopted run found the fence done and did not rename again:\n{stderr}");
+    }
+    eprintln!("[{flavor}] source killed at {point}: moved {counts:?} on the promoted replica");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn source_killed_inside_the_fence_the_move_ends_on_the_promoted_replica() {
+    each_flavor(|flavor| async move {
+        source_killed_inside_the_fence(flavor, "move-gate").await?;
+        source_killed_inside_the_fence(flavor, "move-after-rename").await
     })
     .await;
 }
