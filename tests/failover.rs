@@ -163,6 +163,7 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
         let (startups, success_env) = (fx.hooks.join("startups"), fx.hooks.join("success.env"));
         hook(&fx, "gh-ost-on-startup", &format!("echo started >> '{}'", startups.display()))?;
         hook(&fx, "gh-ost-on-success", &format!("env > '{}'", success_env.display()))?;
+        hook(&fx, "gh-ost-on-before-row-copy", &format!("echo copy >> '{}'", startups.display()))?;
         let hooks = format!("--hooks-path={}", fx.hooks.display());
         let mut child = revenant(&primary, "sw", &fx, true, &[&candidates, &hooks, "--failover-timeout", "3m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
@@ -193,7 +194,8 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
         assert!(reply.contains("checkpoint recorded"), "checkpoint after the adoption: {reply}");
         let stderr = finish_on(&replica, "sw", &fx, &mut child, &mut lines, writer).await?;
         let started = std::fs::read_to_string(&startups)?;
-        assert_eq!(started.lines().count(), 1, "gh-ost-on-startup runs once, not again at the adoption: {started:?}");
+        let count = |what: &str| started.lines().filter(|l| *l == what).count();
+        assert_eq!((count("started"), count("copy")), (1, 1), "gh-ost-on-startup and on-before-row-copy run once, not again at the adoption: {started:?}");
         let env = std::fs::read_to_string(&success_env)?;
         for var in ["GH_OST_MIGRATED_HOST", "GH_OST_INSPECTED_HOST"] {
             assert!(env.lines().any(|l| l == format!("{var}=127.0.0.1:{}", replica.port)), "{var} names the new primary:\n{env}");

@@ -123,13 +123,27 @@ fn lock_name(cfg: &MigrationConfig) -> String {
     format!("revenant.{}", &digest[..48])
 }
 
+/// An attempt after a failover: the run already started, was validated and began its copy (its hooks fired once; a
+/// refusal now would stop a migration that is half done), so on-startup, on-validated and on-before-row-copy are
+/// not fired again.
+pub(super) fn adopted(shared: &Shared) -> bool {
+    shared.with(|i| i.status.failover.count > 0)
+}
+
+async fn fire_unless_adopted(ctx: &RunContext, hook: Hook) -> Result<()> {
+    match adopted(&ctx.shared) {
+        true => Ok(()),
+        false => ctx.hooks.fire(hook, &[], &ctx.shared.snapshot(0)).await,
+    }
+}
+
 /// The copy step, with its hooks; `Some(outcome)` when the run stopped or a task ended meanwhile.
 pub(super) async fn copy(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, job: &crate::engine::copy::copier::CopyJob, slices: &mut [Slice]) -> Result<Option<Outcome>> {
     let shared = &ctx.shared;
     let copy_ran = !shared.copy_complete.load(Ordering::Relaxed);
     gate::first_throttle_check(shared).await;
     if copy_ran {
-        if let Err(e) = ctx.hooks.fire(Hook::OnBeforeRowCopy, &[], &shared.snapshot(0)).await {
+        if let Err(e) = fire_unless_adopted(ctx, Hook::OnBeforeRowCopy).await {
             running.stop().await;
             return Err(e.with_resume(cfg));
         }

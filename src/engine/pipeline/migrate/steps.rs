@@ -25,7 +25,7 @@ use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::{start_tasks, Running};
 use crate::engine::plan::preflight::{self, refuse, Plan};
 
-use super::{copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, setup, task_plan, verify, Outcome};
+use super::{adopted, copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, setup, task_plan, verify, Outcome};
 
 /// migrate's steps over one configuration.
 pub(super) struct Migrate<'a> {
@@ -197,12 +197,6 @@ async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::C
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
     let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
     Ok((conn, lock))
-}
-
-/// An attempt after a failover: the run already started and was validated (its hooks fired once; a refusal now
-/// would stop a migration that is half done), so the on-startup and on-validated hooks are not fired again.
-fn adopted(shared: &crate::engine::shared::Shared) -> bool {
-    shared.with(|i| i.status.failover.count > 0)
 }
 
 /// The test trace's `slice-start <slice> <watermark>` lines of a parallel copy (tests/common/trace.rs reads them).
