@@ -101,8 +101,9 @@ async fn finish_on(new: &Server, db: &str, fx: &Fixture, child: &mut Child, line
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_mid_copy_the_promoted_replica_is_adopted() {
     each_flavor(|flavor| async move {
-        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
-        let replica = replicas.remove(0);
+        // A primary with two replicas: one is promoted, the other re-pointed to it.
+        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 2).await?;
+        let (replica, other) = (replicas.remove(0), replicas.remove(0));
         // 200,000 rows: with its secondary index deferred, 60,000 were copied within 1.4 s, and the kill fell into
         // the verification (a fresh-clone CI), not the copy this test is about.
         seed(&primary, "fo", 200_000).await?;
@@ -110,7 +111,7 @@ async fn primary_killed_mid_copy_the_promoted_replica_is_adopted() {
         let hook_env = fx.dir.join("hook.env");
         failover_hook(&fx, &hook_env)?;
         let writer = Writer::start(&primary, "fo", "t", &["a", "b", "c", "d"], true).await?;
-        let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+        let candidates = format!("--failover-candidates=127.0.0.1:{},127.0.0.1:{}", replica.port, other.port);
         let hooks = format!("--hooks-path={}", fx.hooks.display());
         let mut child = revenant(&primary, "fo", &fx, true, &[&candidates, &hooks, "--retry-seconds", "3", "--failover-timeout", "3m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
@@ -122,6 +123,8 @@ async fn primary_killed_mid_copy_the_promoted_replica_is_adopted() {
         let killed = Instant::now();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
+        stop_replication(&other, false).await?;
+        revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "fo", "t", &["a", "b", "c", "d"], true).await?;
         let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
         // (The wait itself may be shorter than the status line's second: the replica is promoted at once.)
@@ -132,6 +135,11 @@ async fn primary_killed_mid_copy_the_promoted_replica_is_adopted() {
         }
         let took = killed.elapsed();
         let stderr = finish_on(&replica, "fo", &fx, &mut child, &mut lines, writer).await?;
+        // The re-pointed replica holds the same migrated tables.
+        revenant::sandbox::wait_caught_up(&other, &replica, Duration::from_secs(60)).await?;
+        let mut o = other.conn().await?;
+        let (old, migrated) = (table_checksum(&mut o, "fo", "_t_del", &COLS).await?, table_checksum(&mut o, "fo", "t", &COLS).await?);
+        assert_eq!(old, migrated, "the other replica, re-pointed to the new primary, has identical tables");
         eprintln!("[{flavor}] killed -> adopted in {:.1}s (--retry-seconds 3)", took.as_secs_f64());
         assert!(stderr.contains(&format!("adopted on 127.0.0.1:{} at GTID", replica.port)), "the log says where it adopted:\n{stderr}");
         assert!(stderr.contains("resumed at"), "the adoption resumed as --resume does:\n{stderr}");
@@ -205,6 +213,16 @@ async fn planned_switchover_the_run_moves_to_the_new_primary() {
         // Nothing was written to the old primary once it was read-only: its GTID set did not move.
         let (gtid_now,): (String,) = primary.conn().await?.query_first(if flavor == Flavor::MariaDb { "SELECT @@gtid_binlog_pos" } else { "SELECT @@gtid_executed" }).await?.unwrap_or_default();
         assert_eq!(gtid_old, gtid_now, "nothing more was written to the demoted primary");
+        // The old primary is made the new one's replica, and catches up to the migrated tables (MariaDB: from
+        // where its own binary log ends, as a DBA re-points a demoted primary).
+        if flavor == Flavor::MariaDb {
+            primary.conn().await?.query_drop("SET GLOBAL gtid_slave_pos = @@GLOBAL.gtid_binlog_pos").await?;
+        }
+        revenant::sandbox::replicate_from(&primary, &replica).await?;
+        revenant::sandbox::wait_caught_up(&primary, &replica, Duration::from_secs(60)).await?;
+        let mut o = primary.conn().await?;
+        let (old, migrated) = (table_checksum(&mut o, "sw", "_t_del", &COLS).await?, table_checksum(&mut o, "sw", "t", &COLS).await?);
+        assert_eq!(old, migrated, "the old primary, now a replica of the new one, has identical tables");
         assert!(stderr.contains("read_only is on"), "the log says why the primary was given up:\n{stderr}");
         let runs = read_trace(&fx.trace);
         let (adoptions, redone) = check_bound(&runs, flavor == Flavor::MariaDb)?;
@@ -468,12 +486,13 @@ async fn primary_killed_inside_the_cut_over_ends_swapped_on_the_new_primary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn primary_killed_while_the_cut_over_is_postponed() {
     each_flavor(|flavor| async move {
-        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
-        let replica = replicas.remove(0);
+        // A primary with two replicas: one is promoted, the other re-pointed to it.
+        let (mut primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 2).await?;
+        let (replica, other) = (replicas.remove(0), replicas.remove(0));
         seed(&primary, "pp", 20_000).await?;
         let fx = Fixture::new("failover", "postponed", primary.port)?;
         let writer = Writer::start(&primary, "pp", "t", &["a", "b", "c", "d"], true).await?;
-        let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+        let candidates = format!("--failover-candidates=127.0.0.1:{},127.0.0.1:{}", replica.port, other.port);
         let mut child = revenant(&primary, "pp", &fx, true, &[&candidates, "--retry-seconds", "2", "--failover-timeout", "2m"]).spawn()?;
         let mut lines = Lines::of(&mut child)?;
         lines.wait(Duration::from_secs(120), "the postponed cut-over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
@@ -481,6 +500,8 @@ async fn primary_killed_while_the_cut_over_is_postponed() {
         primary.kill9();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
+        stop_replication(&other, false).await?;
+        revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "pp", "t", &["a", "b", "c", "d"], true).await?;
         let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
         if let Err(e) = lines.wait(Duration::from_secs(60), "the adoption", |l| l.contains(&adopted_on)) {
@@ -490,6 +511,11 @@ async fn primary_killed_while_the_cut_over_is_postponed() {
         }
         // The cut-over happens on the new primary once approved there (the flag file is still in place).
         let stderr = finish_on(&replica, "pp", &fx, &mut child, &mut lines, writer).await?;
+        // The re-pointed replica holds the same migrated tables.
+        revenant::sandbox::wait_caught_up(&other, &replica, Duration::from_secs(60)).await?;
+        let mut o = other.conn().await?;
+        let (old, migrated) = (table_checksum(&mut o, "pp", "_t_del", &COLS).await?, table_checksum(&mut o, "pp", "t", &COLS).await?);
+        assert_eq!(old, migrated, "the other replica, re-pointed to the new primary, has identical tables");
         // finish_on compared `t` with `_t_del` there: the swap happened on the new primary.
         assert!(stderr.contains(&format!("adopted on 127.0.0.1:{} at GTID", replica.port)), "{stderr}");
         assert!(stderr.contains("resumed at"), "the adoption resumed past the copy as --resume does:\n{stderr}");
