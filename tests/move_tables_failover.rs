@@ -13,7 +13,7 @@
 mod common;
 mod move_support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command as Proc, Stdio};
 use std::time::Duration;
 
@@ -52,6 +52,20 @@ fn failover_hook(dir: &Path) -> Result<()> {
     std::fs::write(&script, format!("#!/bin/sh\nenv > '{}'\n", dir.join("hook.env").display()))?;
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755))?;
     Ok(())
+}
+
+/// A move of `db` that follows its source to `replica`, held at the fail point `failpoint` (`name=hold...`) while
+/// the returned hold file exists, its cut-over postponed by the returned flag file.
+fn spawn_held(source: &Server, replica: &Server, target: &Server, db: &str, dir: &Path, failpoint: &str) -> Result<(Child, Lines, PathBuf, PathBuf)> {
+    let (flag, hold) = (dir.join("postpone.flag"), dir.join("hold"));
+    std::fs::write(&hold, "")?;
+    let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
+    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
+    let mut cmd = revenant(source, target, db, dir, &[&candidates, "--failover-timeout", "3m", &postpone]);
+    cmd.env("REVENANT_FAILPOINTS", failpoint).env("REVENANT_FAILPOINT_HOLD", &hold);
+    let mut child = cmd.spawn()?;
+    let lines = Lines::of(&mut child)?;
+    Ok((child, lines, flag, hold))
 }
 
 /// A status line of the copy with at least `rows` copied, the second table not complete yet.
@@ -216,16 +230,9 @@ async fn source_killed_mid_drain_the_drain_finishes_on_the_promoted_replica() {
         seed(&source, &target, "mtd", 2_000).await?;
         let dir = scratch("failover-drain", source.port)?;
         failover_hook(&dir)?;
-        let (flag, hold) = (dir.join("postpone.flag"), dir.join("hold"));
-        std::fs::write(&hold, "")?;
         let w1 = AppWriter::start(&source, "mtd", "orders", 5).await?;
         let w2 = AppWriter::start(&source, "mtd", "items", 9).await?;
-        let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
-        let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
-        let mut cmd = revenant(&source, &target, "mtd", &dir, &[&candidates, "--failover-timeout", "3m", &postpone]);
-        cmd.env("REVENANT_FAILPOINTS", "move-mid-drain=hold").env("REVENANT_FAILPOINT_HOLD", &hold);
-        let mut child = cmd.spawn()?;
-        let mut lines = Lines::of(&mut child)?;
+        let (mut child, mut lines, flag, hold) = spawn_held(&source, &replica, &target, "mtd", &dir, "move-mid-drain=hold")?;
         lines.wait(Duration::from_secs(120), "ready to cut over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
         std::fs::remove_file(&flag)?;
         // The fence renames the source tables and the drain GTID is recorded; the run holds at the drain.
@@ -262,16 +269,9 @@ async fn source_killed_inside_the_fence(flavor: Flavor, point: &str) -> Result<(
     seed(&source, &target, "mtf", 2_000).await?;
     let dir = scratch(&format!("failover-{point}"), source.port)?;
     failover_hook(&dir)?;
-    let (flag, hold) = (dir.join("postpone.flag"), dir.join("hold"));
-    std::fs::write(&hold, "")?;
     let w1 = AppWriter::start(&source, "mtf", "orders", 5).await?;
     let w2 = AppWriter::start(&source, "mtf", "items", 9).await?;
-    let candidates = format!("--failover-candidates=127.0.0.1:{}", replica.port);
-    let postpone = format!("--postpone-cut-over-flag-file={}", flag.display());
-    let mut cmd = revenant(&source, &target, "mtf", &dir, &[&candidates, "--failover-timeout", "3m", &postpone]);
-    cmd.env("REVENANT_FAILPOINTS", format!("{point}=hold@1")).env("REVENANT_FAILPOINT_HOLD", &hold);
-    let mut child = cmd.spawn()?;
-    let mut lines = Lines::of(&mut child)?;
+    let (mut child, mut lines, flag, hold) = spawn_held(&source, &replica, &target, "mtf", &dir, &format!("{point}=hold@1"))?;
     lines.wait(Duration::from_secs(120), "ready to cut over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
     w1.stop().await?;
     w2.stop().await?;
