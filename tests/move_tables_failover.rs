@@ -68,6 +68,18 @@ fn spawn_held(source: &Server, replica: &Server, target: &Server, db: &str, dir:
     Ok((child, lines, flag, hold))
 }
 
+/// The held move's source killed -9 once its replica has everything, the replica promoted; the hold is let go
+/// once the watch gave the source up (--retry-seconds 3), so the held step sees the attempt ended. Waits for the
+/// adoption and the end of the move; its stderr.
+async fn fail_over_held_source(source: &mut Server, replica: &Server, hold: &Path, child: &mut Child, lines: &mut Lines) -> Result<String> {
+    revenant::sandbox::wait_caught_up(replica, source, Duration::from_secs(60)).await?;
+    source.kill9();
+    promote_applied(replica).await?;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    std::fs::remove_file(hold)?;
+    adopted_then_done(child, lines, "source", replica)
+}
+
 /// A status line of the copy with at least `rows` copied, the second table not complete yet.
 fn copied(l: &str, rows: u64) -> bool {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else { return false };
@@ -239,13 +251,7 @@ async fn source_killed_mid_drain_the_drain_finishes_on_the_promoted_replica() {
         lines.wait(Duration::from_secs(60), "the drain", |l| l.contains("\"step\":\"drain\""))?;
         let (_, missing1) = w1.stop().await?;
         let (_, missing2) = w2.stop().await?;
-        revenant::sandbox::wait_caught_up(&replica, &source, Duration::from_secs(60)).await?;
-        source.kill9();
-        promote_applied(&replica).await?;
-        // Held until the watch gave the source up (--retry-seconds 3); then the drain sees the attempt ended.
-        tokio::time::sleep(Duration::from_secs(6)).await;
-        std::fs::remove_file(&hold)?;
-        let stderr = adopted_then_done(&mut child, &mut lines, "source", &replica)?;
+        let stderr = fail_over_held_source(&mut source, &replica, &hold, &mut child, &mut lines).await?;
         let counts = verify_moved(&replica, &target, "mtd").await?;
         eprintln!("[{flavor}] drained on the promoted source: {counts:?} ({} writes refused after the fence)", missing1 + missing2);
         assert!(stderr.contains(&format!("source adopted on 127.0.0.1:{} at GTID", replica.port)), "{stderr}");
@@ -278,12 +284,7 @@ async fn source_killed_inside_the_fence(flavor: Flavor, point: &str) -> Result<(
     std::fs::remove_file(&flag)?;
     lines.wait(Duration::from_secs(60), "the cut-over", |l| l.contains("\"phase\":\"cut-over\""))?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    revenant::sandbox::wait_caught_up(&replica, &source, Duration::from_secs(60)).await?;
-    source.kill9();
-    promote_applied(&replica).await?;
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    std::fs::remove_file(&hold)?;
-    let stderr = adopted_then_done(&mut child, &mut lines, "source", &replica)?;
+    let stderr = fail_over_held_source(&mut source, &replica, &hold, &mut child, &mut lines).await?;
     let counts = verify_moved(&replica, &target, "mtf").await?;
     assert!(stderr.contains(&format!("fail point {point} hit (hold)")), "the first attempt was held at {point}:\n{stderr}");
     if point == "move-after-rename" {
