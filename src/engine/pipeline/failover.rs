@@ -234,6 +234,18 @@ pub(crate) struct Search {
     pub(crate) timeout: Duration,
 }
 
+/// The replicas a primary listed, then the throttle-control replicas (`--throttle-control-replicas`: the DBA named
+/// them as replicas of this primary, so one of them may be promoted), each once.
+pub(crate) fn with_control_replicas(mut discovered: Vec<(String, u16)>, control: &[crate::engine::throttle::throttlers::ReplicaAddr]) -> Vec<(String, u16)> {
+    for r in control {
+        let c = (r.host.clone(), r.port);
+        if !discovered.contains(&c) {
+            discovered.push(c);
+        }
+    }
+    discovered
+}
+
 impl Search {
     /// The candidates in order, each once: the old host, the candidates given, the replicas found.
     fn order(&self) -> Vec<ConnectionConfig> {
@@ -418,5 +430,13 @@ mod tests {
         let s = Search { old, candidates: candidates.to_vec(), discovered: discovered.to_vec(), holds, committed: String::new(), copied_rows: 0, timeout: Duration::ZERO };
         let order: Vec<String> = s.order().iter().map(|c| c.display()).collect();
         assert_eq!(order, ["vip:3306", "db2:3306", "db3:3306"]);
+    }
+
+    #[test]
+    fn throttle_control_replicas_are_candidates_after_the_listed_replicas() {
+        use crate::engine::throttle::throttlers::ReplicaAddr;
+        let control = [ReplicaAddr { host: "db3".into(), port: 3306 }, ReplicaAddr { host: "db4".into(), port: 3307 }];
+        let all = with_control_replicas(vec![("db3".to_string(), 3306)], &control);
+        assert_eq!(all, [("db3".to_string(), 3306), ("db4".to_string(), 3307)]);
     }
 }

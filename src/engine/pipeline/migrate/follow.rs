@@ -46,7 +46,7 @@ impl Followed for Migration {
         Search {
             old: cfg.source.clone(),
             candidates: cfg.failover.candidates.clone(),
-            discovered,
+            discovered: failover::with_control_replicas(discovered, &cfg.run.throttle.throttle_control_replicas),
             holds: Holds::Checkpoint { database: cfg.database.clone(), table: cfg.checkpoint_table(), streamed: true },
             committed: ctx.shared.with(|i| i.status.checkpoint.gtid_set.clone()),
             copied_rows: ctx.shared.rows_copied.load(Ordering::Relaxed),

@@ -72,6 +72,8 @@ impl Followed for Moving {
             };
         }
         let (committed, drain) = stream_position(cfg, &ctx.shared).await;
+        // The throttle-control replicas are the source's replicas.
+        let discovered = failover::with_control_replicas(discovered, &cfg.run.throttle.throttle_control_replicas);
         Search { old: cfg.source.clone(), candidates: cfg.failover.candidates.clone(), discovered, holds: Holds::Stream { drain }, committed, copied_rows: 0, timeout: cfg.failover.timeout }
     }
 
