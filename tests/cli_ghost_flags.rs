@@ -159,6 +159,10 @@ fn check_flag(name: &str, verdict: &str, out: &Output) -> Result<()> {
         (_, "test-on-replica-skip-replica-stop") => {
             ensure!(code == Some(2) && stderr.contains("requires --test-on-replica"), "--{name} alone: {code:?} {stderr}")
         }
+        // Honoured as a pair on a migration run with --checkpoint (tests/revert.rs); alone each is refused
+        // before anything changes, naming the other.
+        (_, "revert") => ensure!(code == Some(2) && stderr.contains("--revert needs --old-table"), "--{name} alone: {code:?} {stderr}"),
+        (_, "old-table") => ensure!(code == Some(2) && stderr.contains("--old-table is used only with --revert"), "--{name} alone: {code:?} {stderr}"),
         // Honoured with --statsd-addr (tests/statsd.rs, and the run of all accepted flags below); alone the tags
         // would do nothing: refused before anything changes, naming the companion.
         (_, "statsd-tags") => ensure!(code == Some(2) && stderr.contains("--statsd-tags needs --statsd-addr"), "--{name} alone: {code:?} {stderr}"),
@@ -230,10 +234,11 @@ async fn every_gh_ost_flag_is_honoured_accepted_or_refused_by_name() {
             }
         }
         // All accepted flags together, in gh-ost's single-dash spelling, with Go's `=true` / `=false` for switches.
-        // (--skip-renamed-columns and --approve-renamed-columns exclude each other: the first is left out.)
+        // (--skip-renamed-columns and --approve-renamed-columns exclude each other: the first is left out; --revert
+        // and --old-table need a completed migration with a kept checkpoint: tests/revert.rs.)
         let together: Vec<String> = accepted
             .iter()
-            .filter(|(n, _)| n != "skip-renamed-columns")
+            .filter(|(n, _)| !["skip-renamed-columns", "revert", "old-table"].contains(&n.as_str()))
             .map(|(n, v)| match v {
                 Some(v) => format!("-{n}={}", s.value(v)),
                 None if n == "concurrent-rowcount" => format!("-{n}=false"),
@@ -244,8 +249,8 @@ async fn every_gh_ost_flag_is_honoured_accepted_or_refused_by_name() {
         let (stdout, stderr) = text(&out);
         ensure!(out.status.success() && stdout.contains("dry run: nothing was changed"), "all accepted flags together ({together:?}): {stdout}{stderr}");
         // --check-flag answers 1 when a flag given is refused.
-        let out = s.migrate(&["--check-flag".into(), "--revert".into()])?;
-        ensure!(out.status.code() == Some(1), "--check-flag --revert: {:?}", text(&out));
+        let out = s.migrate(&["--check-flag".into(), "--tungsten".into()])?;
+        ensure!(out.status.code() == Some(1), "--check-flag --tungsten: {:?}", text(&out));
         // --execute, last: it migrates.
         let out = s.migrate(&["--execute".into(), "--ok-to-drop-table".into(), format!("--serve-socket-file={}/x.sock", s.dir.display())])?;
         let (stdout, stderr) = text(&out);
@@ -474,12 +479,12 @@ fn a_flag_of_neither_revenant_nor_gh_ost_is_named_with_the_closest_one() {
     assert!(stderr.contains("did you mean --table?") && !stderr.contains("unexpected argument"), "{stderr}");
     // gh-ost's flags are refused by name on move-tables as well.
     let out = Proc::new(env!("CARGO_BIN_EXE_revenant"))
-        .args(["move-tables", "--port", "1", "--database", "shop", "--tables", "a", "--target-host", "h", "-revert"])
+        .args(["move-tables", "--port", "1", "--database", "shop", "--tables", "a", "--target-host", "h", "-tungsten"])
         .output()
         .expect("run revenant");
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("--revert is a gh-ost flag that revenant does not implement"), "{stderr}");
+    assert!(stderr.contains("--tungsten is a gh-ost flag that revenant does not implement"), "{stderr}");
 }
 
 #[test]

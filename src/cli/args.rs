@@ -266,6 +266,12 @@ pub struct MigrateArgs {
     /// gh-ost's flag: the original is renamed to _<table>_<YYYYMMDDhhmmss>_del (the run's start, local time), so
     /// old tables of several migrations do not clash. The name is kept in the checkpoint: --resume uses it.
     #[arg(long, help_heading = "Migration")] pub timestamp_old_table: bool,
+    /// Revert a completed migration that ran with --checkpoint (gh-ost's flag): the old table named by --old-table
+    /// is brought up to date from the kept checkpoint and swapped back in; the migrated table is kept as
+    /// _<table>_rev_del. Give the migration's own flags (--alter too) besides.
+    #[arg(long, help_heading = "Migration")] pub revert: bool,
+    /// With --revert: the migration's old table, e.g. _mytable_del.
+    #[arg(long, value_name = "NAME", help_heading = "Migration")] pub old_table: Option<String>,
     /// gh-ost's flag: run the whole migration on the replica --host names (nothing on its primary), then stop
     /// replication, cut over and swap straight back: the original serves again and the migrated copy stays as
     /// _<table>_gho, to compare while replication stays stopped (START REPLICA afterwards).

@@ -12,8 +12,6 @@ use color_eyre::Section;
 pub const UNSUPPORTED: &[(&str, bool, &str)] = &[
     ("master-password", true, "the primary is reached with --host's password sources (--conf, MYSQL_PWD, --ask-pass): leave the flag out"),
     ("tungsten", false, "Tungsten topologies are not supported: run against the primary with --host"),
-    ("revert", false, "reverting is not built yet: the old table is kept as _<table>_del (unless --ok-to-drop-table); swap back with RENAME TABLE"),
-    ("old-table", true, "reverting is not built yet (see --revert)"),
 ];
 
 /// Switches that are on unless turned off: `--name=false` becomes `--no-name`.
@@ -39,7 +37,8 @@ pub struct GhostCompatArgs {
     #[arg(long)] pub allow_setup_metadata_lock_instruments: bool,
     /// Accepted: a stale control socket is always removed; one a live process listens on is refused.
     #[arg(long)] pub initially_drop_socket_file: bool,
-    /// Accepted: checkpoints are always on, in the same transaction as every chunk and applied batch.
+    /// Honoured: checkpoints are always on, in the same transaction as every chunk and applied batch; with this
+    /// flag the checkpoint table is also kept after the swap (unless --ok-to-drop-table), for --revert.
     #[arg(long)] pub checkpoint: bool,
     /// Accepted: checkpoints commit with every chunk and batch, not every N seconds (N is checked, 1 to 86400).
     #[arg(long, value_name = "SECONDS")] pub checkpoint_seconds: Option<u64>,
@@ -95,7 +94,7 @@ impl GhostCompatArgs {
             tracing::info!("--assume-rbr / --switch-to-rbr: revenant never changes binlog_format; it checks ROW and FULL row images");
         }
         if self.checkpoint || self.checkpoint_seconds.is_some() {
-            tracing::info!("--checkpoint: revenant's checkpoints are always on and commit with every chunk and batch");
+            tracing::info!("--checkpoint: revenant's checkpoints are always on and commit with every chunk and batch; the checkpoint table is kept after the swap for --revert");
         }
         Ok(())
     }
@@ -266,7 +265,7 @@ mod tests {
     fn check_flag_answers_like_gh_ost() {
         let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--execute", "--alter=x"]), &known()), 0);
-        assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--revert"]), &known()), 1);
+        assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--tungsten"]), &known()), 1);
         assert_eq!(check_flags(&args(&["revenant", "migrate", "--check-flag", "--no-such-flag"]), &known()), 1);
     }
 

@@ -55,6 +55,8 @@ fn migration_config(a: &MigrateArgs, argv: &[String]) -> Result<MigrationConfig>
     cfg.analyze_ghost_before_cutover = a.analyze_ghost_table_before_cutover;
     cfg.force_table_names = a.force_table_names.clone();
     cfg.discard_foreign_keys = a.discard_foreign_keys;
+    cfg.keep_checkpoint = a.ghost.checkpoint;
+    cfg.revert_from = revert_from(a)?;
     cfg.triggers = trigger_naming(a)?;
     cfg.assume_master_host = a.assume_master_host.as_deref().map(host_port).transpose()?;
     cfg.master_user = a.master_user.clone().filter(|u| !u.is_empty());
@@ -189,7 +191,10 @@ pub(super) async fn run(a: MigrateArgs, argv: Vec<String>) -> Result<i32> {
         Err(e) => return Ok(refused(&e)),
     };
     let mut cfg = cfg;
-    if let Err(e) = crate::engine::plan::old_table::resolve(&mut cfg, a.timestamp_old_table).await {
+    if cfg.revert_from.is_some() {
+        // A revert renames the migrated table to its own name, whatever the migration's old table was called.
+        cfg.old_table_name = Some(cfg.reverted_table());
+    } else if let Err(e) = crate::engine::plan::old_table::resolve(&mut cfg, a.timestamp_old_table).await {
         return Ok(refused(&e));
     }
     let serve = match before_start(&a, &cfg, use_console).await {
@@ -236,6 +241,17 @@ async fn before_start(a: &MigrateArgs, cfg: &MigrationConfig, use_console: bool)
         false => None,
     };
     Ok(session::Serve { control, metrics, statsd, theme, confirm_name: cfg.table.clone(), status_json: out.status_json, socket })
+}
+
+/// `--revert` with `--old-table` (each needs the other; the name is a plain table name).
+fn revert_from(a: &MigrateArgs) -> Result<Option<String>> {
+    match (a.revert, &a.old_table) {
+        (false, None) => Ok(None),
+        (true, Some(t)) if !t.is_empty() && t.len() <= 64 && !t.contains(['`', '.', '/', '\\', '\0']) => Ok(Some(t.clone())),
+        (true, Some(t)) => Err(eyre!("--old-table {t}: not a table name")).suggestion("give the migration's old table, e.g. --old-table _mytable_del"),
+        (true, None) => Err(eyre!("--revert needs --old-table")).suggestion("name the migration's old table, e.g. --old-table _mytable_del"),
+        (false, Some(_)) => Err(eyre!("--old-table is used only with --revert")).suggestion("add --revert to revert a completed migration, or leave --old-table out"),
+    }
 }
 
 /// `--statsd-addr`, `--statsd-tags`, `--runtime-metrics-interval`, checked (tags without an address are refused:

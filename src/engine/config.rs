@@ -346,6 +346,13 @@ pub struct MigrationConfig {
     /// time>_del`, chosen by the command line for a new run and read back from the checkpoint's `old-table` row on
     /// resume, so every run of one migration renames the original to the same name).
     pub old_table_name: Option<String>,
+    /// gh-ost's `--checkpoint`: the checkpoint table is kept after the swap (unless `--ok-to-drop-table`), so that
+    /// `--revert` can bring the old table up to date later.
+    pub keep_checkpoint: bool,
+    /// gh-ost's `--revert --old-table X`: X (the old table of a migration that ran with `--checkpoint`) is this
+    /// run's ghost, brought up to date from the kept checkpoint's position and swapped back in
+    /// (`pipeline/migrate/revert.rs`).
+    pub revert_from: Option<String>,
     /// gh-ost's `--discard-foreign-keys`: a table with child-side foreign keys is migrated and the new table has
     /// none (the ghost is created without them); parent-side ones are still refused.
     pub discard_foreign_keys: bool,
@@ -403,6 +410,8 @@ impl MigrationConfig {
             analyze_ghost_before_cutover: false,
             force_table_names: None,
             old_table_name: None,
+            keep_checkpoint: false,
+            revert_from: None,
             discard_foreign_keys: false,
             triggers: None,
             failover: FailoverSettings::default(),
@@ -420,7 +429,18 @@ impl MigrationConfig {
         self.force_table_names.as_deref().unwrap_or(&self.table)
     }
     pub fn ghost_table(&self) -> String {
+        match &self.revert_from {
+            Some(old) => old.clone(),
+            None => format!("_{}_gho", self.artifact_base()),
+        }
+    }
+    /// The ghost of a migration (not of a revert): the name the original migration's renames used.
+    pub fn migration_ghost_table(&self) -> String {
         format!("_{}_gho", self.artifact_base())
+    }
+    /// A revert's old table: the table it swaps out (the migrated one) is kept as `_<base>_rev_del`.
+    pub fn reverted_table(&self) -> String {
+        format!("_{}_rev_del", self.artifact_base())
     }
     pub fn changelog_table(&self) -> String {
         format!("_{}_ghc", self.artifact_base())

@@ -107,6 +107,8 @@ pub struct HookIdentity {
     /// The host revenant runs on.
     pub executing_host: String,
     pub dry_run: bool,
+    /// `--revert`: gh-ost's GH_OST_REVERT.
+    pub revert: bool,
 }
 
 /// `--hooks-hint`, `--hooks-hint-owner`, `--hooks-hint-token`: free text passed to every hook.
@@ -219,7 +221,7 @@ impl Hooks {
             ("HOOKS_HINT_OWNER".into(), self.hints.owner.clone()),
             ("HOOKS_HINT_TOKEN".into(), self.hints.token.clone()),
             ("DRY_RUN".into(), id.dry_run.to_string()),
-            ("REVERT".into(), "false".into()),
+            ("REVERT".into(), id.revert.to_string()),
         ];
         facts.extend(extra.iter().cloned());
         let mut env: Vec<(String, String)> = Vec::new();
@@ -323,6 +325,7 @@ impl Hooks {
             inspected_host: cfg.binlog_server().display(),
             executing_host: executing_host(),
             dry_run: !cfg.run.execute,
+            revert: cfg.revert_from.is_some(),
         };
         let hints = cfg.run.hook_hints.clone();
         Hooks::new(cfg.run.hooks_path.clone(), cfg.run.hook_timeout, hints, identity)

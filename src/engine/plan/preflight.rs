@@ -200,7 +200,7 @@ fn refuse_time_zone_dependent_key(mapping: &ColumnMapping, ghost: &TableInfo) ->
 }
 
 /// The server: a supported version, the primary, the binary log as revenant reads it, the privilege to read it.
-async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<(bool, String)> {
+pub(crate) async fn check_server(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<(bool, String)> {
     let version: String = conn.query_first("SELECT @@version").await?.unwrap_or_default();
     let comment: String = conn.query_first("SELECT @@version_comment").await?.unwrap_or_default();
     let mariadb = version.to_ascii_lowercase().contains("mariadb") || comment.to_ascii_lowercase().contains("mariadb");
@@ -408,7 +408,7 @@ async fn check_relations(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, or
 }
 
 /// The original's triggers: refused without `--include-triggers`; with it, read and their new names checked.
-async fn check_triggers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, notes: &mut Vec<String>) -> Result<Vec<TriggerDef>> {
+pub(crate) async fn check_triggers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, original_name: &str, notes: &mut Vec<String>) -> Result<Vec<TriggerDef>> {
     let defs = triggers::read(conn, &cfg.database, original_name).await?;
     let Some(first) = defs.first() else { return Ok(defs) };
     let Some(naming) = &cfg.triggers else {
@@ -426,7 +426,7 @@ async fn check_triggers(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, ori
 }
 
 /// The columns the ALTER renames, confirmed (`--approve-renamed-columns`) or skipped (`--skip-renamed-columns`).
-fn renamed_columns(cfg: &MigrationConfig, alter: &AlterPlan, notes: &mut Vec<String>) -> Result<HashMap<String, String>> {
+pub(crate) fn renamed_columns(cfg: &MigrationConfig, alter: &AlterPlan, notes: &mut Vec<String>) -> Result<HashMap<String, String>> {
     // Renamed columns.
     let mut renames = alter.renames.clone();
     if !renames.is_empty() {

@@ -218,6 +218,12 @@ pub(super) async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn,
     } else {
         tracing::info!("the original table is kept as {}.{} (drop it when you are sure)", cfg.database, cfg.old_table());
     }
+    if cfg.keep_checkpoint && !dropped {
+        // --checkpoint: kept for --revert, at the position the swap was made at.
+        let _ = conn.exec_drop(format!("UPDATE {ck} SET phase = 'done' WHERE id = ?"), (checkpoint::SUMMARY,)).await;
+        tracing::info!("--checkpoint: {}.{} is kept; --revert --old-table {} can swap the original back (drop it when you are sure)", cfg.database, cfg.checkpoint_table(), cfg.old_table());
+        return Ok(Outcome::Done { old_table: cfg.old_table(), stall_ms, old_table_dropped: dropped });
+    }
     conn.query_drop(format!("DROP TABLE IF EXISTS {ck}")).await?;
     Ok(Outcome::Done { old_table: cfg.old_table(), stall_ms, old_table_dropped: dropped })
 }

@@ -8,6 +8,7 @@ mod follow;
 mod indexes;
 pub mod instant;
 mod resume;
+mod revert;
 mod setup;
 mod steps;
 mod verify;
@@ -261,7 +262,10 @@ fn task_plan(cfg: &MigrationConfig, plan: &Plan, mapping: &ColumnMapping, change
         checkpoint: CheckpointTarget { database: cfg.database.clone(), table: cfg.checkpoint_table() },
         guarded_tables: vec![(cfg.database.clone(), cfg.table.clone())],
         ddl_allowed: false,
-        own_statements: crate::engine::cutover::swap::own_renames(cfg).into(),
+        own_statements: match cfg.revert_from {
+            Some(_) => [crate::engine::cutover::swap::own_renames(cfg).to_vec(), revert::migration_renames(cfg)].concat(),
+            None => crate::engine::cutover::swap::own_renames(cfg).into(),
+        },
         retry_for: cfg.run.retry_for,
         client_id_base: 1_000_000,
         client_server_id: cfg.replica_server_id,

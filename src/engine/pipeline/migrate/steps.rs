@@ -7,6 +7,7 @@
 use std::sync::atomic::Ordering;
 
 use color_eyre::eyre::Result;
+use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::MigrationConfig;
@@ -25,7 +26,7 @@ use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::{start_tasks, Running};
 use crate::engine::plan::preflight::{self, refuse, Plan};
 
-use super::{adopted, copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, setup, task_plan, verify, Outcome};
+use super::{adopted, copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, revert, setup, task_plan, verify, Outcome};
 
 /// migrate's steps over one configuration.
 pub(super) struct Migrate<'a> {
@@ -40,14 +41,18 @@ impl Run for Migrate<'_> {
     async fn preflight(&mut self, ctx: &RunContext) -> Result<Flow<Checked, Outcome>> {
         let (mut conn, lock) = open(self.cfg, ctx).await?;
         let (cfg, shared) = (self.cfg, &ctx.shared);
-        let (decision, resumed) = match cfg.run.resume {
-            true => resume::decide(&mut conn, cfg).await?,
-            false => (Resume::SetupAgain, None),
+        let (decision, resumed) = match (cfg.revert_from.is_some(), cfg.run.resume) {
+            (true, _) => revert::decide(&mut conn, cfg).await?,
+            (false, true) => resume::decide(&mut conn, cfg).await?,
+            (false, false) => (Resume::SetupAgain, None),
         };
         if let Some(end) = past_the_swap(cfg, ctx, &mut conn, &decision, resumed.as_ref()).await? {
             return Ok(Flow::End(end));
         }
-        let plan = preflight::run(&mut conn, cfg).await?;
+        let plan = match cfg.revert_from {
+            Some(_) => revert::plan(&mut conn, cfg).await?,
+            None => preflight::run(&mut conn, cfg).await?,
+        };
         if !adopted(shared) {
             fire_refusable(&ctx.hooks, Hook::OnValidated, shared, "the on-validated hook refused the migration; nothing was changed").await?;
         }
@@ -58,8 +63,22 @@ impl Run for Migrate<'_> {
         for n in &plan.notes {
             tracing::info!("{n}");
         }
-        let artifact_actions = preflight::check_artifacts(&mut conn, cfg).await?;
+        // A revert's ghost is the old table: never dropped, never refused for being there.
+        let artifact_actions = match cfg.revert_from {
+            Some(_) => revert::check_reverted_name(&mut conn, cfg).await?,
+            None => preflight::check_artifacts(&mut conn, cfg).await?,
+        };
         let resumed = match (&decision, resumed) {
+            (Resume::Continue { .. }, Some(st)) if st.cutover_complete => {
+                // A fresh revert: the migration's checkpoint, at its swap (a dry run changes nothing).
+                if !cfg.run.execute {
+                    return Ok(Flow::End(revert_dry_run(cfg, &plan)));
+                }
+                for a in &artifact_actions {
+                    conn.query_drop(a.as_str()).await?;
+                }
+                Some(revert::rewrite_checkpoint(&mut conn, cfg, &plan).await?)
+            }
             (Resume::Continue { drop_sentry, .. }, Some(st)) => {
                 // A dry run checks the same and removes nothing.
                 resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.run.execute).await?;
@@ -197,6 +216,15 @@ async fn open(cfg: &MigrationConfig, ctx: &RunContext) -> Result<(mysql_async::C
     let purpose = LockPurpose { name: lock_name(cfg), what: format!("migration of {}.{}", cfg.database, cfg.table), wait: lock::wait_for(&ctx.shared) };
     let lock = RunLock::acquire(&cfg.source.opts(), purpose, ctx.stop.clone(), ctx.cancel.clone()).await?;
     Ok((conn, lock))
+}
+
+fn revert_dry_run(cfg: &MigrationConfig, plan: &Plan) -> Outcome {
+    let mut steps = revert::dry_run_steps(cfg, plan);
+    steps.push("dry run: nothing was changed; add --execute to revert".into());
+    for s in &steps {
+        tracing::info!("{s}");
+    }
+    Outcome::DryRun { plan: steps }
 }
 
 /// The test trace's `slice-start <slice> <watermark>` lines of a parallel copy (tests/common/trace.rs reads them).

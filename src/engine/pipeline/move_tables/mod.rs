@@ -322,6 +322,7 @@ pub(super) fn hooks_for(cfg: &MoveTablesConfig) -> Result<Hooks> {
         inspected_host: cfg.source.display(),
         executing_host: std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_default(),
         dry_run: false,
+        revert: false,
     };
     Hooks::new(cfg.run.hooks_path.clone(), cfg.run.hook_timeout, cfg.run.hook_hints.clone(), identity)
 }
