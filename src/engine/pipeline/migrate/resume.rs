@@ -104,7 +104,7 @@ pub(super) async fn check_continue(conn: &mut mysql_async::Conn, cfg: &Migration
 }
 
 /// MySQL: the server executed the checkpoint's position and still has the binary logs after it.
-async fn check_position_kept(conn: &mut mysql_async::Conn, st: &CheckpointState) -> Result<()> {
+pub(super) async fn check_position_kept(conn: &mut mysql_async::Conn, st: &CheckpointState) -> Result<()> {
     if st.applied_gtid_set.is_empty() {
         return Ok(());
     }

@@ -74,6 +74,10 @@ impl Run for Migrate<'_> {
                 if !cfg.run.execute {
                     return Ok(Flow::End(revert_dry_run(cfg, &plan)));
                 }
+                if !plan.mariadb {
+                    // The binary logs since the swap must still be there (MariaDB's stream refuses a purged start).
+                    resume::check_position_kept(&mut conn, &st).await?;
+                }
                 for a in &artifact_actions {
                     conn.query_drop(a.as_str()).await?;
                 }
