@@ -3,7 +3,7 @@
 //! (the migration's own flags besides, as gh-ost's docs say) brings the old table up to date from the binary log,
 //! under a writer, and swaps it back in: the table has its old structure again, the migrated one is kept as
 //! `_t_rev_del`, and both hold the same rows over the shared columns; a revert killed -9 while it streams is
-//! continued by `--resume`. A second revert, a revert without a kept
+//! continued by `--resume`; gh-ost's documented revert lines run in replica mode. A second revert, a revert without a kept
 //! checkpoint and bad flag pairs are refused, changing nothing.
 
 mod common;
@@ -108,4 +108,33 @@ fn revert_and_old_table_go_together() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle) && !stderr.contains("cannot connect"), "{args:?}: {stderr}");
     }
+}
+
+/// gh-ost's documented revert (its revert page), in replica mode: `--host` a replica, `--gtid --checkpoint
+/// --checkpoint-seconds=60`, `--alter "drop key ..."`; then the same line with `--old-table ... --revert`. The
+/// table gets its key back on the primary, with every row written in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gh_osts_documented_revert_runs_in_replica_mode() {
+    each_flavor(|flavor| async move {
+        let (primary, mut replicas) = revenant::sandbox::primary_with_replicas(flavor, 1).await?;
+        let replica = replicas.remove(0);
+        seed(&primary, "doc", 5_000).await?;
+        revenant::sandbox::wait_caught_up(&replica, &primary, Duration::from_secs(60)).await?;
+        let fx = Fixture::new("revert", "doc", replica.port)?;
+        let line = ["--chunk-size=100", "--alter=drop key a", "--gtid", "--checkpoint", "--checkpoint-seconds=60"];
+        let out = common::run::migrate(&replica, "doc", &fx, false, &line).output()?;
+        ensure!(out.status.success(), "the migration: {}", String::from_utf8_lossy(&out.stderr));
+        let writer = Writer::start(&primary, "doc", "t", &VALUES, true).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let ops = writer.stop().await?;
+        let out = common::run::migrate(&replica, "doc", &fx, false, &[&line[..], &["--old-table=_t_del", "--revert"]].concat()).output()?;
+        ensure!(out.status.success(), "the revert: {}", String::from_utf8_lossy(&out.stderr));
+        let mut c = primary.conn().await?;
+        let keys: Option<u64> = c.query_first("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = 'doc' AND TABLE_NAME = 't' AND INDEX_NAME = 'a'").await?;
+        ensure!(keys == Some(1), "t has its key back");
+        let (back, migrated) = (table_checksum(&mut c, "doc", "t", &COLS).await?, table_checksum(&mut c, "doc", "_t_rev_del", &COLS).await?);
+        ensure!(back == migrated && back.0 >= 5_000, "rows differ after the revert ({ops} writer ops): {back:?} {migrated:?}");
+        Ok(())
+    })
+    .await;
 }
