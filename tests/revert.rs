@@ -4,7 +4,8 @@
 //! under a writer, and swaps it back in: the table has its old structure again, the migrated one is kept as
 //! `_t_rev_del`, and both hold the same rows over the shared columns; a revert killed -9 while it streams is
 //! continued by `--resume`; gh-ost's documented revert lines run in replica mode. A second revert, a revert without a kept
-//! checkpoint and bad flag pairs are refused, changing nothing.
+//! checkpoint and bad flag pairs are refused, changing nothing; a revert that would cut a value fails before its
+//! swap, the table as it is serving.
 
 mod common;
 
@@ -134,6 +135,30 @@ async fn gh_osts_documented_revert_runs_in_replica_mode() {
         ensure!(keys == Some(1), "t has its key back");
         let (back, migrated) = (table_checksum(&mut c, "doc", "t", &COLS).await?, table_checksum(&mut c, "doc", "_t_rev_del", &COLS).await?);
         ensure!(back == migrated && back.0 >= 5_000, "rows differ after the revert ({ops} writer ops): {back:?} {migrated:?}");
+        Ok(())
+    })
+    .await;
+}
+
+/// A revert that would lose data fails before its cut-over, the table as it is serving: the migration widened a
+/// column, a longer value was written since, and the old structure cannot hold it (strict mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revert_that_would_truncate_a_value_fails_before_the_swap() {
+    each_flavor(|flavor| async move {
+        let server = Server::start(flavor).await?;
+        seed(&server, "tr", 3_000).await?;
+        let fx = Fixture::new("revert", "truncate", server.port)?;
+        let widen = ["--alter", "MODIFY b VARCHAR(200)", "--checkpoint"];
+        let out = common::run::migrate(&server, "tr", &fx, false, &widen).output()?;
+        ensure!(out.status.success(), "the migration: {}", String::from_utf8_lossy(&out.stderr));
+        let long = "x".repeat(150);
+        server.conn().await?.exec_drop("INSERT INTO tr.t (a, b) VALUES (-1, ?)", (&long,)).await?;
+        let out = common::run::migrate(&server, "tr", &fx, false, &[&widen[..], &["--revert", "--old-table", "_t_del"]].concat()).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        ensure!(!out.status.success() && stderr.to_lowercase().contains("too long"), "the revert must fail on the long value: {stderr}");
+        ensure!(tables(&server, "tr").await? == ["_t_del", "_t_ghc", "_t_ghk", "t"], "nothing swapped: {:?}", tables(&server, "tr").await?);
+        let kept: Option<u64> = server.conn().await?.exec_first("SELECT COUNT(*) FROM tr.t WHERE b = ?", (&long,)).await?;
+        ensure!(kept == Some(1), "the table as it is still holds the long value");
         Ok(())
     })
     .await;
