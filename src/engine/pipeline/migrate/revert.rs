@@ -5,7 +5,9 @@
 //! renames as its own. Nothing is copied (X held every row until the swap, the stream brings it every change since);
 //! then the verification and the cut-over as for any migration: the migrated table is kept as `_<t>_rev_del`.
 //! A value the old structure cannot hold (a longer string, a NULL in a column that was NOT NULL) fails the run
-//! before the cut-over in strict mode, with the table as it is serving.
+//! before the cut-over in strict mode, with the table as it is serving. A column the migration dropped comes back
+//! with the old table's values for rows not changed since the swap; a row written since gets its default (rows
+//! are applied as whole images of the shared columns).
 
 use std::collections::{HashMap, HashSet};
 
