@@ -460,6 +460,9 @@ async fn the_resume_pages_command_lines_resume_a_killed_migration_on_a_replica()
         ensure!(old == before && new == before, "rows before {before:?}, old table {old:?}, new table {new:?}");
         let cols: Vec<String> = c.query("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = 'mydb' AND TABLE_NAME = 'mytable' ORDER BY ORDINAL_POSITION").await?;
         ensure!(cols == ["id", "a", "b", "mycol"], "the new table's columns: {cols:?}");
+        // The first line's --checkpoint holds for the resumed run too: the checkpoint table is kept for --revert.
+        let kept: Option<u64> = c.query_first("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'mydb' AND TABLE_NAME = '_mytable_ghk'").await?;
+        ensure!(kept == Some(1), "the checkpoint table of a --checkpoint migration is kept after its resumed swap");
         let _ = std::fs::remove_dir_all(&s.dir);
         Ok(())
     })

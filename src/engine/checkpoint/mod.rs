@@ -22,12 +22,15 @@ pub const SUMMARY: &str = "summary";
 pub const COPY: &str = "copy";
 pub const APPLY: &str = "apply";
 pub const OLD_TABLE: &str = "old-table";
+/// Present when the migration was started with `--checkpoint`: the table is kept after the swap (for `--revert`),
+/// whatever flags a resume of it is given.
+pub const KEEP: &str = "keep";
 
 /// DDL of the checkpoint table.
 pub fn create_statement(db: &str, table: &str) -> String {
     format!(
         "CREATE TABLE IF NOT EXISTS {} (
-  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | copy#<n> | apply | apply#<n> | old-table | copy:<table>',
+  id VARCHAR(96) NOT NULL PRIMARY KEY COMMENT 'summary | copy | copy#<n> | apply | apply#<n> | old-table | keep | copy:<table>',
   phase VARCHAR(32) NULL,
   database_name VARCHAR(64) NULL,
   table_name VARCHAR(64) NULL,

@@ -218,7 +218,8 @@ pub(super) async fn cleanup(cfg: &MigrationConfig, conn: &mut mysql_async::Conn,
     } else {
         tracing::info!("the original table is kept as {}.{} (drop it when you are sure)", cfg.database, cfg.old_table());
     }
-    if cfg.keep_checkpoint && !dropped {
+    let kept: Option<u8> = conn.exec_first(format!("SELECT 1 FROM {ck} WHERE id = ?"), (checkpoint::KEEP,)).await.unwrap_or(None);
+    if (cfg.keep_checkpoint || kept.is_some()) && !dropped {
         // --checkpoint: kept for --revert, at the position the swap was made at.
         let _ = conn.exec_drop(format!("UPDATE {ck} SET phase = 'done' WHERE id = ?"), (checkpoint::SUMMARY,)).await;
         tracing::info!("--checkpoint: {}.{} is kept; --revert --old-table {} can swap the original back (drop it when you are sure)", cfg.database, cfg.checkpoint_table(), cfg.old_table());

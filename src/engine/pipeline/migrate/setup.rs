@@ -267,6 +267,9 @@ async fn setup_tables(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan:
     .await?;
     conn.exec_drop(format!("INSERT INTO {ck} (id) VALUES (?), (?)"), (checkpoint::COPY, checkpoint::APPLY)).await?;
     conn.exec_drop(format!("INSERT INTO {ck} (id, table_name) VALUES (?, ?)"), (checkpoint::OLD_TABLE, cfg.old_table())).await?;
+    if cfg.keep_checkpoint {
+        conn.exec_drop(format!("INSERT INTO {ck} (id) VALUES (?)"), (checkpoint::KEEP,)).await?;
+    }
     conn.query_drop(format!("CREATE TABLE {} LIKE {}", qualified(db, &cfg.ghost_table()), qualified(db, &cfg.table)))
         .await
         .wrap_err("creating the ghost table")?;
