@@ -134,10 +134,14 @@ fn check_artifact_names(cfg: &MigrationConfig) -> Result<()> {
                 .suggestion("give a plain name, e.g. --force-table-names=orders_v2");
         }
     }
-    let longest = cfg.ghost_table();
+    // A revert renames the migrated table to `_<base>_rev_del`, its longest name.
+    let longest = if cfg.revert_from.is_some() { cfg.reverted_table() } else { cfg.ghost_table() };
     if longest.chars().count() > 64 {
         return Err(eyre!("the helper table name `{longest}` is longer than the server's 64 characters"))
-            .suggestion("give a shorter base for the helper tables with --force-table-names=NAME (at most 59 characters)");
+            .suggestion(format!(
+                "give a shorter base for the helper tables with --force-table-names=NAME (at most {} characters)",
+                64 - (longest.chars().count() - cfg.artifact_base().chars().count())
+            ));
     }
     Ok(())
 }

@@ -160,13 +160,32 @@ fn swap_names(cfg: &MigrationConfig) -> (String, String, String) {
     (qualified(&cfg.database, &cfg.table), qualified(&cfg.database, &cfg.old_table()), qualified(&cfg.database, &cfg.ghost_table()))
 }
 
+/// Every RENAME a swap of `orig` with `old` and `ghost` (qualified names) sends, in the text the binary log then
+/// holds: the atomic swap; the two-step cut-over's rename away, its roll-back and the ghost's rename in.
+pub struct Renames {
+    pub atomic: String,
+    pub away: String,
+    pub back: String,
+    pub ghost_in: String,
+}
+
+pub fn renames(orig: &str, old: &str, ghost: &str) -> Renames {
+    Renames {
+        atomic: format!("RENAME TABLE {orig} TO {old}, {ghost} TO {orig}"),
+        away: format!("RENAME TABLE {orig} TO {old}"),
+        back: format!("RENAME TABLE {old} TO {orig}"),
+        ghost_in: format!("RENAME TABLE {ghost} TO {orig}"),
+    }
+}
+
 /// The two renames of a two-step cut-over and its roll-back (`RENAME original TO old`, `RENAME old TO original`),
 /// exactly as this module sends them. The binary log holds them with this text; a resumed run that reads them
 /// again from its stream knows them as its own (the step machine resumed a run whose original table exists, so
 /// a rename away was followed by the rename back) rather than as a change to the original.
 pub fn own_renames(cfg: &MigrationConfig) -> [String; 2] {
-    let (orig, old, _) = swap_names(cfg);
-    [format!("RENAME TABLE {orig} TO {old}"), format!("RENAME TABLE {old} TO {orig}")]
+    let (orig, old, ghost) = swap_names(cfg);
+    let r = renames(&orig, &old, &ghost);
+    [r.away, r.back]
 }
 
 /// What a swap checks and carries over besides the tables: the original's definition as preflight read it, and
@@ -239,7 +258,7 @@ pub async fn atomic_attempt(
         // Under the lock no DDL reaches the original before the rename: this check is exact.
         definition::check_unchanged(&mut a, &orig, plan.definition).await?;
         let triggered = with_triggers(opts, cfg, plan, marker_conn, applied, Duration::from_secs(lock_secs * 2)).await?;
-        let rename = format!("RENAME TABLE {orig} TO {old}, {ghost} TO {orig}");
+        let rename = renames(&orig, &old, &ghost).atomic;
         let renamer = tokio::spawn(async move {
             let r = b.query_drop(rename).await;
             (b, r)
@@ -343,7 +362,7 @@ pub async fn two_step(
         await_marker(applied, &token, Duration::from_secs(30)).await?;
         with_triggers(opts, cfg, plan, marker_conn, applied, Duration::from_secs(30)).await?;
         failpoint::hit("cutover-two-step-second-rename")?;
-        a.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err("renaming the ghost in")
+        a.query_drop(renames(&orig, &old, &ghost).ghost_in).await.wrap_err("renaming the ghost in")
     }
     .await;
     if let Err(e) = second {
@@ -363,9 +382,8 @@ pub async fn two_step(
 
 /// Finishes a two-step cut-over interrupted between its renames: the ghost takes the original's name.
 pub async fn finish_two_step(conn: &mut mysql_async::Conn, cfg: &MigrationConfig) -> Result<()> {
-    let orig = qualified(&cfg.database, &cfg.table);
-    let ghost = qualified(&cfg.database, &cfg.ghost_table());
-    conn.query_drop(format!("RENAME TABLE {ghost} TO {orig}")).await.wrap_err_with(|| format!("renaming {ghost} to {orig}"))
+    let (orig, old, ghost) = swap_names(cfg);
+    conn.query_drop(renames(&orig, &old, &ghost).ghost_in).await.wrap_err_with(|| format!("renaming {ghost} to {orig}"))
 }
 
 /// Is this error a two-step cut-over stopped between its renames?

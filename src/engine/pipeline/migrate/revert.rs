@@ -15,6 +15,7 @@ use color_eyre::eyre::{Result, WrapErr};
 use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
+use crate::engine::cutover::swap;
 use crate::engine::config::MigrationConfig;
 use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::resume::Resume;
@@ -105,11 +106,23 @@ pub(super) async fn check_reverted_name(conn: &mut mysql_async::Conn, cfg: &Migr
     }
 }
 
+/// A fresh revert begins: on MySQL the binary logs since the swap must still be there (MariaDB's stream refuses a
+/// purged start), `--initially-drop-old-table`'s drop, then the checkpoint rewritten.
+pub(super) async fn start(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan: &Plan, st: &CheckpointState, actions: &[String]) -> Result<CheckpointState> {
+    if !plan.mariadb {
+        super::resume::check_position_kept(conn, st).await?;
+    }
+    for a in actions {
+        conn.query_drop(a.as_str()).await?;
+    }
+    rewrite_checkpoint(conn, cfg, plan).await
+}
+
 /// A fresh revert: the changelog table again, the summary turned into the revert's (past the copy, before any
 /// cut-over; the old table's name for the migrated one), every apply row at the furthest one (the position the
 /// swap was made at: the least could be a batch before the migration's last one, whose events were written to the
 /// table with its old structure). Returns the checkpoint as a resume reads it.
-pub(super) async fn rewrite_checkpoint(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan: &Plan) -> Result<CheckpointState> {
+async fn rewrite_checkpoint(conn: &mut mysql_async::Conn, cfg: &MigrationConfig, plan: &Plan) -> Result<CheckpointState> {
     let (db, ck) = (&cfg.database, qualified(&cfg.database, &cfg.checkpoint_table()));
     let changelog = qualified(db, &cfg.changelog_table());
     conn.query_drop(format!("DROP TABLE IF EXISTS {changelog}")).await?;
@@ -139,11 +152,12 @@ pub(super) async fn rewrite_checkpoint(conn: &mut mysql_async::Conn, cfg: &Migra
     checkpoint::read(conn, db, &cfg.checkpoint_table()).await?.ok_or_else(|| color_eyre::eyre::eyre!("{ck} vanished"))
 }
 
-/// The migration's own renames, which the revert's stream reads after its start position (the atomic swap, the
-/// two-step pair): the revert applies nothing for them.
+/// The migration's own renames (its old table is the revert's ghost), which the revert's stream reads after its
+/// start position (the atomic swap, the two-step pair): the revert applies nothing for them.
 pub(super) fn migration_renames(cfg: &MigrationConfig) -> Vec<String> {
-    let (t, old, ghost) = (qualified(&cfg.database, &cfg.table), qualified(&cfg.database, &cfg.ghost_table()), qualified(&cfg.database, &cfg.migration_ghost_table()));
-    vec![format!("RENAME TABLE {t} TO {old}, {ghost} TO {t}"), format!("RENAME TABLE {t} TO {old}"), format!("RENAME TABLE {ghost} TO {t}")]
+    let q = |t: &str| qualified(&cfg.database, t);
+    let r = swap::renames(&q(&cfg.table), &q(&cfg.ghost_table()), &q(&cfg.migration_ghost_table()));
+    vec![r.atomic, r.away, r.ghost_in]
 }
 
 /// What a dry run of a revert says.

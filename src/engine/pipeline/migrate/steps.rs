@@ -7,7 +7,6 @@
 use std::sync::atomic::Ordering;
 
 use color_eyre::eyre::Result;
-use mysql_async::prelude::Queryable;
 
 use crate::engine::checkpoint::{self, CheckpointState};
 use crate::engine::config::MigrationConfig;
@@ -69,20 +68,11 @@ impl Run for Migrate<'_> {
             None => preflight::check_artifacts(&mut conn, cfg).await?,
         };
         let resumed = match (&decision, resumed) {
-            (Resume::Continue { .. }, Some(st)) if st.cutover_complete => {
-                // A fresh revert: the migration's checkpoint, at its swap (a dry run changes nothing).
-                if !cfg.run.execute {
-                    return Ok(Flow::End(revert_dry_run(cfg, &plan)));
-                }
-                if !plan.mariadb {
-                    // The binary logs since the swap must still be there (MariaDB's stream refuses a purged start).
-                    resume::check_position_kept(&mut conn, &st).await?;
-                }
-                for a in &artifact_actions {
-                    conn.query_drop(a.as_str()).await?;
-                }
-                Some(revert::rewrite_checkpoint(&mut conn, cfg, &plan).await?)
-            }
+            // A fresh revert: the migration's checkpoint, at its swap (a dry run changes nothing).
+            (Resume::Continue { .. }, Some(st)) if cfg.revert_from.is_some() && st.cutover_complete => match cfg.run.execute {
+                true => Some(revert::start(&mut conn, cfg, &plan, &st, &artifact_actions).await?),
+                false => return Ok(Flow::End(revert_dry_run(cfg, &plan))),
+            },
             (Resume::Continue { drop_sentry, .. }, Some(st)) => {
                 // A dry run checks the same and removes nothing.
                 resume::check_continue(&mut conn, cfg, &plan, &st, *drop_sentry && cfg.run.execute).await?;
