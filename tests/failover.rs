@@ -119,11 +119,14 @@ async fn primary_killed_mid_copy_the_promoted_replica_is_adopted() {
         tokio::time::sleep(Duration::from_millis(300)).await;
 
         // Unplanned failover: the primary dies mid-copy, the replica is promoted, the application follows it.
+        // The other replica stops first and the one to be promoted gets at least as far, so that it can be
+        // re-pointed there (asynchronous replicas can each receive a different tail of the old primary).
+        stop_replication(&other, false).await?;
+        revenant::sandbox::wait_caught_up(&replica, &other, Duration::from_secs(60)).await?;
         primary.kill9();
         let killed = Instant::now();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
-        stop_replication(&other, false).await?;
         revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "fo", "t", &["a", "b", "c", "d"], true).await?;
         let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
@@ -390,10 +393,13 @@ async fn primary_killed_mid_catch_up_the_promoted_replica_is_adopted() {
         let mut lines = Lines::of(&mut child)?;
         lines.wait(Duration::from_secs(120), "the catch-up", |l| l.contains("\"phase\":\"catchup\""))?;
         tokio::time::sleep(Duration::from_millis(700)).await;
+        // The other replica stops first and the one to be promoted gets at least as far, so that it can be
+        // re-pointed there (asynchronous replicas can each receive a different tail of the old primary).
+        stop_replication(&other, false).await?;
+        revenant::sandbox::wait_caught_up(&replica, &other, Duration::from_secs(60)).await?;
         primary.kill9();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
-        stop_replication(&other, false).await?;
         revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "cu", "t", &["a", "b", "c", "d"], true).await?;
         // Let the held step go on: it meets the dead primary, and the attempt ends.
@@ -497,10 +503,13 @@ async fn primary_killed_while_the_cut_over_is_postponed() {
         let mut lines = Lines::of(&mut child)?;
         lines.wait(Duration::from_secs(120), "the postponed cut-over", |l| l.contains("\"phase\":\"ready-to-cut-over\""))?;
         tokio::time::sleep(Duration::from_millis(500)).await;
+        // The other replica stops first and the one to be promoted gets at least as far, so that it can be
+        // re-pointed there (asynchronous replicas can each receive a different tail of the old primary).
+        stop_replication(&other, false).await?;
+        revenant::sandbox::wait_caught_up(&replica, &other, Duration::from_secs(60)).await?;
         primary.kill9();
         let _ = writer.stop().await;
         promote_applied(&replica).await?;
-        stop_replication(&other, false).await?;
         revenant::sandbox::replicate_from(&other, &replica).await?;
         let writer = Writer::start(&replica, "pp", "t", &["a", "b", "c", "d"], true).await?;
         let adopted_on = format!("\"adopted_on\":\"127.0.0.1:{}\"", replica.port);
