@@ -86,6 +86,10 @@ async fn full_move_under_a_writer_held_by_a_throttle_flag_drains_to_the_fence_gt
         }
         assert_eq!(ready.cutover.step, "gate");
         assert!(ready.cutover.postponed, "the gate waits for approval");
+        // Both tables were verified (source against target) under the writers before the gate.
+        let verified = ready.verify.last_result.clone().unwrap_or_default();
+        assert!(verified.starts_with("identical") && verified.ends_with("of 2 tables"), "verification: {verified:?}");
+        assert!(ready.phase_seconds.iter().any(|(p, _)| *p == Phase::Verify), "no verify phase: {:?}", ready.phase_seconds);
         // Still gated a moment later: nothing is renamed without approval.
         tokio::time::sleep(Duration::from_millis(400)).await;
         let mut s = source.conn().await?;
@@ -130,6 +134,92 @@ async fn full_move_under_a_writer_held_by_a_throttle_flag_drains_to_the_fence_gt
             later.lag_history.len()
         );
         let _ = std::fs::remove_dir_all(&dir);
+        Ok(())
+    })
+    .await;
+}
+
+/// Deletes, changes and adds rows of the target's `items` behind the move's back.
+async fn damage_target(target: &Server, db: &str) -> Result<()> {
+    let mut t = target.conn().await?;
+    t.query_drop(format!("DELETE FROM {db}.items WHERE id IN (3, 400, 999)")).await?;
+    t.query_drop(format!("UPDATE {db}.items SET b = 'damaged' WHERE id IN (10, 700)")).await?;
+    t.query_drop(format!("UPDATE {db}.items SET d = NULL WHERE id = 11")).await?;
+    t.query_drop(format!("INSERT INTO {db}.items (id, a, b) VALUES (900000000, 1, 'only on the target')")).await?;
+    Ok(())
+}
+
+/// Waits for a verification that ends with a result other than `before`, while the cut-over waits.
+async fn wait_verified(handle: &revenant::engine::EngineHandle, before: &str) -> Result<revenant::engine::Status> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let s = handle.snapshot();
+        if s.phase == Some(Phase::ReadyToCutOver) && !s.verify.running && s.verify.last_result.as_deref() != Some(before) {
+            return Ok(s);
+        }
+        if s.phase.is_some_and(|p| p.is_terminal()) || tokio::time::Instant::now() > deadline {
+            bail!("gave up waiting for the re-verification: phase {:?}, verify {:?}, message {:?}", s.phase, s.verify, s.message);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_target_is_repaired_by_verify_and_the_move_ends_identical() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "shop";
+        seed(&source, &target, db, 1200).await?;
+        let writer = AppWriter::start(&source, db, "items", 31).await?;
+        let (handle, join) = move_tables::start(move_config(&source, &target, db));
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await?;
+        let first = handle.snapshot().verify.last_result.unwrap_or_default();
+        assert!(first.starts_with("identical:") && first.ends_with("of 2 tables"), "first verification: {first:?}");
+        // Damage on the target while the writer runs on the source and the cut-over waits; `verify` repairs it.
+        damage_target(&target, db).await?;
+        let reply = handle.send(Command::Verify).await;
+        assert!(reply.ok, "verify refused: {}", reply.message);
+        let s = wait_verified(&handle, &first).await?;
+        let found = s.verify.last_result.clone().unwrap_or_default();
+        assert!(found.starts_with("identical after repairing"), "re-verification found: {found:?}");
+        assert!(s.verify.last_lock_ms.is_some(), "the lock's length was not measured");
+        let ok = writer.stop().await?.0;
+        assert!(handle.send(Command::CutOver).await.ok, "cut-over refused");
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        assert!(matches!(outcome, MoveOutcome::Done { .. }), "outcome {outcome:?}");
+        let counts = verify_moved(&source, &target, db).await?;
+        eprintln!("[{flavor}] {found}; moved {counts:?} rows; writer ops {ok}");
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_damage_that_comes_back_fails_the_move_before_the_fence() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "shop";
+        seed(&source, &target, db, 800).await?;
+        let (handle, join) = move_tables::start(move_config(&source, &target, db));
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await?;
+        // Every copy of row 7 onto the target, the repair's included, is changed again by a trigger.
+        let mut t = target.conn().await?;
+        t.query_drop(format!("CREATE TRIGGER {db}.items_damage BEFORE INSERT ON {db}.items FOR EACH ROW SET NEW.b = IF(NEW.id = 7, 'damaged', NEW.b)")).await?;
+        t.query_drop(format!("UPDATE {db}.items SET b = 'damaged' WHERE id = 7")).await?;
+        assert!(handle.send(Command::Verify).await.ok, "verify refused");
+        let err = match tokio::time::timeout(Duration::from_secs(120), join).await?? {
+            Ok(o) => bail!("the move went on: {o:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        assert!(err.contains("still differs") && err.contains("`items`") && err.contains("7 differs") && err.contains("before the fence"), "message: {err}");
+        assert_eq!(handle.snapshot().phase, Some(Phase::Failed));
+        // Nothing was fenced: the source tables serve under their names, the target tables are kept.
+        let mut s = source.conn().await?;
+        let names: Vec<String> = s.exec("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", (db,)).await?;
+        assert!(names.contains(&"items".to_string()) && names.contains(&"orders".to_string()), "source tables: {names:?}");
+        assert!(!names.iter().any(|n| n.ends_with("_del")), "a fence happened: {names:?}");
+        let kept: Option<u64> = t.query_first(format!("SELECT COUNT(*) FROM {db}.items")).await?;
+        assert_eq!(kept, Some(800), "the target table is kept");
         Ok(())
     })
     .await;

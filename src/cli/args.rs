@@ -424,6 +424,13 @@ pub struct MoveTablesArgs {
     #[arg(long, help_heading = "Move")] pub execute: bool,
     /// Give fenced tables back to the source (RENAME TABLE _<t>_del TO t) after an aborted cut-over.
     #[arg(long, help_heading = "Move")] pub rollback: bool,
+    /// Verify before the fence (on by default; --checksum=false turns it off): after catch-up, every source table
+    /// and its target table are compared chunk by chunk (COUNT and CRC32 over the shared columns, on each server
+    /// in consistent snapshots taken under a short read lock on the source table); a differing chunk is copied
+    /// again, and differences that stay fail the move before the fence, the source tables serving. `verify` on
+    /// the socket (`v` in the console) verifies again while the cut-over waits.
+    #[arg(long, help_heading = "Move", default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub checksum: bool,
     #[command(flatten)]
     pub target: TargetArgs,
     #[command(flatten)]

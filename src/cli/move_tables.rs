@@ -67,6 +67,7 @@ fn move_config(a: &MoveTablesArgs, argv: &[String]) -> Result<MoveTablesConfig> 
     }
     super::refuse_foreign_flag("--postpone-cut-over-flag-file", cfg.run.postpone_cut_over_flag_file.as_deref())?;
     cfg.run.execute = !a.dry_run;
+    cfg.checksum = a.checksum;
     cfg.failover = settings::failover(&a.failover)?;
     cfg.target_failover_candidates =
         t.target_failover_candidates.iter().map(|c| settings::candidate("target-failover-candidates", c)).collect::<Result<_>>()?;
@@ -177,6 +178,19 @@ mod tests {
             Cmd::MoveTables(a) => Ok((a, argv)),
             _ => Err("not move-tables".into()),
         }
+    }
+
+    #[test]
+    fn a_move_verifies_unless_checksum_is_false() {
+        let base = ["--database", "shop", "--tables", "t", "--target-host", "db-new"];
+        let cfg = |extra: &[&str]| {
+            let argv: Vec<&str> = base.iter().chain(extra).copied().collect();
+            let (a, argv) = parse(&argv).expect("parse");
+            move_config(&a, &argv).expect("config").checksum
+        };
+        assert!(cfg(&[]), "on by default");
+        assert!(cfg(&["--checksum"]));
+        assert!(!cfg(&["--checksum=false"]));
     }
 
     #[test]

@@ -293,10 +293,12 @@ pub struct IndexStatus {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct VerifyStatus {
-    /// False with `--checksum=false` (and for move-tables, which does not verify).
+    /// False with `--checksum=false`.
     pub enabled: bool,
     /// True while a pass runs.
     pub running: bool,
+    /// The table being verified (a move verifies its tables one after the other); None between passes.
+    pub table: Option<String>,
     /// The round of the pass running (1: every chunk; later: the chunks repaired).
     pub round: u32,
     pub chunks_done: u64,

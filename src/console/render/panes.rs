@@ -419,8 +419,13 @@ fn verify_lines(status: &Status, theme: &Theme, kv: &dyn Fn(&str, String, Style)
     if status.phase == Some(Phase::Verify) {
         let mut spans = vec![Span::styled(format!("{:<11}", "verify"), theme.label)];
         spans.extend(bar(v.fraction(), 20, theme));
+        // A move verifies its tables one after the other: say which.
+        let table = match (&v.table, status.tables.is_empty()) {
+            (Some(t), false) => format!("  {t}"),
+            _ => String::new(),
+        };
         spans.push(Span::styled(
-            format!(" {:5.1}%  round {}  chunks {}/{}  rows {}", v.fraction() * 100.0, v.round.max(1), v.chunks_done, v.chunks_total, fmt_int(v.rows_verified)),
+            format!(" {:5.1}%  round {}  chunks {}/{}  rows {}{table}", v.fraction() * 100.0, v.round.max(1), v.chunks_done, v.chunks_total, fmt_int(v.rows_verified)),
             theme.value,
         ));
         lines.push(Line::from(spans));

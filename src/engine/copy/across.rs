@@ -57,6 +57,39 @@ impl CopyJob {
         Ok((end, last, written, started))
     }
 
+    /// The verification's repair across servers: the source's rows of a key range read under shared locks, the
+    /// target's rows of that range deleted and the source's written in one target transaction, which commits
+    /// before the source's locks are released (a chunk's order, above). `noop` (a test aid) rolls the target's
+    /// transaction back, so the difference stays. Returns the rows written. The range's rows are held in memory:
+    /// a verification chunk (at most 100,000 rows).
+    pub async fn repair_across(&self, source_opts: &mysql_async::Opts, target_opts: &mysql_async::Opts, source_range: (&str, Vec<Value>), target_range: (&str, Vec<Value>), noop: bool) -> Result<u64> {
+        let mut source = super::session::copier_conn(source_opts, self.writes).await?;
+        let mut target = super::session::copier_conn(target_opts, self.writes).await.wrap_err("connecting to the target server")?;
+        let target_cols: Vec<String> = self.columns.iter().map(|(_, n)| quote_ident(n)).collect();
+        let reports: Vec<String> = self
+            .json_columns()
+            .map(|i| json_leaves::report_sql(&format!("{}.{}", qualified(&self.source_db, &self.source_table), quote_ident(&self.columns[i].0.name))))
+            .collect();
+        let selected: Vec<String> = self.columns.iter().map(|(c, _)| quote_ident(&c.name)).chain(reports).collect();
+        let select = format!("SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE", selected.join(", "), self.source(), source_range.0);
+        let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a repair")?;
+        let rows: Vec<mysql_async::Row> = stx.exec(&select, source_range.1).await.wrap_err("reading a repaired range on the source")?;
+        let mut ttx = target.start_transaction(TxOpts::default()).await.wrap_err("starting the target side of a repair")?;
+        ttx.exec_drop(format!("DELETE FROM {} WHERE {}", qualified(&self.target_db, &self.target_table), target_range.0), target_range.1)
+            .await
+            .wrap_err("emptying the target's range")?;
+        let written = self.write_across(&mut ttx, &rows, &target_cols, &[]).await?;
+        if noop {
+            ttx.rollback().await.wrap_err("rolling a repair back")?;
+        } else {
+            ttx.commit().await.wrap_err("committing a repair on the target")?;
+        }
+        stx.rollback().await.wrap_err("releasing the repair's locks on the source")?;
+        let _ = source.disconnect().await;
+        let _ = target.disconnect().await;
+        Ok(if noop { 0 } else { written })
+    }
+
     /// The positions (in `columns`) of MySQL JSON columns, whose reports follow the columns in a cross-server read.
     fn json_columns(&self) -> impl Iterator<Item = usize> + '_ {
         self.columns.iter().enumerate().filter(|(_, (c, _))| c.is_json()).map(|(i, _)| i)

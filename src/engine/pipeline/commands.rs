@@ -120,7 +120,7 @@ fn approve_cut_over(shared: &Shared, waits_for: &str) -> CommandReply {
 /// `verify` / `v`: verifies again while the cut-over waits (the ready gate hands the run back to the verification).
 fn request_verify(shared: &Shared) -> CommandReply {
     if !shared.verify_available.load(Ordering::Relaxed) {
-        return CommandReply::refused("this run does not verify (--checksum=false, or a move)");
+        return CommandReply::refused("this run does not verify (--checksum=false)");
     }
     match shared.phase() {
         Some(Phase::ReadyToCutOver) => {

@@ -14,3 +14,4 @@ pub mod report;
 pub mod resume;
 pub mod runtime;
 pub mod tasks;
+pub(crate) mod verify;

@@ -2,6 +2,8 @@
 //! shared columns. A short `LOCK TABLES <original> READ` holds the writers while the applier catches up with them
 //! (the caller waits for a marker written under the lock), consistent snapshots are opened on a small pool of connections, and
 //! the lock is released at once; both tables are then read in those snapshots, where they must agree exactly.
+//! The ghost may be on another server (a move's target table): each snapshot is then a pair of connections, the
+//! ghost's opened while the original is still locked (the applier has nothing of that table left to write).
 //! Chunks of the shared key are compared (`checksum`: COUNT and BIT_XOR of each row's CRC32) in parallel over the pool;
 //! a chunk that differs is repaired by copying its key range again from the original in one transaction that holds
 //! shared locks on that range (writers to it wait; the applier, which only replays later changes, converges on top
@@ -24,7 +26,8 @@ use crate::engine::shared::Shared;
 use crate::engine::sql::qualified;
 use checksum::{Forms, KeyRange, Side};
 
-/// The checkpoint row that holds the last verified key (`complete` once a whole pass agreed).
+/// migrate's checkpoint row that holds the last verified key (`complete` once a whole pass agreed); a move has
+/// one per table (`verify:<table>`).
 pub const CHECKPOINT_ROW: &str = "verify";
 /// What the checkpoint row holds once a pass agreed over the whole table.
 pub const COMPLETE: &str = "complete";
@@ -34,11 +37,33 @@ const SAMPLE: usize = 5;
 /// One table's verification: where to connect, the compared forms, the pool and chunk sizes.
 #[derive(Debug, Clone)]
 pub struct Verifier {
+    /// The original's server (the verification lock, the markers).
     pub opts: Opts,
+    /// The ghost's server when it is another one (a move's target); None: the original's.
+    pub ghost_opts: Option<Opts>,
     pub forms: Forms,
     pub job: CopyJob,
     pub pool: usize,
     pub chunk_rows: u64,
+    /// The checkpoint row of this table's verification (in the copy job's checkpoint table).
+    pub checkpoint_row: String,
+}
+
+/// One snapshot of the pool: a connection to the original's server, and one to the ghost's when that is another.
+pub struct Snapshot {
+    original: Conn,
+    ghost: Option<Conn>,
+}
+
+impl Snapshot {
+    /// The connection that reads the original.
+    pub fn original(&mut self) -> &mut Conn {
+        &mut self.original
+    }
+
+    fn both(&mut self) -> (&mut Conn, Option<&mut Conn>) {
+        (&mut self.original, self.ghost.as_mut())
+    }
 }
 
 /// A chunk whose checksums differ: both sides' (count, xor) and a sample of the keys that differ.
@@ -73,18 +98,31 @@ pub struct Frozen {
 impl Verifier {
     pub fn new(opts: Opts, job: CopyJob, ghost: &TableInfo, pool: usize, chunk_rows: u64) -> Self {
         let forms = checksum::forms(&job, ghost);
-        Verifier { opts, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1) }
+        Verifier { opts, ghost_opts: None, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1), checkpoint_row: CHECKPOINT_ROW.into() }
+    }
+
+    /// The same verification with the ghost on another server (a move's target), recorded in `checkpoint_row`.
+    pub fn across(mut self, ghost_opts: Opts, checkpoint_row: String) -> Self {
+        self.ghost_opts = Some(ghost_opts);
+        self.checkpoint_row = checkpoint_row;
+        self
+    }
+
+    /// The server of the checkpoint table: the ghost's (a move keeps its checkpoint on the target).
+    fn checkpoint_opts(&self) -> Opts {
+        self.ghost_opts.clone().unwrap_or_else(|| self.opts.clone())
     }
 
     /// The connections that will hold the snapshots (connected before the lock, so the lock stays short).
-    pub async fn connect_pool(&self) -> Result<Vec<Conn>> {
+    pub async fn connect_pool(&self) -> Result<Vec<Snapshot>> {
         let mut pool = Vec::with_capacity(self.pool);
         for _ in 0..self.pool {
-            let mut c = crate::engine::connection::connect(self.opts.clone()).await.wrap_err("connecting the verification pool")?;
-            for set in ["SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
-                c.query_drop(set).await.wrap_err("setting the verification session")?;
-            }
-            pool.push(c);
+            let original = snapshot_conn(&self.opts).await?;
+            let ghost = match &self.ghost_opts {
+                Some(o) => Some(snapshot_conn(o).await?),
+                None => None,
+            };
+            pool.push(Snapshot { original, ghost });
         }
         Ok(pool)
     }
@@ -99,7 +137,7 @@ impl Verifier {
     }
 
     /// Opens a consistent snapshot on every pool connection, then releases the lock; returns how long it was held.
-    pub async fn snapshot_and_release(pool: &mut [Conn], frozen: Frozen) -> Result<Duration> {
+    pub async fn snapshot_and_release(pool: &mut [Snapshot], frozen: Frozen) -> Result<Duration> {
         let Frozen { mut conn, granted, .. } = frozen;
         let opened = open_snapshots(pool).await;
         let released = conn.query_drop("UNLOCK TABLES").await.wrap_err("releasing the verification lock");
@@ -136,21 +174,28 @@ impl Verifier {
         }
     }
 
-    /// Compares one chunk on one snapshot connection; `Some` when it differs (with a sample of the keys).
-    pub async fn compare(&self, conn: &mut Conn, range: &KeyRange) -> Result<(u64, Option<Difference>)> {
-        let original = sums(conn, &self.forms.original, range).await.wrap_err("checksumming the original")?;
-        let ghost = sums(conn, &self.forms.ghost, range).await.wrap_err("checksumming the ghost")?;
+    /// Compares one chunk on one snapshot (both sides at once when they are on two servers); `Some` when it
+    /// differs (with a sample of the keys).
+    pub async fn compare(&self, snap: &mut Snapshot, range: &KeyRange) -> Result<(u64, Option<Difference>)> {
+        let (original, ghost) = match snap.both() {
+            (o, Some(g)) => futures_util::future::try_join(sums(o, &self.forms.original, range), sums(g, &self.forms.ghost, range)).await?,
+            (o, None) => (sums(o, &self.forms.original, range).await?, sums(o, &self.forms.ghost, range).await?),
+        };
         if original == ghost {
             return Ok((original.0, None));
         }
-        let sample = self.sample(conn, range).await?;
+        let sample = self.sample(snap, range).await?;
         Ok((original.0, Some(Difference { range: range.clone(), original, ghost, sample })))
     }
 
     /// Up to [`SAMPLE`] keys that are missing, extra or different in the ghost.
-    async fn sample(&self, conn: &mut Conn, range: &KeyRange) -> Result<Vec<String>> {
-        let o = rows(conn, &self.forms.original, range).await?;
-        let g = rows(conn, &self.forms.ghost, range).await?;
+    async fn sample(&self, snap: &mut Snapshot, range: &KeyRange) -> Result<Vec<String>> {
+        let (oc, gc) = snap.both();
+        let o = rows(oc, &self.forms.original, range).await?;
+        let g = match gc {
+            Some(gc) => rows(gc, &self.forms.ghost, range).await?,
+            None => rows(oc, &self.forms.ghost, range).await?,
+        };
         let mut out = Vec::new();
         for (k, crc) in &o {
             match g.get(k) {
@@ -167,9 +212,9 @@ impl Verifier {
     /// Compares `ranges` over the pool, one chunk per connection at a time; after each wave the last key of an
     /// unbroken agreeing prefix is recorded in the checkpoint row and the status; a throttle holds it between
     /// waves. Returns the differences, or None when `stop` fired (checked between waves).
-    pub async fn compare_all(&self, pool: &mut [Conn], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
+    pub async fn compare_all(&self, pool: &mut [Snapshot], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
         let mut diffs = Vec::new();
-        let mut ck = crate::engine::connection::connect(self.opts.clone()).await.wrap_err("connecting for the verification checkpoint")?;
+        let mut ck = self.checkpoint_conn().await?;
         shared.with(|i| {
             i.status.verify.chunks_total = ranges.len() as u64;
             i.status.verify.chunks_done = 0;
@@ -208,21 +253,33 @@ impl Verifier {
             "INSERT INTO {} (id, phase, copy_watermark) VALUES (?, 'verify', ?) ON DUPLICATE KEY UPDATE copy_watermark = VALUES(copy_watermark)",
             qualified(&self.job.checkpoint_db, &self.job.checkpoint_table)
         );
-        conn.exec_drop(sql, (CHECKPOINT_ROW, key)).await.wrap_err("recording the verification's progress")
+        conn.exec_drop(sql, (self.checkpoint_row.as_str(), key)).await.wrap_err("recording the verification's progress")
+    }
+
+    /// A connection to the checkpoint table's server.
+    pub async fn checkpoint_conn(&self) -> Result<Conn> {
+        crate::engine::connection::connect(self.checkpoint_opts()).await.wrap_err("connecting for the verification checkpoint")
     }
 
     /// Where a verification continues: None from the start, `Some(key)` after that key; a completed pass reads
     /// back as [`COMPLETE`].
     pub async fn recorded(&self, conn: &mut Conn) -> Result<Option<String>> {
         let sql = format!("SELECT copy_watermark FROM {} WHERE id = ?", qualified(&self.job.checkpoint_db, &self.job.checkpoint_table));
-        let v: Option<Option<String>> = conn.exec_first(sql, (CHECKPOINT_ROW,)).await.wrap_err("reading the verification's progress")?;
+        let v: Option<Option<String>> = conn.exec_first(sql, (self.checkpoint_row.as_str(),)).await.wrap_err("reading the verification's progress")?;
         Ok(v.flatten())
     }
 
     /// Copies a chunk's key range again: in one transaction, the ghost's rows of the range are deleted and the
     /// original's inserted, read under shared locks (writers to the range wait until it commits; their changes
-    /// reach the applier after it). Returns the rows copied.
+    /// reach the applier after it). Returns the rows copied. Across servers the copy's cross-server order is kept
+    /// (see `CopyJob::repair_across`).
     pub async fn repair(&self, range: &KeyRange) -> Result<u64> {
+        if let Some(target) = &self.ghost_opts {
+            let (gcond, gparams) = self.forms.ghost.range_where(range);
+            let (ocond, oparams) = self.forms.original.range_where(range);
+            let noop = crate::engine::failpoint::hit("verify-repair-noop").is_err();
+            return self.job.repair_across(&self.opts, target, (&ocond, oparams), (&gcond, gparams), noop).await;
+        }
         let mut conn = crate::engine::copy::session::copier_conn(&self.opts, self.job.writes).await?;
         let (gcond, gparams) = self.forms.ghost.range_where(range);
         let (ocond, oparams) = self.forms.original.range_where(range);
@@ -255,19 +312,35 @@ impl Verifier {
     }
 }
 
-/// `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` on every connection.
-async fn open_snapshots(pool: &mut [Conn]) -> Result<()> {
-    for c in pool.iter_mut() {
-        c.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY").await.wrap_err("opening a consistent snapshot")?;
+/// A connection of the pool: UTC, REPEATABLE READ.
+async fn snapshot_conn(opts: &Opts) -> Result<Conn> {
+    let mut c = crate::engine::connection::connect(opts.clone()).await.wrap_err("connecting the verification pool")?;
+    for set in ["SET SESSION time_zone = '+00:00'", "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ"] {
+        c.query_drop(set).await.wrap_err("setting the verification session")?;
+    }
+    Ok(c)
+}
+
+/// `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` on every connection (the originals' first, then the
+/// ghosts': both while the original is locked).
+async fn open_snapshots(pool: &mut [Snapshot]) -> Result<()> {
+    const OPEN: &str = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY";
+    for s in pool.iter_mut() {
+        s.original.query_drop(OPEN).await.wrap_err("opening a consistent snapshot")?;
+    }
+    for g in pool.iter_mut().filter_map(|s| s.ghost.as_mut()) {
+        g.query_drop(OPEN).await.wrap_err("opening a consistent snapshot on the ghost's server")?;
     }
     Ok(())
 }
 
 /// Ends the snapshots.
-pub async fn end_snapshots(pool: Vec<Conn>) {
-    for mut c in pool {
-        let _ = c.query_drop("COMMIT").await;
-        let _ = c.disconnect().await;
+pub async fn end_snapshots(pool: Vec<Snapshot>) {
+    for s in pool {
+        for mut c in std::iter::once(s.original).chain(s.ghost) {
+            let _ = c.query_drop("COMMIT").await;
+            let _ = c.disconnect().await;
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! migrate: one table changed in place, a run of the one pipeline ([`crate::engine::pipeline::driver`]). What
-//! each step does is in `steps`; the step bodies' pieces are modules of their own: `setup`, `indexes`, `resume`, `verify`,
-//! `finish` (cut-over and clean-up), `instant`; the frame (status, commands, hooks) is `runtime`. This module holds
+//! each step does is in `steps`; the step bodies' pieces are modules of their own: `setup`, `indexes`, `resume`, `revert`,
+//! `finish` (cut-over and clean-up), `instant` (the verification step is the shared `pipeline::verify`); the frame (status, commands, hooks) is `runtime`. This module holds
 //! the outcome, the state dump and what the steps share (the copy step, stops, the task plan).
 
 mod finish;
@@ -11,7 +11,6 @@ mod resume;
 mod revert;
 mod setup;
 mod steps;
-mod verify;
 
 pub(crate) use setup::warning_rules;
 

@@ -25,7 +25,9 @@ use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::{start_tasks, Running};
 use crate::engine::plan::preflight::{self, refuse, Plan};
 
-use super::{adopted, copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, revert, setup, task_plan, verify, Outcome};
+use super::{adopted, copy, dry_run, dry_run_of_resume, finish, fire_refusable, indexes, instant, interrupted, lock_name, resume, revert, setup, task_plan, Outcome};
+use crate::engine::pipeline::verify;
+use crate::engine::verify::Verifier;
 
 /// migrate's steps over one configuration.
 pub(super) struct Migrate<'a> {
@@ -313,7 +315,9 @@ async fn refuse_null_keys(cfg: &MigrationConfig, live: &mut Live) -> Result<()> 
 /// The verification (`fresh`: a re-verification from the start while the cut-over waits); an error stops the
 /// tasks and fails the run with the original serving.
 async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live, fresh: bool) -> Result<std::result::Result<(), Interrupted>> {
-    match verify::run(cfg, ctx, &mut live.running, &live.plan, &live.job, fresh).await {
+    let rows = verify::chunk_rows(cfg.run.chunk_size);
+    let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, verify::POOL, rows);
+    match verify::run(cfg, ctx, &mut live.running, &[table], fresh).await {
         Ok(r) => Ok(r),
         Err(e) => {
             ctx.shared.with(|i| i.status.verify.running = false);

@@ -74,6 +74,9 @@ pub struct MoveTablesConfig {
     pub target_failover_candidates: Vec<(String, u16)>,
     /// Copy, throttle, cut-over (here: the fence), hook and run settings, as `migrate` takes them.
     pub run: RunSettings,
+    /// Verify every table (source against target) after catch-up and before the ready gate (`--checksum`, on
+    /// by default), as `migrate` verifies its ghost.
+    pub checksum: bool,
 }
 
 impl MoveTablesConfig {
@@ -89,6 +92,7 @@ impl MoveTablesConfig {
             failover: FailoverSettings::default(),
             target_failover_candidates: Vec::new(),
             run: RunSettings::default(),
+            checksum: true,
         }
     }
 
@@ -126,6 +130,11 @@ impl MoveTablesConfig {
 
     pub(super) fn copy_row(table: &str) -> String {
         format!("{}:{table}", checkpoint::COPY)
+    }
+
+    /// The checkpoint row of a table's verification.
+    pub(super) fn verify_row(table: &str) -> String {
+        format!("{}:{table}", crate::engine::verify::CHECKPOINT_ROW)
     }
 
     /// What the summary row records as "the tables": the list in order.
@@ -279,6 +288,8 @@ pub(super) struct MovedTable {
     mapping: ColumnMapping,
     /// Which duplicate-key skips of the copy are expected on the target table.
     warnings: crate::engine::copy::warnings::WarningRules,
+    /// The target table's structure (what the verification compares against).
+    target: schema::TableInfo,
 }
 
 /// Where the source tables stand: serving under their names, or fenced as `_<t>_del`.

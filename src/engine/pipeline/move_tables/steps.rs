@@ -1,7 +1,8 @@
 //! What each step of the pipeline ([`crate::engine::pipeline::driver`]) does for move-tables: preflight (both
 //! servers, the single-run lock, the resume decision from the shared resume table), setup, copy (table after
-//! table, across servers), catch-up (to what the source executed by the end of the copy), ready (the shared
-//! gate), cut-over (before-hook, fence, drain, announce). A move has no verify step yet.
+//! table, across servers), catch-up (to what the source executed by the end of the copy), verify (every table,
+//! source against target, as migrate verifies its ghost), ready (the shared gate, verifying again on request),
+//! cut-over (before-hook, fence, drain, announce).
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -22,6 +23,8 @@ use crate::engine::pipeline::phase::Phase;
 use crate::engine::pipeline::resume::{resume_from, CheckpointFacts, Observed, OldTable, Resume, RunKind};
 use crate::engine::pipeline::runtime::RunContext;
 use crate::engine::pipeline::tasks::{join_slot, start_tasks, Running, TaskResult};
+use crate::engine::pipeline::verify;
+use crate::engine::verify::Verifier;
 use crate::engine::plan::preflight::{self, refuse, Plan};
 use crate::engine::plan::schema;
 use crate::engine::sql::quote_ident;
@@ -126,20 +129,26 @@ impl Run for Move<'_> {
         let first = tables.iter().find_map(|t| copy_rows.get(&t.name).filter(|r| !r.complete).map(|r| r.watermark.clone().unwrap_or_else(|| "start".into())));
         failpoint::trace(&format!("run-start {} {}", first.unwrap_or_else(|| "start".into()), start.gtid_set));
         let fenced = decision == Resume::Drain;
+        ctx.shared.verify_available.store(cfg.checksum && !fenced, Ordering::Relaxed);
+        ctx.shared.with(|i| i.status.verify.enabled = cfg.checksum);
         let running = start_tasks(task_plan(cfg, &tables, &changelog, start, sv.mariadb, fenced), &ctx.shared, &ctx.cancel, &ctx.stop)?;
         Ok(Flow::Go(Live { sv, _lock: lock, tables, copy_rows, recorded_drain: st.drain_gtid.clone(), fenced, running }))
     }
 
     fn runs(&self, live: &Live, phase: Phase) -> bool {
-        // A move is not verified by checksums (yet): `verify` is refused while it runs; its target tables are
-        // created with all their indexes.
-        phase != Phase::Verify && phase != Phase::Indexes && !live.fenced
+        // The target tables are created with all their indexes.
+        match phase {
+            Phase::Verify => self.cfg.checksum && !live.fenced,
+            Phase::Indexes => false,
+            _ => !live.fenced,
+        }
     }
 
     async fn record(&mut self, live: &mut Live, phase: Phase) -> Result<()> {
         let assignment = match phase {
             Phase::Copy => "phase = 'copy'",
             Phase::Catchup => "phase = 'catchup'",
+            Phase::Verify => "phase = 'verify'",
             Phase::ReadyToCutOver => "phase = 'ready'",
             _ => return Ok(()),
         };
@@ -155,10 +164,8 @@ impl Run for Move<'_> {
                 let goal = GtidSet::parse(live.sv.mariadb, &gtid_executed(&mut live.sv.src, live.sv.mariadb).await?)?;
                 gate::wait_applied(ctx, &mut live.running, &goal, live.sv.mariadb, false).await?
             }
-            _ => {
-                ctx.shared.with(|i| i.status.cutover.step = "gate".into());
-                gate::ready(ctx, &mut live.running, cfg.run.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))?
-            }
+            Phase::Verify => verify_step(cfg, ctx, live, false).await?,
+            _ => ready(cfg, ctx, live).await?,
         };
         match waited {
             Ok(()) => Ok(Flow::Go(())),
@@ -333,7 +340,7 @@ async fn map_tables(cfg: &MoveTablesConfig, tgt: &mut mysql_async::Conn, plans: 
         let mapping = schema::map_columns(&plan.original, &target_info, &plan.renames, &plan.alter.dropped_columns)
             .wrap_err_with(|| format!("mapping {}.{t} onto the target table", cfg.database))?;
         let warnings = crate::engine::pipeline::migrate::warning_rules(&plan.original, &target_info, &mapping, cfg.run.writes);
-        tables.push(MovedTable { name: t, plan, mapping, warnings });
+        tables.push(MovedTable { name: t, plan, mapping, warnings, target: target_info });
     }
     Ok(tables)
 }
@@ -365,10 +372,48 @@ fn restore_counters(ctx: &RunContext, copy_rows: &HashMap<String, CopyRow>, st: 
     start
 }
 
+/// The ready gate, and a verification again whenever one is requested while the cut-over waits.
+async fn ready(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live) -> gate::WaitResult {
+    loop {
+        ctx.shared.with(|i| i.status.cutover.step = "gate".into());
+        match gate::ready(ctx, &mut live.running, cfg.run.postpone_cut_over).await.map_err(|e| with_resume(e, cfg))? {
+            Err(Interrupted::VerifyRequested) => {
+                ctx.shared.enter(Phase::Verify);
+                if let Err(i) = verify_step(cfg, ctx, live, true).await? {
+                    return Ok(Err(i));
+                }
+                ctx.shared.enter(Phase::ReadyToCutOver);
+            }
+            other => return Ok(other),
+        }
+    }
+}
+
+/// Every table verified, source against target (`fresh`: from the start, a re-verification); differences that
+/// stay fail the move before the fence, the source tables serving.
+async fn verify_step(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live, fresh: bool) -> gate::WaitResult {
+    let tables: Vec<Verifier> = live
+        .tables
+        .iter()
+        .map(|t| {
+            let rows = verify::chunk_rows(cfg.run.chunk_size);
+            Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, verify::POOL, rows).across(cfg.target.opts(), MoveTablesConfig::verify_row(&t.name))
+        })
+        .collect();
+    match verify::run(&cfg.throttle_config(), ctx, &mut live.running, &tables, fresh).await {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            ctx.shared.with(|i| i.status.verify.running = false);
+            live.running.stop().await;
+            Err(with_resume(e.wrap_err("the verification before the fence failed; the source tables serve, the target tables are kept"), cfg))
+        }
+    }
+}
+
 /// A stop or an ended task while waiting: the stop outcome, or the task's error.
 async fn interrupted(cfg: &MoveTablesConfig, ctx: &RunContext, running: &mut Running, i: Interrupted) -> Result<MoveOutcome> {
     match i {
-        // A move does not verify: `verify` is refused, so the gate never hands it back.
+        // The ready step answers `verify` itself; anywhere else it is only a stop.
         Interrupted::Stopped | Interrupted::VerifyRequested => {}
         Interrupted::TaskEnded(what, r) => task_ended(r, what, cfg, ctx)?,
     }
