@@ -1,6 +1,6 @@
-//! A verification interrupted part-way (the fail point `verify-after-wave` fails the run after the first wave of
-//! chunks was recorded) continues on `--resume` after the recorded key instead of from zero, and completes; for
-//! migrate and for move-tables. Its own test binary: the fail point is set in this process's environment, so the
+//! A verification interrupted part-way (the fail point `verify-after-progress` fails the run the first time the
+//! verified prefix is recorded) continues on `--resume` after the recorded key instead of from zero, and
+//! completes; for migrate and for move-tables. Its own test binary: the fail point is set in this process's environment, so the
 //! two tests take turns.
 
 mod common;
@@ -27,11 +27,11 @@ async fn an_interrupted_verification_continues_after_the_recorded_key() {
         let mut cfg = test_config(&server, "app", "items", "ADD COLUMN c INT NOT NULL DEFAULT 3");
         cfg.run.postpone_cut_over = false;
         // Only this test runs in this binary: the fail point touches no other test.
-        std::env::set_var("REVENANT_FAILPOINTS", "verify-after-wave");
+        std::env::set_var("REVENANT_FAILPOINTS", "verify-after-progress");
         let first = tokio::time::timeout(Duration::from_secs(120), migrate::start(cfg.clone()).1).await??;
         std::env::remove_var("REVENANT_FAILPOINTS");
         match first {
-            Err(e) => ensure!(format!("{e:#}").contains("fail point verify-after-wave"), "first run: {e:#}"),
+            Err(e) => ensure!(format!("{e:#}").contains("fail point verify-after-progress"), "first run: {e:#}"),
             Ok(o) => bail!("the first run did not stop in the verification: {o:?}"),
         }
         let mut c = server.conn().await?;
@@ -64,14 +64,14 @@ async fn an_interrupted_move_verification_continues_after_the_recorded_key() {
         let db = "shop";
         move_support::seed(&source, &target, db, MOVE_ROWS).await?;
         let mut cfg = move_support::move_config(&source, &target, db);
-        // Verification chunks of 1,000 rows: the first wave of four is recorded before the fail point.
+        // Verification chunks of 1,000 rows (the copy's chunks stay small): several, so the first is recorded before the last.
         cfg.run.chunk_size = 20;
         cfg.run.postpone_cut_over = false;
-        std::env::set_var("REVENANT_FAILPOINTS", "verify-after-wave");
+        std::env::set_var("REVENANT_FAILPOINTS", "verify-after-progress");
         let first = tokio::time::timeout(Duration::from_secs(120), move_tables::start(cfg.clone()).1).await??;
         std::env::remove_var("REVENANT_FAILPOINTS");
         match first {
-            Err(e) => ensure!(format!("{e:#}").contains("fail point verify-after-wave") && format!("{e:#}").contains("before the fence"), "first run: {e:#}"),
+            Err(e) => ensure!(format!("{e:#}").contains("fail point verify-after-progress") && format!("{e:#}").contains("before the fence"), "first run: {e:#}"),
             Ok(o) => bail!("the first move did not stop in the verification: {o:?}"),
         }
         let mut t = target.conn().await?;

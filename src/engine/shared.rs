@@ -86,6 +86,8 @@ pub struct SharedInner {
     pub last_copy_error: Option<String>,
     /// The server that holds the checkpoint table now, once a failover moved the run (None: where it started).
     pub checkpoint_server: Option<mysql_async::Opts>,
+    /// Where the copy's chunks ended, for the verification's chunks.
+    pub copy_boundaries: crate::engine::verify::CopyBoundaries,
 }
 
 impl Shared {

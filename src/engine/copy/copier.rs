@@ -227,6 +227,9 @@ impl CopyJob {
             Some(a) => Some(copier_conn(&a.target_opts, self.writes).await.wrap_err("connecting to the target server")?),
             None => None,
         };
+        // Where the chunks end, for the verification.
+        let every = crate::engine::verify::chunk_rows(shared.chunk_size.load(Ordering::Relaxed));
+        shared.with(|i| i.copy_boundaries.begin(&self.checkpoint_row));
         let Some(range_end) = range.range_end.clone() else {
             self.mark_complete(target_conn.as_mut().unwrap_or(&mut conn), range).await?;
             return Ok(true);
@@ -290,6 +293,7 @@ impl CopyJob {
                 }
             };
             let took = started.elapsed();
+            shared.with(|i| i.copy_boundaries.note(&self.checkpoint_row, &end, rows, every));
             range.watermark = Some(end.clone());
             shared.rows_copied.fetch_add(rows, Ordering::Relaxed);
             shared.checkpoint_committed(None, Some(checkpoint::describe_key(&end)));

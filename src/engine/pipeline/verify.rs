@@ -31,11 +31,6 @@ const LOCK_ATTEMPTS: u32 = 5;
 /// What a round returns: the differences, or the wait that ended early.
 type Round = Result<std::result::Result<Vec<Difference>, Interrupted>>;
 
-/// Rows per verification chunk for a copy's chunk size.
-pub(crate) fn chunk_rows(chunk_size: u64) -> u64 {
-    (chunk_size * 50).clamp(1_000, 100_000)
-}
-
 /// Verifies every table of `tables` (original against ghost), one after the other; `fresh`: from the start (a
 /// re-verification), else from each table's checkpoint row. `cfg` names the changelog the markers go to and
 /// the lock's timeout.
@@ -145,6 +140,7 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     tracing::info!("verification lock: the original's writers were held {ms} ms");
     ctx.shared.with(|i| i.status.verify.last_lock_ms = Some(ms));
     let record = given.is_none();
+    let from_start = from.is_none();
     let started = std::time::Instant::now();
     let ranges = match given {
         Some(r) => r,
@@ -152,7 +148,11 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     };
     let found = started.elapsed();
     let diffs = v.compare_all(&mut pool, &ranges, &ctx.shared, record, &ctx.cancel).await;
-    tracing::info!("verification: {} chunk(s) found in {} ms, compared in {} ms", ranges.len(), found.as_millis(), (started.elapsed() - found).as_millis());
+    let cut = match (&v.boundaries, record) {
+        (Some(b), true) if from_start => format!(" ({} cut where the copy's chunks ended)", b.len()),
+        _ => String::new(),
+    };
+    tracing::info!("verification of {}: {} chunk(s){cut} found in {} ms, compared in {} ms", v.job.source_table, ranges.len(), found.as_millis(), (started.elapsed() - found).as_millis());
     verify::end_snapshots(pool).await;
     Ok(diffs?.ok_or(Interrupted::Stopped))
 }

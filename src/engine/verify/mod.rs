@@ -12,6 +12,7 @@
 pub mod checksum;
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
 use color_eyre::eyre::{Result, WrapErr};
@@ -47,6 +48,8 @@ pub struct Verifier {
     pub chunk_rows: u64,
     /// The checkpoint row of this table's verification (in the copy job's checkpoint table).
     pub checkpoint_row: String,
+    /// Chunk boundaries the copy left (see [`CopyBoundaries`]); None: the first pass walks the key.
+    pub boundaries: Option<Vec<Vec<Value>>>,
 }
 
 /// One snapshot of the pool: a connection to the original's server, and one to the ghost's when that is another.
@@ -95,10 +98,120 @@ pub struct Frozen {
     granted: Instant,
 }
 
+/// Rows per verification chunk for a copy's chunk size.
+pub fn chunk_rows(chunk_size: u64) -> u64 {
+    (chunk_size * 50).clamp(1_000, 100_000)
+}
+
+/// Keys the copy ended its chunks at, one kept every [`chunk_rows`] rows copied, per copy slice (its checkpoint
+/// row): the verification's first pass takes them as its chunk boundaries instead of walking the original's key
+/// again (any increasing keys cut the key range into chunks that cover it). Only a copy whose ranges were made by
+/// this process's setup counts: a resumed copy's earlier chunks are not known.
+#[derive(Debug, Default)]
+pub struct CopyBoundaries {
+    fresh: bool,
+    slices: std::collections::HashMap<String, SliceBoundaries>,
+}
+
+#[derive(Debug, Default)]
+struct SliceBoundaries {
+    keys: Vec<Vec<Value>>,
+    rows_since: u64,
+}
+
+impl CopyBoundaries {
+    /// Setup made the copy ranges (`fresh`) or read them from a checkpoint: what was noted before is forgotten.
+    pub fn start(&mut self, fresh: bool) {
+        *self = CopyBoundaries { fresh, slices: Default::default() };
+    }
+
+    /// A slice's copy begins.
+    pub fn begin(&mut self, slice: &str) {
+        self.slices.entry(slice.to_string()).or_default();
+    }
+
+    /// A chunk of `rows` rows ending at `end` committed; a boundary is kept once `every` rows went by.
+    pub fn note(&mut self, slice: &str, end: &[Value], rows: u64, every: u64) {
+        if let Some(s) = self.slices.get_mut(slice) {
+            s.rows_since += rows;
+            if s.rows_since >= every {
+                s.keys.push(end.to_vec());
+                s.rows_since = 0;
+            }
+        }
+    }
+
+    /// The boundaries of `slices` (named in key order), or None unless the ranges are fresh and every slice's
+    /// copy ran here.
+    pub fn of(&self, slices: &[String]) -> Option<Vec<Vec<Value>>> {
+        if !self.fresh {
+            return None;
+        }
+        let mut out = Vec::new();
+        for name in slices {
+            out.extend(self.slices.get(name)?.keys.iter().cloned());
+        }
+        Some(out)
+    }
+}
+
+/// The chunks of one comparison, shared by the pool's workers.
+struct Queue<'a> {
+    ranges: &'a [KeyRange],
+    next: AtomicUsize,
+    record: bool,
+    progress: std::sync::Mutex<Progress>,
+}
+
+/// Which chunks are done and agreed, how far the agreeing prefix reaches and was recorded, the differences.
+struct Progress {
+    agreed: Vec<bool>,
+    prefix: usize,
+    recorded: usize,
+    diffs: Vec<(usize, Difference)>,
+    stopped: bool,
+}
+
+impl Progress {
+    fn new(chunks: usize) -> Self {
+        Progress { agreed: vec![false; chunks], prefix: 0, recorded: 0, diffs: Vec::new(), stopped: false }
+    }
+}
+
+impl Queue<'_> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Progress>> {
+        self.progress.lock().map_err(|_| color_eyre::eyre::eyre!("a verification worker panicked"))
+    }
+
+    /// Chunk `index` is compared: returns the key to record when the agreeing prefix grew (every chunk before it
+    /// agreed; the last, open-ended chunk has no key and is recorded as `complete` by the caller).
+    fn done(&self, index: usize, diff: Option<Difference>) -> Result<Option<Vec<Value>>> {
+        let mut p = self.lock()?;
+        match diff {
+            Some(d) => p.diffs.push((index, d)),
+            None => p.agreed[index] = true,
+        }
+        while p.prefix < p.agreed.len() && p.agreed[p.prefix] {
+            p.prefix += 1;
+        }
+        if !self.record || p.prefix <= p.recorded {
+            return Ok(None);
+        }
+        p.recorded = p.prefix;
+        Ok(self.ranges[p.prefix - 1].upper.clone())
+    }
+}
+
 impl Verifier {
     pub fn new(opts: Opts, job: CopyJob, ghost: &TableInfo, pool: usize, chunk_rows: u64) -> Self {
         let forms = checksum::forms(&job, ghost);
-        Verifier { opts, ghost_opts: None, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1), checkpoint_row: CHECKPOINT_ROW.into() }
+        Verifier { opts, ghost_opts: None, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1), checkpoint_row: CHECKPOINT_ROW.into(), boundaries: None }
+    }
+
+    /// The first pass cuts the key at these keys (the copy's, increasing) and walks only past the last one.
+    pub fn with_boundaries(mut self, boundaries: Option<Vec<Vec<Value>>>) -> Self {
+        self.boundaries = boundaries;
+        self
     }
 
     /// The same verification with the ghost on another server (a move's target), recorded in `checkpoint_row`.
@@ -157,10 +270,17 @@ impl Verifier {
     }
 
     /// The chunks of the original after `from` (in the snapshot of `conn`); the last one is open-ended, so ghost
-    /// rows past the original's last key are compared too.
+    /// rows past the original's last key are compared too. From the start with the copy's boundaries, only the
+    /// key past the last of them is walked.
     pub async fn chunks(&self, conn: &mut Conn, from: Option<Vec<Value>>) -> Result<Vec<KeyRange>> {
         let mut out = Vec::new();
         let mut lower = from;
+        if let (None, Some(keys)) = (&lower, &self.boundaries) {
+            for upper in keys {
+                out.push(KeyRange { lower: lower.take(), upper: Some(upper.clone()) });
+                lower = Some(upper.clone());
+            }
+        }
         loop {
             let (sql, params) = self.forms.original.chunk_end_sql(lower.as_deref(), self.chunk_rows);
             let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await.wrap_err("finding a verification chunk's end")?;
@@ -209,41 +329,55 @@ impl Verifier {
         Ok(out)
     }
 
-    /// Compares `ranges` over the pool, one chunk per connection at a time; after each wave the last key of an
-    /// unbroken agreeing prefix is recorded in the checkpoint row and the status; a throttle holds it between
-    /// waves. Returns the differences, or None when `stop` fired (checked between waves).
+    /// Compares `ranges` over the pool: each snapshot takes the next chunk as soon as it is done with one (a
+    /// throttle holds it before its next chunk, a stop ends it there). Each time the unbroken agreeing prefix of
+    /// chunks grows, its last key is recorded in the checkpoint row and the status (a chunk is tens of thousands
+    /// of rows: one small write each). Returns
+    /// the differences in key order, or None when `stop` fired.
     pub async fn compare_all(&self, pool: &mut [Snapshot], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
-        let mut diffs = Vec::new();
-        let mut ck = self.checkpoint_conn().await?;
+        let ck = tokio::sync::Mutex::new(self.checkpoint_conn().await?);
         shared.with(|i| {
             i.status.verify.chunks_total = ranges.len() as u64;
             i.status.verify.chunks_done = 0;
         });
-        for wave in ranges.chunks(pool.len().max(1)) {
+        let queue = Queue { ranges, next: AtomicUsize::new(0), record, progress: std::sync::Mutex::new(Progress::new(ranges.len())) };
+        let workers = pool.iter_mut().map(|snap| self.worker(snap, &queue, &ck, shared, stop));
+        let ended = futures_util::future::try_join_all(workers).await;
+        let _ = ck.into_inner().disconnect().await;
+        ended?;
+        let mut progress = queue.progress.into_inner().map_err(|_| color_eyre::eyre::eyre!("a verification worker panicked"))?;
+        if progress.stopped {
+            return Ok(None);
+        }
+        progress.diffs.sort_by_key(|(i, _)| *i);
+        Ok(Some(progress.diffs.into_iter().map(|(_, d)| d).collect()))
+    }
+
+    /// One snapshot's share of [`Self::compare_all`]: chunks from the queue until it is empty or the run stops.
+    async fn worker(&self, snap: &mut Snapshot, queue: &Queue<'_>, ck: &tokio::sync::Mutex<Conn>, shared: &Shared, stop: &CancellationToken) -> Result<()> {
+        loop {
             // Throttled (load, lag, flag files, by hand): the verification waits as the copy does.
             while shared.with(|i| i.throttle_reason.is_some()) && !stop.is_cancelled() {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if stop.is_cancelled() {
-                let _ = ck.disconnect().await;
-                return Ok(None);
+                queue.lock()?.stopped = true;
+                return Ok(());
             }
-            let results = futures_util::future::try_join_all(pool.iter_mut().zip(wave).map(|(c, r)| self.compare(c, r))).await?;
-            for (rows, d) in results {
-                shared.with(|i| {
-                    i.status.verify.chunks_done += 1;
-                    i.status.verify.rows_verified += rows;
-                });
-                diffs.extend(d);
-            }
-            if let (true, true, Some(Some(upper))) = (record, diffs.is_empty(), wave.last().map(|r| r.upper.as_ref())) {
-                self.record(&mut ck, &checkpoint::encode_key(upper)).await?;
-                shared.with(|i| i.status.verify.verified_to = Some(checkpoint::describe_key(upper)));
-                crate::engine::failpoint::hit("verify-after-wave")?;
+            let index = queue.next.fetch_add(1, AtomicOrdering::Relaxed);
+            let Some(range) = queue.ranges.get(index) else { return Ok(()) };
+            let (rows, diff) = self.compare(snap, range).await?;
+            shared.with(|i| {
+                i.status.verify.chunks_done += 1;
+                i.status.verify.rows_verified += rows;
+            });
+            let upper = queue.done(index, diff)?;
+            if let Some(upper) = upper {
+                self.record(&mut *ck.lock().await, &checkpoint::encode_key(&upper)).await?;
+                shared.with(|i| i.status.verify.verified_to = Some(checkpoint::describe_key(&upper)));
+                crate::engine::failpoint::hit("verify-after-progress")?;
             }
         }
-        let _ = ck.disconnect().await;
-        Ok(Some(diffs))
     }
 
     /// Writes the checkpoint row's last verified key (or [`COMPLETE`]). Verification reads only, so the row needs

@@ -96,6 +96,8 @@ impl Run for Migrate<'_> {
     async fn setup(&mut self, ctx: &RunContext, c: Checked) -> Result<Flow<Live, Outcome>> {
         let (cfg, shared) = (self.cfg, &ctx.shared);
         let Checked { mut conn, lock, plan, resumed, artifact_actions } = c;
+        // Copy ranges made now: the verification may cut its chunks where the copy's ended.
+        shared.with(|i| i.copy_boundaries.start(resumed.is_none()));
         let prepared = setup::run(&mut conn, cfg, &plan, resumed.as_ref(), &artifact_actions, shared, &ctx.hooks).await?;
         let setup::Prepared { mapping, changelog, job, delete_log, start, slices, missing_indexes } = prepared;
         let range = &slices[0].range;
@@ -315,8 +317,10 @@ async fn refuse_null_keys(cfg: &MigrationConfig, live: &mut Live) -> Result<()> 
 /// The verification (`fresh`: a re-verification from the start while the cut-over waits); an error stops the
 /// tasks and fails the run with the original serving.
 async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live, fresh: bool) -> Result<std::result::Result<(), Interrupted>> {
-    let rows = verify::chunk_rows(cfg.run.chunk_size);
-    let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, verify::POOL, rows);
+    let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
+    let slices: Vec<String> = live.slices.iter().map(|s| s.row.clone()).collect();
+    let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&slices));
+    let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, verify::POOL, rows).with_boundaries(boundaries);
     match verify::run(cfg, ctx, &mut live.running, &[table], fresh).await {
         Ok(r) => Ok(r),
         Err(e) => {

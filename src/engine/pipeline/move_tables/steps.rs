@@ -110,6 +110,8 @@ impl Run for Move<'_> {
     async fn setup(&mut self, ctx: &RunContext, c: Checked) -> Result<Flow<Live, MoveOutcome>> {
         let cfg = self.cfg;
         let Checked { mut sv, lock, state, decision, plans } = c;
+        // Copy ranges made now: the verification may cut its chunks where the copy's ended.
+        ctx.shared.with(|i| i.copy_boundaries.start(decision == Resume::SetupAgain));
         if decision == Resume::SetupAgain {
             crate::engine::stream::start::no_prepared_xa(&mut sv.src).await?;
             setup_again(cfg, &mut sv, plans.as_slice(), state.is_some()).await?;
@@ -396,8 +398,11 @@ async fn verify_step(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live, 
         .tables
         .iter()
         .map(|t| {
-            let rows = verify::chunk_rows(cfg.run.chunk_size);
-            Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, verify::POOL, rows).across(cfg.target.opts(), MoveTablesConfig::verify_row(&t.name))
+            let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
+            let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&[MoveTablesConfig::copy_row(&t.name)]));
+            Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, verify::POOL, rows)
+                .across(cfg.target.opts(), MoveTablesConfig::verify_row(&t.name))
+                .with_boundaries(boundaries)
         })
         .collect();
     match verify::run(&cfg.throttle_config(), ctx, &mut live.running, &tables, fresh).await {
