@@ -86,8 +86,11 @@ pub fn compare_form(orig: &Column, ghost: &Column) -> Option<(String, String)> {
     exact.then_some((o, g))
 }
 
-/// The forms of a copy job's column pairs against the ghost's structure.
-pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
+/// The forms of a copy job's column pairs against the ghost's structure. `bare_allowed`: text may go into the row
+/// bare where [`bare_text`] allows it; only on MariaDB, where that was cheaper (one connection, a million rows:
+/// 629-672 -> 438-527 ms on scripts/bench's table), while MySQL 9.7 built a bare row of `id, a, VARCHAR` slower
+/// than one with the VARCHAR cast to binary (598-604 against 379-552 ms): docs/benchmarks.md.
+pub fn forms(job: &CopyJob, ghost: &TableInfo, bare_allowed: bool) -> Forms {
     let mut original = side(&job.source_db, &job.source_table, format!(" FORCE INDEX ({})", quote_ident(&job.key_index)));
     let mut ghost_side = side(&job.target_db, &job.target_table, String::new());
     let mut skipped = Vec::new();
@@ -107,8 +110,18 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
         !job.warnings.panic_on_warnings
             && (!orig.column_type.eq_ignore_ascii_case(&gc.column_type) || orig.charset != gc.charset || orig.nullable != gc.nullable)
     };
+    let compared: Vec<(&Column, &Column)> = job
+        .columns
+        .iter()
+        .filter_map(|(orig, ghost_name)| ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).map(|gc| (orig, gc)))
+        .collect();
+    let bare = bare_allowed && bare_text(&compared);
     for (orig, ghost_name) in &job.columns {
-        match ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).and_then(|gc| compare_form(orig, gc)) {
+        let form = ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).and_then(|gc| match bare && orig.charset == gc.charset {
+            true => compare_form(orig, gc).map(|_| (quote_ident(&orig.name), quote_ident(&gc.name))),
+            false => compare_form(orig, gc),
+        });
+        match form {
             Some((o, g)) => {
                 let nullable = orig.nullable || ghost.column(ghost_name).is_some_and(|c| c.nullable);
                 original.exprs.push(o);
@@ -120,6 +133,36 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo) -> Forms {
         }
     }
     Forms { original, ghost: ghost_side, skipped }
+}
+
+/// Whether the row's text may take every text value as it is, without `CAST(.. AS BINARY)`: only when every compared column is a number, a date or
+/// time, or text (ENUM and SET included) and, on each side, all the text shares one character set and one
+/// collation, the same character set on both sides. CONCAT_WS then converts nothing but the numbers (into that
+/// character set, the same way on both sides) and cannot meet a mix of collations; the bytes of the text are the
+/// column's, as the casts would give them.
+fn bare_text(pairs: &[(&Column, &Column)]) -> bool {
+    let number_or_time = |c: &Column| {
+        matches!(
+            c.data_type.as_str(),
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal" | "float" | "double" | "date" | "datetime" | "timestamp" | "time" | "year"
+        )
+    };
+    let text = |c: &Column| (c.is_text() || matches!(c.data_type.as_str(), "enum" | "set")) && c.charset.is_some() && c.collation.is_some();
+    let mut seen: Option<(&Option<String>, &Option<String>, &Option<String>)> = None;
+    for (o, g) in pairs {
+        match (number_or_time(o) && number_or_time(g), text(o) && text(g)) {
+            (true, _) => {}
+            (false, true) if o.charset == g.charset => {
+                let this = (&o.charset, &o.collation, &g.collation);
+                if seen.is_some_and(|s| s != this) {
+                    return false;
+                }
+                seen = Some(this);
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 fn side(db: &str, table: &str, hint: String) -> Side {
@@ -214,6 +257,26 @@ mod tests {
             labels: vec![],
             enum_as_index: false,
         }
+    }
+
+    #[test]
+    fn text_goes_bare_only_in_one_charset_and_collation_among_numbers_and_times() {
+        let with = |c: Column, coll: &str| Column { collation: Some(coll.into()), ..c };
+        let id = col("id", "bigint", "bigint(20)", None);
+        let at = col("c", "datetime", "datetime", None);
+        let b = with(col("b", "varchar", "varchar(64)", Some("utf8mb4")), "utf8mb4_general_ci");
+        let e = with(col("e", "text", "text", Some("utf8mb4")), "utf8mb4_general_ci");
+        assert!(bare_text(&[(&id, &id), (&at, &at), (&b, &b), (&e, &e)]));
+        let e_bin = with(col("e", "text", "text", Some("utf8mb4")), "utf8mb4_bin");
+        assert!(!bare_text(&[(&b, &b), (&e_bin, &e_bin)]), "two collations on one side");
+        assert!(bare_text(&[(&b, &with(b.clone(), "utf8mb4_bin"))]), "one collation per side is enough");
+        let latin = with(col("b", "varchar", "varchar(64)", Some("latin1")), "latin1_swedish_ci");
+        assert!(!bare_text(&[(&latin, &b)]), "a charset change is converted");
+        assert!(!bare_text(&[(&latin, &latin), (&b, &b)]), "two charsets");
+        let blob = col("p", "blob", "blob", None);
+        let json = col("j", "json", "json", None);
+        assert!(!bare_text(&[(&b, &b), (&blob, &blob)]));
+        assert!(!bare_text(&[(&json, &json)]));
     }
 
     #[test]

@@ -203,8 +203,9 @@ impl Queue<'_> {
 }
 
 impl Verifier {
-    pub fn new(opts: Opts, job: CopyJob, ghost: &TableInfo, pool: usize, chunk_rows: u64) -> Self {
-        let forms = checksum::forms(&job, ghost);
+    /// `mariadb`: the servers are MariaDB, where text may go into the checksum bare (see `checksum::forms`).
+    pub fn new(opts: Opts, job: CopyJob, ghost: &TableInfo, mariadb: bool, pool: usize, chunk_rows: u64) -> Self {
+        let forms = checksum::forms(&job, ghost, mariadb);
         Verifier { opts, ghost_opts: None, forms, job, pool: pool.max(1), chunk_rows: chunk_rows.max(1), checkpoint_row: CHECKPOINT_ROW.into(), boundaries: None }
     }
 

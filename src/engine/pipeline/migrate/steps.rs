@@ -320,7 +320,7 @@ async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live, f
     let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
     let slices: Vec<String> = live.slices.iter().map(|s| s.row.clone()).collect();
     let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&slices));
-    let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, verify::POOL, rows).with_boundaries(boundaries);
+    let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, live.plan.mariadb, verify::POOL, rows).with_boundaries(boundaries);
     match verify::run(cfg, ctx, &mut live.running, &[table], fresh).await {
         Ok(r) => Ok(r),
         Err(e) => {

@@ -400,7 +400,7 @@ async fn verify_step(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live, 
         .map(|t| {
             let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
             let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&[MoveTablesConfig::copy_row(&t.name)]));
-            Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, verify::POOL, rows)
+            Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, t.plan.mariadb, verify::POOL, rows)
                 .across(cfg.target.opts(), MoveTablesConfig::verify_row(&t.name))
                 .with_boundaries(boundaries)
         })
