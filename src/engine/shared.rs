@@ -87,7 +87,7 @@ pub struct SharedInner {
     /// The server that holds the checkpoint table now, once a failover moved the run (None: where it started).
     pub checkpoint_server: Option<mysql_async::Opts>,
     /// Where the copy's chunks ended, for the verification's chunks.
-    pub copy_boundaries: crate::engine::verify::CopyBoundaries,
+    pub copy_boundaries: crate::engine::copy::boundaries::CopyBoundaries,
 }
 
 impl Shared {

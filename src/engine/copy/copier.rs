@@ -228,7 +228,7 @@ impl CopyJob {
             None => None,
         };
         // Where the chunks end, for the verification.
-        let every = crate::engine::verify::chunk_rows(shared.chunk_size.load(Ordering::Relaxed));
+        let every = super::boundaries::chunk_rows(shared.chunk_size.load(Ordering::Relaxed));
         shared.with(|i| i.copy_boundaries.begin(&self.checkpoint_row));
         let Some(range_end) = range.range_end.clone() else {
             self.mark_complete(target_conn.as_mut().unwrap_or(&mut conn), range).await?;
