@@ -225,6 +225,31 @@ async fn a_target_damage_that_comes_back_fails_the_move_before_the_fence() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checksum_false_moves_without_verifying() {
+    each_flavor(|flavor| async move {
+        let (source, target) = two_servers(flavor).await?;
+        let db = "shop";
+        seed(&source, &target, db, 300).await?;
+        let mut cfg = move_config(&source, &target, db);
+        cfg.checksum = false;
+        let (handle, join) = move_tables::start(cfg);
+        wait_phase(&handle, Phase::ReadyToCutOver, Duration::from_secs(120)).await?;
+        let s = handle.snapshot();
+        assert!(!s.verify.enabled && s.verify.last_result.is_none(), "verify status: {:?}", s.verify);
+        assert!(!s.phase_seconds.iter().any(|(p, _)| *p == Phase::Verify), "a verify phase ran: {:?}", s.phase_seconds);
+        let reply = handle.send(Command::Verify).await;
+        assert!(!reply.ok, "verify accepted with --checksum=false: {}", reply.message);
+        assert!(handle.send(Command::CutOver).await.ok, "cut-over refused");
+        let outcome = tokio::time::timeout(Duration::from_secs(120), join).await???;
+        assert!(matches!(outcome, MoveOutcome::Done { .. }), "outcome {outcome:?}");
+        let counts = verify_moved(&source, &target, db).await?;
+        assert_eq!(counts, vec![300, 300]);
+        Ok(())
+    })
+    .await;
+}
+
 /// A refused move leaves both servers as they were: no checkpoint, no table on the target, nothing renamed.
 async fn assert_untouched(source: &Server, target: &Server, db: &str) -> Result<()> {
     let mut t = target.conn().await?;
