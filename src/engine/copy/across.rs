@@ -33,13 +33,7 @@ impl CopyJob {
         update_sql: &str,
     ) -> Result<(Vec<Value>, bool, u64, Instant)> {
         let ChunkBounds { end, last, cond, params, end_text, span } = self.bounds(source, lower, range_end, size).await?;
-        // MySQL JSON columns: the leaves their text cannot carry are reported beside them (see json_leaves).
-        let reports: Vec<String> = self
-            .json_columns()
-            .map(|i| json_leaves::report_sql(&format!("{}.{}", qualified(&self.source_db, &self.source_table), quote_ident(&self.columns[i].0.name))))
-            .collect();
-        let selected: Vec<&str> = source_cols.iter().chain(&reports).map(String::as_str).collect();
-        let select = format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", selected.join(", "), self.source());
+        let select = self.locking_read(source_cols, &cond);
         let started = Instant::now();
         let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a chunk")?;
         let rows: Vec<mysql_async::Row> = stx.exec(&select, params.clone()).await.wrap_err_with(|| {
@@ -66,12 +60,8 @@ impl CopyJob {
         let mut source = super::session::copier_conn(source_opts, self.writes).await?;
         let mut target = super::session::copier_conn(target_opts, self.writes).await.wrap_err("connecting to the target server")?;
         let target_cols: Vec<String> = self.columns.iter().map(|(_, n)| quote_ident(n)).collect();
-        let reports: Vec<String> = self
-            .json_columns()
-            .map(|i| json_leaves::report_sql(&format!("{}.{}", qualified(&self.source_db, &self.source_table), quote_ident(&self.columns[i].0.name))))
-            .collect();
-        let selected: Vec<String> = self.columns.iter().map(|(c, _)| quote_ident(&c.name)).chain(reports).collect();
-        let select = format!("SELECT {} FROM {} WHERE {} LOCK IN SHARE MODE", selected.join(", "), self.source(), source_range.0);
+        let source_cols: Vec<String> = self.columns.iter().map(|(c, _)| quote_ident(&c.name)).collect();
+        let select = self.locking_read(&source_cols, source_range.0);
         let mut stx = source.start_transaction(TxOpts::default()).await.wrap_err("starting the source side of a repair")?;
         let rows: Vec<mysql_async::Row> = stx.exec(&select, source_range.1).await.wrap_err("reading a repaired range on the source")?;
         let mut ttx = target.start_transaction(TxOpts::default()).await.wrap_err("starting the target side of a repair")?;
@@ -88,6 +78,17 @@ impl CopyJob {
         let _ = source.disconnect().await;
         let _ = target.disconnect().await;
         Ok(if noop { 0 } else { written })
+    }
+
+    /// The source's read of a range under shared locks: the columns, then a report per MySQL JSON column of the
+    /// leaves its text cannot carry (see json_leaves).
+    fn locking_read(&self, source_cols: &[String], cond: &str) -> String {
+        let reports: Vec<String> = self
+            .json_columns()
+            .map(|i| json_leaves::report_sql(&format!("{}.{}", qualified(&self.source_db, &self.source_table), quote_ident(&self.columns[i].0.name))))
+            .collect();
+        let selected: Vec<&str> = source_cols.iter().chain(&reports).map(String::as_str).collect();
+        format!("SELECT {} FROM {} WHERE {cond} LOCK IN SHARE MODE", selected.join(", "), self.source())
     }
 
     /// The positions (in `columns`) of MySQL JSON columns, whose reports follow the columns in a cross-server read.

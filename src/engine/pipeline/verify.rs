@@ -28,19 +28,25 @@ pub(crate) const POOL: usize = 4;
 /// Attempts at the verification lock (each waits at most the cut-over's lock timeout).
 const LOCK_ATTEMPTS: u32 = 5;
 
-/// What a round returns: the differences, or the wait that ended early.
-type Round = Result<std::result::Result<Vec<Difference>, Interrupted>>;
+/// What a round returns: the chunks it compared and the differences, or the wait that ended early.
+type Round = Result<std::result::Result<(u64, Vec<Difference>), Interrupted>>;
 
 /// Verifies every table of `tables` (original against ghost), one after the other; `fresh`: from the start (a
 /// re-verification), else from each table's checkpoint row. `cfg` names the changelog the markers go to and
 /// the lock's timeout.
+/// An error stops the run's tasks (the caller fails the run with the original serving).
 pub(crate) async fn run(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Running, tables: &[Verifier], fresh: bool) -> gate::WaitResult {
     announce(ctx, tables);
     let (mut repaired, mut chunks) = (0, 0);
     for v in tables {
-        match run_table(cfg, ctx, running, v, fresh).await? {
-            Ok(Checked { repaired: r, chunks: c }) => (repaired, chunks) = (repaired + r, chunks + c),
-            Err(i) => return Ok(Err(i)),
+        match run_table(cfg, ctx, running, v, fresh).await {
+            Ok(Ok(Checked { repaired: r, chunks: c })) => (repaired, chunks) = (repaired + r, chunks + c),
+            Ok(Err(i)) => return Ok(Err(i)),
+            Err(e) => {
+                ctx.shared.with(|i| i.status.verify.running = false);
+                running.stop().await;
+                return Err(e);
+            }
         }
     }
     finished(ctx, repaired, chunks, tables.len());
@@ -66,12 +72,14 @@ async fn run_table(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     for round in 1..=ROUNDS {
         ctx.shared.with(|i| i.status.verify.round = round);
         let diffs = match one_round(cfg, ctx, running, v, from.clone(), given.take()).await? {
-            Ok(d) => d,
+            Ok((compared, d)) => {
+                if round == 1 {
+                    chunks = compared;
+                }
+                d
+            }
             Err(i) => return Ok(Err(i)),
         };
-        if round == 1 {
-            chunks = ctx.shared.with(|i| i.status.verify.chunks_total);
-        }
         if diffs.is_empty() {
             return agreed(v).await.map(|_| Ok(Checked { repaired, chunks }));
         }
@@ -154,7 +162,7 @@ async fn one_round(cfg: &MigrationConfig, ctx: &RunContext, running: &mut Runnin
     };
     tracing::info!("verification of {}: {} chunk(s){cut} found in {} ms, compared in {} ms", v.job.source_table, ranges.len(), found.as_millis(), (started.elapsed() - found).as_millis());
     verify::end_snapshots(pool).await;
-    Ok(diffs?.ok_or(Interrupted::Stopped))
+    Ok(diffs?.map(|d| (ranges.len() as u64, d)).ok_or(Interrupted::Stopped))
 }
 
 /// Opens the snapshots on `pool` under the lock once the applier has committed a changelog marker written after the

@@ -110,34 +110,30 @@ pub fn forms(job: &CopyJob, ghost: &TableInfo, bare_allowed: bool) -> Forms {
         !job.warnings.panic_on_warnings
             && (!orig.column_type.eq_ignore_ascii_case(&gc.column_type) || orig.charset != gc.charset || orig.nullable != gc.nullable)
     };
-    let compared: Vec<(&Column, &Column)> = job
-        .columns
-        .iter()
-        .filter_map(|(orig, ghost_name)| ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).map(|gc| (orig, gc)))
-        .collect();
+    // Each column with its ghost column, None where it is not compared.
+    let pairs: Vec<(&Column, &String, Option<&Column>)> =
+        job.columns.iter().map(|(orig, name)| (orig, name, ghost.column(name).filter(|gc| !accepted_conversion(orig, gc)))).collect();
+    let compared: Vec<(&Column, &Column)> = pairs.iter().filter_map(|(o, _, g)| g.map(|g| (*o, g))).collect();
     let bare = bare_allowed && bare_text(&compared);
-    for (orig, ghost_name) in &job.columns {
-        let form = ghost.column(ghost_name).filter(|gc| !accepted_conversion(orig, gc)).and_then(|gc| match bare && orig.charset == gc.charset {
-            true => compare_form(orig, gc).map(|_| (quote_ident(&orig.name), quote_ident(&gc.name))),
-            false => compare_form(orig, gc),
-        });
-        match form {
-            Some((o, g)) => {
-                let nullable = orig.nullable || ghost.column(ghost_name).is_some_and(|c| c.nullable);
+    for (orig, ghost_name, gc) in pairs {
+        let form = gc.and_then(|gc| compare_form(orig, gc).map(|f| if bare { (quote_ident(&orig.name), quote_ident(&gc.name)) } else { f }));
+        match (form, gc) {
+            (Some((o, g)), Some(gc)) => {
+                let nullable = orig.nullable || gc.nullable;
                 original.exprs.push(o);
                 ghost_side.exprs.push(g);
                 original.nullable.push(nullable);
                 ghost_side.nullable.push(nullable);
             }
-            None => skipped.push(format!("{} -> {}", orig.name, ghost_name)),
+            _ => skipped.push(format!("{} -> {}", orig.name, ghost_name)),
         }
     }
     Forms { original, ghost: ghost_side, skipped }
 }
 
-/// Whether the row's text may take every text value as it is, without `CAST(.. AS BINARY)`: only when every compared column is a number, a date or
-/// time, or text (ENUM and SET included) and, on each side, all the text shares one character set and one
-/// collation, the same character set on both sides. CONCAT_WS then converts nothing but the numbers (into that
+/// Whether the row's text may take every text value as it is, without `CAST(.. AS BINARY)`: only when every
+/// compared column is a number, a date or time, or text (ENUM and SET included) and, on each side, all the text
+/// shares one character set and one collation, the same character set on both sides. CONCAT_WS then converts nothing but the numbers (into that
 /// character set, the same way on both sides) and cannot meet a mix of collations; the bytes of the text are the
 /// column's, as the casts would give them.
 fn bare_text(pairs: &[(&Column, &Column)]) -> bool {

@@ -258,10 +258,7 @@ impl Verifier {
     async fn sample(&self, snap: &mut Snapshot, range: &KeyRange) -> Result<Vec<String>> {
         let (oc, gc) = snap.both();
         let o = rows(oc, &self.forms.original, range).await?;
-        let g = match gc {
-            Some(gc) => rows(gc, &self.forms.ghost, range).await?,
-            None => rows(oc, &self.forms.ghost, range).await?,
-        };
+        let g = rows(gc.unwrap_or(oc), &self.forms.ghost, range).await?;
         let mut out = Vec::new();
         for (k, crc) in &o {
             match g.get(k) {
@@ -278,8 +275,7 @@ impl Verifier {
     /// Compares `ranges` over the pool: each snapshot takes the next chunk as soon as it is done with one (a
     /// throttle holds it before its next chunk, a stop ends it there). Each time the unbroken agreeing prefix of
     /// chunks grows, its last key is recorded in the checkpoint row and the status (a chunk is tens of thousands
-    /// of rows: one small write each). Returns
-    /// the differences in key order, or None when `stop` fired.
+    /// of rows: one small write each). Returns the differences in key order, or None when `stop` fired.
     pub async fn compare_all(&self, pool: &mut [Snapshot], ranges: &[KeyRange], shared: &Shared, record: bool, stop: &CancellationToken) -> Result<Option<Vec<Difference>>> {
         let ck = tokio::sync::Mutex::new(self.checkpoint_conn().await?);
         shared.with(|i| {

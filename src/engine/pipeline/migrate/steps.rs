@@ -314,19 +314,14 @@ async fn refuse_null_keys(cfg: &MigrationConfig, live: &mut Live) -> Result<()> 
     Ok(())
 }
 
-/// The verification (`fresh`: a re-verification from the start while the cut-over waits); an error stops the
-/// tasks and fails the run with the original serving.
+/// The verification (`fresh`: a re-verification from the start while the cut-over waits); an error fails the run
+/// with the original serving (the verification stopped the tasks).
 async fn verify_step(cfg: &MigrationConfig, ctx: &RunContext, live: &mut Live, fresh: bool) -> Result<std::result::Result<(), Interrupted>> {
     let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
     let slices: Vec<String> = live.slices.iter().map(|s| s.row.clone()).collect();
     let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&slices));
     let table = Verifier::new(cfg.source.opts(), live.job.clone(), &live.plan.new_structure, live.plan.mariadb, verify::POOL, rows).with_boundaries(boundaries);
-    match verify::run(cfg, ctx, &mut live.running, &[table], fresh).await {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            ctx.shared.with(|i| i.status.verify.running = false);
-            live.running.stop().await;
-            Err(e.wrap_err("the verification before the cut-over failed").with_resume(cfg))
-        }
-    }
+    verify::run(cfg, ctx, &mut live.running, &[table], fresh)
+        .await
+        .map_err(|e| e.wrap_err("the verification before the cut-over failed").with_resume(cfg))
 }

@@ -394,25 +394,20 @@ async fn ready(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live) -> gat
 /// Every table verified, source against target (`fresh`: from the start, a re-verification); differences that
 /// stay fail the move before the fence, the source tables serving.
 async fn verify_step(cfg: &MoveTablesConfig, ctx: &RunContext, live: &mut Live, fresh: bool) -> gate::WaitResult {
+    let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
     let tables: Vec<Verifier> = live
         .tables
         .iter()
         .map(|t| {
-            let rows = crate::engine::verify::chunk_rows(cfg.run.chunk_size);
             let boundaries = ctx.shared.with(|i| i.copy_boundaries.of(&[MoveTablesConfig::copy_row(&t.name)]));
             Verifier::new(cfg.source.opts(), copy_job(cfg, t), &t.target, t.plan.mariadb, verify::POOL, rows)
                 .across(cfg.target.opts(), MoveTablesConfig::verify_row(&t.name))
                 .with_boundaries(boundaries)
         })
         .collect();
-    match verify::run(&cfg.throttle_config(), ctx, &mut live.running, &tables, fresh).await {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            ctx.shared.with(|i| i.status.verify.running = false);
-            live.running.stop().await;
-            Err(with_resume(e.wrap_err("the verification before the fence failed; the source tables serve, the target tables are kept"), cfg))
-        }
-    }
+    verify::run(&cfg.throttle_config(), ctx, &mut live.running, &tables, fresh)
+        .await
+        .map_err(|e| with_resume(e.wrap_err("the verification before the fence failed; the source tables serve, the target tables are kept"), cfg))
 }
 
 /// A stop or an ended task while waiting: the stop outcome, or the task's error.
